@@ -1,0 +1,1 @@
+"""Where nodes live: a local private network namespace (default), docker, ssh hosts."""

@@ -1,0 +1,1 @@
+"""The controller: scenario -> run -> history -> verdict, and the ``ratchet`` CLI."""

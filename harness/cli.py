@@ -1,0 +1,55 @@
+"""The ``ratchet`` command: parse, dispatch to a subcommand, map failures to exit codes.
+
+Each subcommand lives in its own module under ``harness.commands`` and exposes
+``register(subparsers) -> None``; the parser it adds sets ``handler`` (a callable
+taking the parsed args and returning an exit code). Only this module and the
+command modules print; libraries log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.text import Text
+
+from harness.errors import EXIT_BAD_INPUT, BadInput
+
+# One module per subcommand, in the order `ratchet --help` lists them.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises BadInput (exit 3, one paragraph) instead of exiting 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise BadInput(f"{message}. Run `{self.prog} --help` for the accepted flags.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ratchet", description="Jepsen-style fault injection for a VR cluster.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"harness.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    err = Console(stderr=True)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            parser.print_help(sys.stderr)
+            return EXIT_BAD_INPUT
+        return int(args.handler(args))
+    except BadInput as exc:
+        err.print(Text("error: ", style="bold red") + Text(exc.paragraph()), soft_wrap=True)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

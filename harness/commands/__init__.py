@@ -1,0 +1,1 @@
+"""One module per ``ratchet`` subcommand; each exposes ``register(subparsers)``."""

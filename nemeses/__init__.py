@@ -1,0 +1,1 @@
+"""Faults and their inverses: partition, pause, kill, clock, disk, and schedules of them."""

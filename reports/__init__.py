@@ -1,0 +1,1 @@
+"""What a person sees: the HTML run report, plots, the campaign index, JUnit."""

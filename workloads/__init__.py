@@ -1,0 +1,1 @@
+"""What clients do against the system under test: register, list-append, ..."""
