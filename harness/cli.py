@@ -1,15 +1,16 @@
 """The ``ratchet`` command: parse, dispatch to a subcommand, map failures to exit codes.
 
 Each subcommand lives in its own module under ``harness.commands`` and exposes
-``register(subparsers) -> None``; the parser it adds sets ``handler`` (a callable
-taking the parsed args and returning an exit code). Only this module and the
-command modules print; libraries log.
+``register(subparsers) -> None`` and an integer ``ORDER`` (its place in
+``ratchet --help``); the parser it adds sets ``handler`` (a callable taking the
+parsed args and returning an exit code). Modules are discovered, so adding a
+command touches no shared file. Only this module and the command modules print;
+libraries log.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
@@ -32,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ratchet", description="Jepsen-style fault injection for a VR cluster.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"harness.commands.{name}").register(subparsers)
+    for module in _command_modules():
+        module.register(subparsers)
     return parser
 
 
