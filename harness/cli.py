@@ -11,16 +11,27 @@ libraries log.
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from rich.console import Console
 from rich.text import Text
 
+import harness.commands
 from harness.errors import EXIT_BAD_INPUT, BadInput
 
-# One module per subcommand, in the order `ratchet --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = ()
+
+def _command_modules() -> list[ModuleType]:
+    """Every module in harness.commands, in their declared ORDER."""
+    modules = [
+        importlib.import_module(f"harness.commands.{info.name}")
+        for info in pkgutil.iter_modules(harness.commands.__path__)
+        if not info.name.startswith("_")
+    ]
+    return sorted(modules, key=lambda module: (getattr(module, "ORDER", 100), module.__name__))
 
 
 class _Parser(argparse.ArgumentParser):
