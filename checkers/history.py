@@ -1,0 +1,342 @@
+"""The history a run records: one op per event, and the operations they pair into.
+
+A history is what the checkers judge, so it is the one format every part agrees
+on (docs/contracts.md §4). The harness appends :class:`Op` records with a
+:class:`HistoryWriter` as they happen (each line flushed, so the file is
+readable while the run goes on and after the writer is killed);
+:func:`read_history` reads Ratchet's ``history.jsonl``, Jepsen's EDN and
+Porcupine's etcd logs into the same records; :func:`pair` turns invocations and
+completions into :class:`Operation` intervals, the unit a linearizability check
+works on.
+
+Pairing follows Jepsen's rule: an invocation is completed by the next
+completion from the same process. ``fail`` means the op definitely did not take
+effect, so it is removed; ``info`` (or no completion at all) means it may have
+taken effect at any time after its invocation, or never, so it stays open to
+the end of the history. Nemesis ops are not client operations and are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal
+
+OP_TYPES = ("invoke", "ok", "fail", "info")
+COMPLETION_TYPES = ("ok", "fail", "info")
+NEMESIS_PROCESS = "nemesis"
+FORMATS = ("jsonl", "edn", "porcupine")
+
+Outcome = Literal["ok", "info"]
+
+
+class HistoryFormatError(ValueError):
+    """A history that cannot be read. The message names the file and line when known."""
+
+    def __init__(
+        self, message: str, *, path: str | os.PathLike[str] | None = None, line: int | None = None
+    ) -> None:
+        self.reason = message
+        self.path = None if path is None else str(path)
+        self.line = line
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
+        elif line is not None:
+            where = f"line {line}: "
+        super().__init__(where + message)
+
+
+def freeze(value: Any) -> Any:
+    """Lists become tuples (recursively) so values can be hashed and compared as states."""
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One event of a history: an invocation or a completion (contracts §4)."""
+
+    index: int
+    time_ns: int
+    process: int | str
+    type: str
+    f: str
+    key: Any = None
+    value: Any = None
+    error: str | None = None
+    node: str | None = None
+
+    @property
+    def is_nemesis(self) -> bool:
+        return not isinstance(self.process, int)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "time_ns": self.time_ns,
+            "process": self.process,
+            "type": self.type,
+            "f": self.f,
+            "key": self.key,
+            "value": self.value,
+            "error": self.error,
+            "node": self.node,
+        }
+
+    @staticmethod
+    def from_json(d: Any) -> Op:
+        """Validate one decoded JSON object; raise HistoryFormatError naming the bad field."""
+        if not isinstance(d, dict):
+            raise HistoryFormatError(f"expected a JSON object per line, got {type(d).__name__}")
+        for name in ("index", "time_ns", "process", "type", "f"):
+            if name not in d:
+                raise HistoryFormatError(
+                    f"field {name!r} is missing (an op needs index, time_ns, process, type, f)"
+                )
+        unknown = set(d) - set(Op.__slots__)
+        if unknown:
+            raise HistoryFormatError(f"unknown field(s) {sorted(unknown)}; accepted: {list(Op.__slots__)}")
+        index, time_ns, process = d["index"], d["time_ns"], d["process"]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise HistoryFormatError(f"field 'index' must be a non-negative integer, got {index!r}")
+        if not isinstance(time_ns, int) or isinstance(time_ns, bool):
+            raise HistoryFormatError(f"field 'time_ns' must be an integer (nanoseconds), got {time_ns!r}")
+        if isinstance(process, bool) or not isinstance(process, int | str):
+            raise HistoryFormatError(f"field 'process' must be an integer or \"nemesis\", got {process!r}")
+        op_type = d["type"]
+        if op_type not in OP_TYPES:
+            raise HistoryFormatError(f"field 'type' must be one of {list(OP_TYPES)}, got {op_type!r}")
+        f = d["f"]
+        if not isinstance(f, str) or not f:
+            raise HistoryFormatError(f"field 'f' must be a non-empty string, got {f!r}")
+        error, node = d.get("error"), d.get("node")
+        if error is not None and not isinstance(error, str):
+            raise HistoryFormatError(f"field 'error' must be a string or null, got {error!r}")
+        if node is not None and not isinstance(node, str):
+            raise HistoryFormatError(f"field 'node' must be a string or null, got {node!r}")
+        return Op(
+            index, time_ns, process, op_type, f, freeze(d.get("key")), freeze(d.get("value")), error, node
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """An invocation paired with its completion: the interval a check places the op in.
+
+    ``call``/``ret`` are positions in the event order (the history's list order,
+    which is real-time order); ``ret`` is None for an open-ended (``info``) op.
+    ``call_ns``/``return_ns`` are the recorded times, for reports.
+    """
+
+    id: int
+    process: int | str
+    f: str
+    key: Any
+    value_in: Any
+    value_out: Any
+    outcome: Outcome
+    call: int
+    ret: int | None
+    call_ns: int
+    return_ns: int | None
+    invoke_index: int
+    complete_index: int | None
+
+    @property
+    def open_ended(self) -> bool:
+        return self.ret is None
+
+
+def pair(ops: Iterable[Op]) -> list[Operation]:
+    """Pair each invocation with the next completion from the same process (Jepsen's rule).
+
+    ``fail`` completions remove their invocation; ``info`` completions, and
+    invocations never completed, become open-ended operations. A second
+    invocation while one is outstanding means the first crashed (open-ended).
+    Reads' output is the completion's value (a read invocation's value is
+    ignored); other ops keep the invocation's value as input.
+    """
+    events = list(ops)
+    pending: dict[int | str, tuple[int, Op]] = {}
+    done: list[tuple[int, Op, int | None, Op | None]] = []
+    for position, op in enumerate(events):
+        if op.is_nemesis:
+            continue
+        if op.type == "invoke":
+            previous = pending.pop(op.process, None)
+            if previous is not None:
+                done.append((previous[0], previous[1], None, None))
+            pending[op.process] = (position, op)
+            continue
+        started = pending.pop(op.process, None)
+        if started is None:
+            raise HistoryFormatError(
+                f"op index {op.index}: a {op.type!r} completion for process {op.process!r} "
+                f"has no invocation before it"
+            )
+        if started[1].f != op.f:
+            raise HistoryFormatError(
+                f"op index {op.index}: completion f={op.f!r} does not match its invocation "
+                f"(index {started[1].index}) f={started[1].f!r}"
+            )
+        if op.type == "fail":
+            continue
+        done.append((started[0], started[1], position if op.type == "ok" else None, op))
+    for position, op in pending.values():
+        done.append((position, op, None, None))
+    done.sort(key=lambda item: item[0])
+    result: list[Operation] = []
+    for call, invoke, ret, completion in done:
+        ok = ret is not None and completion is not None
+        if invoke.f == "read":
+            value_in = None
+            value_out = completion.value if ok and completion is not None else None
+        else:
+            value_in = invoke.value
+            value_out = completion.value if ok and completion is not None else None
+        result.append(
+            Operation(
+                id=len(result),
+                process=invoke.process,
+                f=invoke.f,
+                key=invoke.key,
+                value_in=value_in,
+                value_out=value_out,
+                outcome="ok" if ok else "info",
+                call=call,
+                ret=ret if ok else None,
+                call_ns=invoke.time_ns,
+                return_ns=completion.time_ns if completion is not None else None,
+                invoke_index=invoke.index,
+                complete_index=completion.index if completion is not None else None,
+            )
+        )
+    return result
+
+
+class HistoryWriter:
+    """Append ops to ``history.jsonl``, one JSON line each, flushed at once.
+
+    Flushing hands each line to the kernel, so a reader sees it immediately and
+    it survives a SIGKILL of the writer (pass ``fsync=True`` to survive a power
+    loss too, at a cost per op). ``append`` takes an :class:`Op` or a dict; a
+    dict without ``index`` gets the next index, without ``time_ns`` the
+    monotonic clock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self._fsync = fsync
+        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
+        self._next_index = 0
+
+    def append(self, op_or_dict: Op | dict[str, Any]) -> Op:
+        if self._file is None:
+            raise ValueError(f"HistoryWriter for {self.path} is closed")
+        if isinstance(op_or_dict, Op):
+            op = op_or_dict
+        else:
+            d = dict(op_or_dict)
+            d.setdefault("index", self._next_index)
+            d.setdefault("time_ns", time.monotonic_ns())
+            op = Op.from_json(d)
+        self._next_index = max(self._next_index, op.index + 1)
+        self._file.write(json.dumps(op.to_json(), separators=(",", ":")) + "\n")
+        self._file.flush()
+        if self._fsync:
+            os.fsync(self._file.fileno())
+        return op
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[Op]:
+    """Ratchet's own format. A blank last line is fine; a torn last line (a killed
+    writer) is reported like any other malformed line."""
+    ops: list[Op] = []
+    with open(path, encoding="utf-8") as file:
+        for line_number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            try:
+                decoded = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise HistoryFormatError(
+                    f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=line_number
+                ) from None
+            try:
+                ops.append(Op.from_json(decoded))
+            except HistoryFormatError as exc:
+                raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
+    return ops
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Guess the format from the extension, then from the first meaningful line."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if suffix == ".edn":
+        return "edn"
+    if suffix in (".log", ".txt"):
+        return "porcupine"
+    with open(path, encoding="utf-8", errors="replace") as file:
+        for line in _head(file, 200):
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if "jepsen.util" in stripped:
+                return "porcupine"
+            if stripped.startswith("{"):
+                try:
+                    json.loads(stripped)
+                    return "jsonl"
+                except json.JSONDecodeError:
+                    return "edn"
+            if stripped[0] in "[(;#":
+                return "edn"
+    raise HistoryFormatError(
+        "cannot tell the history's format; pass --format jsonl, edn or porcupine", path=path
+    )
+
+
+def _head(file: IO[str], count: int) -> Iterator[str]:
+    for i, line in enumerate(file):
+        if i >= count:
+            return
+        yield line
+
+
+def read_history(path: str | os.PathLike[str], format: str | None = None) -> list[Op]:
+    """Read a history in any supported format (autodetected when ``format`` is None)."""
+    if format is None:
+        format = detect_format(path)
+    if format == "jsonl":
+        return read_jsonl(path)
+    if format == "edn":
+        from checkers.readers import read_jepsen_edn
+
+        return read_jepsen_edn(path)
+    if format == "porcupine":
+        from checkers.readers import read_porcupine_log
+
+        return read_porcupine_log(path)
+    raise HistoryFormatError(f"unknown format {format!r}; accepted: {', '.join(FORMATS)}", path=path)

@@ -1,0 +1,252 @@
+"""Read other tools' histories into :class:`~checkers.history.Op` records, and write EDN.
+
+Two foreign shapes matter (see ``../shared/corpus/README.md``):
+
+* **Jepsen EDN**, either one op map per top-level form (``history.edn`` as
+  Jepsen writes it) or one vector/list of maps spread over lines with comments
+  (Knossos's test data). ``:process :nemesis`` becomes ``"nemesis"``. When every
+  client op's value is a ``[k v]`` tuple (``jepsen.independent``), ``k``
+  becomes the op's key and ``v`` its value.
+* **Porcupine's etcd logs**: Jepsen console lines
+  ``INFO  jepsen.util - <process> <type> <f> <value>``; the place of a line is
+  its time, and ``:timed-out`` marks a completion whose value is unknown.
+
+Foreign histories have no timestamps or indices of their own in general, so
+``index`` is the op's position and ``time_ns`` its ``:time`` when present,
+otherwise its position.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from checkers.edn import EdnError, EdnList, Keyword, Located, Symbol, dumps, load_elements, loads
+from checkers.history import COMPLETION_TYPES, OP_TYPES, HistoryFormatError, Op
+
+_CLIENT_FS_WITH_TUPLES = ("read", "write", "cas", "append", "add")
+
+
+def _plain(value: Any) -> Any:
+    """EDN values as Ratchet values: keywords and symbols become str, lists tuples."""
+    if isinstance(value, Keyword | Symbol):
+        return str(value)
+    if isinstance(value, EdnList):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, frozenset):
+        return frozenset(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _read_text(path: str | os.PathLike[str]) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except UnicodeDecodeError as exc:
+        raise HistoryFormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+
+
+def _edn_op(element: Located, position: int, path: str | os.PathLike[str]) -> Op | None:
+    """One EDN op map -> Op (before any independent-key split). None for non-op forms."""
+    m = element.value
+    if not isinstance(m, dict):
+        raise HistoryFormatError(
+            f"expected an op map {{:process ..., :type ...}}, found {dumps_short(m)}",
+            path=path,
+            line=element.line,
+        )
+    fields = {str(k): v for k, v in m.items() if isinstance(k, Keyword)}
+    for name in ("process", "type", "f"):
+        if name not in fields:
+            raise HistoryFormatError(f"op map has no :{name}", path=path, line=element.line)
+    process = fields["process"]
+    if isinstance(process, Keyword | Symbol | str):
+        process = str(process)
+    elif isinstance(process, bool) or not isinstance(process, int):
+        raise HistoryFormatError(
+            f":process must be an integer or a keyword, got {dumps_short(process)}",
+            path=path,
+            line=element.line,
+        )
+    op_type = fields["type"]
+    if not isinstance(op_type, Keyword) or op_type not in OP_TYPES:
+        raise HistoryFormatError(
+            f":type must be one of :invoke :ok :fail :info, got {dumps_short(op_type)}",
+            path=path,
+            line=element.line,
+        )
+    f = fields["f"]
+    if not isinstance(f, Keyword | Symbol | str):
+        raise HistoryFormatError(f":f must be a keyword, got {dumps_short(f)}", path=path, line=element.line)
+    time_value = fields.get("time")
+    time_ns = time_value if isinstance(time_value, int) and not isinstance(time_value, bool) else position
+    error = fields.get("error")
+    node = fields.get("node")
+    return Op(
+        index=position,
+        time_ns=time_ns,
+        process=process,
+        type=str(op_type),
+        f=str(f),
+        key=None,
+        value=_plain(fields.get("value")),
+        error=None if error is None else (str(error) if isinstance(error, Keyword | str) else dumps(error)),
+        node=None if node is None else str(_plain(node)),
+    )
+
+
+def dumps_short(value: Any) -> str:
+    try:
+        text = dumps(value)
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_independent(ops: list[Op]) -> bool:
+    """True when every client op carries a ``[k v]`` tuple: ``jepsen.independent``.
+
+    A plain register history has ``nil`` or scalar values on reads and writes,
+    so one such op rules the tuple reading out; a cas ``[old new]`` alone is
+    ambiguous and never decides it.
+    """
+    decisive = 0
+    for op in ops:
+        if op.is_nemesis:
+            continue
+        value = op.value
+        if not (isinstance(value, tuple) and len(value) == 2):
+            if op.type == "invoke" or op.type == "ok":
+                return False
+            continue  # an info/fail completion may carry no value
+        if op.f in ("read", "write") or (
+            op.f == "cas" and isinstance(value[1], tuple) and len(value[1]) == 2
+        ):
+            decisive += 1
+        elif op.f == "cas":
+            return False
+    return decisive > 0
+
+
+def read_jepsen_edn(path: str | os.PathLike[str]) -> list[Op]:
+    """Jepsen/Knossos EDN history (either shape) -> ops in file order."""
+    text = _read_text(path)
+    try:
+        elements = load_elements(text)
+    except EdnError as exc:
+        raise HistoryFormatError(
+            f"malformed EDN: {exc.reason} (column {exc.column})", path=path, line=exc.line
+        ) from None
+    ops: list[Op] = []
+    for element in elements:
+        op = _edn_op(element, len(ops), path)
+        if op is not None:
+            ops.append(op)
+    if _is_independent(ops):
+        ops = [_split_tuple(op) for op in ops]
+    return ops
+
+
+def _split_tuple(op: Op) -> Op:
+    if op.is_nemesis or not (isinstance(op.value, tuple) and len(op.value) == 2):
+        return op
+    key, value = op.value
+    return Op(op.index, op.time_ns, op.process, op.type, op.f, key, value, op.error, op.node)
+
+
+_PORCUPINE_MARK = "jepsen.util - "
+
+
+def read_porcupine_log(path: str | os.PathLike[str]) -> list[Op]:
+    """Porcupine's etcd logs (Jepsen console lines); other log lines are skipped."""
+    text = _read_text(path)
+    ops: list[Op] = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        at = line.find(_PORCUPINE_MARK)
+        if at < 0:
+            continue
+        fields = line[at + len(_PORCUPINE_MARK) :].split(None, 3)
+        if len(fields) < 3:
+            raise HistoryFormatError(
+                "expected '<process> <type> <f> <value>' after 'jepsen.util - '", path=path, line=line_number
+            )
+        process_text, type_text, f_text = fields[0], fields[1], fields[2]
+        value_text = fields[3].strip() if len(fields) == 4 else "nil"
+        if process_text.lstrip("-").isdigit():
+            process: int | str = int(process_text)
+        elif process_text.startswith(":"):
+            process = process_text[1:]
+        else:
+            raise HistoryFormatError(
+                f"process {process_text!r} is neither an integer nor a keyword", path=path, line=line_number
+            )
+        op_type = type_text.lstrip(":")
+        if op_type not in OP_TYPES:
+            raise HistoryFormatError(
+                f"type {type_text!r} is not one of :invoke :ok :fail :info", path=path, line=line_number
+            )
+        try:
+            value = _porcupine_value(value_text)
+        except EdnError as exc:
+            raise HistoryFormatError(
+                f"value {value_text!r} is not EDN ({exc.reason})", path=path, line=line_number
+            ) from None
+        error = None
+        if value == "timed-out" and op_type in COMPLETION_TYPES:
+            error, value = "timed-out", None
+        ops.append(Op(len(ops), len(ops), process, op_type, f_text.lstrip(":"), None, value, error, None))
+    return ops
+
+
+def _porcupine_value(text: str) -> Any:
+    """The common shapes (nil, an integer, [a b], :timed-out) directly; anything else via EDN."""
+    if text == "nil":
+        return None
+    if text.isdigit():
+        return int(text)
+    if text == ":timed-out":
+        return "timed-out"
+    if text.startswith("[") and text.endswith("]"):
+        parts = text[1:-1].split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            return (int(parts[0]), int(parts[1]))
+    return _plain(loads(text))
+
+
+def op_to_edn(op: Op) -> str:
+    """One op as a Jepsen-style EDN map; a keyed op's value becomes a ``[k v]`` tuple."""
+    fields: dict[Any, Any] = {
+        Keyword("index"): op.index,
+        Keyword("time"): op.time_ns,
+        Keyword("type"): Keyword(op.type),
+        Keyword("process"): op.process if isinstance(op.process, int) else Keyword(op.process),
+        Keyword("f"): Keyword(op.f),
+        Keyword("value"): _edn_value(op.value)
+        if op.key is None
+        else (_edn_value(op.key), _edn_value(op.value)),
+    }
+    if op.error is not None:
+        fields[Keyword("error")] = op.error
+    if op.node is not None:
+        fields[Keyword("node")] = op.node
+    return dumps(fields)
+
+
+def _edn_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {Keyword(k) if isinstance(k, str) else k: _edn_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return tuple(_edn_value(v) for v in value)
+    return value
+
+
+def write_edn(ops: Iterable[Op], path: str | os.PathLike[str]) -> None:
+    """Write Jepsen's ``history.edn`` shape (one op map per line) for Knossos/Elle users."""
+    with open(path, "w", encoding="utf-8") as file:
+        for op in ops:
+            file.write(op_to_edn(op) + "\n")
