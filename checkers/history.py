@@ -154,19 +154,16 @@ class Operation:
         return self.ret is None
 
 
-def pair(ops: Iterable[Op]) -> list[Operation]:
-    """Pair each invocation with the next completion from the same process (Jepsen's rule).
+def pair_events(ops: Iterable[Op]) -> list[tuple[int, Op, int | None, Op | None]]:
+    """(call position, invocation, completion position, completion) for every client op.
 
-    ``fail`` completions remove their invocation; ``info`` completions, and
-    invocations never completed, become open-ended operations. A second
-    invocation while one is outstanding means the first crashed (open-ended).
-    Reads' output is the completion's value (a read invocation's value is
-    ignored); other ops keep the invocation's value as input.
+    The raw pairing under :func:`pair`, keeping ``fail`` completions (perf and
+    stats count them). A completion is None when the op never completed (or was
+    superseded by the same process's next invocation). Sorted by call position.
     """
-    events = list(ops)
     pending: dict[int | str, tuple[int, Op]] = {}
     done: list[tuple[int, Op, int | None, Op | None]] = []
-    for position, op in enumerate(events):
+    for position, op in enumerate(ops):
         if op.is_nemesis:
             continue
         if op.type == "invoke":
@@ -186,28 +183,35 @@ def pair(ops: Iterable[Op]) -> list[Operation]:
                 f"op index {op.index}: completion f={op.f!r} does not match its invocation "
                 f"(index {started[1].index}) f={started[1].f!r}"
             )
-        if op.type == "fail":
-            continue
-        done.append((started[0], started[1], position if op.type == "ok" else None, op))
+        done.append((started[0], started[1], position, op))
     for position, op in pending.values():
         done.append((position, op, None, None))
     done.sort(key=lambda item: item[0])
+    return done
+
+
+def pair(ops: Iterable[Op]) -> list[Operation]:
+    """Pair each invocation with the next completion from the same process (Jepsen's rule).
+
+    ``fail`` completions remove their invocation; ``info`` completions, and
+    invocations never completed, become open-ended operations. A second
+    invocation while one is outstanding means the first crashed (open-ended).
+    Reads' output is the completion's value (a read invocation's value is
+    ignored); other ops keep the invocation's value as input.
+    """
     result: list[Operation] = []
-    for call, invoke, ret, completion in done:
-        ok = ret is not None and completion is not None
-        if invoke.f == "read":
-            value_in = None
-            value_out = completion.value if ok and completion is not None else None
-        else:
-            value_in = invoke.value
-            value_out = completion.value if ok and completion is not None else None
+    for call, invoke, ret, completion in pair_events(ops):
+        if completion is not None and completion.type == "fail":
+            continue
+        ok = completion is not None and completion.type == "ok"
+        value_out = completion.value if ok and completion is not None else None
         result.append(
             Operation(
                 id=len(result),
                 process=invoke.process,
                 f=invoke.f,
                 key=invoke.key,
-                value_in=value_in,
+                value_in=None if invoke.f == "read" else invoke.value,
                 value_out=value_out,
                 outcome="ok" if ok else "info",
                 call=call,

@@ -1,0 +1,221 @@
+"""Performance data from a history: latencies, quantiles and throughput over time, fault windows.
+
+Data only: the reports draw the plots. Everything is computed from the ops'
+recorded ``time_ns`` (the harness's monotonic clock), so the numbers line up
+with the nemesis's fault windows drawn on the same axis. Bucket start times
+``t_ns`` are on that same clock, aligned to multiples of ``bucket_ns``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from checkers.history import Op, pair_events
+
+FAULT_KINDS = ("partition", "loss", "pause", "kill", "clock", "disk", "corrupt")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultWindow:
+    """A fault in force: from a ``start-<kind>`` completion to the next ``stop-<kind>`` completion.
+
+    ``stop_ns`` is None when the fault was never stopped in the history.
+    ``targets`` come from the start's ``value["targets"]``; ``value`` is that
+    whole value (grudge, fraction, ...).
+    """
+
+    kind: str
+    start_ns: int
+    stop_ns: int | None
+    targets: tuple[Any, ...]
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPoint:
+    """One completed client op: when it was invoked and how long it took."""
+
+    invoke_ns: int
+    latency_ns: int
+    f: str
+    type: str
+    process: int | str
+    key: Any
+
+
+def _nemesis_completions(ops: Iterable[Op]) -> list[Op]:
+    """The completion of each nemesis invocation/completion pair (both are ``info``).
+
+    Pairs are consecutive records with the same ``f``: the first is the
+    invocation, the next with that ``f`` its completion. An invocation with no
+    completion (the run was cut short) counts as its own completion.
+    """
+    open_by_f: dict[str, Op] = {}
+    completions: list[Op] = []
+    for op in ops:
+        if not op.is_nemesis:
+            continue
+        if op.type == "invoke":
+            open_by_f[op.f] = op
+            continue
+        if op.f in open_by_f:
+            open_by_f.pop(op.f)
+            completions.append(op)
+        else:
+            open_by_f[op.f] = op
+    completions.extend(open_by_f.values())
+    completions.sort(key=lambda op: op.index)
+    return completions
+
+
+def _kind(f: str) -> tuple[str, str] | None:
+    """('start'|'stop', kind) for a nemesis f, or None. Bare start/stop (Jepsen) is kind 'nemesis'."""
+    for action in ("start", "stop"):
+        if f == action:
+            return action, "nemesis"
+        if f.startswith(action + "-"):
+            return action, f[len(action) + 1 :]
+    return None
+
+
+def _targets(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, dict):
+        targets = value.get("targets")
+        if isinstance(targets, list | tuple):
+            return tuple(targets)
+    return ()
+
+
+def fault_windows(ops: Sequence[Op]) -> list[FaultWindow]:
+    """Fault windows from nemesis ops (contracts §4), in start order."""
+    started: dict[str, Op] = {}
+    windows: list[FaultWindow] = []
+    for op in _nemesis_completions(ops):
+        parsed = _kind(op.f)
+        if parsed is None:
+            continue
+        action, kind = parsed
+        if action == "start":
+            if kind not in started:
+                started[kind] = op
+            continue
+        start = started.pop(kind, None)
+        if start is not None:
+            windows.append(FaultWindow(kind, start.time_ns, op.time_ns, _targets(start.value), start.value))
+    for kind, start in started.items():
+        windows.append(FaultWindow(kind, start.time_ns, None, _targets(start.value), start.value))
+    windows.sort(key=lambda w: (w.start_ns, w.kind))
+    return windows
+
+
+def latency_points(ops: Sequence[Op]) -> list[LatencyPoint]:
+    """Every client op that completed (ok, fail or info), by invocation time."""
+    points: list[LatencyPoint] = []
+    for _, invoke, _, completion in pair_events(ops):
+        if completion is None:
+            continue
+        points.append(
+            LatencyPoint(
+                invoke.time_ns,
+                completion.time_ns - invoke.time_ns,
+                invoke.f,
+                completion.type,
+                invoke.process,
+                invoke.key,
+            )
+        )
+    return points
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile of already sorted values (0 <= q <= 1)."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return float(sorted_values[min(rank, len(sorted_values)) - 1])
+
+
+def _bucket(t_ns: int, bucket_ns: int) -> int:
+    return (t_ns // bucket_ns) * bucket_ns
+
+
+def quantiles_over_time(ops: Sequence[Op], *, bucket_ns: int) -> list[dict[str, Any]]:
+    """Latency quantiles of ``ok`` ops per bucket of invocation time.
+
+    Failed and indeterminate ops are left out: their latency is a timeout, not
+    the system's response time (throughput_over_time counts them).
+    """
+    if bucket_ns <= 0:
+        raise ValueError(f"bucket_ns must be positive, got {bucket_ns}")
+    buckets: dict[int, list[int]] = defaultdict(list)
+    for point in latency_points(ops):
+        if point.type == "ok":
+            buckets[_bucket(point.invoke_ns, bucket_ns)].append(point.latency_ns)
+    rows: list[dict[str, Any]] = []
+    for t_ns in sorted(buckets):
+        values = sorted(buckets[t_ns])
+        rows.append(
+            {
+                "t_ns": t_ns,
+                "p50_ms": quantile(values, 0.5) / 1e6,
+                "p95_ms": quantile(values, 0.95) / 1e6,
+                "p99_ms": quantile(values, 0.99) / 1e6,
+                "max_ms": values[-1] / 1e6,
+                "count": len(values),
+            }
+        )
+    return rows
+
+
+def throughput_over_time(ops: Sequence[Op], *, bucket_ns: int) -> list[dict[str, Any]]:
+    """Completions per bucket of completion time, by outcome; empty buckets between are zeros."""
+    if bucket_ns <= 0:
+        raise ValueError(f"bucket_ns must be positive, got {bucket_ns}")
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: {"ok": 0, "fail": 0, "info": 0})
+    for op in ops:
+        if op.is_nemesis or op.type == "invoke":
+            continue
+        counts[_bucket(op.time_ns, bucket_ns)][op.type] += 1
+    if not counts:
+        return []
+    first, last = min(counts), max(counts)
+    return [
+        {"t_ns": t_ns, **counts.get(t_ns, {"ok": 0, "fail": 0, "info": 0})}
+        for t_ns in range(first, last + bucket_ns, bucket_ns)
+    ]
+
+
+def perf(ops: Sequence[Op], *, bucket_ns: int = 1_000_000_000) -> dict[str, Any]:
+    """The perf checker's entry in results.json: overall latency quantiles by f, plus the series.
+
+    Always valid: perf is evidence, not a verdict.
+    """
+    by_f: dict[str, list[int]] = defaultdict(list)
+    for point in latency_points(ops):
+        if point.type == "ok":
+            by_f[point.f].append(point.latency_ns)
+    latency: dict[str, dict[str, float | int]] = {}
+    for f, values in sorted(by_f.items()):
+        values.sort()
+        latency[f] = {
+            "count": len(values),
+            "p50_ms": quantile(values, 0.5) / 1e6,
+            "p95_ms": quantile(values, 0.95) / 1e6,
+            "p99_ms": quantile(values, 0.99) / 1e6,
+            "max_ms": values[-1] / 1e6,
+        }
+    return {
+        "valid": True,
+        "latency_ok_by_f": latency,
+        "bucket_ns": bucket_ns,
+        "quantiles": quantiles_over_time(ops, bucket_ns=bucket_ns),
+        "throughput": throughput_over_time(ops, bucket_ns=bucket_ns),
+        "fault_windows": [
+            {"kind": w.kind, "start_ns": w.start_ns, "stop_ns": w.stop_ns, "targets": list(w.targets)}
+            for w in fault_windows(ops)
+        ],
+    }
