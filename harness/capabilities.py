@@ -1,0 +1,152 @@
+"""What this machine can do for a run: namespaces, packet filters, signals, clocks, FUSE, docker.
+
+One probe, shared by ``ratchet doctor`` (which prints it) and scenario validation
+(which refuses a fault the machine cannot inject before anything starts).
+Each probe actually tries the thing (enter a namespace, list a ruleset inside
+it) rather than guessing from file names, because a binary that exists but is
+not permitted is the common failure in containers and CI.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+PROBE_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    name: str
+    available: bool
+    detail: str
+    how_to_enable: str = ""
+
+
+def _try(argv: list[str]) -> tuple[bool, str]:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, str(exc)
+    out = (proc.stderr or proc.stdout).strip().splitlines()
+    return proc.returncode == 0, (out[-1] if out else f"exit {proc.returncode}")
+
+
+def namespace_argv() -> list[str]:
+    """Run a command the way a run lives: private net+mount+pid namespaces (clusters.namespace)."""
+    return [sys.executable, "-m", "clusters.namespace", "--"]
+
+
+def probe_namespaces() -> Capability:
+    ok, detail = _try([*namespace_argv(), "true"])
+    if ok:
+        mode = "root" if os.geteuid() == 0 else "user namespace (unprivileged)"
+        return Capability("namespaces", True, f"private network+mount+pid namespaces work ({mode})")
+    return Capability(
+        "namespaces",
+        False,
+        f"cannot create a private network namespace: {detail}",
+        "run as root, or allow unprivileged user namespaces: "
+        "sysctl -w kernel.unprivileged_userns_clone=1 (Debian) / "
+        "sysctl -w user.max_user_namespaces=15000; in a container, run it with --privileged "
+        "or --cap-add SYS_ADMIN,NET_ADMIN",
+    )
+
+
+def probe_packet_filter() -> Capability:
+    """nftables, else iptables, usable inside a fresh network namespace."""
+    tried = []
+    for name, argv in (("nft", ["nft", "list", "ruleset"]), ("iptables", ["iptables", "-S"])):
+        if shutil.which(name) is None:
+            tried.append(f"{name}: not installed")
+            continue
+        ok, detail = _try([*namespace_argv(), *argv])
+        if ok:
+            return Capability("packet-filter", True, f"{name} works inside a private network namespace")
+        tried.append(f"{name}: {detail}")
+    return Capability(
+        "packet-filter",
+        False,
+        "; ".join(tried),
+        "apt-get install nftables (or iptables); needs working namespaces",
+    )
+
+
+def probe_signals() -> Capability:
+    return Capability("signals", True, "SIGSTOP/SIGCONT/SIGKILL to node processes (always available)")
+
+
+def probe_faketime() -> Capability:
+    libs = glob.glob("/usr/lib/*/faketime/libfaketime*.so*") + glob.glob("/usr/lib/faketime/libfaketime*.so*")
+    if libs:
+        return Capability("libfaketime", True, f"found {libs[0]} (clock faults: not wired in this version)")
+    return Capability("libfaketime", False, "libfaketime not found", "apt-get install libfaketime faketime")
+
+
+def probe_fuse() -> Capability:
+    if os.path.exists("/dev/fuse") and shutil.which("fusermount3"):
+        return Capability(
+            "fuse", True, "/dev/fuse and fusermount3 present (disk faults: not wired in this version)"
+        )
+    return Capability(
+        "fuse",
+        False,
+        "/dev/fuse or fusermount3 missing",
+        "apt-get install fuse3; in a container add --device /dev/fuse --cap-add SYS_ADMIN",
+    )
+
+
+def probe_docker() -> Capability:
+    if shutil.which("docker") is None:
+        return Capability(
+            "docker", False, "docker CLI not installed", "install docker (docker clusters: later)"
+        )
+    ok, detail = _try(["docker", "info", "--format", "{{.ServerVersion}}"])
+    if ok:
+        return Capability("docker", True, f"docker daemon reachable ({detail})")
+    return Capability(
+        "docker",
+        False,
+        f"docker daemon not reachable: {detail}",
+        "start dockerd or set DOCKER_HOST (docker clusters: later)",
+    )
+
+
+# Which capabilities each fault kind needs on the local cluster; None: not implemented yet.
+FAULT_NEEDS: dict[str, tuple[str, ...] | None] = {
+    "partition": ("namespaces", "packet-filter"),
+    "loss": ("namespaces", "packet-filter"),
+    "pause": ("namespaces", "signals"),
+    "kill": ("namespaces", "signals"),
+    "clock": None,
+    "disk": None,
+    "corrupt": None,
+}
+
+
+def probe_all(*, include_docker: bool = True) -> dict[str, Capability]:
+    probes = [probe_namespaces(), probe_packet_filter(), probe_signals(), probe_faketime(), probe_fuse()]
+    if include_docker:
+        probes.append(probe_docker())
+    return {c.name: c for c in probes}
+
+
+def fault_refusal(fault: str, caps: dict[str, Capability]) -> str | None:
+    """Why ``fault`` cannot be injected here (None: it can)."""
+    needs = FAULT_NEEDS.get(fault)
+    if needs is None:
+        return (
+            f"the {fault!r} fault is planned but not implemented in this version of Ratchet; "
+            f"choose from partition, loss, pause, kill"
+        )
+    for need in needs:
+        cap = caps.get(need)
+        if cap is None or not cap.available:
+            detail = cap.detail if cap else "not probed"
+            how = f" To enable it: {cap.how_to_enable}." if cap and cap.how_to_enable else ""
+            return f"the {fault!r} fault needs {need}, which this machine lacks ({detail}).{how}"
+    return None

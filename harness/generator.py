@@ -1,0 +1,803 @@
+"""Pure, immutable operation generators: what to do next, and when.
+
+In a nutshell
+-------------
+A generator is a value. Asking it for an operation never changes it:
+
+    op(gen, ctx)          -> None (exhausted) | PENDING | (operation, next_gen)
+    update(gen, ctx, ev)  -> next_gen   (told about an invocation or completion)
+
+``ctx`` (a :class:`Context`) carries the time, the threads in scope, which of
+them are free, which process each thread currently runs, and the run's seeded
+``random.Random``. An operation is a plain dict (``{"f": "read", "key": 3}``);
+the generator fills in ``type`` (``invoke``), ``process`` (a free one) and
+``time_ns`` (now) where they are missing. An operation whose ``time_ns`` lies
+in the future tells the interpreter to wait until then; ``PENDING`` tells it
+to wait for a completion.
+
+Plain values are generators too: ``None`` is empty, a dict emits itself once,
+a list/tuple emits each element's operations in turn, and a callable
+``f(ctx)`` is asked again for every operation (returning None ends it).
+
+Examples::
+
+    time_limit(60, clients(stagger(0.01, mix([reads, writes])), nemesis(cycle(...))))
+    phases(limit(100, writes), sleep(5), each_thread(once(final_read)))
+
+Why immutable values and not threads that sleep and mutate (Jepsen's early
+design, dropped for the same reasons there): the same generator can be driven
+by the real runner and by :func:`simulate` with a fake clock, so a schedule is
+tested exactly, deterministically and instantly; and there are no races
+between worker threads asking for operations at the same time.
+
+Times are integers in nanoseconds inside; constructors take seconds.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+Thread = int | str
+Process = int | str
+Op = dict[str, Any]
+NEMESIS = "nemesis"
+NS_PER_S = 1_000_000_000
+
+
+class _Pending:
+    def __repr__(self) -> str:
+        return "PENDING"
+
+
+PENDING = _Pending()
+Result = None | _Pending | tuple[Op, Any]
+
+
+def seconds_to_ns(seconds: float) -> int:
+    return round(seconds * NS_PER_S)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a generator may look at: time, threads in scope and their state."""
+
+    time_ns: int
+    threads: tuple[Thread, ...]
+    free: frozenset[Thread]
+    workers: Mapping[Thread, Process]
+    rng: random.Random = field(compare=False, repr=False)
+
+    def restrict(self, keep: Callable[[Thread], bool]) -> Context:
+        threads = tuple(t for t in self.threads if keep(t))
+        return replace(self, threads=threads, free=frozenset(t for t in self.free if keep(t)))
+
+    def thread_of(self, process: Process) -> Thread | None:
+        for thread, proc in self.workers.items():
+            if proc == process:
+                return thread
+        return None
+
+    def free_threads(self) -> list[Thread]:
+        return [t for t in self.threads if t in self.free]
+
+    def all_free(self) -> bool:
+        return all(t in self.free for t in self.threads)
+
+
+def fill_in(operation: Op, ctx: Context) -> Op | _Pending:
+    """Give an op its missing process (the first free thread's), type and time."""
+    filled = dict(operation)
+    if "process" not in filled:
+        free = ctx.free_threads()
+        if not free:
+            return PENDING
+        filled["process"] = ctx.workers[free[0]]
+    filled.setdefault("type", "invoke")
+    filled.setdefault("time_ns", ctx.time_ns)
+    return filled
+
+
+class Generator:
+    """Base of the combinators; subclasses are frozen dataclasses."""
+
+    def op(self, ctx: Context) -> Result:
+        raise NotImplementedError
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return self
+
+
+def op(gen: Any, ctx: Context) -> Result:
+    """Ask ``gen`` for its next operation in ``ctx``."""
+    if gen is None:
+        return None
+    if isinstance(gen, Generator):
+        return gen.op(ctx)
+    if isinstance(gen, dict):
+        filled = fill_in(gen, ctx)
+        return filled if filled is PENDING else (filled, None)  # type: ignore[return-value]
+    if isinstance(gen, (list, tuple)):
+        return Seq(tuple(gen)).op(ctx)
+    if callable(gen):
+        return Fn(gen).op(ctx)
+    raise TypeError(f"not a generator: {gen!r}")
+
+
+def update(gen: Any, ctx: Context, event: Op) -> Any:
+    """Tell ``gen`` about an invocation or completion; returns the next generator."""
+    if isinstance(gen, Generator):
+        return gen.update(ctx, event)
+    if isinstance(gen, (list, tuple)) and gen:
+        return Seq(tuple(gen)).update(ctx, event)
+    return gen
+
+
+def _event_in(ctx: Context, event: Op) -> bool:
+    thread = ctx.thread_of(event.get("process"))
+    return thread is not None and thread in ctx.threads
+
+
+# -- sequencing ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Seq(Generator):
+    gens: tuple[Any, ...]
+
+    def op(self, ctx: Context) -> Result:
+        gens = self.gens
+        while gens:
+            result = op(gens[0], ctx)
+            if result is None:
+                gens = gens[1:]
+                continue
+            if result is PENDING:
+                return PENDING
+            operation, nxt = result  # type: ignore[misc]
+            rest = gens[1:] if nxt is None else (nxt, *gens[1:])
+            return operation, Seq(rest)
+        return None
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        if not self.gens:
+            return self
+        return Seq((update(self.gens[0], ctx, event), *self.gens[1:]))
+
+
+@dataclass(frozen=True, slots=True)
+class Fn(Generator):
+    """Calls ``f(ctx)`` for each operation; the value it returns is a generator.
+
+    ``f`` may be called for an op the interpreter then does not take (a completion
+    came first), so a side-effecting ``f`` sees gaps; keep counters in a generator's
+    state instead when the values must be dense."""
+
+    f: Callable[[Context], Any]
+
+    def op(self, ctx: Context) -> Result:
+        if not ctx.free:
+            return PENDING  # do not call f for an op no thread could take
+        produced = self.f(ctx)
+        if produced is None:
+            return None
+        result = op(produced, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        return operation, (self if nxt is None else Seq((nxt, self)))
+
+
+@dataclass(frozen=True, slots=True)
+class Synchronize(Generator):
+    """Waits until every thread in scope is free, then behaves like ``gen``."""
+
+    gen: Any
+    synced: bool = False
+
+    def op(self, ctx: Context) -> Result:
+        if not self.synced and not ctx.all_free():
+            return PENDING
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        return operation, Synchronize(nxt, synced=True)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Synchronize(update(self.gen, ctx, event), self.synced)
+
+
+def phases(*gens: Any) -> Seq:
+    """Each generator runs to exhaustion, and the next starts when all threads are free."""
+    return Seq(tuple(Synchronize(g) for g in gens))
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep(Generator):
+    """One ``sleep`` op: its thread does nothing for ``dt_ns`` (not recorded in the history)."""
+
+    dt_ns: int
+
+    def op(self, ctx: Context) -> Result:
+        filled = fill_in({"type": "sleep", "f": "sleep", "value": self.dt_ns}, ctx)
+        return filled if filled is PENDING else (filled, None)  # type: ignore[return-value]
+
+
+def sleep(dt_s: float) -> Sleep:
+    return Sleep(seconds_to_ns(dt_s))
+
+
+# -- transforming -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Map(Generator):
+    f: Callable[[Op], Op]
+    gen: Any
+
+    def op(self, ctx: Context) -> Result:
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        return self.f(operation), Map(self.f, nxt)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Map(self.f, update(self.gen, ctx, event))
+
+
+@dataclass(frozen=True, slots=True)
+class Limit(Generator):
+    remaining: int
+    gen: Any
+
+    def op(self, ctx: Context) -> Result:
+        if self.remaining <= 0:
+            return None
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        return operation, Limit(self.remaining - 1, nxt)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Limit(self.remaining, update(self.gen, ctx, event))
+
+
+def limit(n: int, gen: Any) -> Limit:
+    return Limit(n, gen)
+
+
+def once(gen: Any) -> Limit:
+    return Limit(1, gen)
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat(Generator):
+    """Emits ``gen``'s first operation over and over (``remaining`` None: forever)."""
+
+    remaining: int | None
+    gen: Any
+
+    def op(self, ctx: Context) -> Result:
+        if self.remaining is not None and self.remaining <= 0:
+            return None
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, _ = result  # type: ignore[misc]
+        left = None if self.remaining is None else self.remaining - 1
+        return operation, Repeat(left, self.gen)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Repeat(self.remaining, update(self.gen, ctx, event))
+
+
+def repeat(gen: Any, n: int | None = None) -> Repeat:
+    return Repeat(n, gen)
+
+
+@dataclass(frozen=True, slots=True)
+class Cycle(Generator):
+    """Runs ``gen`` to exhaustion, then starts it again from the beginning."""
+
+    original: Any
+    current: Any
+    remaining: int | None
+
+    def op(self, ctx: Context) -> Result:
+        current, remaining = self.current, self.remaining
+        for _ in range(2):
+            result = op(current, ctx)
+            if result is PENDING:
+                return PENDING
+            if result is not None:
+                operation, nxt = result  # type: ignore[misc]
+                return operation, Cycle(self.original, nxt, remaining)
+            remaining = None if remaining is None else remaining - 1
+            if remaining is not None and remaining <= 0:
+                return None
+            current = self.original
+        return None  # the original itself is empty
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Cycle(self.original, update(self.current, ctx, event), self.remaining)
+
+
+def cycle(gen: Any, n: int | None = None) -> Cycle:
+    return Cycle(gen, gen, n)
+
+
+# -- timing -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delay(Generator):
+    """Operations at least ``dt_ns`` apart."""
+
+    dt_ns: int
+    gen: Any
+    next_ns: int | None = None
+
+    def op(self, ctx: Context) -> Result:
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        at = max(operation["time_ns"], self.next_ns if self.next_ns is not None else 0)
+        return {**operation, "time_ns": at}, Delay(self.dt_ns, nxt, at + self.dt_ns)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Delay(self.dt_ns, update(self.gen, ctx, event), self.next_ns)
+
+
+def delay(dt_s: float, gen: Any) -> Delay:
+    return Delay(seconds_to_ns(dt_s), gen)
+
+
+@dataclass(frozen=True, slots=True)
+class Stagger(Generator):
+    """Operations separated by random gaps, uniform in [0, 2 * dt) (mean ``dt``)."""
+
+    dt_ns: int
+    gen: Any
+    next_ns: int | None = None
+
+    def op(self, ctx: Context) -> Result:
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        at = max(operation["time_ns"], self.next_ns if self.next_ns is not None else 0)
+        gap = ctx.rng.randrange(0, 2 * self.dt_ns) if self.dt_ns > 0 else 0
+        return {**operation, "time_ns": at}, Stagger(self.dt_ns, nxt, at + gap)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Stagger(self.dt_ns, update(self.gen, ctx, event), self.next_ns)
+
+
+def stagger(dt_s: float, gen: Any) -> Stagger:
+    return Stagger(seconds_to_ns(dt_s), gen)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeLimit(Generator):
+    """Operations until ``dt_ns`` after the first one was asked for; later ones are dropped."""
+
+    dt_ns: int
+    gen: Any
+    cutoff_ns: int | None = None
+
+    def op(self, ctx: Context) -> Result:
+        cutoff = self.cutoff_ns if self.cutoff_ns is not None else ctx.time_ns + self.dt_ns
+        if ctx.time_ns >= cutoff:
+            return None
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        if operation["time_ns"] >= cutoff:
+            return None
+        return operation, TimeLimit(self.dt_ns, nxt, cutoff)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return TimeLimit(self.dt_ns, update(self.gen, ctx, event), self.cutoff_ns)
+
+
+def time_limit(dt_s: float, gen: Any) -> TimeLimit:
+    return TimeLimit(seconds_to_ns(dt_s), gen)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleTimes(Generator):
+    """Cycles through generators, each in charge for its own duration; each keeps its state."""
+
+    durations_ns: tuple[int, ...]
+    gens: tuple[Any, ...]
+    start_ns: int | None = None
+
+    def op(self, ctx: Context) -> Result:
+        start = self.start_ns if self.start_ns is not None else ctx.time_ns
+        period = sum(self.durations_ns)
+        cycle_start = start + ((ctx.time_ns - start) // period) * period
+        window_start = cycle_start
+        # Find the window that contains "now"; then try it and the next ones in turn.
+        index = 0
+        while window_start + self.durations_ns[index] <= ctx.time_ns:
+            window_start += self.durations_ns[index]
+            index = (index + 1) % len(self.gens)
+        for _ in range(len(self.gens) + 1):
+            window_end = window_start + self.durations_ns[index]
+            local = replace(ctx, time_ns=max(ctx.time_ns, window_start))
+            result = op(self.gens[index], local)
+            if result is PENDING:
+                return PENDING
+            if result is not None:
+                operation, nxt = result  # type: ignore[misc]
+                if operation["time_ns"] < window_end:
+                    gens = (*self.gens[:index], nxt, *self.gens[index + 1 :])
+                    return operation, CycleTimes(self.durations_ns, gens, start)
+            window_start, index = window_end, (index + 1) % len(self.gens)
+        return None
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        gens = tuple(update(g, ctx, event) for g in self.gens)
+        return CycleTimes(self.durations_ns, gens, self.start_ns)
+
+
+def cycle_times(*specs: tuple[float, Any]) -> CycleTimes:
+    """``cycle_times((10, gen_a), (5, gen_b))``: a for 10 s, b for 5 s, a for 10 s, ..."""
+    return CycleTimes(tuple(seconds_to_ns(s) for s, _ in specs), tuple(g for _, g in specs))
+
+
+# -- choosing between generators ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mix(Generator):
+    """Each operation from a generator chosen at random (seeded); exhausted ones drop out."""
+
+    gens: tuple[Any, ...]
+
+    def op(self, ctx: Context) -> Result:
+        gens = self.gens
+        while gens:
+            index = ctx.rng.randrange(len(gens))
+            result = op(gens[index], ctx)
+            if result is None:
+                gens = (*gens[:index], *gens[index + 1 :])
+                continue
+            if result is PENDING:
+                return PENDING
+            operation, nxt = result  # type: ignore[misc]
+            return operation, Mix((*gens[:index], nxt, *gens[index + 1 :]))
+        return None
+
+
+def mix(gens: Sequence[Any]) -> Mix:
+    return Mix(tuple(gens))
+
+
+@dataclass(frozen=True, slots=True)
+class Any_(Generator):
+    """The soonest operation of several generators, each running in the same scope."""
+
+    gens: tuple[Any, ...]
+
+    def op(self, ctx: Context) -> Result:
+        best: tuple[Op, int, Any] | None = None
+        pending = False
+        for index, gen in enumerate(self.gens):
+            result = op(gen, ctx)
+            if result is PENDING:
+                pending = True
+            elif result is not None:
+                operation, nxt = result  # type: ignore[misc]
+                if best is None or operation["time_ns"] < best[0]["time_ns"]:
+                    best = (operation, index, nxt)
+        if best is None:
+            return PENDING if pending else None
+        operation, index, nxt = best
+        return operation, Any_((*self.gens[:index], nxt, *self.gens[index + 1 :]))
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return Any_(tuple(update(g, ctx, event) for g in self.gens))
+
+
+def any_(*gens: Any) -> Any_:
+    return Any_(tuple(gens))
+
+
+@dataclass(frozen=True, slots=True)
+class OnThreads(Generator):
+    """``gen`` sees only the threads ``keep`` accepts, and only their events."""
+
+    keep: Callable[[Thread], bool]
+    gen: Any
+
+    def op(self, ctx: Context) -> Result:
+        result = op(self.gen, ctx.restrict(self.keep))
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        return operation, OnThreads(self.keep, nxt)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        local = ctx.restrict(self.keep)
+        if not _event_in(local, event):
+            return self
+        return OnThreads(self.keep, update(self.gen, local, event))
+
+
+def _is_client(thread: Thread) -> bool:
+    return thread != NEMESIS
+
+
+def _is_nemesis(thread: Thread) -> bool:
+    return thread == NEMESIS
+
+
+def clients(client_gen: Any, nemesis_gen: Any = None) -> Any:
+    """Routes ``client_gen`` to client threads (and ``nemesis_gen``, if given, to the nemesis)."""
+    routed = OnThreads(_is_client, client_gen)
+    return routed if nemesis_gen is None else Any_((routed, OnThreads(_is_nemesis, nemesis_gen)))
+
+
+def nemesis(nemesis_gen: Any, client_gen: Any = None) -> Any:
+    """Routes ``nemesis_gen`` to the nemesis thread (and ``client_gen``, if given, to clients)."""
+    routed = OnThreads(_is_nemesis, nemesis_gen)
+    return routed if client_gen is None else Any_((routed, OnThreads(_is_client, client_gen)))
+
+
+@dataclass(frozen=True, slots=True)
+class _ThreadSet:
+    members: frozenset[Thread]
+
+    def __call__(self, thread: Thread) -> bool:
+        return thread in self.members
+
+
+@dataclass(frozen=True, slots=True)
+class EachThread(Generator):
+    """Every thread runs its own copy of ``gen`` (e.g. one final read per client)."""
+
+    fresh: Any
+    per_thread: tuple[tuple[Thread, Any], ...] = ()
+
+    def _gen_for(self, thread: Thread) -> Any:
+        for owner, gen in self.per_thread:
+            if owner == thread:
+                return gen
+        return self.fresh
+
+    def _with(self, thread: Thread, gen: Any) -> EachThread:
+        rest = tuple((t, g) for t, g in self.per_thread if t != thread)
+        return EachThread(self.fresh, (*rest, (thread, gen)))
+
+    def op(self, ctx: Context) -> Result:
+        best: tuple[Op, Thread, Any] | None = None
+        pending = False
+        for thread in ctx.threads:
+            if thread not in ctx.free:
+                if op(self._gen_for(thread), ctx.restrict(_ThreadSet(frozenset([thread])))) is not None:
+                    pending = True
+                continue
+            result = op(self._gen_for(thread), ctx.restrict(_ThreadSet(frozenset([thread]))))
+            if result is PENDING:
+                pending = True
+            elif result is not None:
+                operation, nxt = result  # type: ignore[misc]
+                if best is None or operation["time_ns"] < best[0]["time_ns"]:
+                    best = (operation, thread, nxt)
+        if best is None:
+            return PENDING if pending else None
+        operation, thread, nxt = best
+        return operation, self._with(thread, nxt)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        thread = ctx.thread_of(event.get("process"))
+        if thread is None or thread not in ctx.threads:
+            return self
+        local = ctx.restrict(_ThreadSet(frozenset([thread])))
+        return self._with(thread, update(self._gen_for(thread), local, event))
+
+
+def each_thread(gen: Any) -> EachThread:
+    return EachThread(gen)
+
+
+def reserve(*args: Any) -> Any:
+    """``reserve(5, writes, 10, cas, reads)``: the first 5 threads in scope write, the next 10
+    cas, the rest read. Thread sets are fixed at the first call, from the scope's order."""
+    counts = args[:-1:2]
+    gens = args[1:-1:2]
+    default = args[-1]
+    if len(counts) != len(gens):
+        raise TypeError("reserve(n1, gen1, n2, gen2, ..., default)")
+    return _Reserve(tuple(counts), tuple(gens), default)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reserve(Generator):
+    counts: tuple[int, ...]
+    gens: tuple[Any, ...]
+    default: Any
+
+    def _split(self, ctx: Context) -> Any_:
+        routed = []
+        start = 0
+        for n, gen in zip(self.counts, self.gens, strict=True):
+            routed.append(OnThreads(_ThreadSet(frozenset(ctx.threads[start : start + n])), gen))
+            start += n
+        routed.append(OnThreads(_ThreadSet(frozenset(ctx.threads[start:])), self.default))
+        return Any_(tuple(routed))
+
+    def op(self, ctx: Context) -> Result:
+        return self._split(ctx).op(ctx)
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return self._split(ctx).update(ctx, event)
+
+
+@dataclass(frozen=True, slots=True)
+class FlipFlop(Generator):
+    """Alternates: an operation from ``a``, then from ``b``, then ``a``...; ends when either does."""
+
+    gens: tuple[Any, Any]
+    turn: int = 0
+
+    def op(self, ctx: Context) -> Result:
+        result = op(self.gens[self.turn], ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        gens = (nxt, self.gens[1]) if self.turn == 0 else (self.gens[0], nxt)
+        return operation, FlipFlop(gens, 1 - self.turn)  # type: ignore[arg-type]
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        return FlipFlop((update(self.gens[0], ctx, event), update(self.gens[1], ctx, event)), self.turn)
+
+
+def flip_flop(a: Any, b: Any) -> FlipFlop:
+    return FlipFlop((a, b))
+
+
+@dataclass(frozen=True, slots=True)
+class UntilOk(Generator):
+    """Operations from ``gen`` until one of them completes ``ok``."""
+
+    gen: Any
+    done: bool = False
+    processes: frozenset[Process] = frozenset()
+
+    def op(self, ctx: Context) -> Result:
+        if self.done:
+            return None
+        result = op(self.gen, ctx)
+        if result is None or result is PENDING:
+            return result
+        operation, nxt = result  # type: ignore[misc]
+        return operation, UntilOk(nxt, False, self.processes | {operation["process"]})
+
+    def update(self, ctx: Context, event: Op) -> Any:
+        done = self.done or (event.get("type") == "ok" and event.get("process") in self.processes)
+        return UntilOk(update(self.gen, ctx, event), done, self.processes)
+
+
+def until_ok(gen: Any) -> UntilOk:
+    return UntilOk(gen)
+
+
+# -- simulation ---------------------------------------------------------------
+
+
+class Deadlock(RuntimeError):
+    """The generator is pending with nothing in flight: it can never make progress."""
+
+
+Completer = Callable[[Op, Context], Op]
+
+
+def default_completer(latency_ns: int = 10) -> Completer:
+    def complete(invoke: Op, ctx: Context) -> Op:
+        return {
+            **invoke,
+            "type": "ok" if invoke["type"] == "invoke" else "info",
+            "time_ns": invoke["time_ns"] + latency_ns,
+        }
+
+    return complete
+
+
+def initial_workers(concurrency: int, *, with_nemesis: bool = True) -> dict[Thread, Process]:
+    workers: dict[Thread, Process] = {t: t for t in range(concurrency)}
+    if with_nemesis:
+        workers[NEMESIS] = NEMESIS
+    return workers
+
+
+def next_process(process: Process, concurrency: int) -> Process:
+    """Jepsen's rule: a process whose op ended ``info`` is retired; its thread gets this one."""
+    return process if process == NEMESIS else int(process) + concurrency
+
+
+def simulate(
+    gen: Any,
+    *,
+    seed: int,
+    concurrency: int,
+    complete: Completer | None = None,
+    max_ops: int = 10_000,
+) -> list[Op]:
+    """Drive ``gen`` with a fake clock; returns the history (invocations and completions).
+
+    ``complete(invoke, ctx)`` returns the completion (its ``time_ns`` must not be
+    before the invocation's). Sleep ops occupy their thread and are not recorded.
+    """
+    complete = complete or default_completer()
+    rng = random.Random(seed)
+    workers = initial_workers(concurrency)
+    threads: tuple[Thread, ...] = tuple(workers)
+    free: set[Thread] = set(threads)
+    time_ns = 0
+    in_flight: list[tuple[int, int, Op]] = []
+    sequence = 0
+    history: list[Op] = []
+
+    def context() -> Context:
+        return Context(time_ns, threads, frozenset(free), dict(workers), rng)
+
+    def finish_one() -> None:
+        nonlocal time_ns, gen
+        at, _, completion = heapq.heappop(in_flight)
+        time_ns = max(time_ns, at)
+        thread = context().thread_of(completion["process"])
+        assert thread is not None
+        free.add(thread)
+        if completion["type"] == "sleep":
+            return
+        history.append(completion)
+        gen = update(gen, context(), completion)
+        if completion["type"] == "info" and thread != NEMESIS:
+            workers[thread] = next_process(completion["process"], concurrency)
+
+    while len(history) < max_ops:
+        result = op(gen, context())
+        if result is None or result is PENDING:
+            if not in_flight:
+                if result is None:
+                    break
+                raise Deadlock(f"generator pending with nothing in flight at time_ns={time_ns}: {gen!r}")
+            finish_one()
+            continue
+        operation, nxt = result  # type: ignore[misc]
+        if in_flight and in_flight[0][0] <= operation["time_ns"]:
+            finish_one()
+            continue
+        time_ns = max(time_ns, operation["time_ns"])
+        thread = context().thread_of(operation["process"])
+        assert thread is not None and thread in free, (operation, free)
+        free.discard(thread)
+        if operation["type"] == "sleep":
+            done = {**operation, "time_ns": time_ns + operation["value"]}
+            gen = nxt
+        else:
+            history.append(operation)
+            gen = update(nxt, context(), operation)
+            done = complete(operation, context())
+        sequence += 1
+        heapq.heappush(in_flight, (done["time_ns"], sequence, done))
+    return history
+
+
+def ops_of(gen_fn: Callable[[Context], Any]) -> Fn:
+    """Readable alias: a generator calling ``gen_fn(ctx)`` for every operation."""
+    return Fn(gen_fn)
+
+
+def concat(gens: Iterable[Any]) -> Seq:
+    return Seq(tuple(gens))

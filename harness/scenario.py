@@ -1,0 +1,409 @@
+"""Scenario file + command-line flags -> one validated, frozen :class:`Test`.
+
+Everything a user can get wrong is caught here, before a node starts: unknown
+keys (with "did you mean"), wrong types, values out of range, combinations that
+make no sense (a 2-node cluster cannot be split into a majority and a minority),
+and faults this machine cannot inject (asked of :mod:`harness.capabilities`).
+Each problem is a :class:`BadInput` naming the file (or flag), the key and why.
+
+Flags override the file: they are applied to the same nested table before
+validation, so a flag and a key are checked by the same code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BadInput
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+DEFAULT_SCENARIO = "default"
+
+FAULT_KINDS = ("partition", "loss", "pause", "kill", "clock", "disk", "corrupt")
+GRUDGES = ("one", "primary", "majority", "majorities-ring", "minority-third", "bridge", "one-way", "random")
+PROCESS_TARGETS = ("one", "primary", "minority", "majority", "all")
+WORKLOAD_FS = ("read", "write", "cas")
+NODES_MAX = 9
+CONCURRENCY_MAX = 256
+
+# Smallest cluster each grudge makes sense on (fewer nodes: nothing to cut the way it says).
+GRUDGE_NODES_MIN = {
+    "one": 2,
+    "primary": 2,
+    "majority": 3,
+    "majorities-ring": 5,
+    "minority-third": 3,
+    "bridge": 3,
+    "one-way": 2,
+    "random": 2,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    name: str = "register"
+    keys: int = 8
+    read: float = 0.5
+    write: float = 0.3
+    cas: float = 0.2
+    rate_hz: float = 200.0  # total ops/s across all clients; 0 = as fast as they can
+    client_timeout_s: float = 1.0
+    value_max: int = 5  # cas/old values are drawn from recent writes; see workloads/register.py
+
+
+@dataclass(frozen=True, slots=True)
+class NemesisSpec:
+    faults: tuple[str, ...] = ()
+    interval_s: float = 10.0
+    grudges: tuple[str, ...] = GRUDGES
+    loss_fraction: float = 0.3
+    pause_targets: tuple[str, ...] = ("one", "primary", "minority")
+    kill_targets: tuple[str, ...] = ("one", "primary", "minority")
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
+    """The whole resolved description of one run (no live objects: it is written to test.json)."""
+
+    __test__ = False  # not a pytest class
+
+    name: str
+    description: str
+    source: str | None
+    cluster: str
+    nodes: int
+    bug: str | None
+    workload: WorkloadSpec
+    nemesis: NemesisSpec
+    time_limit_s: float
+    concurrency: int
+    seed: int
+    recovery_s: float
+    store_dir: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["extra"] = dict(self.extra)
+        return data
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Test:
+        """The inverse of :meth:`to_json` (for ``ratchet run --replay``)."""
+        fields = dict(data)
+        fields["workload"] = WorkloadSpec(**fields["workload"])
+        nem = dict(fields["nemesis"])
+        for key in ("faults", "grudges", "pause_targets", "kill_targets"):
+            nem[key] = tuple(nem[key])
+        fields["nemesis"] = NemesisSpec(**nem)
+        return Test(**fields)
+
+
+# -- schema -------------------------------------------------------------------
+
+Check = Callable[[Any], str | None]  # returns the reason a value is wrong, or None
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
+
+
+def _fraction(v: Any) -> str | None:
+    return None if 0 <= v <= 1 else "must be between 0 and 1"
+
+
+def _between(lo: float, hi: float) -> Check:
+    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def check(v: Any) -> str | None:
+        items = v if isinstance(v, list) else [v]
+        for item in items:
+            if item not in choices:
+                close = difflib.get_close_matches(str(item), choices, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                return f"{item!r} is not one of {', '.join(choices)}{hint}"
+        return None
+
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    kind: type | tuple[type, ...]
+    check: Check | None = None
+    doc: str = ""
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "": {
+        "name": Key(str, doc="scenario name (store/<name>/...)"),
+        "description": Key(str, doc="one line for `ratchet scenarios`"),
+    },
+    "cluster": {
+        "kind": Key(str, _one_of(("local",)), "where nodes run: local"),
+        "nodes": Key(int, _between(1, NODES_MAX), "replica count"),
+        "bug": Key(str, doc="planted bug the nodes run with (python3 -m vr.node --list-bugs)"),
+    },
+    "workload": {
+        "name": Key(str, _one_of(("register",)), "register"),
+        "keys": Key(int, _between(1, 1000), "independent registers"),
+        "read": Key((int, float), _non_negative, "weight of reads"),
+        "write": Key((int, float), _non_negative, "weight of writes"),
+        "cas": Key((int, float), _non_negative, "weight of compare-and-set"),
+        "rate": Key((int, float), _non_negative, "ops/s over all clients, 0 = unlimited"),
+        "client_timeout_s": Key((int, float), _positive, "per-request timeout"),
+    },
+    "nemesis": {
+        "faults": Key(list, _one_of(FAULT_KINDS), "fault kinds: " + ", ".join(FAULT_KINDS)),
+        "interval_s": Key((int, float), _positive, "seconds between fault changes"),
+        "grudges": Key(list, _one_of(GRUDGES), "partition shapes"),
+        "loss_fraction": Key((int, float), _fraction, "packet drop probability"),
+        "pause_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes pause picks"),
+        "kill_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes kill picks"),
+    },
+    "run": {
+        "time_limit_s": Key((int, float), _between(1, 86_400), "length of the main phase"),
+        "concurrency": Key(int, _between(1, CONCURRENCY_MAX), "client threads"),
+        "seed": Key(int, _between(0, 2**63 - 1), "seed of every random choice"),
+        "recovery_s": Key((int, float), _between(1, 600), "how long the final phase waits for recovery"),
+        "store": Key(str, doc="store directory"),
+    },
+}
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", bool: "true/false"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def _unknown(key: str, known: list[str], where: str, section: str) -> BadInput:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    place = f"[{section}]" if section else "the top level"
+    return BadInput(
+        f"unknown key {key!r} in {place}; accepted: {', '.join(sorted(known))}.{hint}", where=where
+    )
+
+
+def validate_table(data: Mapping[str, Any], *, where: str) -> None:
+    """Check every key and type of a parsed scenario table against SCHEMA."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in SCHEMA or key == "":
+                raise _unknown(key, [k for k in SCHEMA if k], where, "")
+            _validate_section(key, value, where=where)
+        elif key not in SCHEMA[""]:
+            raise _unknown(key, list(SCHEMA[""]) + [f"[{k}]" for k in SCHEMA if k], where, "")
+        else:
+            _validate_value("", key, value, where=where)
+
+
+def _validate_section(section: str, table: Mapping[str, Any], *, where: str) -> None:
+    for key, value in table.items():
+        if key not in SCHEMA[section]:
+            raise _unknown(key, list(SCHEMA[section]), where, section)
+        _validate_value(section, key, value, where=where)
+
+
+def _validate_value(section: str, key: str, value: Any, *, where: str) -> None:
+    spec = SCHEMA[section][key]
+    name = f"{section}.{key}" if section else key
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise BadInput(
+            f"{name} must be {_type_name(spec.kind)}, got {value!r} ({type(value).__name__}).", where=where
+        )
+    if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        raise BadInput(f"{name} must be a list of strings, got {value!r}.", where=where)
+    reason = spec.check(value) if spec.check else None
+    if reason:
+        raise BadInput(f"{name} = {value!r}: {reason}.", where=where)
+
+
+# -- loading ------------------------------------------------------------------
+
+
+def resolve_scenario_path(name_or_path: str | None) -> Path:
+    """A path to a .toml file, or the name of one under scenarios/."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_SCENARIO
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or "/" in name_or_path:
+        if not path.is_file():
+            raise BadInput(f"scenario file {name_or_path!r} does not exist.", where=name_or_path)
+        return path
+    candidate = SCENARIO_DIR / f"{name_or_path}.toml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise BadInput(
+        f"no scenario named {name_or_path!r}; known: {', '.join(known) or '(none)'}.{hint} "
+        "Run `ratchet scenarios` to list them, or pass a path to a .toml file.",
+        where=name_or_path,
+    )
+
+
+def read_table(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"not valid TOML: {exc}.", where=str(path)) from exc
+    except OSError as exc:
+        raise BadInput(f"cannot read the scenario: {exc.strerror}.", where=str(path)) from exc
+    validate_table(data, where=str(path))
+    return data
+
+
+def merge_overrides(data: dict[str, Any], overrides: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for (section, key), value in overrides.items():
+        if section:
+            merged.setdefault(section, {})[key] = value
+        else:
+            merged[key] = value
+    return merged
+
+
+def build_test(
+    data: Mapping[str, Any],
+    *,
+    source: str | None,
+    seed_if_absent: int,
+    flag_names: Mapping[tuple[str, str], str] | None = None,
+    capabilities: Mapping[str, Any] | None = None,
+    known_bugs: tuple[str, ...] | None = None,
+) -> Test:
+    """Validate the merged table and freeze it. ``flag_names`` maps (section, key) to the CLI flag
+    that set it, so an error names the flag rather than the file."""
+    flag_names = flag_names or {}
+    where_file = source or "(defaults)"
+
+    def where(section: str, key: str) -> str:
+        return flag_names.get((section, key), where_file)
+
+    for section, table in data.items():
+        if isinstance(table, dict) and section and section in SCHEMA:
+            for key, value in table.items():
+                if key in SCHEMA[section]:
+                    _validate_value(section, key, value, where=where(section, key))
+    validate_table(data, where=where_file)
+
+    cluster = data.get("cluster", {})
+    workload = data.get("workload", {})
+    nem = data.get("nemesis", {})
+    run = data.get("run", {})
+    name = data.get("name") or (Path(source).stem if source else DEFAULT_SCENARIO)
+    spec = WorkloadSpec(
+        keys=workload.get("keys", 8),
+        read=float(workload.get("read", 0.5)),
+        write=float(workload.get("write", 0.3)),
+        cas=float(workload.get("cas", 0.2)),
+        rate_hz=float(workload.get("rate", 200.0)),
+        client_timeout_s=float(workload.get("client_timeout_s", 1.0)),
+    )
+    if spec.read + spec.write + spec.cas <= 0:
+        raise BadInput(
+            "workload.read + workload.write + workload.cas must be more than 0: "
+            "the clients would have nothing to do.",
+            where=where("workload", "read"),
+        )
+    nodes = int(cluster.get("nodes", 3))
+    bug = cluster.get("bug") or None
+    nemesis = NemesisSpec(
+        faults=tuple(dict.fromkeys(nem.get("faults", ()))),
+        interval_s=float(nem.get("interval_s", 10.0)),
+        # Unless named, every grudge that fits the cluster size.
+        grudges=tuple(nem.get("grudges", [g for g in GRUDGES if GRUDGE_NODES_MIN[g] <= nodes])),
+        loss_fraction=float(nem.get("loss_fraction", 0.3)),
+        pause_targets=tuple(nem.get("pause_targets", ("one", "primary", "minority"))),
+        kill_targets=tuple(nem.get("kill_targets", ("one", "primary", "minority"))),
+    )
+    test = Test(
+        name=name,
+        description=data.get("description", ""),
+        source=source,
+        cluster=cluster.get("kind", "local"),
+        nodes=nodes,
+        bug=bug,
+        workload=spec,
+        nemesis=nemesis,
+        time_limit_s=float(run.get("time_limit_s", 60.0)),
+        concurrency=int(run.get("concurrency", 5)),
+        seed=int(run.get("seed", seed_if_absent)),
+        recovery_s=float(run.get("recovery_s", 10.0)),
+        store_dir=run.get("store", "store"),
+    )
+    _check_combinations(test, where=where)
+    if capabilities is not None:
+        _check_capabilities(test, capabilities, where=where("nemesis", "faults"))
+    if known_bugs is not None and bug is not None and bug not in known_bugs:
+        close = difflib.get_close_matches(bug, known_bugs, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise BadInput(
+            f"cluster.bug = {bug!r} is not a bug the nodes know; known: "
+            f"{', '.join(known_bugs) or '(none)'}.{hint}",
+            where=where("cluster", "bug"),
+        )
+    return test
+
+
+def _check_combinations(test: Test, *, where: Callable[[str, str], str]) -> None:
+    faults = test.nemesis.faults
+    if "partition" in faults:
+        if test.nodes < 2:
+            raise BadInput(
+                f"a {test.nodes}-node cluster has no network links to partition; "
+                "use cluster.nodes >= 3 or drop 'partition'.",
+                where=where("nemesis", "faults"),
+            )
+        too_small = [g for g in test.nemesis.grudges if GRUDGE_NODES_MIN[g] > test.nodes]
+        if too_small:
+            need = max(GRUDGE_NODES_MIN[g] for g in too_small)
+            raise BadInput(
+                f"a {test.nodes}-node cluster cannot be partitioned as {', '.join(too_small)} "
+                f"(needs at least {need} nodes: e.g. 'majority' splits a majority from a minority, "
+                "'majorities-ring' needs 5). Use more nodes or other nemesis.grudges.",
+                where=where("nemesis", "grudges"),
+            )
+    if "loss" in faults and test.nodes < 2:
+        raise BadInput("packet loss between nodes needs at least 2 nodes.", where=where("nemesis", "faults"))
+    if test.nemesis.interval_s * 2 > test.time_limit_s and faults:
+        raise BadInput(
+            f"nemesis.interval_s = {test.nemesis.interval_s} leaves no room for a fault and its heal in "
+            f"run.time_limit_s = {test.time_limit_s}; make the interval at most half the time limit.",
+            where=where("nemesis", "interval_s"),
+        )
+
+
+def _check_capabilities(test: Test, capabilities: Mapping[str, Any], *, where: str) -> None:
+    from harness.capabilities import fault_refusal
+
+    for fault in test.nemesis.faults:
+        reason = fault_refusal(fault, dict(capabilities))
+        if reason:
+            raise BadInput(
+                f"cannot run this scenario here: {reason} `ratchet doctor` lists what this "
+                "machine can inject.",
+                where=where,
+            )
+
+
+def describe(path: Path) -> tuple[str, str]:
+    """(name, description) of a scenario file, for listings; raises BadInput if malformed."""
+    data = read_table(path)
+    return data.get("name", path.stem), data.get("description", "")

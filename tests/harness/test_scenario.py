@@ -1,0 +1,141 @@
+"""Scenario validation: every bad input is refused up front with file, key and reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.capabilities import Capability
+from harness.errors import BadInput
+from harness.scenario import (
+    SCENARIO_DIR,
+    Test,
+    build_test,
+    merge_overrides,
+    read_table,
+    resolve_scenario_path,
+)
+
+ALL_CAPS = {
+    "namespaces": Capability("namespaces", True, "ok"),
+    "packet-filter": Capability("packet-filter", True, "ok"),
+    "signals": Capability("signals", True, "ok"),
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+def load(path: Path, **kw: object) -> Test:
+    return build_test(read_table(path), source=str(path), seed_if_absent=42, **kw)  # type: ignore[arg-type]
+
+
+def test_every_shipped_scenario_is_valid() -> None:
+    paths = sorted(SCENARIO_DIR.glob("*.toml"))
+    assert len(paths) >= 5
+    for path in paths:
+        test = load(path, capabilities=ALL_CAPS)
+        assert test.name == path.stem
+        assert test.description
+
+
+def test_defaults_and_seed_recorded(tmp_path: Path) -> None:
+    test = load(write(tmp_path, 'name = "x"\n'))
+    assert (test.nodes, test.concurrency, test.time_limit_s, test.seed) == (3, 5, 60.0, 42)
+    assert Test.from_json(test.to_json()) == test
+
+
+def test_unknown_key_names_file_key_and_a_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, "[cluster]\nnodse = 3\n")
+    with pytest.raises(BadInput) as info:
+        load(path)
+    text = info.value.paragraph()
+    assert str(path) in text
+    assert "'nodse'" in text
+    assert "Did you mean 'nodes'" in text
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="unknown key 'nemeses'.*Did you mean 'nemesis'"):
+        load(write(tmp_path, "[nemeses]\nfaults = []\n"))
+
+
+def test_wrong_type_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match=r"cluster.nodes must be an integer, got '3'"):
+        load(write(tmp_path, '[cluster]\nnodes = "3"\n'))
+    with pytest.raises(BadInput, match=r"run.concurrency must be an integer, got True"):
+        load(write(tmp_path, "[run]\nconcurrency = true\n"))
+
+
+def test_out_of_range_and_unknown_fault(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match=r"run.concurrency = 0: must be between 1 and 256"):
+        load(write(tmp_path, "[run]\nconcurrency = 0\n"))
+    with pytest.raises(BadInput, match=r"'partiton' is not one of .*did you mean 'partition'"):
+        load(write(tmp_path, '[nemesis]\nfaults = ["partiton"]\n'))
+
+
+def test_invalid_toml_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="not valid TOML"):
+        load(write(tmp_path, "[cluster\nnodes = 3\n"))
+
+
+def test_two_nodes_cannot_be_split_into_majority_and_minority(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, '[cluster]\nnodes = 2\n[nemesis]\nfaults = ["partition"]\ngrudges = ["majority"]\n'
+    )
+    with pytest.raises(BadInput, match="2-node cluster cannot be partitioned as majority"):
+        load(path)
+
+
+def test_majorities_ring_needs_five_nodes(tmp_path: Path) -> None:
+    path = write(tmp_path, '[nemesis]\nfaults = ["partition"]\ngrudges = ["majorities-ring"]\n')
+    with pytest.raises(BadInput, match="needs at least 5 nodes"):
+        load(path)
+
+
+def test_interval_must_fit_in_the_time_limit(tmp_path: Path) -> None:
+    path = write(tmp_path, '[nemesis]\nfaults = ["pause"]\ninterval_s = 40\n[run]\ntime_limit_s = 60\n')
+    with pytest.raises(BadInput, match="interval_s = 40.0 leaves no room"):
+        load(path)
+
+
+def test_a_fault_this_machine_cannot_inject_is_refused_with_how_to_enable(tmp_path: Path) -> None:
+    caps = {
+        **ALL_CAPS,
+        "packet-filter": Capability("packet-filter", False, "nft: not installed", "apt-get install nftables"),
+    }
+    path = write(tmp_path, '[nemesis]\nfaults = ["partition"]\n')
+    with pytest.raises(BadInput, match="needs packet-filter.*apt-get install nftables"):
+        load(path, capabilities=caps)
+    with pytest.raises(BadInput, match="'clock' fault is planned but not implemented"):
+        load(write(tmp_path, '[nemesis]\nfaults = ["clock"]\n'), capabilities=ALL_CAPS)
+
+
+def test_flags_override_the_file_and_errors_name_the_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "[run]\nconcurrency = 5\n")
+    data = merge_overrides(read_table(path), {("run", "concurrency"): 9, ("nemesis", "faults"): ["pause"]})
+    test = build_test(data, source=str(path), seed_if_absent=1)
+    assert test.concurrency == 9
+    assert test.nemesis.faults == ("pause",)
+    bad = merge_overrides(read_table(path), {("run", "concurrency"): 0})
+    with pytest.raises(BadInput) as info:
+        build_test(
+            bad, source=str(path), seed_if_absent=1, flag_names={("run", "concurrency"): "--concurrency"}
+        )
+    assert info.value.paragraph().startswith("--concurrency:")
+
+
+def test_unknown_bug_is_refused_with_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, '[cluster]\nbug = "read-from-bakup"\n')
+    with pytest.raises(BadInput, match="Did you mean 'read-from-backup'"):
+        load(path, known_bugs=("read-from-backup", "no-client-table"))
+
+
+def test_scenario_names_resolve_and_unknown_names_suggest() -> None:
+    assert resolve_scenario_path("default").name == "default.toml"
+    with pytest.raises(BadInput, match="Did you mean 'partition-majority'"):
+        resolve_scenario_path("partition-majorty")
