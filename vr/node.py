@@ -1,0 +1,448 @@
+"""One VR replica as a real process: ``python -m vr.node --id I --peers H:P,H:P,H:P --data DIR``.
+
+The node owns everything the deterministic ``Replica`` must not touch: sockets
+(``vr.bus``), the real data file (``vr.storage.FileStorage``), the clocks, signals,
+logging and the event log. Its loop is the contract's (contracts §2): for each
+batch of readable messages call ``on_message`` for each, then ``flush()`` once
+(the journal's group commit: one fsync covers the whole batch), then write out the
+sends that the batch queued; ``tick()`` every ``tick_ms`` of monotonic time. Acks
+and replies therefore never leave before the write they vouch for is durable.
+
+A bad configuration ends the process before it touches the network, with exit 3
+and one paragraph (what was wrong, the value, what is accepted). The one refusal
+that matters most: a missing data file without ``--format``. A replica that lost
+its disk and came back blank would nack ops it had acknowledged, and a view change
+counting it could lose committed writes (VR.md §4 bug 10), so starting blank must
+be an explicit operator decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from vr import bugs as bug_registry
+from vr.bus import Address, Bus, Inbound, parse_peers
+from vr.events import EventLog
+from vr.layout import Layout
+from vr.message import Command, make_message
+from vr.storage import FileStorage
+
+logger = logging.getLogger("vr.node")
+
+DATA_FILE_NAME = "replica.vr"
+REPLICA_COUNT_MAX = 15  # replica indexes must stay below the client marker 255; 15 is plenty
+TICK_MS_DEFAULT = 10
+EXIT_OK, EXIT_CRASH, EXIT_BAD_CONFIG = 0, 1, 3
+
+
+class BadConfiguration(Exception):
+    """A configuration the node refuses; the message is the one paragraph the operator sees."""
+
+
+class StartupRefused(BadConfiguration):
+    """The configuration parsed, but the machine refuses it (address in use, wrong-size data file)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    replica: int
+    peers: tuple[Address, ...]
+    data_dir: str
+    format: bool
+    cluster: int
+    log_path: str | None
+    events_path: str | None
+    bugs: frozenset[str]
+    tick_ms: int
+    seed: int
+
+    @property
+    def data_path(self) -> str:
+        return os.path.join(self.data_dir, DATA_FILE_NAME)
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise BadConfiguration(f"{message}. Run python -m vr.node --help for the accepted options.")
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
+        prog="python -m vr.node",
+        description="Run one Viewstamped Replication replica (listens on peers[id]).",
+    )
+    parser.add_argument("--id", type=int, help="this replica's index into --peers")
+    parser.add_argument("--peers", help="H:P,H:P,H:P: every replica's address, in index order")
+    parser.add_argument("--data", help="directory holding this replica's data file (replica.vr)")
+    parser.add_argument("--format", action="store_true", help="create a new, empty data file first")
+    parser.add_argument("--cluster", type=int, default=0, help="cluster id (u64), the same on every node")
+    parser.add_argument("--log", help="log file (default: stderr)")
+    parser.add_argument("--events", help="JSON-lines event log file")
+    parser.add_argument("--bug", action="append", default=[], help="switch on a planted bug (repeatable)")
+    parser.add_argument("--tick-ms", type=int, default=TICK_MS_DEFAULT, help="logical tick period")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the replica's PRNG (default: random)")
+    parser.add_argument("--list-bugs", action="store_true", help="describe the planted bugs and exit")
+    return parser
+
+
+def parse_config(argv: Sequence[str]) -> NodeConfig | None:
+    """Parse and validate; None means --list-bugs (nothing to run). Raises BadConfiguration."""
+    args = _parser().parse_args(argv)
+    if args.list_bugs:
+        return None
+    for flag, value in (("--id", args.id), ("--peers", args.peers), ("--data", args.data)):
+        if value is None:
+            raise BadConfiguration(
+                f"{flag} is required. A node needs its index (--id I), every replica's address in index "
+                "order (--peers H:P,H:P,H:P) and a data directory (--data DIR)."
+            )
+    try:
+        peers = tuple(parse_peers(args.peers))
+    except ValueError as error:
+        raise BadConfiguration(f"--peers {args.peers!r} is not valid: {error}.") from None
+    _check_peers(peers, args.peers)
+    if not 0 <= args.id < len(peers):
+        raise BadConfiguration(
+            f"--id {args.id} is not a replica index: with {len(peers)} peers the index must be in "
+            f"0..{len(peers) - 1} (the node listens on peers[id])."
+        )
+    if not 0 <= args.cluster < 1 << 64:
+        raise BadConfiguration(f"--cluster {args.cluster} does not fit the header's u64 cluster field.")
+    if not 1 <= args.tick_ms <= 1000:
+        raise BadConfiguration(f"--tick-ms {args.tick_ms} is outside 1..1000 ms (the default is 10).")
+    try:
+        bugs = bug_registry.parse_bugs(args.bug)
+    except ValueError as error:
+        raise BadConfiguration(str(error)) from None
+    seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(8), "little")
+    config = NodeConfig(
+        replica=args.id,
+        peers=peers,
+        data_dir=args.data,
+        format=args.format,
+        cluster=args.cluster,
+        log_path=args.log,
+        events_path=args.events,
+        bugs=bugs,
+        tick_ms=args.tick_ms,
+        seed=seed,
+    )
+    _check_files(config)
+    return config
+
+
+def _check_peers(peers: tuple[Address, ...], text: str) -> None:
+    count = len(peers)
+    if count > REPLICA_COUNT_MAX or count % 2 == 0:
+        raise BadConfiguration(
+            f"--peers {text!r} names {count} replicas; a cluster needs an odd count from 1 to "
+            f"{REPLICA_COUNT_MAX} (N = 2f+1 tolerates f failures; an even N adds a replica but no tolerance)."
+        )
+    seen: dict[Address, int] = {}
+    for index, address in enumerate(peers):
+        if address in seen:
+            raise BadConfiguration(
+                f"--peers {text!r} gives {address} to both replica {seen[address]} and replica {index}; "
+                "every replica needs its own listening address."
+            )
+        seen[address] = index
+
+
+def _check_files(config: NodeConfig) -> None:
+    if not os.path.isdir(config.data_dir):
+        raise BadConfiguration(
+            f"--data {config.data_dir!r} is not an existing directory. Create it first; the node keeps "
+            f"its one data file ({DATA_FILE_NAME}) inside it."
+        )
+    exists = os.path.exists(config.data_path)
+    if not exists and not config.format:
+        raise BadConfiguration(
+            f"the data file {config.data_path} does not exist, and the node will not start blank without "
+            "--format. A replica that lost its data and came back empty would deny having ops it once "
+            "acknowledged, and a view change counting it could discard committed writes (VR.md §4 bug #10). "
+            "If this is a brand-new replica of a brand-new cluster, start it once with --format; if it lost "
+            "its disk, it must be rebuilt from its peers, not reformatted."
+        )
+    if exists and config.format:
+        raise BadConfiguration(
+            f"--format was given but {config.data_path} already exists. Formatting over a replica's data "
+            "would make it forget what it acknowledged; remove the file yourself if you really mean to "
+            "destroy this replica's state, or drop --format to restart it from its data."
+        )
+    for flag, path in (("--log", config.log_path), ("--events", config.events_path)):
+        if path is not None and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise BadConfiguration(f"{flag} {path!r}: the directory it would be written in does not exist.")
+
+
+# --- the running node ------------------------------------------------------------------------
+
+
+class Node:
+    """Wires a Replica to the bus, the data file, the clock and the event log, and runs the loop."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.layout = Layout()
+        self.events = EventLog(config.events_path, replica=config.replica)
+        self.storage: FileStorage | None = None
+        self.bus: Bus | None = None
+        self.replica: Any = None
+        self._stop = asyncio.Event()
+        self._started_ns = time.monotonic_ns()
+        self.ticks = 0
+        self.batches = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        self._open()
+        assert self.bus is not None
+        try:
+            await self.bus.start()
+        except OSError as error:
+            address = self.config.peers[self.config.replica]
+            raise StartupRefused(
+                f"replica {self.config.replica} cannot listen on {address}: {error.strerror or error}. "
+                "Check that the address is local to this machine and that no other process (an old node?) "
+                "is listening on it."
+            ) from None
+        config = self.config
+        logger.info(
+            "node=started replica=%d peers=%s data=%s cluster=%d seed=%d bugs=%s pid=%d",
+            config.replica,
+            ",".join(str(p) for p in config.peers),
+            config.data_path,
+            config.cluster,
+            config.seed,
+            ",".join(sorted(config.bugs)) or "none",
+            os.getpid(),
+        )
+        try:
+            await self._loop()
+        finally:
+            await self._shutdown()
+
+    def _open(self) -> None:
+        """Format (if asked), open the data file and the replica; nothing touches the network yet."""
+        from vr.replica import Replica, format_data_file  # H1's module (imported here until it lands)
+
+        config = self.config
+        if config.format:
+            self._format_data_file(format_data_file)
+        try:
+            self.storage = FileStorage(config.data_path, size_bytes=self.layout.size_bytes)
+        except ValueError as error:  # a data file of another layout's size
+            raise StartupRefused(f"{error}.") from None
+        except OSError as error:
+            raise StartupRefused(
+                f"cannot open the data file {config.data_path}: {error.strerror or error}."
+            ) from None
+        self.bus = Bus(
+            replica=config.replica,
+            peers=config.peers,
+            cluster=config.cluster,
+            rng=random.Random(config.seed ^ 0xB05),
+        )
+        self.replica = Replica.open(
+            storage=self.storage,
+            layout=self.layout,
+            bus=self.bus,
+            cluster=config.cluster,
+            replica=config.replica,
+            replica_count=len(config.peers),
+            seed=config.seed,
+            bugs=config.bugs,
+            emit=self.events.emit,
+            wall_clock_ns=time.time_ns,
+        )
+
+    def _format_data_file(self, format_data_file: Any) -> None:
+        """Format into a temporary file and rename it into place, so a crash mid-format leaves no
+        half-formatted ``replica.vr`` that a restart would then refuse or misread."""
+        config = self.config
+        staging = config.data_path + ".formatting"
+        if os.path.exists(staging):
+            os.unlink(staging)
+        with FileStorage(staging, size_bytes=self.layout.size_bytes, create=True) as storage:
+            format_data_file(
+                storage,
+                cluster=config.cluster,
+                replica=config.replica,
+                replica_count=len(config.peers),
+                layout=self.layout,
+            )
+            storage.sync()
+        os.rename(staging, config.data_path)
+        directory = os.open(config.data_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        logger.info("node=formatted path=%s size_bytes=%d", config.data_path, self.layout.size_bytes)
+
+    async def _loop(self) -> None:
+        bus, replica = self.bus, self.replica
+        assert bus is not None and replica is not None
+        tick_s = self.config.tick_ms / 1000
+        next_tick_s = time.monotonic() + tick_s
+        while not self._stop.is_set():
+            await bus.wait_inbox(max(0.0, next_tick_s - time.monotonic()))
+            batch = bus.drain_inbox()
+            if batch:
+                self.batches += 1
+                for inbound in batch:
+                    self._dispatch(inbound)
+                replica.flush()
+                bus.flush_sends()
+            now_s = time.monotonic()
+            if now_s >= next_tick_s:
+                self.ticks += 1
+                replica.tick()
+                replica.flush()
+                bus.flush_sends()
+                # Ticks are logical time: after a stall (a long fsync, SIGSTOP) run one tick, not a burst,
+                # so a slow node does not fire every timeout at once.
+                next_tick_s = max(next_tick_s + tick_s, now_s + tick_s / 2)
+
+    def _dispatch(self, inbound: Inbound) -> None:
+        command = inbound.message.header.command
+        if command == Command.STATUS_REQUEST:
+            self._answer_status(inbound)
+        elif command == Command.STATUS_REPLY:
+            assert self.bus is not None
+            self.bus.dropped["status-reply-unexpected"] += 1
+        else:
+            self.replica.on_message(inbound.message)
+
+    def status(self) -> dict[str, Any]:
+        """``replica.status()`` (contracts §3) plus what only the node knows: bus, storage, process."""
+        assert self.bus is not None and self.storage is not None
+        status: dict[str, Any] = dict(self.replica.status())
+        counters = dict(status.get("counters", {}))
+        dropped = dict(counters.get("dropped", {}))
+        for reason, count in self.bus.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + count
+        counters["dropped"] = dropped
+        status["counters"] = counters
+        status["bus"] = self.bus.snapshot_counters()
+        status["storage"] = {
+            "fsyncs": self.storage.sync_count,
+            "writes": self.storage.write_count,
+            "write_bytes": self.storage.write_bytes,
+            "reads": self.storage.read_count,
+        }
+        status["node"] = {
+            "pid": os.getpid(),
+            "uptime_ms": (time.monotonic_ns() - self._started_ns) // 1_000_000,
+            "ticks": self.ticks,
+            "batches": self.batches,
+            "tick_ms": self.config.tick_ms,
+            "bugs": sorted(self.config.bugs),
+            "seed": self.config.seed,
+        }
+        return status
+
+    def _answer_status(self, inbound: Inbound) -> None:
+        assert self.bus is not None
+        request = inbound.message.header
+        status = self.status()
+        reply = make_message(
+            command=Command.STATUS_REPLY,
+            cluster=self.config.cluster,
+            body=json.dumps(status, default=str).encode(),
+            replica=self.config.replica,
+            view=int(status.get("view", 0)),
+            client=request.client,
+            request=request.request,
+            context=request.checksum,
+        )
+        self.bus.reply_on(inbound.connection, reply)
+
+    async def _shutdown(self) -> None:
+        """Flush what the replica staged, send what it queued, then close everything we opened."""
+        if self.replica is not None:
+            try:
+                self.replica.flush()
+                if self.bus is not None:
+                    self.bus.flush_sends()
+            except Exception:
+                logger.exception("node=shutdown-flush-failed")
+        if self.bus is not None:
+            await self.bus.close()
+        if self.storage is not None:
+            self.storage.close()
+        self.events.close()
+        logger.info("node=stopped replica=%d", self.config.replica)
+
+
+# --- process entry ---------------------------------------------------------------------------
+
+
+def _configure_logging(log_path: str | None) -> None:
+    handler: logging.Handler = (
+        logging.FileHandler(log_path, encoding="utf-8") if log_path else logging.StreamHandler(sys.stderr)
+    )
+    handler.setFormatter(logging.Formatter("ts=%(asctime)s level=%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+async def _serve(node: Node) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, node.stop)
+    await node.run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = parse_config(sys.argv[1:] if argv is None else argv)
+    except BadConfiguration as error:
+        print(f"vr.node: error: {error}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if config is None:
+        print(bug_registry.describe())
+        return EXIT_OK
+    try:
+        _configure_logging(config.log_path)
+    except OSError as error:
+        print(f"vr.node: error: cannot open --log {config.log_path!r}: {error.strerror}.", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    try:
+        node = Node(config)
+    except OSError as error:
+        print(
+            f"vr.node: error: cannot open --events {config.events_path!r}: {error.strerror}.", file=sys.stderr
+        )
+        return EXIT_BAD_CONFIG
+    try:
+        asyncio.run(_serve(node))
+    except StartupRefused as refusal:
+        logger.error("node=refused replica=%d reason=%s", config.replica, json.dumps(str(refusal)))
+        print(f"vr.node: error: {refusal}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    except Exception:
+        # An assertion in the replica is a found bug, not an error to hide: log it whole and exit.
+        logger.exception("node=crashed replica=%d", config.replica)
+        return EXIT_CRASH
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
