@@ -1,0 +1,101 @@
+"""``ratchet report STORE_DIR``: re-check a stored run's history and re-render its report.
+
+Useful after the checkers or the report got better, or when a run's report
+was never written (the controller was killed). The new verdict replaces
+results.json (teardown errors recorded by the run are kept), then report.html
+and the store's index.html are written again. Exit code as for a run: 0 valid,
+1 anomaly, 2 unknown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BadInput, exit_code_for_validity
+
+ORDER = 60
+RUN_FILES = ("history.jsonl", "test.json", "results.json")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="re-check a stored run and re-render its report.html",
+        description="Re-check STORE_DIR's history.jsonl with the checkers, rewrite results.json, "
+        "report.html and the store's index.html. STORE_DIR is a run directory "
+        "(store/<scenario>/<timestamp>), store/latest, or a store (its latest run).",
+    )
+    parser.add_argument("store_dir", metavar="STORE_DIR", help="a run directory, store/latest, or a store")
+    parser.add_argument(
+        "--no-check", action="store_true", help="keep results.json as it is; only re-render the report"
+    )
+    parser.set_defaults(handler=report)
+
+
+def resolve_run_dir(given: str) -> Path:
+    """The run directory STORE_DIR names: itself, the target of ``latest``, or a store's latest run."""
+    path = Path(given)
+    if not path.exists():
+        raise BadInput(
+            f"{given!r} does not exist. Pass a run directory such as store/<scenario>/<timestamp>, "
+            "store/latest, or a store.",
+            where="STORE_DIR",
+        )
+    path = path.resolve()
+    if (
+        path.is_dir()
+        and not any((path / name).is_file() for name in RUN_FILES)
+        and (path / "latest").exists()
+    ):
+        path = (path / "latest").resolve()
+    if not path.is_dir() or not (path / "history.jsonl").is_file():
+        raise BadInput(
+            f"{given!r} is not a stored run: a run directory holds history.jsonl (with test.json and "
+            "results.json). Pass store/<scenario>/<timestamp>, store/latest, or a store that has a latest run.",
+            where="STORE_DIR",
+        )
+    return path
+
+
+def recheck(run_dir: Path) -> dict[str, Any]:
+    """Run the checkers over the stored history; returns the new results.json content."""
+    from checkers.check import check_run  # the checkers' entry point for a stored run
+
+    previous: dict[str, Any] = {}
+    try:
+        previous = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        previous = {}
+    results = check_run(run_dir)
+    if isinstance(previous, dict) and previous.get("teardown_errors"):
+        results.setdefault("teardown_errors", previous["teardown_errors"])
+    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    return results
+
+
+def report(args: argparse.Namespace) -> int:
+    from reports.build import write_run_report
+    from reports.index import write_index
+
+    run_dir = resolve_run_dir(args.store_dir)
+    if args.no_check:
+        try:
+            results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            results = {"valid": "unknown"}
+    else:
+        results = recheck(run_dir)
+    path = write_run_report(run_dir)
+    store = run_dir.parent.parent
+    if (store / "latest").exists() or (store / "index.html").exists():
+        write_index(store)
+    valid = results.get("valid", "unknown") if isinstance(results, dict) else "unknown"
+    print(
+        f"{path}  ({'valid' if valid is True else 'anomaly' if valid is False else 'unknown'})",
+        file=sys.stderr,
+    )
+    return exit_code_for_validity(valid)

@@ -1,0 +1,300 @@
+"""The anomaly section: a checker's evidence turned into words, a small drawing and links.
+
+The checkers own the evidence (contracts §5); this module only presents it.
+For the linearizability checker that is the key, the first op that cannot be
+linearized and a minimal counterexample (its ops, the candidate orders tried,
+the states they reach, an explanation in words). Fields are read by the names
+the checker uses and each missing one is simply not shown: a report of a run
+whose checker recorded less must still open and say what it can. Any op the
+evidence names is resolved against the history, so it can be drawn on its own
+and linked to its place in the timeline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from reports.timeline import Bar, OpLike, pair_bars
+
+PROSE_FIELDS = ("explanation", "explanations", "story", "reason", "message", "summary", "error")
+OPS_FIELDS = ("ops", "operations", "history", "sub_history", "window")
+PREFIX_FIELDS = ("longest_prefix", "longest_linearizable_prefix", "linearizable_prefix", "prefix")
+ORDER_FIELDS = ("orders", "candidate_orders", "candidates", "attempts")
+INDEX_FIELDS = ("index", "invoke_index", "complete_index", "call_index")
+OPS_DRAWN_MAX = 40
+
+
+@dataclass(frozen=True, slots=True)
+class OpRow:
+    label: str
+    link_index: int
+    process: str
+    text: str
+    outcome: str
+    start: str
+    end: str
+    start_ns: int
+    end_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    text: str
+    ok: bool | None
+    steps: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    checker: str
+    key: Any
+    key_text: str
+    story: list[str]
+    first: OpRow | None
+    ops: list[OpRow]
+    svg: Markup | None
+    prefix: list[str]
+    orders: list[Order]
+    rest: str
+    history_indices: list[int] = field(default_factory=list)
+
+
+class BarIndex:
+    """Finds the bar (invocation + completion) of any history index, invoke or completion."""
+
+    def __init__(self, ops: Sequence[OpLike]) -> None:
+        self.t0_ns = min((op.time_ns for op in ops), default=0)
+        self.end_ns = max((op.time_ns for op in ops), default=0)
+        self._bars: dict[int, Bar] = {}
+        for bar in pair_bars(ops):
+            self._bars[bar.invoke.index] = bar
+            if bar.completion is not None:
+                self._bars[bar.completion.index] = bar
+
+    def find(self, reference: Any) -> Bar | None:
+        if isinstance(reference, bool):
+            return None
+        if isinstance(reference, int):
+            return self._bars.get(reference)
+        if isinstance(reference, dict):
+            for name in INDEX_FIELDS:
+                value = reference.get(name)
+                if isinstance(value, int) and not isinstance(value, bool) and value in self._bars:
+                    return self._bars[value]
+        return None
+
+
+def compact(value: Any, limit: int = 120) -> str:
+    """A value as short JSON text, cut at ``limit`` characters."""
+    text = value if isinstance(value, str) else json.dumps(value, default=str, separators=(",", ":"))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def op_text(bar: Bar) -> str:
+    """``write k1 17``, ``read k1 → 16``, ``cas k1 [3,4]``: what the op did, in one line."""
+    invoke, done = bar.invoke, bar.completion
+    parts = [str(invoke.f)]
+    if invoke.key is not None:
+        parts.append(compact(invoke.key, 40))
+    if invoke.value is not None:
+        parts.append(compact(invoke.value, 60))
+    text = " ".join(parts)
+    if done is not None and done.type == "ok" and invoke.f == "read":
+        text += f" → {compact(done.value, 60)}"
+    if done is not None and done.error:
+        text += f" ({compact(done.error, 40)})"
+    return text
+
+
+def format_ns(relative_ns: float) -> str:
+    return f"{relative_ns / 1e9:.6f} s"
+
+
+def op_row(bar: Bar, index: BarIndex, label: str) -> OpRow:
+    start = bar.invoke.time_ns - index.t0_ns
+    end = (bar.completion.time_ns if bar.completion is not None else index.end_ns) - index.t0_ns
+    return OpRow(
+        label=label,
+        link_index=bar.invoke.index,
+        process=str(bar.process),
+        text=op_text(bar),
+        outcome=bar.outcome,
+        start=format_ns(start),
+        end=format_ns(end) if bar.completion is not None else "never",
+        start_ns=start,
+        end_ns=end,
+    )
+
+
+def _first_present(record: dict[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+    for name in names:
+        if name in record and record[name] not in (None, "", [], {}):
+            return name, record[name]
+    return None, None
+
+
+def _prose(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [item if isinstance(item, str) else compact(item, 400) for item in value]
+    return [compact(value, 400)] if value is not None else []
+
+
+def _reference_text(reference: Any, index: BarIndex) -> str:
+    bar = index.find(reference)
+    if bar is not None:
+        return f"p{bar.process} {op_text(bar)} [{bar.outcome}] (op {bar.invoke.index})"
+    return compact(reference, 200)
+
+
+def _orders(value: Any, index: BarIndex) -> list[Order]:
+    if not isinstance(value, list):
+        return []
+    orders: list[Order] = []
+    for item in value:
+        if isinstance(item, dict):
+            _name, sequence = _first_present(item, ("order", "ops", "sequence", "linearization"))
+            text = (
+                " → ".join(_reference_text(ref, index) for ref in sequence)
+                if isinstance(sequence, list)
+                else ""
+            )
+            ok = next(
+                (
+                    item[name]
+                    for name in ("ok", "valid", "possible", "legal")
+                    if isinstance(item.get(name), bool)
+                ),
+                None,
+            )
+            steps: list[str] = []
+            for name in ("states", "steps", "explanation", "reason", "fails_at", "state", "final_state"):
+                if name in item and name not in ("order",):
+                    steps.extend(
+                        f"{name}: {line}" if name in ("state", "final_state", "fails_at") else line
+                        for line in _prose(item[name])
+                    )
+            orders.append(Order(text or compact(item, 300), ok, steps))
+        elif isinstance(item, list):
+            orders.append(Order(" → ".join(_reference_text(ref, index) for ref in item), None, []))
+        else:
+            orders.append(Order(compact(item, 300), None, []))
+    return orders
+
+
+def counterexample_svg(rows: Sequence[OpRow]) -> Markup | None:
+    """The counterexample's ops drawn alone: one lane per process, bars scaled to their window.
+
+    Built as a string of SVG elements; every piece of text from the history
+    goes through ``escape``, so the result is safe to embed as markup.
+    """
+    rows = list(rows)[:OPS_DRAWN_MAX]
+    if not rows:
+        return None
+    processes = list(dict.fromkeys(row.process for row in rows))
+    start = min(row.start_ns for row in rows)
+    end = max(row.end_ns for row in rows)
+    span = max(end - start, 1)
+    width, gutter, lane_h = 900, 70, 34
+    plot_w = width - gutter - 20
+    height = 30 + lane_h * len(processes)
+    colours = {"ok": "#3f9b68", "fail": "#d1495b", "info": "#e99d19", "open": "#9aa0a6"}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">'
+    ]
+    parts.append(f'<text x="{gutter}" y="14" fill="#5f6b7a">{escape(format_ns(start))}</text>')
+    parts.append(
+        f'<text x="{width - 20}" y="14" fill="#5f6b7a" text-anchor="end">{escape(format_ns(end))}</text>'
+    )
+    for lane, process in enumerate(processes):
+        y = 24 + lane * lane_h
+        parts.append(f'<text x="4" y="{y + 18}" fill="#333">p{escape(process)}</text>')
+        parts.append(
+            f'<line x1="{gutter}" x2="{width - 20}" y1="{y + lane_h - 2}" y2="{y + lane_h - 2}" stroke="#e3e6ea"/>'
+        )
+    for row in rows:
+        lane = processes.index(row.process)
+        y = 24 + lane * lane_h
+        x0 = gutter + (row.start_ns - start) / span * plot_w
+        x1 = gutter + (row.end_ns - start) / span * plot_w
+        w = max(x1 - x0, 3)
+        colour = colours.get(row.outcome, "#9aa0a6")
+        label = escape(f"{row.label}: {row.text}")
+        parts.append(
+            f'<a href="#timeline" data-history-index="{row.link_index}"><title>{label} [{escape(row.outcome)}]</title>'
+            f'<rect x="{x0:.1f}" y="{y + 4}" width="{w:.1f}" height="12" rx="2" fill="{colour}"/>'
+            f'<text x="{x0:.1f}" y="{y + 28}" fill="#1f2328">{label}</text></a>'
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def anomaly_of(name: str, entry: dict[str, Any], index: BarIndex) -> Anomaly:
+    """Present one checker's evidence; fields it lacks are left out."""
+    counterexample = entry.get("counterexample")
+    evidence = counterexample if isinstance(counterexample, dict) else {}
+    shown: set[str] = {"valid", "key", "first_unlinearizable", "counterexample"}
+    story: list[str] = []
+    for holder in (evidence, entry):
+        field_name, value = _first_present(holder, PROSE_FIELDS)
+        if field_name is not None:
+            story.extend(_prose(value))
+            break
+    first = None
+    first_bar = index.find(entry.get("first_unlinearizable"))
+    if first_bar is not None:
+        first = op_row(first_bar, index, f"op {first_bar.invoke.index}")
+    rows: list[OpRow] = []
+    _ops_name, ops_value = _first_present(evidence, OPS_FIELDS)
+    seen: set[int] = set()
+    for reference in ops_value if isinstance(ops_value, list) else []:
+        bar = index.find(reference)
+        if bar is not None and bar.invoke.index not in seen:
+            seen.add(bar.invoke.index)
+            rows.append(op_row(bar, index, f"op {bar.invoke.index}"))
+    rows.sort(key=lambda row: row.start_ns)
+    _prefix_name, prefix_value = _first_present(evidence, PREFIX_FIELDS)
+    prefix = (
+        [_reference_text(ref, index) for ref in prefix_value]
+        if isinstance(prefix_value, list)
+        else _prose(prefix_value)
+    )
+    _orders_name, orders_value = _first_present(evidence, ORDER_FIELDS)
+    used = {n for n in (*PROSE_FIELDS, *OPS_FIELDS, *PREFIX_FIELDS, *ORDER_FIELDS) if n in evidence}
+    rest_fields = {k: v for k, v in evidence.items() if k not in used}
+    rest_fields.update({k: v for k, v in entry.items() if k not in shown and k not in PROSE_FIELDS})
+    key = entry.get("key")
+    indices = sorted({row.link_index for row in rows} | ({first.link_index} if first else set()))
+    return Anomaly(
+        checker=name,
+        key=key,
+        key_text=compact(key, 80),
+        story=story,
+        first=first,
+        ops=rows,
+        svg=counterexample_svg(rows),
+        prefix=prefix,
+        orders=_orders(orders_value, index),
+        rest=json.dumps(rest_fields, indent=2, default=str) if rest_fields else "",
+        history_indices=indices,
+    )
+
+
+def anomalies(results: dict[str, Any], index: BarIndex) -> list[Anomaly]:
+    """One entry per checker that found an anomaly, the linearizability checker first."""
+    checkers = results.get("checkers")
+    if not isinstance(checkers, dict):
+        return []
+    found = [
+        (name, entry)
+        for name, entry in checkers.items()
+        if isinstance(entry, dict) and entry.get("valid") is False
+    ]
+    found.sort(key=lambda item: (item[0] != "linearizable", item[0]))
+    return [anomaly_of(name, entry, index) for name, entry in found]

@@ -1,0 +1,177 @@
+"""Serve a store over HTTP on 127.0.0.1: reports, logs, histories, and each run as a zip.
+
+Reports open from disk too; serving adds directory browsing of runs and
+``/zip/<scenario>/<timestamp>`` to download a whole run (history, results,
+logs, data files) as one archive to attach to a bug. It binds only to the
+loopback address, serves only files under the store (symlinks that leave it
+are refused), caps concurrent requests and archive size, and stops cleanly on
+Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import logging
+import shutil
+import tempfile
+import threading
+import urllib.parse
+import zipfile
+from functools import partial
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+REQUESTS_CONCURRENT_MAX = 16
+REQUEST_TIMEOUT_S = 30
+ZIP_SOURCE_BYTES_MAX = 2 * 1024**3  # a run's files, before compression
+ZIP_MEMORY_BYTES_MAX = 64 * 1024**2  # spooled to a temporary file beyond this
+ZIP_PREFIX = "/zip/"
+
+
+class ZipRefused(Exception):
+    """A zip request that names no run in the store, or a run too large to archive."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def inside(store: Path, relative: str) -> Path:
+    """The path under the store a URL path names; refused if it would leave the store."""
+    root = store.resolve()
+    target = (root / relative.lstrip("/")).resolve()
+    if target != root and root not in target.parents:
+        raise ZipRefused(HTTPStatus.NOT_FOUND, f"{relative!r} is not inside the store")
+    return target
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """Every regular file of a run, sorted; symlinks are left out (they may point anywhere)."""
+    return sorted(p for p in run_dir.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def write_zip(run_dir: Path, out: Any, *, source_bytes_max: int = ZIP_SOURCE_BYTES_MAX) -> int:
+    """Write a zip of the run to the binary file ``out``; return the number of files archived."""
+    files = run_files(run_dir)
+    total = sum(p.stat().st_size for p in files)
+    if total > source_bytes_max:
+        raise ZipRefused(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"the run holds {total:,} bytes, over the {source_bytes_max:,}-byte limit for a zip download",
+        )
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
+        for path in files:
+            archive.write(path, arcname=f"{run_dir.name}/{path.relative_to(run_dir).as_posix()}")
+    return len(files)
+
+
+class StoreHandler(SimpleHTTPRequestHandler):
+    """Static files from the store, plus ``/zip/<run>`` and a zip link in directory listings."""
+
+    timeout = REQUEST_TIMEOUT_S
+    extensions_map = {  # noqa: RUF012 (the base class declares it as a class attribute)
+        **SimpleHTTPRequestHandler.extensions_map,
+        ".jsonl": "text/plain; charset=utf-8",
+        ".log": "text/plain; charset=utf-8",
+        ".json": "application/json",
+        ".toml": "text/plain; charset=utf-8",
+    }
+
+    def __init__(self, *args: Any, directory: str, slots: threading.BoundedSemaphore, **kwargs: Any) -> None:
+        self._slots = slots
+        super().__init__(*args, directory=directory, **kwargs)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.info("client=%s %s", self.address_string(), format % args)
+
+    def handle_one_request(self) -> None:
+        if not self._slots.acquire(timeout=REQUEST_TIMEOUT_S):
+            self.close_connection = True
+            return
+        try:
+            super().handle_one_request()
+        finally:
+            self._slots.release()
+
+    def translate_path(self, path: str) -> str:
+        """Refuse paths that resolve (through symlinks) outside the store, e.g. ``store/latest`` is fine."""
+        translated = super().translate_path(path)
+        root = Path(self.directory).resolve()
+        resolved = Path(translated).resolve()
+        if resolved != root and root not in resolved.parents:
+            return str(root / "\0outside-the-store")  # a name that cannot exist: 404
+        return translated
+
+    def do_GET(self) -> None:
+        if self.path.startswith(ZIP_PREFIX):
+            self._send_zip()
+            return
+        super().do_GET()
+
+    def _send_zip(self) -> None:
+        relative = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path[len(ZIP_PREFIX) :]).rstrip("/")
+        try:
+            run_dir = inside(Path(self.directory), relative)
+            if not relative or not run_dir.is_dir():
+                raise ZipRefused(HTTPStatus.NOT_FOUND, f"no run directory {relative!r} in the store")
+            with tempfile.SpooledTemporaryFile(max_size=ZIP_MEMORY_BYTES_MAX) as spool:
+                write_zip(run_dir, spool)
+                size = spool.tell()
+                spool.seek(0)
+                name = "-".join(Path(relative).parts[-2:]) or "run"
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "application/zip")
+                self.send_header("Content-Length", str(size))
+                self.send_header("Content-Disposition", f'attachment; filename="{name}.zip"')
+                self.end_headers()
+                shutil.copyfileobj(spool, self.wfile)
+        except ZipRefused as refused:
+            self.send_error(refused.status, str(refused))
+
+    def list_directory(self, path: str | Any) -> io.BytesIO | None:
+        """A listing of one store directory: its entries, and a link to download it as a zip."""
+        directory = Path(path)
+        try:
+            entries = sorted(directory.iterdir(), key=lambda p: (not p.is_dir(), p.name))
+        except OSError:
+            self.send_error(HTTPStatus.NOT_FOUND, "cannot list this directory")
+            return None
+        root = Path(self.directory).resolve()
+        relative = directory.resolve().relative_to(root).as_posix()
+        title = "store" if relative == "." else relative
+        lines = [
+            '<!DOCTYPE html><html><head><meta charset="utf-8">',
+            f"<title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>",
+        ]
+        if relative != ".":
+            zip_link = urllib.parse.quote(f"{ZIP_PREFIX}{relative}")
+            lines.append(f'<p><a href="{html.escape(zip_link)}">download this directory as a zip</a></p>')
+            lines.append('<p><a href="../">parent directory</a></p>')
+        lines.append("<ul>")
+        for entry in entries:
+            name = entry.name + ("/" if entry.is_dir() else "")
+            size = "" if entry.is_dir() else f" ({entry.stat().st_size:,} bytes)" if entry.exists() else ""
+            href = html.escape(urllib.parse.quote(name))
+            lines.append(f'<li><a href="{href}">{html.escape(name)}</a>{html.escape(size)}</li>')
+        lines.append("</ul></body></html>")
+        encoded = "\n".join(lines).encode("utf-8", "surrogateescape")
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        return io.BytesIO(encoded)
+
+
+def make_server(store: Path, *, port: int) -> ThreadingHTTPServer:
+    """A server bound to 127.0.0.1 (``port=0`` picks a free port); call ``serve_forever``."""
+    slots = threading.BoundedSemaphore(REQUESTS_CONCURRENT_MAX)
+    handler = partial(StoreHandler, directory=str(store), slots=slots)
+    server = ThreadingHTTPServer((HOST, port), handler)
+    server.daemon_threads = True
+    return server

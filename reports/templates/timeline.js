@@ -1,0 +1,404 @@
+// Ratchet run report: the timeline canvas. Inlined into report.html at build time.
+//
+// The data is one JSON object of parallel arrays (reports/timeline.py). Bars are
+// sorted by (lane, start); within a lane the running maximum of the ends is
+// increasing, so the bars a view shows are found by binary search per lane and
+// only those are drawn. Bars narrower than a pixel that land on the same pixel
+// with the same colour are drawn once. Every string that came from the history
+// reaches the page through textContent or canvas fillText, never innerHTML.
+(function () {
+  "use strict";
+  var dataNode = document.getElementById("timeline-data");
+  var canvas = document.getElementById("timeline-canvas");
+  if (!dataNode || !canvas) { return; }
+  var T = JSON.parse(dataNode.textContent);
+  var C = T.ops;
+  var n = T.count;
+  var lanes = T.lanes;
+  var tooltip = document.getElementById("timeline-tooltip");
+  var record = document.getElementById("timeline-record");
+  var status = document.getElementById("timeline-status");
+  var ctx = canvas.getContext("2d");
+
+  var OUTCOME = ["ok", "fail", "info", "open"];
+  var COLOUR = ["#3f9b68", "#d1495b", "#e99d19", "#9aa0a6"];
+  var NEMESIS_COLOUR = "#7b5ea7";
+  var FAULT_COLOUR = {
+    partition: "rgba(209,73,91,0.13)", loss: "rgba(233,157,25,0.15)", pause: "rgba(66,133,244,0.13)",
+    kill: "rgba(60,60,60,0.13)", clock: "rgba(0,150,136,0.14)", disk: "rgba(123,94,167,0.15)",
+    corrupt: "rgba(156,39,176,0.15)"
+  };
+  var GUTTER = 74, AXIS = 20, MARKS = 18, BOTTOM = 6;
+
+  // Per-lane ranges and the running maximum of ends (for the binary search).
+  var laneFirst = new Int32Array(lanes.length).fill(-1);
+  var laneLast = new Int32Array(lanes.length).fill(-1);
+  var maxEnd = new Float64Array(n);
+  for (var i = 0; i < n; i++) {
+    var lane = C.lane[i];
+    if (laneFirst[lane] < 0) { laneFirst[lane] = i; maxEnd[i] = C.e[i]; }
+    else { maxEnd[i] = Math.max(maxEnd[i - 1], C.e[i]); }
+    laneLast[lane] = i;
+  }
+  var byHistoryIndex = new Map();
+  for (var j = 0; j < n; j++) {
+    byHistoryIndex.set(C.ii[j], j);
+    if (C.ci[j] >= 0) { byHistoryIndex.set(C.ci[j], j); }
+  }
+  var anomalyBars = [];
+  (T.anomaly_indices || []).forEach(function (h) {
+    if (byHistoryIndex.has(h)) { anomalyBars.push(byHistoryIndex.get(h)); }
+  });
+
+  var span = Math.max(T.end_ns, 1);
+  var view = { a: -span * 0.01, b: span * 1.01 };
+  var full = { a: view.a, b: view.b };
+  var laneH = 14, plotW = 100, cssH = 100;
+  var selected = -1, hovered = -1;
+  var api = { drawnOps: 0, totalOps: n, draws: 0 };
+  window.ratchetTimeline = api;
+
+  function layout() {
+    var width = Math.max(320, canvas.parentElement.clientWidth);
+    laneH = Math.max(3, Math.min(18, Math.floor(520 / Math.max(1, lanes.length))));
+    cssH = AXIS + MARKS + lanes.length * laneH + BOTTOM;
+    var ratio = window.devicePixelRatio || 1;
+    canvas.style.width = width + "px";
+    canvas.style.height = cssH + "px";
+    canvas.width = Math.round(width * ratio);
+    canvas.height = Math.round(cssH * ratio);
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    plotW = width - GUTTER - 8;
+  }
+
+  function X(t) { return GUTTER + (t - view.a) / (view.b - view.a) * plotW; }
+  function T_at(x) { return view.a + (x - GUTTER) / plotW * (view.b - view.a); }
+  function laneY(lane) { return AXIS + MARKS + lane * laneH; }
+
+  function firstVisible(lane) {
+    var lo = laneFirst[lane], hi = laneLast[lane] + 1;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      if (maxEnd[mid] < view.a) { lo = mid + 1; } else { hi = mid; }
+    }
+    return lo;
+  }
+
+  function niceStep(rangeNs, target) {
+    var raw = rangeNs / target;
+    var p = Math.pow(10, Math.floor(Math.log10(raw)));
+    var m = raw / p;
+    return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+  }
+
+  function fmtTime(ns) {
+    var abs = Math.abs(ns);
+    if (abs >= 1e9) { return (ns / 1e9).toFixed(abs >= 1e11 ? 0 : 2).replace(/\.?0+$/, "") + " s"; }
+    if (abs >= 1e6) { return (ns / 1e6).toFixed(2).replace(/\.?0+$/, "") + " ms"; }
+    if (abs >= 1e3) { return (ns / 1e3).toFixed(1).replace(/\.?0+$/, "") + " µs"; }
+    return Math.round(ns) + " ns";
+  }
+
+  function drawAxis(width) {
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, width, cssH);
+    ctx.strokeStyle = "#e3e6ea";
+    ctx.fillStyle = "#555";
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    var step = niceStep(view.b - view.a, Math.max(2, plotW / 110));
+    var first = Math.ceil(view.a / step) * step;
+    for (var t = first; t <= view.b; t += step) {
+      var x = Math.round(X(t)) + 0.5;
+      ctx.beginPath(); ctx.moveTo(x, AXIS - 4); ctx.lineTo(x, cssH - BOTTOM); ctx.stroke();
+      ctx.fillText(fmtTime(t), x + 3, AXIS / 2);
+    }
+  }
+
+  function drawLanesBackground(width) {
+    for (var lane = 0; lane < lanes.length; lane++) {
+      if (lane % 2 === 1) {
+        ctx.fillStyle = "rgba(0,0,0,0.025)";
+        ctx.fillRect(GUTTER, laneY(lane), plotW, laneH);
+      }
+    }
+    ctx.fillStyle = "#333";
+    ctx.textBaseline = "middle";
+    ctx.font = Math.min(11, laneH) + "px system-ui, sans-serif";
+    var every = Math.ceil(11 / laneH);
+    for (var l = 0; l < lanes.length; l += every) {
+      var name = lanes[l] === "nemesis" ? "nemesis" : "p" + lanes[l];
+      ctx.fillText(name.slice(0, 11), 4, laneY(l) + laneH / 2);
+    }
+  }
+
+  function drawFaults() {
+    var top = AXIS, height = MARKS + lanes.length * laneH;
+    (T.faults || []).forEach(function (f) {
+      var x0 = Math.max(GUTTER, X(f.start)), x1 = Math.min(GUTTER + plotW, X(f.end));
+      if (x1 < GUTTER || x0 > GUTTER + plotW) { return; }
+      ctx.fillStyle = FAULT_COLOUR[f.kind] || "rgba(120,120,120,0.13)";
+      ctx.fillRect(x0, top, Math.max(1, x1 - x0), height);
+      ctx.save();
+      ctx.beginPath(); ctx.rect(x0, top, Math.max(1, x1 - x0), MARKS); ctx.clip();
+      ctx.fillStyle = "#333";
+      ctx.font = "10px system-ui, sans-serif";
+      ctx.fillText(f.label + (f.healed ? "" : " (never healed)"), x0 + 3, top + MARKS / 2);
+      ctx.restore();
+    });
+  }
+
+  function drawMarkers() {
+    (T.markers || []).forEach(function (m) {
+      var x = Math.round(X(m.t)) + 0.5;
+      if (x < GUTTER || x > GUTTER + plotW) { return; }
+      ctx.strokeStyle = m.kind === "became_primary" ? "rgba(25,103,210,0.85)" : "rgba(25,103,210,0.35)";
+      ctx.setLineDash(m.kind === "became_primary" ? [] : [3, 3]);
+      ctx.beginPath(); ctx.moveTo(x, AXIS + MARKS - 6); ctx.lineTo(x, cssH - BOTTOM); ctx.stroke();
+      ctx.setLineDash([]);
+      if (m.kind === "became_primary") {
+        ctx.fillStyle = "rgba(25,103,210,0.9)";
+        ctx.beginPath(); ctx.moveTo(x - 4, AXIS + MARKS - 7); ctx.lineTo(x + 4, AXIS + MARKS - 7);
+        ctx.lineTo(x, AXIS + MARKS - 1); ctx.fill();
+      }
+    });
+  }
+
+  function barColour(i) {
+    return lanes[C.lane[i]] === "nemesis" ? NEMESIS_COLOUR : COLOUR[C.o[i]];
+  }
+
+  function drawBars() {
+    var drawn = 0;
+    var pad = laneH > 5 ? 1 : 0;
+    for (var lane = 0; lane < lanes.length; lane++) {
+      if (laneFirst[lane] < 0) { continue; }
+      var y = laneY(lane) + pad, h = laneH - 2 * pad;
+      var lastPx = -1, lastColour = "";
+      for (var i = firstVisible(lane); i <= laneLast[lane] && C.s[i] <= view.b; i++) {
+        if (C.e[i] < view.a) { continue; }
+        var x0 = X(C.s[i]), x1 = X(C.e[i]);
+        var colour = barColour(i);
+        var px = Math.floor(x0);
+        if (x1 - x0 < 1 && px === lastPx && colour === lastColour) { continue; }
+        ctx.fillStyle = colour;
+        var left = Math.max(GUTTER - 1, x0);
+        ctx.fillRect(left, y, Math.max(1, Math.min(x1, GUTTER + plotW + 1) - left), h);
+        lastPx = px; lastColour = colour;
+        drawn++;
+      }
+    }
+    return drawn;
+  }
+
+  function outline(i, colour, width) {
+    if (i < 0) { return; }
+    var x0 = X(C.s[i]), x1 = X(C.e[i]);
+    if (x1 < GUTTER || x0 > GUTTER + plotW) { return; }
+    ctx.strokeStyle = colour; ctx.lineWidth = width;
+    ctx.strokeRect(Math.max(GUTTER, x0) - 1.5, laneY(C.lane[i]) - 1, Math.max(3, x1 - x0) + 3, laneH + 2);
+    ctx.lineWidth = 1;
+  }
+
+  function draw() {
+    var width = canvas.width / (window.devicePixelRatio || 1);
+    drawAxis(width);
+    drawLanesBackground(width);
+    drawFaults();
+    var drawn = drawBars();
+    drawMarkers();
+    anomalyBars.forEach(function (i) { outline(i, "#b00020", 2); });
+    outline(hovered, "#111", 1);
+    outline(selected, "#1967d2", 2);
+    ctx.clearRect(GUTTER + plotW + 1, AXIS, 20, cssH);
+    api.drawnOps = drawn;
+    api.draws += 1;
+    canvas.dataset.drawnOps = String(drawn);
+    status.textContent = "showing " + fmtTime(Math.max(0, view.a)) + " to " + fmtTime(view.b) +
+      " · " + drawn.toLocaleString() + " bars drawn of " + n.toLocaleString() + " ops";
+  }
+
+  var pending = false;
+  function redraw() {
+    if (pending) { return; }
+    pending = true;
+    window.requestAnimationFrame(function () { pending = false; draw(); });
+  }
+
+  function zoom(factor, atX) {
+    var t = T_at(atX);
+    var a = t - (t - view.a) * factor, b = t + (view.b - t) * factor;
+    if (b - a < 1000) { return; }  // a microsecond across the whole width is enough
+    view.a = a; view.b = b;
+    redraw();
+  }
+
+  function hit(x, y) {
+    var lane = Math.floor((y - AXIS - MARKS) / laneH);
+    if (lane < 0 || lane >= lanes.length || laneFirst[lane] < 0 || x < GUTTER) { return -1; }
+    var t = T_at(x), slack = (view.b - view.a) / plotW * 3;
+    var best = -1, bestGap = Infinity;
+    for (var i = firstVisible(lane); i <= laneLast[lane] && C.s[i] <= t + slack; i++) {
+      var gap = t < C.s[i] ? C.s[i] - t : t > C.e[i] ? t - C.e[i] : 0;
+      if (gap <= slack && gap < bestGap) { best = i; bestGap = gap; }
+    }
+    return best;
+  }
+
+  function processValue(i) {
+    var name = lanes[C.lane[i]];
+    return /^-?\d+$/.test(name) ? Number(name) : name;
+  }
+
+  function valueText(v) { return v === null || v === undefined ? "" : JSON.stringify(v); }
+
+  function summary(i) {
+    var who = lanes[C.lane[i]] === "nemesis" ? "nemesis" : "process " + lanes[C.lane[i]];
+    var key = C.k[i] >= 0 ? " key " + JSON.stringify(T.keys[C.k[i]]) : "";
+    var value = C.o[i] === 0 && C.vc[i] !== null ? valueText(C.vc[i]) : valueText(C.vi[i]);
+    var error = C.er[i] >= 0 ? " error " + JSON.stringify(T.errors[C.er[i]]) : "";
+    return who + ": " + T.fs[C.f[i]] + key + (value ? " " + value : "") + " → " + OUTCOME[C.o[i]] +
+      error + " (" + fmtTime(C.e[i] - C.s[i]) + ", at " + fmtTime(C.s[i]) + ")";
+  }
+
+  function absTime(rel) {
+    try { return (BigInt(T.t0_ns) + BigInt(Math.round(rel))).toString(); }
+    catch (e) { return String(Number(T.t0_ns) + rel); }
+  }
+
+  function recordText(i) {
+    var nemesis = lanes[C.lane[i]] === "nemesis";
+    var base = {
+      process: processValue(i), f: T.fs[C.f[i]],
+      key: C.k[i] >= 0 ? T.keys[C.k[i]] : null
+    };
+    function one(index, type, rel, value, error) {
+      var r = { index: index, time_ns: "__TIME__", process: base.process, type: type, f: base.f,
+        key: base.key, value: value, error: error, node: C.n[i] >= 0 ? T.nodes[C.n[i]] : null };
+      return JSON.stringify(r, null, 1).replace("\"__TIME__\"", absTime(rel)).replace(/\n\s*/g, " ");
+    }
+    var lines = [one(C.ii[i], nemesis ? "info" : "invoke", C.s[i], C.vi[i], null)];
+    if (C.ci[i] >= 0) {
+      lines.push(one(C.ci[i], OUTCOME[C.o[i]], C.e[i], C.vc[i], C.er[i] >= 0 ? T.errors[C.er[i]] : null));
+    } else {
+      lines.push("(no completion in the history: the op was still open when it ended)");
+    }
+    return lines.join("\n");
+  }
+
+  function select(i) {
+    selected = i;
+    if (i < 0) { record.textContent = "Click an op to see its full record."; }
+    else {
+      record.textContent = summary(i) + "\n\n" + recordText(i);
+      record.dataset.historyIndex = String(C.ii[i]);
+    }
+    redraw();
+  }
+
+  function focusBar(i, widthNs) {
+    var centre = (C.s[i] + C.e[i]) / 2;
+    var half = Math.max(widthNs || 0, (C.e[i] - C.s[i]) * 6, 2e6) / 2;
+    view.a = centre - half; view.b = centre + half;
+    select(i);
+  }
+
+  function focusRange(a, b) {
+    var pad = Math.max((b - a) * 0.15, 1e6);
+    view.a = a - pad; view.b = b + pad;
+    redraw();
+  }
+
+  api.focusHistoryIndex = function (h) {
+    if (!byHistoryIndex.has(h)) { return false; }
+    focusBar(byHistoryIndex.get(h));
+    canvas.scrollIntoView({ block: "center" });
+    return true;
+  };
+  api.barCenter = function (h) {
+    if (!byHistoryIndex.has(h)) { return null; }
+    var i = byHistoryIndex.get(h);
+    var rect = canvas.getBoundingClientRect();
+    var x0 = Math.max(GUTTER, X(C.s[i])), x1 = Math.min(GUTTER + plotW, X(C.e[i]));
+    return { x: rect.left + (x0 + x1) / 2, y: rect.top + laneY(C.lane[i]) + laneH / 2 };
+  };
+  api.selectedHistoryIndex = function () { return selected >= 0 ? C.ii[selected] : null; };
+  api.view = function () { return { a: view.a, b: view.b }; };
+
+  function focusAnomaly() {
+    if (!anomalyBars.length) { return; }
+    var a = Infinity, b = -Infinity;
+    anomalyBars.forEach(function (i) { a = Math.min(a, C.s[i]); b = Math.max(b, C.e[i]); });
+    focusRange(a, b);
+  }
+
+  // --- input ---
+  var drag = null;
+  canvas.addEventListener("wheel", function (ev) {
+    ev.preventDefault();
+    var rect = canvas.getBoundingClientRect();
+    zoom(Math.pow(1.0015, ev.deltaY), ev.clientX - rect.left);
+  }, { passive: false });
+  canvas.addEventListener("mousedown", function (ev) {
+    drag = { x: ev.clientX, a: view.a, b: view.b, moved: false };
+  });
+  window.addEventListener("mouseup", function () { window.setTimeout(function () { drag = null; }, 0); });
+  canvas.addEventListener("mousemove", function (ev) {
+    var rect = canvas.getBoundingClientRect();
+    var x = ev.clientX - rect.left, y = ev.clientY - rect.top;
+    if (drag && ev.buttons === 1) {
+      var dx = ev.clientX - drag.x;
+      if (Math.abs(dx) > 2) { drag.moved = true; }
+      var dt = dx / plotW * (drag.b - drag.a);
+      view.a = drag.a - dt; view.b = drag.b - dt;
+      tooltip.hidden = true;
+      redraw();
+      return;
+    }
+    var i = hit(x, y);
+    if (i !== hovered) { hovered = i; redraw(); }
+    if (i < 0) { tooltip.hidden = true; canvas.style.cursor = "grab"; return; }
+    canvas.style.cursor = "pointer";
+    tooltip.textContent = summary(i);
+    tooltip.hidden = false;
+    tooltip.style.left = Math.min(x + 14, rect.width - 360) + "px";
+    tooltip.style.top = (y + 16) + "px";
+  });
+  canvas.addEventListener("mouseleave", function () { tooltip.hidden = true; hovered = -1; redraw(); });
+  canvas.addEventListener("click", function (ev) {
+    if (drag && drag.moved) { return; }
+    var rect = canvas.getBoundingClientRect();
+    select(hit(ev.clientX - rect.left, ev.clientY - rect.top));
+  });
+
+  function button(id, fn) {
+    var b = document.getElementById(id);
+    if (b) { b.addEventListener("click", fn); }
+  }
+  button("tl-zoom-in", function () { zoom(1 / 1.6, GUTTER + plotW / 2); });
+  button("tl-zoom-out", function () { zoom(1.6, GUTTER + plotW / 2); });
+  button("tl-reset", function () { view.a = full.a; view.b = full.b; redraw(); });
+  button("tl-anomaly", focusAnomaly);
+  if (!anomalyBars.length) {
+    var b = document.getElementById("tl-anomaly");
+    if (b) { b.disabled = true; }
+  }
+  document.querySelectorAll("[data-history-index]").forEach(function (el) {
+    if (el === record) { return; }
+    el.addEventListener("click", function (ev) {
+      ev.preventDefault();
+      api.focusHistoryIndex(Number(el.dataset.historyIndex));
+    });
+  });
+  document.querySelectorAll("[data-fault-start]").forEach(function (el) {
+    el.addEventListener("click", function (ev) {
+      ev.preventDefault();
+      focusRange(Number(el.dataset.faultStart), Number(el.dataset.faultEnd));
+      canvas.scrollIntoView({ block: "center" });
+    });
+  });
+  window.addEventListener("resize", function () { layout(); redraw(); });
+
+  layout();
+  draw();
+})();

@@ -1,0 +1,164 @@
+"""The data behind the report's timeline: ops paired into bars, packed as columns.
+
+A browser must stay responsive at 100,000 ops, so the page gets one compact
+JSON object of parallel arrays (one entry per op bar) instead of 100,000
+dictionaries: string-valued fields (f, key, error, node) are indices into small
+tables, times are integer nanoseconds since the first op. The page rebuilds an
+op's full record from these columns when a person clicks it.
+
+Bars are grouped by lane (one per client process, plus the nemesis lane first)
+and sorted by start inside a lane. A client process has at most one op
+outstanding, so inside a lane both starts and ends are increasing: the page
+finds the visible bars of a lane by binary search, which is what makes drawing
+only what is visible cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+OUTCOME_CODES = {"ok": 0, "fail": 1, "info": 2, "open": 3}
+NEMESIS = "nemesis"
+
+
+class OpLike(Protocol):
+    """The fields of a history op (contracts §4) the report reads."""
+
+    index: int
+    time_ns: int
+    process: Any
+    type: str
+    f: Any
+    key: Any
+    value: Any
+    error: Any
+    node: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    """One op from invocation to completion (or to the end of the history if it never completed)."""
+
+    process: Any
+    invoke: OpLike
+    completion: OpLike | None
+
+    @property
+    def outcome(self) -> str:
+        return self.completion.type if self.completion is not None else "open"
+
+
+def pair_bars(ops: Iterable[OpLike]) -> list[Bar]:
+    """Pair each invocation with its process's next completion; nemesis info ops pair by f.
+
+    A client process has one op outstanding (contracts §4), so its next
+    non-invoke op completes the open one. The nemesis records an ``info``
+    invocation and an ``info`` completion with the same ``f``. A completion
+    with no open invocation is kept as a zero-length bar rather than dropped:
+    the report shows what the history holds, even when it is odd.
+    """
+    open_by_process: dict[Any, OpLike] = {}
+    open_nemesis: dict[Any, OpLike] = {}
+    bars: list[Bar] = []
+    for op in ops:
+        if op.process == NEMESIS:
+            started = open_nemesis.pop(op.f, None)
+            if started is None:
+                open_nemesis[op.f] = op
+            else:
+                bars.append(Bar(op.process, started, op))
+            continue
+        if op.type == "invoke":
+            previous = open_by_process.pop(op.process, None)
+            if previous is not None:
+                bars.append(Bar(op.process, previous, None))
+            open_by_process[op.process] = op
+            continue
+        started = open_by_process.pop(op.process, None)
+        bars.append(Bar(op.process, started if started is not None else op, op))
+    bars.extend(Bar(op.process, op, None) for op in open_by_process.values())
+    bars.extend(Bar(op.process, op, None) for op in open_nemesis.values())
+    return bars
+
+
+def lane_order(processes: Iterable[Any]) -> list[Any]:
+    """Nemesis first, then integer processes ascending, then anything else by its text."""
+    unique = set(processes)
+    ints = sorted(p for p in unique if isinstance(p, int) and not isinstance(p, bool))
+    others = sorted((p for p in unique if p != NEMESIS and p not in ints), key=str)
+    return ([NEMESIS] if NEMESIS in unique else []) + ints + others
+
+
+class _Table:
+    """Interns values into a list; ``None`` maps to -1."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self._index: dict[str, int] = {}
+
+    def code(self, value: Any) -> int:
+        if value is None:
+            return -1
+        text = value if isinstance(value, str) else repr(value)
+        found = self._index.get(text)
+        if found is None:
+            found = len(self.values)
+            self._index[text] = found
+            self.values.append(value)
+        return found
+
+
+def timeline_columns(ops: Sequence[OpLike]) -> dict[str, Any]:
+    """The timeline's embedded data: lanes, string tables, and one column per bar field.
+
+    Returns a JSON-ready dict. ``t0_ns`` is the first op's time; every time in
+    the columns is relative to it. ``end_ns`` is the last op's time, also the
+    end drawn for bars that never completed.
+    """
+    t0_ns = min((op.time_ns for op in ops), default=0)
+    end_ns = max((op.time_ns for op in ops), default=0) - t0_ns
+    bars = pair_bars(ops)
+    lanes = lane_order(bar.process for bar in bars)
+    lane_of = {process: i for i, process in enumerate(lanes)}
+    bars.sort(key=lambda bar: (lane_of[bar.process], bar.invoke.time_ns, bar.invoke.index))
+    f_table, key_table, error_table, node_table = _Table(), _Table(), _Table(), _Table()
+    columns: dict[str, list[Any]] = {
+        name: [] for name in ("lane", "s", "e", "o", "f", "k", "vi", "vc", "er", "n", "ii", "ci")
+    }
+    for bar in bars:
+        done = bar.completion
+        columns["lane"].append(lane_of[bar.process])
+        columns["s"].append(bar.invoke.time_ns - t0_ns)
+        columns["e"].append((done.time_ns - t0_ns) if done is not None else end_ns)
+        columns["o"].append(OUTCOME_CODES.get(bar.outcome, 2))
+        columns["f"].append(f_table.code(bar.invoke.f))
+        columns["k"].append(key_table.code(bar.invoke.key if bar.invoke.key is not None else _key(done)))
+        columns["vi"].append(bar.invoke.value)
+        columns["vc"].append(done.value if done is not None else None)
+        columns["er"].append(error_table.code(done.error if done is not None else None))
+        columns["n"].append(node_table.code(_node(bar)))
+        columns["ii"].append(bar.invoke.index)
+        columns["ci"].append(done.index if done is not None else -1)
+    return {
+        "t0_ns": t0_ns,
+        "end_ns": end_ns,
+        "lanes": [str(process) for process in lanes],
+        "fs": f_table.values,
+        "keys": key_table.values,
+        "errors": error_table.values,
+        "nodes": node_table.values,
+        "ops": columns,
+        "count": len(bars),
+    }
+
+
+def _key(op: OpLike | None) -> Any:
+    return op.key if op is not None else None
+
+
+def _node(bar: Bar) -> Any:
+    if bar.completion is not None and bar.completion.node is not None:
+        return bar.completion.node
+    return bar.invoke.node
