@@ -1,0 +1,1 @@
+"""Simulation doubles for the replica: seeded storage, network and cluster (stdlib only)."""
