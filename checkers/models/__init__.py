@@ -1,0 +1,26 @@
+"""The models a history can be checked against, by name. A new model is one file here."""
+
+from __future__ import annotations
+
+from checkers.models.base import ILLEGAL, Model, UnsupportedOp
+from checkers.models.cas_register import CasRegister
+from checkers.models.counter import Counter
+from checkers.models.register import Register
+from checkers.models.set import SetModel
+
+MODEL_NAMES = ("register", "cas-register", "set", "counter")
+
+__all__ = ["ILLEGAL", "MODEL_NAMES", "Model", "UnsupportedOp", "get_model"]
+
+
+def get_model(name: str) -> Model:
+    """The model called ``name``; ValueError listing the names when there is none."""
+    if name == "register":
+        return Register()
+    if name == "cas-register":
+        return CasRegister()
+    if name == "set":
+        return SetModel()
+    if name == "counter":
+        return Counter()
+    raise ValueError(f"unknown model {name!r}; accepted: {', '.join(MODEL_NAMES)}")

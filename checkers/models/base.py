@@ -1,0 +1,68 @@
+"""What a model is: a small pure value the linearizability search steps through.
+
+A model is a frozen dataclass with ``init()`` (the state before any op) and
+``step(state, f, value_in, value_out, known)`` returning the next state, or
+:data:`ILLEGAL` when the op cannot take effect in that state. ``known`` is
+False for an open-ended (``info``) op, whose output was never seen: the model
+then checks only the op's precondition (a cas still needs its expected value)
+and applies its effect. States must be hashable: the search memoizes on them.
+
+``produces``/``observes`` let the checker drop open-ended ops that can never
+matter (a write of a value nobody ever reads changes nothing anyone saw) and
+keep counterexamples honest (a read is never left without the op that
+produced its value). ``describe_*`` turn states and ops into words for the
+explanation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Any, Protocol
+
+
+class _Illegal:
+    """The op cannot take effect in this state."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ILLEGAL"
+
+
+ILLEGAL: Any = _Illegal()
+
+
+class UnsupportedOp(ValueError):
+    """The history holds an op the model does not know (e.g. cas for a plain register)."""
+
+
+class Model(Protocol):
+    name: str
+    fs: frozenset[str]
+
+    def init(self) -> Hashable: ...
+
+    def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any: ...
+
+    def produces(self, f: str, value_in: Any) -> Iterable[Any] | None:
+        """Values the op makes observable; None means "cannot tell, always keep it"."""
+        ...
+
+    def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
+        """Values the op needs to have been produced (or to be the initial state)."""
+        ...
+
+    def describe_state(self, state: Any) -> str: ...
+
+    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool) -> str: ...
+
+
+def show(value: Any) -> str:
+    """A value as a person reads it: nil for None, [a b] for tuples."""
+    if value is None:
+        return "nil"
+    if isinstance(value, tuple):
+        return "[" + " ".join(show(v) for v in value) + "]"
+    if isinstance(value, frozenset):
+        return "#{" + " ".join(sorted(show(v) for v in value)) + "}"
+    return repr(value) if isinstance(value, str) else str(value)

@@ -1,0 +1,62 @@
+"""A compare-and-set register: read, write, and cas [expected new]."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from checkers.models.base import ILLEGAL, UnsupportedOp, show
+
+
+@dataclass(frozen=True, slots=True)
+class CasRegister:
+    """Like :class:`~checkers.models.register.Register`, plus ``cas [old new]``.
+
+    A cas that took effect found ``old`` and left ``new``. A cas whose compare
+    failed is recorded as ``fail`` and removed before the search, so here a
+    cas is only legal when the state equals ``old``.
+    """
+
+    name: str = "cas-register"
+    initial: Any = None
+    fs: frozenset[str] = frozenset({"read", "write", "cas"})
+
+    def init(self) -> Any:
+        return self.initial
+
+    def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
+        if f == "read":
+            if not known or value_out == state:
+                return state
+            return ILLEGAL
+        if f == "write":
+            return value_in
+        if f == "cas":
+            old, new = value_in
+            return new if state == old else ILLEGAL
+        raise UnsupportedOp(f"model {self.name!r} has no op {f!r} (it knows {sorted(self.fs)})")
+
+    def produces(self, f: str, value_in: Any) -> Iterable[Any] | None:
+        if f == "write":
+            return (value_in,)
+        if f == "cas":
+            return (value_in[1],)
+        return ()
+
+    def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
+        if f == "read":
+            return (value_out,)
+        if f == "cas":
+            return (value_in[0],)
+        return ()
+
+    def describe_state(self, state: Any) -> str:
+        return f"the register held {show(state)}"
+
+    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool) -> str:
+        if f == "read":
+            return f"read returned {show(value_out)}" if known else "read (result unknown)"
+        if f == "cas":
+            return f"cas {show(value_in[0])}->{show(value_in[1])}"
+        return f"write {show(value_in)}"

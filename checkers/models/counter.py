@@ -1,0 +1,43 @@
+"""A counter: ``add n`` (or ``increment``, n=1 when no value) and ``read``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from checkers.models.base import ILLEGAL, UnsupportedOp, show
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    """State is an integer starting at 0; reads must return it exactly."""
+
+    name: str = "counter"
+    fs: frozenset[str] = frozenset({"add", "increment", "read"})
+
+    def init(self) -> Any:
+        return 0
+
+    def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
+        if f in ("add", "increment"):
+            return state + (1 if value_in is None else value_in)
+        if f == "read":
+            if not known:
+                return state
+            return state if value_out == state else ILLEGAL
+        raise UnsupportedOp(f"model {self.name!r} has no op {f!r} (it knows {sorted(self.fs)})")
+
+    def produces(self, f: str, value_in: Any) -> Iterable[Any] | None:
+        return None  # any add can matter to a later read's total
+
+    def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
+        return ()
+
+    def describe_state(self, state: Any) -> str:
+        return f"the counter held {show(state)}"
+
+    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool) -> str:
+        if f == "read":
+            return f"read returned {show(value_out)}" if known else "read (result unknown)"
+        return f"add {show(1 if value_in is None else value_in)}"

@@ -1,0 +1,44 @@
+"""A grow-only set: ``add x`` and ``read`` (returns every element added so far)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from checkers.models.base import ILLEGAL, UnsupportedOp, show
+
+
+@dataclass(frozen=True, slots=True)
+class SetModel:
+    """State is a frozenset; a read's value (a list) must equal it as a set."""
+
+    name: str = "set"
+    fs: frozenset[str] = frozenset({"add", "read"})
+
+    def init(self) -> Any:
+        return frozenset()
+
+    def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
+        if f == "add":
+            return state | {value_in}
+        if f == "read":
+            if not known:
+                return state
+            seen = frozenset(value_out or ())
+            return state if seen == state else ILLEGAL
+        raise UnsupportedOp(f"model {self.name!r} has no op {f!r} (it knows {sorted(self.fs)})")
+
+    def produces(self, f: str, value_in: Any) -> Iterable[Any] | None:
+        return (value_in,) if f == "add" else ()
+
+    def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
+        return tuple(value_out or ()) if f == "read" else ()
+
+    def describe_state(self, state: Any) -> str:
+        return f"the set held {show(frozenset(state))}"
+
+    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool) -> str:
+        if f == "read":
+            return f"read returned {show(frozenset(value_out or ()))}" if known else "read (result unknown)"
+        return f"add {show(value_in)}"
