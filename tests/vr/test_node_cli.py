@@ -7,6 +7,7 @@ exit (3), a single paragraph on stderr that names the problem, and no traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,3 +125,28 @@ def test_refusals_leave_no_files_behind(tmp_path: Path, peers: str) -> None:
     before = sorted(os.listdir(tmp_path))
     run_node("--id", "0", "--peers", peers, "--data", str(tmp_path), "--bug", "nope")
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_event_log_writes_one_flushed_json_line_per_event(tmp_path: Path) -> None:
+    from vr.events import EventLog
+
+    clock = iter(range(100, 200))
+    path = tmp_path / "events.jsonl"
+    log = EventLog(str(path), replica=2, mono_ns=lambda: next(clock), wall_ns=lambda: 1_700_000_000_000)
+    log.emit("view_change_started", view=3)
+    # Flushed per line: readable before close, so a SIGKILL cannot eat it.
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first == {
+        "mono_ns": 100,
+        "wall_ns": 1_700_000_000_000,
+        "replica": 2,
+        "kind": "view_change_started",
+        "view": 3,
+    }
+    log.emit("repaired_slot", op=7, checksum=b"\x01\xff", senders={2, 0})
+    log.close()
+    second = json.loads(path.read_text().splitlines()[1])
+    assert second["checksum"] == "01ff" and second["senders"] == [0, 2]
+    assert log.count == 2
+    with pytest.raises(AssertionError):
+        EventLog(None, replica=0).emit("x", replica=3)
