@@ -175,7 +175,7 @@ def search(model: Model, operations: Sequence[Operation], budget: Budget | None 
 
     # Entries: ok calls and returns in event order, in a doubly linked list.
     events = sorted(
-        [(op.call, 0, i) for i, op in enumerate(ok_ops)] + [(op.ret, 1, i) for i, op in enumerate(ok_ops)]  # type: ignore[misc]
+        [(op.call, 0, i) for i, op in enumerate(ok_ops)] + [(op.ret, 1, i) for i, op in enumerate(ok_ops)]
     )
     n_entries = len(events)
     entry_is_ret = [kind == 1 for _, kind, _ in events]

@@ -37,8 +37,11 @@ class UnsupportedOp(ValueError):
 
 
 class Model(Protocol):
-    name: str
-    fs: frozenset[str]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fs(self) -> frozenset[str]: ...
 
     def init(self) -> Hashable: ...
 
