@@ -531,12 +531,14 @@ class Journal:
         if not ours and not present:
             return None
         try:
-            message = self._read_slot_message(slot)
+            message, fault = self._read_slot_message(slot)
         except StorageIOError:
             self._read_fault(slot, op, "read_eio", ours=ours)
             return None
-        if message is None or message.header.op != op or message.header.checksum != checksum_expected:
-            self._read_fault(slot, op, "read_corrupt" if message is None else "read_misdirected", ours=ours)
+        if message is not None and (message.header.op != op or message.header.checksum != checksum_expected):
+            message, fault = None, "read_wrong_version"  # the slot durably holds another op or version
+        if message is None:
+            self._read_fault(slot, op, fault, ours=ours)
             return None
         return message
 
@@ -550,13 +552,26 @@ class Journal:
                 "replica=%d op=%d slot=%d prepare read fault=%s: marked faulty", self.replica, op, slot, kind
             )
 
-    def _read_slot_message(self, slot: int) -> Message | None:
-        """The valid prepare message physically in ``slot`` (None if invalid or reserved); EIO raises."""
+    def _read_slot_message(self, slot: int) -> tuple[Message | None, str]:
+        """The valid prepare message physically in ``slot``, else None and why; EIO raises."""
         first = self.storage.read(self.layout.prepare_offset(slot), SECTOR_SIZE)
         header = self._valid_prepare_header(slot, first)
-        if header is None or header.command != Command.PREPARE:
-            return None
-        return self._read_body(slot, header, first)
+        if header is None:
+            return None, self._invalid_reason(slot, first)
+        if header.command != Command.PREPARE:
+            return None, "read_reserved"
+        message = self._read_body(slot, header, first)
+        return message, "read_corrupt"
+
+    def _invalid_reason(self, slot: int, first_sector: bytes) -> str:
+        """Why a prepare slot failed validation: a sealed header for another slot is a misdirect."""
+        try:
+            header = decode_header(first_sector[:HEADER_SIZE], cluster=self.cluster)
+        except InvalidMessage:
+            return "read_corrupt"
+        if header.op % self.layout.slot_count != slot:
+            return "read_misdirected"
+        return "read_corrupt"
 
     def _read_body(self, slot: int, header: Header, first: bytes) -> Message | None:
         padded_size = align_up(header.size)
