@@ -35,7 +35,7 @@ from __future__ import annotations
 import bisect
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -45,6 +45,7 @@ from checkers.models.base import ILLEGAL, Model
 INFINITY = 1 << 62
 MEMO_ENTRY_BYTES = 160  # measured: a (int, state) tuple in a set, for small states
 CHECK_EVERY_STEPS = 2048
+PROGRESS_EVERY_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +165,18 @@ def _zobrist(count: int) -> list[int]:
     return [rng.getrandbits(128) for _ in range(count)]
 
 
-def search(model: Model, operations: Sequence[Operation], budget: Budget | None = None) -> SearchResult:
-    """Search for a linearization of one key's operations."""
+def search(
+    model: Model,
+    operations: Sequence[Operation],
+    budget: Budget | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> SearchResult:
+    """Search for a linearization of one key's operations.
+
+    ``progress(steps, frontier)`` is called about every PROGRESS_EVERY_S seconds
+    of a long search.
+    """
     budget = budget or Budget()
     prepared = prepare(model, operations)
     ok_ops, info_ops = prepared.ok_ops, prepared.info_ops
@@ -208,6 +219,7 @@ def search(model: Model, operations: Sequence[Operation], budget: Budget | None 
     steps = 0
     best_frontier, stuck = -1, -1
     memo_max = budget.memo_entries_max
+    next_progress_s = time.monotonic() + PROGRESS_EVERY_S
 
     def candidates() -> list[int]:
         """Ok ops invoked before the first pending return, then alive open-ended ops."""
@@ -263,7 +275,11 @@ def search(model: Model, operations: Sequence[Operation], budget: Budget | None 
         op_id = cands[index]
         steps += 1
         if steps % CHECK_EVERY_STEPS == 0:
-            if time.monotonic() > budget.deadline_s:
+            now = time.monotonic()
+            if progress is not None and now > next_progress_s:
+                progress(steps, best_frontier)
+                next_progress_s = now + PROGRESS_EVERY_S
+            if now > budget.deadline_s:
                 return _unknown(
                     prepared, ok_ops, stuck, best_frontier, steps, len(memo), "time limit reached"
                 )

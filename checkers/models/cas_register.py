@@ -54,9 +54,9 @@ class CasRegister:
     def describe_state(self, state: Any) -> str:
         return f"the register held {show(state)}"
 
-    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool) -> str:
+    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool, who: str) -> str:
         if f == "read":
-            return f"read returned {show(value_out)}" if known else "read (result unknown)"
+            return f"read by {who} returned {show(value_out)}" if known else f"read by {who} (result unknown)"
         if f == "cas":
-            return f"cas {show(value_in[0])}->{show(value_in[1])}"
-        return f"write {show(value_in)}"
+            return f"cas {show(value_in[0])}->{show(value_in[1])} by {who}"
+        return f"write {show(value_in)} by {who}"

@@ -43,7 +43,7 @@ class Register:
     def describe_state(self, state: Any) -> str:
         return f"the register held {show(state)}"
 
-    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool) -> str:
+    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool, who: str) -> str:
         if f == "read":
-            return f"read returned {show(value_out)}" if known else "read (result unknown)"
-        return f"write {show(value_in)}"
+            return f"read by {who} returned {show(value_out)}" if known else f"read by {who} (result unknown)"
+        return f"write {show(value_in)} by {who}"

@@ -38,7 +38,11 @@ class SetModel:
     def describe_state(self, state: Any) -> str:
         return f"the set held {show(frozenset(state))}"
 
-    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool) -> str:
+    def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool, who: str) -> str:
         if f == "read":
-            return f"read returned {show(frozenset(value_out or ()))}" if known else "read (result unknown)"
-        return f"add {show(value_in)}"
+            return (
+                f"read by {who} returned {show(frozenset(value_out or ()))}"
+                if known
+                else f"read by {who} (result unknown)"
+            )
+        return f"add {show(value_in)} by {who}"

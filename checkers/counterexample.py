@@ -1,0 +1,336 @@
+"""Turn "not linearizable" into a small history a person can read, and say why in words.
+
+Porcupine draws the failure and Knossos prints the last configurations; both
+leave the reader to find the few ops that matter among hundreds. Here the
+failing history is shrunk to a *minimal counterexample*:
+
+1. Cut it at the return of the first op that cannot be linearized: ops called
+   later cannot matter, and ops still running at that point become
+   open-ended (they may or may not have happened yet).
+2. Narrow the window: drop ops that finished long before the failing op was
+   called, doubling the window until the rest is still not linearizable.
+3. Delta-debug (Zeller's ddmin): remove chunks, then single ops, while the
+   rest stays not linearizable, until no single op can go.
+
+A removal must keep every value a remaining op observes *explained*: a read
+of 3 needs an op that writes 3 (or 3 being the initial value). Without this
+rule every stale read would shrink to a lone "read 3" with no write, which is
+minimal but tells nobody anything. So an op is removed together with the
+observers it alone explained, and the failing op itself always stays.
+
+Then every order of the counterexample's ops that real time allows is
+replayed against the model, and each dead end is written out: "after write 3
+by p1 [ok], read by p4 returned 5, but the register held 3".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from checkers.history import Operation
+from checkers.models.base import ILLEGAL, Model, show
+from checkers.search import Budget, search
+
+ORDERS_SHOWN_MAX = 12
+ORDER_NODES_MAX = 20_000
+
+
+def _explained(
+    model: Model, ops: Sequence[Operation], keep: int, exempt: frozenset[Any] = frozenset()
+) -> list[Operation] | None:
+    """Drop observers whose values no op left produces (cascading); None if ``keep`` would go.
+
+    ``exempt`` values were produced by nothing in the whole history: observing
+    them is the anomaly itself, so they need no explaining.
+    """
+    initial = model.init()
+    current = list(ops)
+    while True:
+        produced: set[Any] = set()
+        anything = False
+        for op in current:
+            values = model.produces(op.f, op.value_in)
+            if values is None:
+                anything = True
+            else:
+                for value in values:
+                    try:
+                        produced.add(value)
+                    except TypeError:
+                        anything = True
+        if anything:
+            return current
+        survivors = []
+        for op in current:
+            observed = model.observes(op.f, op.value_in, op.value_out if op.outcome == "ok" else None)
+            missing = [
+                v
+                for v in observed
+                if op.outcome == "ok" and v != initial and _not_in(v, produced) and _not_in(v, exempt)
+            ]
+            if missing:
+                if op.id == keep:
+                    return None
+                continue
+            survivors.append(op)
+        if len(survivors) == len(current):
+            return current
+        current = survivors
+
+
+def _unproduced(model: Model, ops: Sequence[Operation]) -> frozenset[Any]:
+    """Values some op observes that no op in ``ops`` produces."""
+    produced: set[Any] = set()
+    observed: set[Any] = set()
+    for op in ops:
+        for value in model.produces(op.f, op.value_in) or ():
+            _add(produced, value)
+        if op.outcome == "ok":
+            for value in model.observes(op.f, op.value_in, op.value_out):
+                _add(observed, value)
+    return frozenset(observed - produced)
+
+
+def _add(values: set[Any], value: Any) -> None:
+    with contextlib.suppress(TypeError):
+        values.add(value)
+
+
+def _not_in(value: Any, produced: set[Any] | frozenset[Any]) -> bool:
+    try:
+        return value not in produced
+    except TypeError:
+        return False
+
+
+def _cut(operations: Sequence[Operation], stuck: Operation) -> list[Operation]:
+    """Ops called before the stuck op returned; those still running then become open-ended."""
+    assert stuck.ret is not None
+    cut = stuck.ret
+    out: list[Operation] = []
+    for op in operations:
+        if op.call > cut:
+            continue
+        if op.ret is not None and op.ret > cut:
+            op = dataclasses.replace(op, outcome="info", ret=None, value_out=None)
+        out.append(op)
+    return out
+
+
+class _Shrinker:
+    def __init__(
+        self, model: Model, stuck_id: int, deadline_s: float, memory_mb: float, exempt: frozenset[Any]
+    ) -> None:
+        self.exempt = exempt
+        self.model = model
+        self.stuck_id = stuck_id
+        self.deadline_s = deadline_s
+        self.memory_mb = memory_mb
+        self.checks = 0
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() > self.deadline_s
+
+    def still_fails(self, ops: Sequence[Operation]) -> list[Operation] | None:
+        """The explained version of ``ops`` if it keeps the stuck op and is not linearizable."""
+        explained = _explained(self.model, ops, self.stuck_id, self.exempt)
+        if explained is None:
+            return None
+        self.checks += 1
+        budget = Budget(deadline_s=min(self.deadline_s, time.monotonic() + 2.0), memory_mb=self.memory_mb)
+        result = search(self.model, explained, budget)
+        return explained if result.valid is False else None
+
+    def window(self, ops: list[Operation], stuck: Operation) -> list[Operation]:
+        """Smallest doubling window of ops finishing after ``stuck.call - width`` that still fails."""
+        width = 8
+        while not self.out_of_time():
+            start = stuck.call - width
+            candidate = [op for op in ops if op.ret is None or op.ret >= start]
+            if len(candidate) >= len(ops):
+                return ops
+            failing = self.still_fails(candidate)
+            if failing is not None:
+                return failing
+            width *= 2
+        return ops
+
+    def ddmin(self, ops: list[Operation]) -> tuple[list[Operation], bool]:
+        """Remove chunks, then single ops, while it still fails. Returns (ops, finished)."""
+        chunks = 2
+        while len(ops) > 1:
+            if self.out_of_time():
+                return ops, False
+            removable = [op for op in ops if op.id != self.stuck_id]
+            size = max(1, len(removable) // chunks)
+            progressed = False
+            for start in range(0, len(removable), size):
+                if self.out_of_time():
+                    return ops, False
+                drop = {op.id for op in removable[start : start + size]}
+                failing = self.still_fails([op for op in ops if op.id not in drop])
+                if failing is not None:
+                    ops = failing
+                    chunks = max(chunks - 1, 2)
+                    progressed = True
+                    break
+            if not progressed:
+                if size == 1:
+                    return ops, True
+                chunks = min(chunks * 2, len(removable))
+        return ops, True
+
+
+def minimize(
+    model: Model,
+    operations: Sequence[Operation],
+    stuck_id: int,
+    *,
+    time_limit_s: float = 10.0,
+    memory_mb: float = 512.0,
+) -> tuple[list[Operation], bool]:
+    """A smallest not-linearizable sub-history holding the stuck op; (ops, proven minimal)."""
+    by_id = {op.id: op for op in operations}
+    stuck = by_id[stuck_id]
+    cut = _cut(operations, stuck)
+    shrinker = _Shrinker(model, stuck_id, time.monotonic() + time_limit_s, memory_mb, _unproduced(model, cut))
+    start = shrinker.still_fails(cut)
+    if start is None:
+        return cut, False  # should not happen: the search failed on the prefix
+    narrowed = shrinker.window(start, stuck)
+    return shrinker.ddmin(narrowed)
+
+
+def _who(op: Operation) -> str:
+    return f"p{op.process}"
+
+
+def _label(model: Model, op: Operation) -> str:
+    """ "write 3 by p1 [ok]", "read by p4 returned 5" (a read's outcome shows in its value)."""
+    known = op.outcome == "ok"
+    text = model.describe_op(op.f, op.value_in, op.value_out, known, _who(op))
+    return text if op.f == "read" and known else f"{text} [{op.outcome}]"
+
+
+def candidate_orders(model: Model, ops: Sequence[Operation]) -> list[dict[str, Any]]:
+    """Every maximal legal order real time allows, each ending where it got stuck.
+
+    Open-ended ops may be placed or left out. An order is a dead end when no
+    op that real time allows next is legal; the op reported is the allowed ok
+    op with the earliest return (the one nothing can wait past).
+    """
+    ok_ids = {op.id for op in ops if op.outcome == "ok"}
+    before = {op.id: {p.id for p in ops if p.ret is not None and p.ret < op.call} for op in ops}
+    dead_ends: list[dict[str, Any]] = []
+    nodes = 0
+
+    def visit(order: list[Operation], states: list[Any], placed: set[int]) -> None:
+        nonlocal nodes
+        nodes += 1
+        if nodes > ORDER_NODES_MAX or len(dead_ends) >= ORDERS_SHOWN_MAX * 4:
+            return
+        state = states[-1]
+        allowed = [op for op in ops if op.id not in placed and before[op.id] <= placed]
+        ok_extended = False
+        blocked: list[Operation] = []
+        for op in allowed:
+            known = op.outcome == "ok"
+            new_state = model.step(state, op.f, op.value_in, op.value_out if known else None, known)
+            if new_state is ILLEGAL:
+                if known:
+                    blocked.append(op)
+                continue
+            ok_extended = ok_extended or known
+            visit([*order, op], [*states, new_state], placed | {op.id})
+        if not ok_extended and not ok_ids <= placed:
+            pending = [op for op in ops if op.id in ok_ids and op.id not in placed]
+            culprit = min(blocked or pending, key=lambda o: o.ret if o.ret is not None else 1 << 62)
+            dead_ends.append(_dead_end(model, order, states, culprit, blocked))
+
+    visit([], [model.init()], set())
+    dead_ends.sort(key=lambda d: -len(d["order"]))
+    seen: set[str] = set()
+    unique = []
+    for dead_end in dead_ends:
+        if dead_end["explanation"] not in seen:
+            seen.add(dead_end["explanation"])
+            unique.append(dead_end)
+    return unique[:ORDERS_SHOWN_MAX]
+
+
+def _dead_end(
+    model: Model, order: list[Operation], states: list[Any], culprit: Operation, blocked: list[Operation]
+) -> dict[str, Any]:
+    state = states[-1]
+    if order:
+        history = ", then ".join(_label(model, op) for op in order)
+        prefix = f"after {history}, "
+    else:
+        prefix = "at the start, "
+    if culprit in blocked:
+        text = f"{prefix}{_label(model, culprit)}, but {model.describe_state(state)}"
+    else:
+        text = (
+            f"{prefix}{_label(model, culprit)} must come next (it returned before the rest were called), "
+            f"but nothing legal leads to it while {model.describe_state(state)}"
+        )
+    return {
+        "order": [op.id for op in order],
+        "states": [show(s) for s in states[1:]],
+        "fails_at": culprit.id,
+        "state_at_failure": show(state),
+        "explanation": text,
+    }
+
+
+def op_json(op: Operation) -> dict[str, Any]:
+    return {
+        "id": op.id,
+        "process": op.process,
+        "f": op.f,
+        "key": op.key,
+        "value_in": op.value_in,
+        "value_out": op.value_out,
+        "outcome": op.outcome,
+        "invoke_index": op.invoke_index,
+        "complete_index": op.complete_index,
+        "call_ns": op.call_ns,
+        "return_ns": op.return_ns,
+    }
+
+
+def counterexample(
+    model: Model,
+    operations: Sequence[Operation],
+    stuck_id: int,
+    *,
+    time_limit_s: float = 10.0,
+    memory_mb: float = 512.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """The ``counterexample`` entry of results.json (contracts §5)."""
+    started = clock()
+    ops, minimal = minimize(model, operations, stuck_id, time_limit_s=time_limit_s, memory_mb=memory_mb)
+    ops = sorted(ops, key=lambda op: op.call)
+    stuck = next(op for op in ops if op.id == stuck_id)
+    orders = candidate_orders(model, ops)
+    states_before = sorted(
+        {d["state_at_failure"] for d in orders if d["fails_at"] == stuck_id}
+        or {d["state_at_failure"] for d in orders}
+    )
+    summary = (
+        f"{_label(model, stuck)} (history index {stuck.invoke_index}->{stuck.complete_index}) cannot be "
+        f"linearized: no order of these {len(ops)} operations that real time allows is legal, and where it "
+        f"is tried the state is one of: {', '.join(states_before) or 'none'}."
+    )
+    return {
+        "ops": [op_json(op) for op in ops],
+        "minimal": minimal,
+        "orders": orders,
+        "explanation": summary,
+        "shrink_seconds": round(clock() - started, 3),
+    }

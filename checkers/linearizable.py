@@ -1,0 +1,224 @@
+"""The ``linearizable`` checker: one model instance per key, keys checked in parallel, under a budget.
+
+Linearizability is compositional (Herlihy & Wing's locality; "P-compositional"
+in Horn & Kroening's terms): a history of independent keys is linearizable iff
+each key's sub-history is. So the history is split per key and each key is
+checked on its own, in worker processes when there is enough work to pay for
+them. Each key first tries the O(n log n) unique-values register check
+(:mod:`checkers.fastpath`) and falls back to the search (:mod:`checkers.search`).
+
+Every key is checked to the end (or to the budget) rather than stopping at
+the first failure, so the reported failure is deterministic: the key whose
+first unlinearizable op completed earliest in the history. Only that key's
+counterexample is shrunk (:mod:`checkers.counterexample`).
+
+Budgets: one deadline for the whole check, and a memory budget split between
+the workers (it caps each search's memo). Running out gives
+``valid: "unknown"`` with the key and how far the search got, never a crash
+and never a hang.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from checkers.counterexample import counterexample, op_json
+from checkers.fastpath import unique_register_check
+from checkers.history import Op, Operation, pair
+from checkers.models import Model, UnsupportedOp, get_model
+from checkers.search import INFINITY, Budget, SearchResult, search
+
+log = logging.getLogger(__name__)
+
+PARALLEL_OPS_MIN = 20_000  # below this a worker pool costs more than it saves
+COUNTEREXAMPLE_TIME_S = 10.0
+KEYS_LISTED_MAX = 100
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOutcome:
+    """What one key's check found (picklable: it comes back from a worker)."""
+
+    key: Any
+    valid: bool | str
+    method: str
+    op_count: int
+    result: SearchResult | None
+    seconds: float
+
+
+def split_by_key(operations: Sequence[Operation]) -> dict[Any, list[Operation]]:
+    by_key: dict[Any, list[Operation]] = {}
+    for op in operations:
+        by_key.setdefault(op.key, []).append(op)
+    return by_key
+
+
+def ensure_supported(model: Model, operations: Sequence[Operation]) -> None:
+    unknown = sorted({op.f for op in operations} - model.fs)
+    if unknown:
+        raise UnsupportedOp(
+            f"the history has op(s) {unknown} that model {model.name!r} does not know "
+            f"(it knows {sorted(model.fs)})"
+            + ("; did you mean --model cas-register?" if unknown == ["cas"] else "")
+        )
+
+
+def check_key(model: Model, key: Any, operations: Sequence[Operation], budget: Budget) -> KeyOutcome:
+    """One key: the fast path when it applies, else (or to explain a failure) the search."""
+    started = time.monotonic()
+    fast = unique_register_check(model, operations)
+    if fast is True:
+        return KeyOutcome(key, True, "unique-values", len(operations), None, time.monotonic() - started)
+
+    def progress(steps: int, frontier: int) -> None:
+        log.info("key=%r steps=%d linearizable_through_event=%d", key, steps, frontier)
+
+    result = search(model, operations, budget, progress=progress)
+    method = "search"
+    valid: bool | str = result.valid
+    if fast is False and result.valid is True:
+        valid, method = "unknown", "disagreement"  # a checker bug: never round it to a verdict
+    return KeyOutcome(key, valid, method, len(operations), result, time.monotonic() - started)
+
+
+_FORKED_WORK: tuple[Model, list[tuple[Any, list[Operation]]], Budget] | None = None
+
+
+def _check_forked(index: int) -> KeyOutcome:
+    """Worker entry: the work was inherited through fork, so nothing large is pickled."""
+    assert _FORKED_WORK is not None
+    model, keys, budget = _FORKED_WORK
+    key, operations = keys[index]
+    return check_key(model, key, operations, budget)
+
+
+def _run_all(
+    model: Model,
+    keyed: list[tuple[Any, list[Operation]]],
+    *,
+    deadline_s: float,
+    memory_mb: float,
+    processes: int,
+) -> list[KeyOutcome]:
+    global _FORKED_WORK
+    total_ops = sum(len(ops) for _, ops in keyed)
+    workers = min(processes, len(keyed))
+    if workers <= 1 or total_ops < PARALLEL_OPS_MIN or "fork" not in multiprocessing.get_all_start_methods():
+        budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb)
+        return [check_key(model, key, ops, budget) for key, ops in keyed]
+    _FORKED_WORK = (model, keyed, Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers))
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return list(pool.imap(_check_forked, range(len(keyed)), chunksize=1))
+    finally:
+        _FORKED_WORK = None
+
+
+def _key_json(key: Any) -> Any:
+    return list(key) if isinstance(key, tuple) else key
+
+
+def _combine(values: Sequence[bool | str]) -> bool | str:
+    if any(v is False for v in values):
+        return False
+    if any(v is not True for v in values):
+        return "unknown"
+    return True
+
+
+def check_linearizable(
+    ops: Sequence[Op],
+    *,
+    model: str | Model = "cas-register",
+    time_limit_s: float | None = None,
+    memory_mb: float = 1024.0,
+    processes: int | None = None,
+    counterexample_time_s: float = COUNTEREXAMPLE_TIME_S,
+) -> dict[str, Any]:
+    """The ``linearizable`` entry of results.json (contracts §5)."""
+    started = time.monotonic()
+    the_model = get_model(model) if isinstance(model, str) else model
+    operations = pair(ops)
+    ensure_supported(the_model, operations)
+    keyed = list(split_by_key(operations).items())
+    deadline_s = INFINITY if time_limit_s is None else started + time_limit_s
+    outcomes = _run_all(
+        the_model,
+        keyed,
+        deadline_s=deadline_s,
+        memory_mb=memory_mb,
+        processes=processes or os.cpu_count() or 1,
+    )
+    valid = _combine([o.valid for o in outcomes])
+    entry: dict[str, Any] = {
+        "valid": valid,
+        "model": the_model.name,
+        "key_count": len(keyed),
+        "op_count": len(operations),
+        "open_ended_op_count": sum(1 for op in operations if op.outcome == "info"),
+        "methods": sorted({o.method for o in outcomes}),
+        "seconds": 0.0,
+    }
+    failed = [o for o in outcomes if o.valid is False]
+    unknown = [o for o in outcomes if o.valid not in (True, False)]
+    by_id = {key: {op.id: op for op in ops_} for key, ops_ in keyed}
+    if failed:
+        first = min(failed, key=lambda o: _stuck_complete_index(o, by_id))
+        entry.update(_failure(the_model, first, dict(keyed)[first.key], counterexample_time_s))
+        entry["failed_keys"] = [_key_json(o.key) for o in failed][:KEYS_LISTED_MAX]
+    if unknown:
+        entry["unknown_keys"] = [_unknown_json(o, by_id) for o in unknown][:KEYS_LISTED_MAX]
+        if not failed:
+            entry["key"] = _key_json(unknown[0].key)
+            entry["reason"] = unknown[0].result.reason if unknown[0].result else unknown[0].method
+    entry["seconds"] = round(time.monotonic() - started, 3)
+    return entry
+
+
+def _stuck_complete_index(outcome: KeyOutcome, by_id: dict[Any, dict[int, Operation]]) -> int:
+    result = outcome.result
+    if result is None or result.stuck_op is None:
+        return INFINITY
+    op = by_id[outcome.key][result.stuck_op]
+    return op.complete_index if op.complete_index is not None else INFINITY
+
+
+def _failure(
+    model: Model, outcome: KeyOutcome, operations: list[Operation], ce_time_s: float
+) -> dict[str, Any]:
+    result = outcome.result
+    assert result is not None and result.stuck_op is not None
+    stuck = next(op for op in operations if op.id == result.stuck_op)
+    return {
+        "key": _key_json(outcome.key),
+        "first_unlinearizable": op_json(stuck),
+        "linearizable_through_event": result.frontier,
+        "counterexample": counterexample(model, operations, stuck.id, time_limit_s=ce_time_s),
+    }
+
+
+def _unknown_json(outcome: KeyOutcome, by_id: dict[Any, dict[int, Operation]]) -> dict[str, Any]:
+    result = outcome.result
+    out: dict[str, Any] = {
+        "key": _key_json(outcome.key),
+        "op_count": outcome.op_count,
+        "method": outcome.method,
+    }
+    if result is not None:
+        out["reason"] = result.reason
+        out["steps"] = result.steps
+        out["linearizable_through_event"] = result.frontier
+        ops = by_id[outcome.key]
+        out["linearizable_prefix_ops"] = sum(
+            1 for op in ops.values() if op.ret is not None and op.ret < result.frontier
+        )
+        if result.stuck_op is not None:
+            out["stuck_at"] = op_json(ops[result.stuck_op])
+    return out
