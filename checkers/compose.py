@@ -1,0 +1,47 @@
+"""Run every checker on a history and fold their verdicts into one (contracts §5).
+
+Composition is false > unknown > true: one checker finding an anomaly makes
+the run invalid; one that could not decide makes it unknown unless another
+found an anomaly; "unknown" is never rounded to true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from checkers.availability import availability
+from checkers.history import Op
+from checkers.linearizable import check_linearizable
+from checkers.models import Model
+from checkers.perf import perf
+from checkers.stats import stats
+
+
+def combine_validity(values: Iterable[bool | str]) -> bool | str:
+    """false > unknown > true (an empty list is true)."""
+    seen = list(values)
+    if any(v is False for v in seen):
+        return False
+    if any(v is not True for v in seen):
+        return "unknown"
+    return True
+
+
+def check_history(
+    ops: Sequence[Op],
+    *,
+    model: str | Model = "cas-register",
+    time_limit_s: float | None = None,
+    memory_mb: float = 2048.0,
+    bucket_ns: int = 1_000_000_000,
+    require_recovery: bool = False,
+) -> dict[str, Any]:
+    """``{"valid": ..., "checkers": {"linearizable", "stats", "perf", "availability"}}``."""
+    checkers: dict[str, dict[str, Any]] = {
+        "linearizable": check_linearizable(ops, model=model, time_limit_s=time_limit_s, memory_mb=memory_mb),
+        "stats": stats(ops),
+        "perf": perf(ops, bucket_ns=bucket_ns),
+        "availability": availability(ops, require_recovery=require_recovery),
+    }
+    return {"valid": combine_validity(c["valid"] for c in checkers.values()), "checkers": checkers}

@@ -1,0 +1,182 @@
+"""``ratchet check HISTORY``: judge a recorded history and show the evidence.
+
+Reads Ratchet's ``history.jsonl``, Jepsen's EDN or Porcupine's etcd logs,
+runs every checker (linearizability per key, stats, perf, availability), prints
+the verdict with the evidence a person needs (the key, the first op that cannot
+be linearized, the minimal counterexample and why, in words), and optionally
+writes ``results.json``. Exit 0 valid, 1 anomaly, 2 unknown (budget), 3 bad
+input (one paragraph naming the file and line, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+from rich.text import Text
+
+from harness.errors import BadInput, exit_code_for_validity
+
+ORDER = 50
+DEFAULT_TIME_LIMIT_S = 300.0
+DEFAULT_MEMORY_MB = 2048.0
+
+
+def register(subparsers: Any) -> None:
+    from checkers.history import FORMATS
+    from checkers.models import MODEL_NAMES
+
+    parser = subparsers.add_parser(
+        "check",
+        help="check a history for linearizability (and stats, perf, availability)",
+        description=(
+            "Check HISTORY against a model, one instance per key. Exit 0 valid, 1 anomaly, "
+            "2 unknown (budget ran out), 3 bad input."
+        ),
+    )
+    parser.add_argument(
+        "history", metavar="HISTORY", help="history.jsonl, a Jepsen .edn, or a Porcupine etcd .log"
+    )
+    parser.add_argument("--model", default="cas-register", choices=MODEL_NAMES, help="default: cas-register")
+    parser.add_argument("--format", choices=FORMATS, default=None, help="default: from the extension/content")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=DEFAULT_TIME_LIMIT_S,
+        metavar="S",
+        help=f"seconds before the verdict is 'unknown' (default {DEFAULT_TIME_LIMIT_S:g})",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=float,
+        default=DEFAULT_MEMORY_MB,
+        metavar="MB",
+        help=f"memory budget for the search (default {DEFAULT_MEMORY_MB:g})",
+    )
+    parser.add_argument(
+        "--results",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="PATH",
+        help="write results.json (to PATH, or beside the history when no PATH is given)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def _read(args: argparse.Namespace) -> list[Any]:
+    from checkers.history import HistoryFormatError, read_history
+
+    path = Path(args.history)
+    if not path.is_file():
+        raise BadInput(
+            f"history file {str(path)!r} does not exist (or is not a file); give the path to a "
+            "history.jsonl, a Jepsen .edn or a Porcupine etcd .log."
+        )
+    try:
+        return read_history(path, args.format)
+    except HistoryFormatError as exc:
+        where = f"{exc.path or path}:{exc.line}" if exc.line is not None else str(exc.path or path)
+        raise BadInput(f"{exc.reason}. The history was not checked.", where=where) from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise BadInput(f"cannot read the history: {exc}.", where=str(path)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from checkers.compose import check_history
+    from checkers.history import HistoryFormatError
+    from checkers.models import UnsupportedOp
+
+    if args.time_limit <= 0:
+        raise BadInput(f"--time-limit must be positive seconds, got {args.time_limit:g}.")
+    if args.memory_limit <= 0:
+        raise BadInput(f"--memory-limit must be positive megabytes, got {args.memory_limit:g}.")
+    ops = _read(args)
+    _progress_to_stderr()
+    try:
+        results = check_history(
+            ops, model=args.model, time_limit_s=args.time_limit, memory_mb=args.memory_limit
+        )
+    except UnsupportedOp as exc:
+        raise BadInput(f"{exc}.", where=args.history) from None
+    except HistoryFormatError as exc:  # pairing problems: a completion with no invocation, ...
+        raise BadInput(f"{exc.reason}.", where=args.history) from None
+    if args.results is not None:
+        target = Path(args.results) if args.results else Path(args.history).with_name("results.json")
+        target.write_text(json.dumps(results, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    _print(Console(), args.history, results)
+    return exit_code_for_validity(results["valid"])
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, frozenset | set):
+        return sorted(value, key=repr)
+    return repr(value)
+
+
+def _progress_to_stderr() -> None:
+    logger = logging.getLogger("checkers")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _print(console: Console, history: str, results: dict[str, Any]) -> None:
+    valid = results["valid"]
+    lin = results["checkers"]["linearizable"]
+    style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
+    word = {True: "VALID", False: "NOT LINEARIZABLE"}.get(valid, "UNKNOWN")
+    console.print(Text(f"{word}", style=style) + Text(f"  {history}"))
+    console.print(
+        f"model {lin['model']}, {lin['op_count']} operations ({lin['open_ended_op_count']} open-ended) "
+        f"over {lin['key_count']} key(s), checked in {lin['seconds']:.3f} s ({', '.join(lin['methods']) or '-'})"
+    )
+    if valid is False and "counterexample" in lin:
+        _print_failure(console, lin)
+    elif valid not in (True, False):
+        _print_unknown(console, lin)
+    stats = results["checkers"]["stats"]
+    if stats["never_succeeded"]:
+        console.print(Text(f"note: never succeeded: {', '.join(stats['never_succeeded'])}", style="yellow"))
+
+
+def _print_failure(console: Console, lin: dict[str, Any]) -> None:
+    first = lin["first_unlinearizable"]
+    ce = lin["counterexample"]
+    where = "" if lin["key"] is None else f"key {lin['key']!r}: "
+    console.print(f"{where}first op that cannot be linearized: history index {first['complete_index']}")
+    console.print(Text(ce["explanation"]))
+    table = Table(title="minimal counterexample" + ("" if ce["minimal"] else " (shrinking stopped early)"))
+    for column in ("op", "process", "f", "in", "out", "outcome", "history index"):
+        table.add_column(column)
+    for op in ce["ops"]:
+        table.add_row(
+            str(op["id"]),
+            str(op["process"]),
+            op["f"],
+            repr(op["value_in"]),
+            repr(op["value_out"]) if op["outcome"] == "ok" else "?",
+            op["outcome"],
+            f"{op['invoke_index']}->{op['complete_index'] if op['complete_index'] is not None else '...'}",
+        )
+    console.print(table)
+    console.print("orders tried (each ends where it gets stuck):")
+    for order in ce["orders"]:
+        console.print(Text(f"  - {order['explanation']}"))
+
+
+def _print_unknown(console: Console, lin: dict[str, Any]) -> None:
+    console.print(Text(f"could not decide: {lin.get('reason') or 'budget'}", style="yellow"))
+    for entry in lin.get("unknown_keys", [])[:5]:
+        console.print(
+            f"  key {entry['key']!r}: {entry.get('reason')}; linearizable through history event "
+            f"{entry.get('linearizable_through_event')} ({entry.get('linearizable_prefix_ops')} of "
+            f"{entry['op_count']} ops), {entry.get('steps')} search steps"
+        )

@@ -1,0 +1,74 @@
+"""Every public history in ../shared/corpus gets the verdict its source project asserts.
+
+The manifest is read at run time from the shared folder beside the repository
+(the CI clone has ``shared/`` next to it); nothing is copied into the project.
+A file the manifest lists but the folder lacks is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = REPO.parent / "shared" / "corpus"
+MANIFEST = CORPUS / "MANIFEST.tsv"
+EXIT_FOR = {"linearizable": 0, "not-linearizable": 1}
+
+
+def _rows() -> list[dict[str, str]]:
+    if not MANIFEST.is_file():
+        return []
+    with MANIFEST.open(newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
+ROWS = _rows()
+
+
+def test_manifest_is_present_and_complete() -> None:
+    assert MANIFEST.is_file(), f"the shared corpus manifest is missing: expected {MANIFEST}"
+    assert len(ROWS) >= 150, f"{MANIFEST} lists only {len(ROWS)} files"
+    assert {row["expected"] for row in ROWS} == set(EXIT_FOR)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row["file"] for row in ROWS])
+def test_corpus_file_verdict(row: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    path = CORPUS / row["file"]
+    assert path.is_file(), f"{row['file']} is listed in the manifest but missing from {CORPUS}"
+    code = main(["check", str(path), "--model", row["model"], "--time-limit", "60"])
+    out = capsys.readouterr()
+    assert code == EXIT_FOR[row["expected"]], (
+        f"{row['file']}: expected {row['expected']}, exit {code}\n{out.out}{out.err}"
+    )
+
+
+def test_knossos_failing_ops_match_the_ones_knossos_asserts(tmp_path: Path) -> None:
+    """Where the manifest names Knossos's failing op (its :index), ours is the same op."""
+    import json
+    import re
+
+    named = [row for row in ROWS if ":index" in row["notes"] and "failing op" in row["notes"]]
+    assert len(named) >= 4
+    for row in named:
+        index = int(re.search(r"failing op \{[^}]*:index (\d+)\}", row["notes"]).group(1))  # type: ignore[union-attr]
+        results = tmp_path / "results.json"
+        main(["check", str(CORPUS / row["file"]), "--results", str(results)])
+        lin = json.loads(results.read_text())["checkers"]["linearizable"]
+        assert lin["first_unlinearizable"]["complete_index"] == index, row["file"]
+
+
+def test_console_script_on_one_corpus_file() -> None:
+    path = CORPUS / "porcupine-etcd" / "etcd_000.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "check", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "NOT LINEARIZABLE" in proc.stdout
+    assert "but the register held" in proc.stdout
