@@ -1,0 +1,360 @@
+"""An in-process cluster: real ``Replica`` objects on a simulated network and simulated disks.
+
+Everything is driven by one ``random.Random``: message delays and losses, partitions,
+when each replica's fsync completes (``flush`` is the storage-completion input, so a
+crash between a prepare and its flush loses the unsynced write), crashes and restarts,
+corruption of WAL entries under a fault atlas, and the clients' requests. The
+``StateChecker`` sees every execution and every reply.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vr.layout import Layout
+from vr.message import CLIENT_REPLICA, Command, Message, Operation, make_message
+from vr.replica import Replica, ReplicaOptions, Status, format_data_file
+from vr.testing.network import Network, NetworkOptions
+from vr.testing.state_checker import ObservedReply, StateChecker
+from vr.testing.storage import SimStorage, wal_sectors
+
+SIM_LAYOUT = Layout(slot_count=32, prepare_size_max=8192, snapshot_size_max=64 * 1024, view_headers_max=16)
+SIM_OPTIONS = ReplicaOptions(pipeline_max=4)
+KEYS = ("x", "y", "z")
+
+
+@dataclass(frozen=True, slots=True)
+class FaultOptions:
+    crash_probability: float = 0.0  # per tick, per replica
+    power_loss_probability: float = 0.5  # share of crashes that drop unsynced writes
+    restart_after_ticks_max: int = 200
+    corrupt_probability: float = 0.0  # per tick: corrupt one committed WAL entry (atlas-limited)
+    flush_delay_ticks_max: int = 2
+    clock_jump_probability: float = 0.0  # per tick: a replica's wall clock jumps back (lease bug)
+
+
+@dataclass(slots=True)
+class SimClient:
+    """One client: one outstanding request, the same bytes retried, first to the primary then to all."""
+
+    endpoint: int
+    client_id: int
+    rng: random.Random
+    replica_count: int
+    cluster: int
+    request_number: int = 0
+    message: Message | None = None
+    key: str = ""
+    operation: int = 0
+    invoked_tick: int = 0
+    floor_op: int = 0
+    view: int = 0
+    timeout_ticks: int = 40
+    next_send_tick: int = 0
+    attempts: int = 0
+    completed: int = 0
+
+    def new_request(self, now: int, floor_op: int) -> None:
+        self.request_number += 1
+        self.key = self.rng.choice(KEYS)
+        kind = self.rng.choice(["read", "write", "write", "cas", "append"])
+        value = self.rng.randrange(100)
+        if kind == "read":
+            self.operation, body = Operation.READ, {"key": self.key}
+        elif kind == "write":
+            self.operation, body = Operation.WRITE, {"key": self.key, "value": value}
+        elif kind == "cas":
+            self.operation, body = (
+                Operation.CAS,
+                {"key": self.key, "old": self.rng.randrange(100), "new": value},
+            )
+        else:
+            self.operation, body = Operation.APPEND, {"key": self.key, "value": value}
+        self.message = make_message(
+            command=Command.REQUEST,
+            cluster=self.cluster,
+            body=json.dumps(body).encode(),
+            client=self.client_id,
+            request=self.request_number,
+            operation=self.operation,
+            replica=CLIENT_REPLICA,
+        )
+        self.invoked_tick = now
+        self.floor_op = floor_op
+        self.attempts = 0
+        self.next_send_tick = now
+
+    def targets(self) -> list[int]:
+        self.attempts += 1
+        if self.attempts == 1:
+            return [self.view % self.replica_count]
+        return list(range(self.replica_count))
+
+
+class SimCluster:
+    """Replicas, disks, network, clients and the checker, advanced one tick at a time."""
+
+    def __init__(
+        self,
+        *,
+        seed: int,
+        replica_count: int = 3,
+        client_count: int = 2,
+        network: NetworkOptions,
+        faults: FaultOptions,
+        bugs: frozenset[str] = frozenset(),
+        cluster: int = 1,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.replica_count = replica_count
+        self.cluster = cluster
+        self.bugs = bugs
+        self.faults = faults
+        self.log = log
+        self.now = 0
+        self.network = Network(
+            replica_count=replica_count, options=network, rng=random.Random(self.rng.getrandbits(64))
+        )
+        self.checker = StateChecker(cluster=cluster)
+        self.storages = [
+            SimStorage(SIM_LAYOUT.size_bytes, rng=random.Random(self.rng.getrandbits(64)))
+            for _ in range(replica_count)
+        ]
+        for i, storage in enumerate(self.storages):
+            format_data_file(
+                storage, cluster=cluster, replica=i, replica_count=replica_count, layout=SIM_LAYOUT
+            )
+        self.replicas: list[Replica | None] = [None] * replica_count
+        self.down_until: list[int] = [0] * replica_count
+        self.flush_due: list[int | None] = [None] * replica_count
+        self.clock_offset_ns: list[int] = [0] * replica_count
+        # Fault atlas: for each WAL slot, the one replica whose copy may be corrupted.
+        self.atlas = [self.rng.randrange(replica_count) for _ in range(SIM_LAYOUT.slot_count)]
+        self.corrupted: set[tuple[int, int]] = set()  # (replica, op)
+        self.stats: dict[str, int] = {"crashes": 0, "restarts": 0, "corruptions": 0, "clock_jumps": 0}
+        for i in range(replica_count):
+            self._open(i)
+        self.clients = [
+            SimClient(
+                endpoint=replica_count + k,
+                client_id=self.rng.getrandbits(63) | 1,
+                rng=random.Random(self.rng.getrandbits(64)),
+                replica_count=replica_count,
+                cluster=cluster,
+            )
+            for k in range(client_count)
+        ]
+        self.requests_issued = 0
+        self.requests_max = 0
+        self.faults_enabled = True
+
+    # Replicas --------------------------------------------------------------------------------
+
+    def _open(self, i: int) -> None:
+        replica = Replica.open(
+            storage=self.storages[i],
+            layout=SIM_LAYOUT,
+            bus=_SimBus(self, i),
+            cluster=self.cluster,
+            replica=i,
+            replica_count=self.replica_count,
+            seed=self.rng.getrandbits(64),
+            bugs=self.bugs,
+            wall_clock_ns=lambda i=i: self.now * 10_000_000 + self.clock_offset_ns[i],
+            options=SIM_OPTIONS,
+        )
+        replica.commit_hook = self.checker.on_commit
+        self.replicas[i] = replica
+        self._schedule_flush(i)
+        self.checker.observe_view(i, replica.view, replica.log_view)
+
+    def _schedule_flush(self, i: int) -> None:
+        if self.flush_due[i] is None:
+            self.flush_due[i] = self.now + self.rng.randint(0, self.faults.flush_delay_ticks_max)
+
+    def crash(self, i: int, *, power_loss: bool) -> None:
+        replica = self.replicas[i]
+        assert replica is not None
+        self.replicas[i] = None
+        self.flush_due[i] = None
+        self.storages[i].crash(power_loss=power_loss)
+        self.stats["crashes"] += 1
+        self.down_until[i] = self.now + self.rng.randint(1, self.faults.restart_after_ticks_max)
+        self._trace(f"crash replica={i} power_loss={power_loss}")
+
+    def restart(self, i: int) -> None:
+        self.stats["restarts"] += 1
+        self._trace(f"restart replica={i}")
+        self._open(i)
+
+    def corrupt_one(self) -> None:
+        """Flip a bit in one committed WAL entry on the one replica the atlas allows for that slot."""
+        alive = [r for r in self.replicas if r is not None]
+        if not alive:
+            return
+        commit = min(r.commit_min for r in alive)
+        low = max(1, commit - SIM_LAYOUT.slot_count + 1)
+        if commit < low:
+            return
+        op = self.rng.randint(low, commit)
+        slot = op % SIM_LAYOUT.slot_count
+        target = self.atlas[slot]
+        sectors = wal_sectors(SIM_LAYOUT, op)
+        if self.rng.random() < 0.5:
+            self.storages[target].corrupt(sectors.prepare_offset, 256)
+        else:
+            self.storages[target].corrupt(sectors.header_offset, sectors.header_size)
+        self.corrupted.add((target, op))
+        self.stats["corruptions"] += 1
+        self._trace(f"corrupt replica={target} op={op}")
+
+    # The loop --------------------------------------------------------------------------------
+
+    def step(self) -> None:
+        self.now += 1
+        if self.faults_enabled:
+            self.network.tick_partitions()
+            self._inject_faults()
+        for source, target, message in self.network.deliverable(self.now):
+            if target < self.replica_count:
+                replica = self.replicas[target]
+                if replica is None:
+                    continue
+                replica.on_message(message)
+                self._schedule_flush(target)
+            else:
+                self._client_receive(self.clients[target - self.replica_count], source, message)
+        for i, replica in enumerate(self.replicas):
+            if replica is None:
+                if self.now >= self.down_until[i]:
+                    self.restart(i)
+                continue
+            replica.tick()
+            self._schedule_flush(i)
+        for i, replica in enumerate(self.replicas):
+            due = self.flush_due[i]
+            if replica is not None and due is not None and due <= self.now:
+                self.flush_due[i] = None
+                replica.flush()
+        for client in self.clients:
+            self._client_tick(client)
+        for i, replica in enumerate(self.replicas):
+            if replica is not None:
+                self.checker.observe_view(i, replica.view, replica.log_view)
+
+    def _inject_faults(self) -> None:
+        f = (self.replica_count - 1) // 2
+        for i, replica in enumerate(self.replicas):
+            if replica is None or self.rng.random() >= self.faults.crash_probability:
+                continue
+            down = sum(1 for r in self.replicas if r is None)
+            if down >= f:
+                continue
+            self.crash(i, power_loss=self.rng.random() < self.faults.power_loss_probability)
+        if self.faults.corrupt_probability and self.rng.random() < self.faults.corrupt_probability:
+            self.corrupt_one()
+        if self.faults.clock_jump_probability and self.rng.random() < self.faults.clock_jump_probability:
+            i = self.rng.randrange(self.replica_count)
+            self.clock_offset_ns[i] -= self.rng.randint(1, 200) * 10_000_000
+            self.stats["clock_jumps"] += 1
+
+    def heal(self) -> None:
+        """Liveness phase: no more faults, every link healed, every replica up."""
+        self.faults_enabled = False
+        self.network.heal()
+        self.network.auto_partitions = False
+        for storage in self.storages:
+            storage.clear_faults()
+        for i, replica in enumerate(self.replicas):
+            if replica is None:
+                self.restart(i)
+
+    # Clients ---------------------------------------------------------------------------------
+
+    def _client_tick(self, client: SimClient) -> None:
+        if client.message is None:
+            if self.requests_issued >= self.requests_max:
+                return
+            self.requests_issued += 1
+            client.new_request(self.now, self.checker.max_replied_op)
+        if self.now >= client.next_send_tick:
+            for target in client.targets():
+                self.network.send(source=client.endpoint, target=target, message=client.message, now=self.now)
+            client.next_send_tick = self.now + client.timeout_ticks + self.rng.randrange(client.timeout_ticks)
+
+    def _client_receive(self, client: SimClient, source: int, message: Message) -> None:
+        header = message.header
+        if (
+            client.message is None
+            or header.client != client.client_id
+            or header.request != client.request_number
+        ):
+            return
+        if header.command == Command.REDIRECT:
+            if header.view > client.view:
+                client.view = header.view
+                client.next_send_tick = self.now
+                client.attempts = 0
+            return
+        if header.command != Command.REPLY or header.context != client.message.header.checksum:
+            return
+        client.view = max(client.view, header.view)
+        local = header.extra == 1
+        self.checker.on_reply(
+            ObservedReply(
+                client=client.client_id,
+                request=client.request_number,
+                op=header.op,
+                local=local,
+                body=message.body,
+                invoked_tick=client.invoked_tick,
+                replied_tick=self.now,
+                floor_op=client.floor_op,
+                key=client.key,
+            )
+        )
+        client.message = None
+        client.completed += 1
+
+    def pending_requests(self) -> int:
+        return sum(1 for c in self.clients if c.message is not None)
+
+    def converged(self) -> bool:
+        replicas = [r for r in self.replicas if r is not None]
+        if len(replicas) != self.replica_count:
+            return False
+        if any(r.status != Status.NORMAL for r in replicas):
+            return False
+        views = {r.view for r in replicas}
+        commits = {r.commit_min for r in replicas}
+        return len(views) == 1 and len(commits) == 1 and all(r.commit_min == r.commit_max for r in replicas)
+
+    def _trace(self, line: str) -> None:
+        if self.log is not None:
+            self.log(f"tick={self.now} {line}")
+
+
+@dataclass(slots=True)
+class _SimBus:
+    cluster_sim: SimCluster
+    replica: int
+    sent: int = field(default=0)
+
+    def send_to_replica(self, replica: int, message: Message) -> None:
+        self.sent += 1
+        self.cluster_sim.network.send(
+            source=self.replica, target=replica, message=message, now=self.cluster_sim.now
+        )
+
+    def send_to_client(self, client: int, message: Message) -> None:
+        self.sent += 1
+        sim = self.cluster_sim
+        for c in sim.clients:
+            if c.client_id == client:
+                sim.network.send(source=self.replica, target=c.endpoint, message=message, now=sim.now)
+                return

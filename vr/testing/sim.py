@@ -1,0 +1,206 @@
+"""Deterministic cluster simulation from one seed: ``python -m vr.testing.sim --seed N``.
+
+The seed picks the whole configuration (swarm testing: cluster size, clients, network
+loss/duplication/delay, partition rate, crash and corruption rates, fsync latency),
+then drives a **safety phase** (faults on, until ``requests_max`` requests were
+issued and answered or a tick budget runs out) and a **liveness phase** (every fault
+healed, every replica restarted: the cluster must converge and every pending request
+must complete). The state checker runs after every step. A failing seed prints
+``reproduce: python -m vr.testing.sim --seed N`` and replays exactly.
+
+Exit codes: 0 passed, 1 safety violation, 2 liveness failure, 3 replica assertion
+(an invariant the replica itself checks), 4 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vr.bugs import BUGS, parse_bugs
+from vr.testing.cluster import FaultOptions, SimCluster
+from vr.testing.network import NetworkOptions
+from vr.testing.state_checker import Violation
+
+SAFETY_TICKS_MAX = 4000
+LIVENESS_TICKS_MAX = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    seed: int
+    replica_count: int
+    client_count: int
+    requests_max: int
+    network: NetworkOptions
+    faults: FaultOptions
+
+
+@dataclass(slots=True)
+class SimResult:
+    seed: int
+    bugs: frozenset[str]
+    outcome: str  # "ok" | "violation" | "liveness" | "assertion"
+    detail: str = ""
+    ticks: int = 0
+    replies: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+    config: SimConfig | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return {"ok": 0, "violation": 1, "liveness": 2, "assertion": 3}[self.outcome]
+
+    def reproduce(self) -> str:
+        bugs = "".join(f" --bug {b}" for b in sorted(self.bugs))
+        return f"python -m vr.testing.sim --seed {self.seed}{bugs}"
+
+
+def config_for_seed(seed: int, *, bugs: frozenset[str] = frozenset()) -> SimConfig:
+    """Draw the whole configuration from the seed (tilted toward the faults that expose ``bugs``)."""
+    rng = random.Random(seed ^ 0x5EED)
+    replica_count = rng.choice([3, 3, 3, 5]) if not bugs else 3
+    network = NetworkOptions(
+        loss_probability=rng.choice([0.0, 0.01, 0.05, 0.1]),
+        duplicate_probability=rng.choice([0.0, 0.02, 0.1]),
+        delay_min_ticks=rng.randint(1, 2),
+        delay_mean_ticks=rng.randint(2, 6),
+        partition_probability=rng.choice([0.0, 0.002, 0.005, 0.01]),
+        heal_probability=rng.choice([0.01, 0.02, 0.05]),
+        partition_asymmetric_probability=rng.choice([0.0, 0.3]),
+    )
+    faults = FaultOptions(
+        crash_probability=rng.choice([0.0, 0.0005, 0.002, 0.004]),
+        power_loss_probability=rng.choice([0.0, 0.5, 1.0]),
+        restart_after_ticks_max=rng.choice([20, 100, 300]),
+        corrupt_probability=rng.choice([0.0, 0.0, 0.002, 0.01]),
+        flush_delay_ticks_max=rng.randint(0, 4),
+        clock_jump_probability=0.0,
+    )
+    if "ack-before-fsync" in bugs:
+        faults = _replace(faults, crash_probability=0.01, power_loss_probability=1.0, flush_delay_ticks_max=6)
+    if "truncate-on-checksum-mismatch" in bugs:
+        faults = _replace(
+            faults, corrupt_probability=0.03, crash_probability=0.004, power_loss_probability=0.0
+        )
+    if "lease-read-wall-clock" in bugs:
+        faults = _replace(faults, clock_jump_probability=0.02)
+        network = _replace(network, partition_probability=0.01)
+    if "read-from-backup" in bugs:
+        network = _replace(network, partition_probability=0.01, loss_probability=0.05)
+    if bugs & {"stale-view-votes", "dvc-highest-op", "duplicate-prepare-no-checksum"}:
+        network = _replace(network, partition_probability=0.01, duplicate_probability=0.1)
+        faults = _replace(faults, crash_probability=0.003)
+    if "no-client-table" in bugs:
+        network = _replace(network, loss_probability=0.1, duplicate_probability=0.1)
+    return SimConfig(
+        seed=seed,
+        replica_count=replica_count,
+        client_count=rng.randint(1, 4),
+        requests_max=rng.randint(20, 60),
+        network=network,
+        faults=faults,
+    )
+
+
+def _replace(options: object, **changes: object) -> object:
+    import dataclasses
+
+    return dataclasses.replace(options, **changes)  # type: ignore[type-var]
+
+
+def run_seed(
+    seed: int, *, bugs: frozenset[str] = frozenset(), log: Callable[[str], None] | None = None
+) -> SimResult:
+    config = config_for_seed(seed, bugs=bugs)
+    logging.getLogger("vr").setLevel(logging.DEBUG if log is not None else logging.CRITICAL)
+    result = SimResult(seed=seed, bugs=bugs, outcome="ok", config=config)
+    cluster: SimCluster | None = None
+    try:
+        cluster = SimCluster(
+            seed=seed,
+            replica_count=config.replica_count,
+            client_count=config.client_count,
+            network=config.network,
+            faults=config.faults,
+            bugs=bugs,
+            log=log,
+        )
+        cluster.requests_max = config.requests_max
+        while cluster.now < SAFETY_TICKS_MAX:
+            cluster.step()
+            if cluster.requests_issued >= cluster.requests_max and cluster.pending_requests() == 0:
+                break
+        cluster.heal()
+        deadline = cluster.now + LIVENESS_TICKS_MAX
+        while cluster.now < deadline:
+            cluster.step()
+            if cluster.pending_requests() == 0 and cluster.converged():
+                break
+        else:
+            result.outcome = "liveness"
+            result.detail = _liveness_detail(cluster)
+    except Violation as violation:
+        result.outcome = "violation"
+        result.detail = str(violation)
+    except AssertionError as error:
+        result.outcome = "assertion"
+        result.detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+        if log is not None:
+            log(traceback.format_exc())
+    if cluster is not None:
+        result.ticks = cluster.now
+        result.replies = cluster.checker.replies_checked + len(cluster.checker.pending_replies)
+        result.stats = {**cluster.stats, **cluster.network.stats, "commits": cluster.checker.executed_upto}
+    return result
+
+
+def _liveness_detail(cluster: SimCluster) -> str:
+    parts = [f"pending_requests={cluster.pending_requests()}"]
+    for i, replica in enumerate(cluster.replicas):
+        if replica is None:
+            parts.append(f"r{i}=down")
+        else:
+            parts.append(
+                f"r{i}={replica.status} view={replica.view} op={replica.op} "
+                f"commit_min={replica.commit_min} commit_max={replica.commit_max}"
+            )
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vr.testing.sim", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=None, help="the seed to run (default: random)")
+    parser.add_argument("--seeds", type=int, default=1, help="run this many consecutive seeds from --seed")
+    parser.add_argument("--bug", action="append", default=[], help=f"planted bug: {', '.join(BUGS)}")
+    parser.add_argument("--verbose", action="store_true", help="print the fault trace")
+    args = parser.parse_args(argv)
+    try:
+        bugs = parse_bugs(args.bug)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 4
+    first = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
+    worst = 0
+    for seed in range(first, first + args.seeds):
+        log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
+        result = run_seed(seed, bugs=bugs, log=log)
+        line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
+        print(line + (f" detail={result.detail}" if result.detail else ""))
+        if not result.ok:
+            print(f"reproduce: {result.reproduce()}")
+            worst = max(worst, result.exit_code)
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main())
