@@ -312,6 +312,10 @@ class Journal:
         self.counters: dict[str, int] = {}
         self.sync_count = 0
         self.recovered = False
+        self._op_max = 0  # cache of max(h.op for h in _headers): the replica asks often
+        self.op_checkpoint = (
+            0  # ops <= this are in the snapshot; the WAL may hold up to op_checkpoint + slot_count
+        )
 
     # Queries ---------------------------------------------------------------------------------
 
@@ -357,7 +361,17 @@ class Journal:
 
     def op_max(self) -> int:
         """Highest op we hold a header for (the journal's head; 0 for an empty journal)."""
-        return max((h.op for h in self._headers if h is not None), default=0)
+        return self._op_max
+
+    @property
+    def op_prepare_max(self) -> int:
+        """The highest op the WAL may hold: one more would overwrite an op not yet in the checkpoint."""
+        return self.op_checkpoint + self.layout.slot_count
+
+    def set_op_checkpoint(self, op: int) -> None:
+        """Record that ops <= ``op`` are in the durable snapshot (after the superblock update)."""
+        assert op >= self.op_checkpoint, f"checkpoint regressed {self.op_checkpoint} -> {op}"
+        self.op_checkpoint = op
 
     def headers(self) -> list[Header]:
         """Every header we believe in, ascending by op (for the replica's start-up and view change)."""
@@ -379,6 +393,8 @@ class Journal:
         self._sync()
         self._headers = [None] * self.layout.slot_count
         self._headers[0] = root.header
+        self._op_max = 0
+        self.op_checkpoint = 0
         self._dirty.clear()
         self._faulty.clear()
         self._inhabited = {0: root.header.checksum}
@@ -396,8 +412,12 @@ class Journal:
         assert header.size == HEADER_SIZE + len(message.body), header.short()
         assert header.size <= self.layout.prepare_size_max, header.size
         assert header.valid_checksum(), header.short()
+        assert header.op <= self.op_prepare_max, (
+            f"op {header.op} would overwrite an op not yet checkpointed "
+            f"(op_checkpoint={self.op_checkpoint}, slot_count={self.layout.slot_count})"
+        )
         slot = header.op % self.layout.slot_count
-        self._headers[slot] = header
+        self._set_header(slot, header)
         self._dirty.add(slot)
         self._staged[slot] = message
         self._staged_reserved.discard(slot)
@@ -406,11 +426,12 @@ class Journal:
         """Believe ``header`` for its slot (learned from a peer); its prepare is still needed."""
         assert header.command == Command.PREPARE, header.short()
         assert header.cluster == self.cluster, header.short()
+        assert header.op <= self.op_prepare_max, (header.op, self.op_checkpoint)
         slot = header.op % self.layout.slot_count
         staged = self._staged.get(slot)
         if staged is not None and staged.header.checksum != header.checksum:
             del self._staged[slot]
-        self._headers[slot] = header
+        self._set_header(slot, header)
         self._dirty.add(slot)
 
     def remove_entries_from(self, op: int) -> None:
@@ -424,6 +445,7 @@ class Journal:
             self._faulty.discard(slot)
             self._staged.pop(slot, None)
             self._staged_reserved.add(slot)
+        self._op_max = _max_op(self._headers)
 
     def flush(self) -> list[Header]:
         """Group commit: staged prepares, sync, their header sectors (merged), sync.
@@ -622,7 +644,9 @@ class Journal:
         (``solo-faulty``: a single replica has nobody to repair from).
         """
         n = self.layout.slot_count
-        op_prepare_max = op_checkpoint + n
+        assert op_checkpoint >= 0, op_checkpoint
+        self.op_checkpoint = op_checkpoint
+        op_prepare_max = self.op_prepare_max
         reads = self._read_rings()
         op_max = _op_max_seen(reads, op_prepare_max)
         cases: dict[str, int] = {}
@@ -818,6 +842,7 @@ class Journal:
             elif decision in (Decision.CUT, Decision.CUT_TORN):
                 cut_slots.append(slot)
                 self._count("torn_cut" if decision == Decision.CUT_TORN else "window_cut")
+        self._op_max = _max_op(self._headers)
         if cut_slots:
             self._flush_reserved(cut_slots)
             assert not self._staged_reserved, "could not reserve cut slots"
@@ -836,6 +861,14 @@ class Journal:
 
     # Helpers ---------------------------------------------------------------------------------
 
+    def _set_header(self, slot: int, header: Header) -> None:
+        previous = self._headers[slot]
+        self._headers[slot] = header
+        if previous is not None and previous.op > header.op:
+            self._op_max = _max_op(self._headers)
+        else:
+            self._op_max = max(self._op_max, header.op)
+
     def _set_mirror(self, slot: int, header: Header) -> None:
         self._mirror[slot * HEADER_SIZE : (slot + 1) * HEADER_SIZE] = header.encode()
 
@@ -845,6 +878,10 @@ class Journal:
 
     def _count(self, kind: str, amount: int = 1) -> None:
         self.counters[kind] = self.counters.get(kind, 0) + amount
+
+
+def _max_op(headers: list[Header | None]) -> int:
+    return max((h.op for h in headers if h is not None), default=0)
 
 
 def _pad(data: bytes) -> bytes:

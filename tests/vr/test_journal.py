@@ -15,7 +15,7 @@ from vr.journal import PREPARE_WRITES_IN_FLIGHT_MAX, Journal, JournalError, Jour
 from vr.layout import Layout
 from vr.message import HEADER_SIZE, SECTOR_SIZE, Command, Message, Operation, make_message, root_prepare
 from vr.storage import FileStorage
-from vr.testing.storage import SimStorage, wal_sectors
+from vr.testing.storage import PowerCut, SimStorage, wal_sectors
 
 CLUSTER = 7
 LAYOUT = Layout(
@@ -23,28 +23,8 @@ LAYOUT = Layout(
 )
 
 
-class PowerCut(Exception):
-    """Raised by CrashingStorage at the chosen sync: the power went before that sync completed."""
-
-
-class CrashingStorage(SimStorage):
-    """SimStorage whose ``crash_at_sync``-th sync (counted from arming) never happens."""
-
-    def __init__(self, size_bytes: int, *, rng: random.Random) -> None:
-        super().__init__(size_bytes, rng=rng)
-        self.syncs_until_crash: int | None = None
-
-    def sync(self) -> None:
-        if self.syncs_until_crash is not None:
-            self.syncs_until_crash -= 1
-            if self.syncs_until_crash == 0:
-                self.syncs_until_crash = None
-                raise PowerCut()
-        super().sync()
-
-
-def make_journal(seed: int = 1, *, bugs: frozenset[str] = frozenset()) -> tuple[CrashingStorage, Journal]:
-    storage = CrashingStorage(LAYOUT.size_bytes, rng=random.Random(seed))
+def make_journal(seed: int = 1, *, bugs: frozenset[str] = frozenset()) -> tuple[SimStorage, Journal]:
+    storage = SimStorage(LAYOUT.size_bytes, rng=random.Random(seed))
     journal = Journal(storage, LAYOUT, cluster=CLUSTER, replica=0, bugs=bugs)
     journal.format()
     return storage, journal
@@ -192,7 +172,7 @@ def test_torn_append_above_the_head_is_cut() -> None:
     acked = write_and_flush(journal, prepares(1, 5, parent=ROOT.header.checksum))
     for message in prepares(6, 3, parent=acked[-1].header.checksum):
         journal.write_prepare(message)
-    storage.syncs_until_crash = 1
+    storage.arm_power_cut(after_syncs=1)
     with pytest.raises(PowerCut):
         journal.flush()
     storage.crash(land_probability=0.0, tear_probability=1.0)
@@ -220,7 +200,7 @@ def test_torn_header_sector_keeps_every_acked_op_held_or_faulty() -> None:
     in_flight = prepares(6, 3, parent=acked[-1].header.checksum)
     for message in in_flight:
         journal.write_prepare(message)
-    storage.syncs_until_crash = 2
+    storage.arm_power_cut(after_syncs=2)
     with pytest.raises(PowerCut):
         journal.flush()
     storage.crash(land_probability=0.0, tear_probability=1.0)
@@ -240,7 +220,7 @@ def test_torn_header_sector_alone_is_fixed_from_the_intact_prepares() -> None:
     in_flight = prepares(6, 3, parent=acked[-1].header.checksum)
     for message in in_flight:
         journal.write_prepare(message)
-    storage.syncs_until_crash = 2
+    storage.arm_power_cut(after_syncs=2)
     with pytest.raises(PowerCut):
         journal.flush()
     storage.crash(land_probability=0.0, tear_probability=1.0)
@@ -250,33 +230,32 @@ def test_torn_header_sector_alone_is_fixed_from_the_intact_prepares() -> None:
         assert_clean(journal, message)
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_random_crashes_never_lose_an_acked_op(seed: int) -> None:
-    """Random batches and power cuts at random syncs: an op whose flush returned is held or faulty."""
+    """Random batches and power cuts at random syncs: an op whose flush returned is held or faulty,
+    and no acked op is ever cut as a torn append."""
     rng = random.Random(seed)
     storage, journal = make_journal(seed=seed)
     acked: dict[int, Message] = {}
-    parent, next_op, op_checkpoint = ROOT.header.checksum, 1, 0
-    for _ in range(rng.randrange(3, 12)):
+    parent, next_op = ROOT.header.checksum, 1
+    for _ in range(rng.randrange(3, 16)):
+        journal.set_op_checkpoint(max(journal.op_checkpoint, next_op - 40))  # checkpoint as a replica would
         batch = prepares(next_op, rng.randrange(1, 8), parent=parent, body_size=rng.choice([10, 3000, 9000]))
         for message in batch:
             journal.write_prepare(message)
         if rng.random() < 0.3:
-            storage.syncs_until_crash = rng.randrange(1, 3)
-            try:
-                journal.flush()
-            except PowerCut:
-                storage.crash(land_probability=rng.random(), tear_probability=rng.random())
-                journal, _ = reopen(storage, op_checkpoint=op_checkpoint)
-                _assert_acked_held_or_faulty(journal, acked)
-                break
-        for header in journal.flush():
-            acked[header.op] = next(m for m in batch if m.header.checksum == header.checksum)
+            storage.arm_power_cut(after_syncs=rng.randrange(1, 3))
+        try:
+            durable = journal.flush()
+        except PowerCut:
+            break
+        acked.update((h.op, next(m for m in batch if m.header == h)) for h in durable)
         parent, next_op = batch[-1].header.checksum, batch[-1].header.op + 1
     storage.crash(land_probability=rng.random(), tear_probability=rng.random())
-    journal, recovery = reopen(storage, op_checkpoint=op_checkpoint)
+    journal, recovery = reopen(storage, op_checkpoint=journal.op_checkpoint)
     _assert_acked_held_or_faulty(journal, acked)
     assert not set(recovery.torn_ops) & set(acked)
+    assert not {journal.slot_for_op(op) for op in acked} & set(recovery.cut_slots)
 
 
 def _assert_acked_held_or_faulty(journal: Journal, acked: dict[int, Message]) -> None:
@@ -510,6 +489,7 @@ def test_wrap_around_keeps_the_window_after_the_checkpoint() -> None:
     parent = ROOT.header.checksum
     messages: list[Message] = []
     for first in range(1, 151, 10):
+        journal.set_op_checkpoint(max(0, first - 40))  # the replica checkpoints as it goes
         batch = write_and_flush(journal, prepares(first, 10, parent=parent))
         parent = batch[-1].header.checksum
         messages.extend(batch)
@@ -527,9 +507,22 @@ def test_ops_beyond_the_checkpoint_window_are_cut() -> None:
     checkpoint not recorded, as in a stale superblock) has ops 65..80 beyond: they are cut."""
     storage, journal = make_journal(seed=2)
     parent = ROOT.header.checksum
+    journal.set_op_checkpoint(20)
     for first in range(1, 81, 10):
         parent = write_and_flush(journal, prepares(first, 10, parent=parent))[-1].header.checksum
     journal, recovery = reopen(storage, op_checkpoint=0)
     assert recovery.cases.get("H") == 16
     assert journal.op_max() == 64
     assert recovery.faulty_slots == ()
+
+
+def test_writing_past_the_checkpoint_window_is_a_programming_error() -> None:
+    """Op checkpoint + slot_count + 1 would overwrite an op the snapshot does not hold yet."""
+    _, journal = make_journal()
+    (message,) = prepares(LAYOUT.slot_count + 1, 1, parent=ROOT.header.checksum)
+    with pytest.raises(AssertionError, match="not yet checkpointed"):
+        journal.write_prepare(message)
+    journal.set_op_checkpoint(1)
+    journal.write_prepare(message)
+    with pytest.raises(AssertionError):
+        journal.set_op_checkpoint(0)

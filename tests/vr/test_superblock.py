@@ -12,7 +12,7 @@ from vr.message import SECTOR_SIZE, Command, Operation, make_header
 from vr.snapshot import SnapshotRef
 from vr.storage import FileStorage
 from vr.superblock import SuperBlock, SuperBlockError, VSRState
-from vr.testing.storage import SimStorage
+from vr.testing.storage import PowerCut, SimStorage
 
 LAYOUT = Layout(
     slot_count=64, prepare_size_max=SECTOR_SIZE, snapshot_size_max=SECTOR_SIZE, view_headers_max=8
@@ -21,26 +21,8 @@ ROOT_REF = SnapshotRef(op=0, checksum=bytes(16), size=0, slot=0)
 STATE = VSRState(cluster=3, replica=1, replica_count=3, view=0, log_view=0, commit_max=0, checkpoint=ROOT_REF)
 
 
-class PowerCut(Exception):
-    pass
-
-
-class CrashingStorage(SimStorage):
-    def __init__(self, size_bytes: int, *, rng: random.Random) -> None:
-        super().__init__(size_bytes, rng=rng)
-        self.syncs_until_crash: int | None = None
-
-    def sync(self) -> None:
-        if self.syncs_until_crash is not None:
-            self.syncs_until_crash -= 1
-            if self.syncs_until_crash == 0:
-                self.syncs_until_crash = None
-                raise PowerCut()
-        super().sync()
-
-
-def formatted(seed: int = 1) -> tuple[CrashingStorage, SuperBlock]:
-    storage = CrashingStorage(LAYOUT.size_bytes, rng=random.Random(seed))
+def formatted(seed: int = 1) -> tuple[SimStorage, SuperBlock]:
+    storage = SimStorage(LAYOUT.size_bytes, rng=random.Random(seed))
     superblock = SuperBlock(storage, LAYOUT)
     superblock.format(STATE)
     return storage, superblock
@@ -160,7 +142,7 @@ def test_misdirected_copy_is_not_counted() -> None:
 def test_torn_update_opens_at_the_old_or_new_sequence_never_a_fork(crash_at_sync: int, seed: int) -> None:
     storage, superblock = formatted(seed=seed)
     superblock.update(state(1, commit_max=1))
-    storage.syncs_until_crash = crash_at_sync
+    storage.arm_power_cut(after_syncs=crash_at_sync)
     with pytest.raises(PowerCut):
         superblock.update(state(2, commit_max=2))
     storage.crash(land_probability=0.5, tear_probability=0.9)
@@ -179,14 +161,14 @@ def test_torn_update_after_a_stale_copy_never_regresses() -> None:
     the stale copies, the second torn update still opens at sequence 3, never back at 2."""
     storage, superblock = formatted(seed=4)
     superblock.update(state(1))  # sequence 2
-    storage.syncs_until_crash = 3  # copies 0 and 1 of sequence 3 synced, copy 2 in flight
+    storage.arm_power_cut(after_syncs=3)  # copies 0 and 1 of sequence 3 synced, copy 2 in flight
     with pytest.raises(PowerCut):
         superblock.update(state(2))
     storage.crash(land_probability=0.0, tear_probability=1.0)
     reopened = SuperBlock(storage, LAYOUT)
     assert reopened.open() == state(2)
     assert reopened.repaired_copy_count == 2
-    storage.syncs_until_crash = 2
+    storage.arm_power_cut(after_syncs=2)
     with pytest.raises(PowerCut):
         reopened.update(state(3))
     storage.crash(land_probability=0.0, tear_probability=1.0)

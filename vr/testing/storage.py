@@ -13,6 +13,10 @@ inject exactly the faults a real disk has (VR.md §3.2), deterministically from 
   in both the durable and the visible copy (retrying a read does not heal it).
 - **EIO.** ``fail_reads``/``fail_writes`` make any access overlapping a range raise
   ``StorageIOError`` until ``clear_faults``.
+- **Power cut inside a flush.** The replica's writes are synchronous, so between two
+  inputs nothing is in flight; ``arm_power_cut(after_syncs=k)`` makes the k-th next
+  ``sync`` raise :class:`PowerCut` *before* syncing, leaving that flush's writes in flight.
+  The simulator catches it, calls ``crash()``, and rebuilds the replica from this storage.
 - **Misdirected write.** ``misdirect_next_write(intended, landed)`` sends the next write
   aimed at ``intended`` to ``landed`` instead (the intended target keeps its old bytes).
 
@@ -33,6 +37,14 @@ from vr.message import HEADER_SIZE, SECTOR_SIZE
 from vr.storage import StorageIOError, check_aligned
 
 TEAR_GRANULE_SIZE = 512  # torn writes break on the old 512-byte physical sector boundary
+
+
+class PowerCut(BaseException):
+    """The simulated power went at an armed ``sync``: the replica object is dead.
+
+    A BaseException so no handler in the replica (which catches StorageIOError, never
+    Exception) can swallow it and carry on as if the sync had happened.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +93,7 @@ class SimStorage:
         self._read_faults: list[tuple[int, int]] = []  # [start, end) byte ranges
         self._write_faults: list[tuple[int, int]] = []
         self._misdirects: dict[int, int] = {}
+        self._syncs_until_power_cut: int | None = None
         self.sync_count = 0
         self.write_count = 0
         self.write_bytes = 0
@@ -117,6 +130,11 @@ class SimStorage:
             self._visible[first + i] = data[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE]
 
     def sync(self) -> None:
+        if self._syncs_until_power_cut is not None:
+            self._syncs_until_power_cut -= 1
+            if self._syncs_until_power_cut == 0:
+                self._syncs_until_power_cut = None
+                raise PowerCut(f"power cut at a sync with {len(self._in_flight)} write(s) in flight")
         self.sync_count += 1
         self._durable.update(self._visible)
         self._visible.clear()
@@ -146,6 +164,14 @@ class SimStorage:
                 self._tear(write, self._rng.randrange(sector_count))
         self._visible.clear()
         self._in_flight.clear()
+
+    def arm_power_cut(self, *, after_syncs: int) -> None:
+        """Make the ``after_syncs``-th next sync raise PowerCut without syncing (1 = the very next)."""
+        assert after_syncs >= 1, after_syncs
+        self._syncs_until_power_cut = after_syncs
+
+    def disarm_power_cut(self) -> None:
+        self._syncs_until_power_cut = None
 
     def corrupt(self, offset: int, size: int) -> int:
         """Flip one seeded bit in bytes [offset, offset+size) at rest; returns the byte offset hit."""
@@ -220,4 +246,4 @@ def _overlaps(ranges: list[tuple[int, int]], offset: int, size: int) -> bool:
     return any(start < end and offset < stop for start, stop in ranges)
 
 
-__all__ = ["SimStorage", "WalSectors", "wal_sectors"]
+__all__ = ["PowerCut", "SimStorage", "WalSectors", "wal_sectors"]
