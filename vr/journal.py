@@ -30,6 +30,7 @@ dirty so the replica repairs it instead of serving or executing unverified bytes
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -237,6 +238,13 @@ def matching_cases(values: tuple[bool, ...]) -> list[Case]:
     return [case for case in RECOVERY_CASES if case.matches(values)]
 
 
+@functools.cache
+def _case_for(values: tuple[bool, ...]) -> Case:
+    cases = matching_cases(values)
+    assert len(cases) == 1, f"{len(cases)} recovery cases match {dict(zip(COLUMNS, values, strict=True))}"
+    return cases[0]
+
+
 def classify(facts: SlotFacts) -> Case:
     """The one row of RECOVERY_CASES for these facts; a pure function.
 
@@ -244,9 +252,7 @@ def classify(facts: SlotFacts) -> Case:
     inconsistent input means the caller computed the facts wrongly, not bad disk bytes.
     """
     values = facts.values()
-    cases = matching_cases(values)
-    assert len(cases) == 1, f"{len(cases)} recovery cases match {facts}"
-    case = cases[0]
+    case = _case_for(values)
     violations = case.implied_violations(values)
     assert not violations, f"case {case.label}: inconsistent facts {violations} in {facts}"
     return case
