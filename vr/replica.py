@@ -396,7 +396,9 @@ class Replica:
             self.request_start_view_timeout.start()
             self._send_request_start_view()
         elif self.log_view == self.view:
-            if self._primary_index(self.view) == self.replica:
+            if self._primary_index(self.view) == self.replica and self.op == 0 and self.view == 0:
+                self._transition_to_fresh_primary()
+            elif self._primary_index(self.view) == self.replica:
                 self.status = Status.NORMAL  # briefly: we step down at once
                 self._transition_to_view_change(self.view + 1)
             else:
@@ -429,7 +431,10 @@ class Replica:
             self._on_request(message)
         elif command in (Command.PING, Command.PONG, Command.STATUS_REQUEST, Command.STATUS_REPLY):
             return
-        elif not (0 <= header.replica < self.replica_count) or header.replica == self.replica:
+        elif not (0 <= header.replica < self.replica_count) or (
+            header.replica == self.replica
+            and command != Command.PREPARE  # a repaired prepare keeps its author
+        ):
             self._drop("sender")
             return
         else:
@@ -623,6 +628,8 @@ class Replica:
             return "request-too-large"
         if self.status != Status.NORMAL:
             return "request-not-normal"
+        if self._is_primary() and self.commit_min < self.commit_max:
+            return "request-primary-behind"  # the client table is only complete once we executed all
         if self._is_primary() and any(entry.message is None for entry in self.pipeline):
             return "request-primary-repairing"
         return None
@@ -781,6 +788,7 @@ class Replica:
         ):
             if self.status == Status.NORMAL and not self._is_primary():
                 self.acked_op = min(self.acked_op, header.op - 1)  # re-ack: the primary may have lost it
+                self._send_prepare_oks()
             return
         expected = self._chain_expected()
         wanted = expected.get(header.op)
@@ -1282,6 +1290,11 @@ class Replica:
         if head < commit_new:
             head = commit_new  # committed ops are never truncated
         assert head >= self.commit_min, (head, self.commit_min)
+        if head > self.op_prepare_max:
+            # Too far behind to hold the new log in our ring: forfeit; the view-change
+            # timeout moves everyone to a view with another primary (VR.md §2.6).
+            self._drop("primary-lagging")
+            return
         self._install_new_view_log(headers, head=head, commit=commit_new)
 
     def _install_new_view_log(self, headers: dict[int, Header], *, head: int, commit: int) -> None:
@@ -1474,6 +1487,13 @@ class Replica:
         self.commit_heartbeat_timeout.start()
         self.emit("became_primary", view=self.view)
         self._primary_commit_pipeline()
+
+    def _transition_to_fresh_primary(self) -> None:
+        """A freshly formatted cluster starts in view 0 with an empty log: no view change needed."""
+        self.status = Status.NORMAL
+        self.commit_heartbeat_timeout.start()
+        self.repair_timeout.start()
+        self.emit("became_primary", view=self.view)
 
     def _send_request_start_view(self, *, to: int | None = None) -> None:
         if self.status == Status.RECOVERING_HEAD and to is None:
