@@ -494,7 +494,8 @@ class Journal:
                 continue  # prepare durable but its header is not: stays staged, retried next flush
             if self._staged.get(slot) is message:
                 del self._staged[slot]
-            if self._headers[slot] is message.header:
+            belief = self._headers[slot]
+            if belief is not None and belief.checksum == message.header.checksum:
                 self._dirty.discard(slot)
                 self._faulty.discard(slot)
                 durable.append(message.header)

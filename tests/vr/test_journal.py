@@ -526,3 +526,29 @@ def test_writing_past_the_checkpoint_window_is_a_programming_error() -> None:
     journal.write_prepare(message)
     with pytest.raises(AssertionError):
         journal.set_op_checkpoint(0)
+
+
+def test_a_newer_belief_drops_the_staged_older_version() -> None:
+    """A header learned from a peer for the same op but another version supersedes a staged
+    prepare: the flush must not report the old version durable, and the slot stays dirty."""
+    _storage, journal = make_journal()
+    (old,) = prepares(1, 1, parent=ROOT.header.checksum, view=1)
+    (new,) = prepares(1, 1, parent=ROOT.header.checksum, view=2)
+    journal.write_prepare(old)
+    journal.set_header_as_dirty(new.header)
+    assert journal.flush() == []
+    assert journal.is_dirty(1)
+    assert journal.header_for_op(1) == new.header
+    assert not journal.has_prepare(old.header)
+    journal.write_prepare(new)
+    assert journal.flush() == [new.header]
+    assert_clean(journal, new)
+
+
+def test_flush_reports_durable_when_the_belief_is_an_equal_header_object() -> None:
+    _storage, journal = make_journal()
+    (message,) = prepares(1, 1, parent=ROOT.header.checksum)
+    journal.write_prepare(message)
+    journal.set_header_as_dirty(message.header.replace())  # equal fields, distinct object
+    assert journal.flush() == [message.header]
+    assert_clean(journal, message)
