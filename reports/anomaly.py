@@ -67,11 +67,11 @@ class Anomaly:
 class BarIndex:
     """Finds the bar (invocation + completion) of any history index, invoke or completion."""
 
-    def __init__(self, ops: Sequence[OpLike]) -> None:
+    def __init__(self, ops: Sequence[OpLike], bars: Sequence[Bar] | None = None) -> None:
         self.t0_ns = min((op.time_ns for op in ops), default=0)
         self.end_ns = max((op.time_ns for op in ops), default=0)
         self._bars: dict[int, Bar] = {}
-        for bar in pair_bars(ops):
+        for bar in pair_bars(ops) if bars is None else bars:
             self._bars[bar.invoke.index] = bar
             if bar.completion is not None:
                 self._bars[bar.completion.index] = bar

@@ -31,7 +31,7 @@ from reports.run import (
     seed_of,
     verdict_of,
 )
-from reports.timeline import timeline_columns
+from reports.timeline import pair_bars, timeline_columns
 
 REPORT_NAME = "report.html"
 SUMMARY_NAME = "report.json"
@@ -160,8 +160,9 @@ def write_run_report(run_dir: Path) -> Path:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    columns = timeline_columns(run.ops)
-    bar_index = anomaly_view.BarIndex(run.ops)
+    bars = pair_bars(run.ops)
+    columns = timeline_columns(run.ops, bars)
+    bar_index = anomaly_view.BarIndex(run.ops, bars)
     found = anomaly_view.anomalies(run.results, bar_index)
     perf = perfdata.prepare(run.ops, t0_ns=columns["t0_ns"])
     nodes = node_view.load_nodes(run_dir)

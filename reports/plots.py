@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 OUTCOME_COLOURS = {"ok": "#3f9b68", "fail": "#d1495b", "info": "#e99d19"}
 F_MARKERS = {"read": ".", "write": "^", "cas": "s", "append": "D"}
@@ -81,6 +81,7 @@ def _log_y(ax: Axes) -> None:
     """Log scale with plain numbers (0.5, 2, 100) instead of powers of ten."""
     ax.set_yscale("log")
     plain = FuncFormatter(lambda value, _position: f"{value:g}")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(plain)
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda value, _position: ""))
 

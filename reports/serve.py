@@ -99,20 +99,25 @@ class StoreHandler(SimpleHTTPRequestHandler):
         finally:
             self._slots.release()
 
-    def translate_path(self, path: str) -> str:
-        """Refuse paths that resolve (through symlinks) outside the store, e.g. ``store/latest`` is fine."""
-        translated = super().translate_path(path)
+    def _outside_store(self) -> bool:
+        """Whether the request's path resolves (through symlinks) outside the store; ``latest`` stays inside."""
         root = Path(self.directory).resolve()
-        resolved = Path(translated).resolve()
-        if resolved != root and root not in resolved.parents:
-            return str(root / "\0outside-the-store")  # a name that cannot exist: 404
-        return translated
+        resolved = Path(self.translate_path(self.path)).resolve()
+        return resolved != root and root not in resolved.parents
 
     def do_GET(self) -> None:
         if self.path.startswith(ZIP_PREFIX):
             self._send_zip()
-            return
-        super().do_GET()
+        elif self._outside_store():
+            self.send_error(HTTPStatus.NOT_FOUND, "not inside the store")
+        else:
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self.path.startswith(ZIP_PREFIX) or self._outside_store():
+            self.send_error(HTTPStatus.NOT_FOUND, "HEAD is served for store files only")
+        else:
+            super().do_HEAD()
 
     def _send_zip(self) -> None:
         relative = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path[len(ZIP_PREFIX) :]).rstrip("/")

@@ -6,11 +6,17 @@ dictionaries: string-valued fields (f, key, error, node) are indices into small
 tables, times are integer nanoseconds since the first op. The page rebuilds an
 op's full record from these columns when a person clicks it.
 
-Bars are grouped by lane (one per client process, plus the nemesis lane first)
-and sorted by start inside a lane. A client process has at most one op
-outstanding, so inside a lane both starts and ends are increasing: the page
-finds the visible bars of a lane by binary search, which is what makes drawing
-only what is visible cheap.
+Bars are grouped by lane and sorted by start inside a lane. The nemesis has
+the first lane; each client process has a lane, except that a process that
+starts after another one's last op ended may continue that lane. Jepsen's rule
+retires a process whose op ended ``info`` and gives its thread a new process
+id, so a run with many timeouts has hundreds of processes but only
+``concurrency`` of them at a time: packing them keeps one lane per worker
+thread, labelled with the processes it held, instead of a canvas hundreds of
+lanes tall. Processes in a lane never overlap and each has at most one op
+outstanding, so inside a lane starts and ends are increasing: the page finds
+the visible bars of a lane by binary search, which is what makes drawing only
+what is visible cheap.
 """
 
 from __future__ import annotations
@@ -91,26 +97,62 @@ def lane_order(processes: Iterable[Any]) -> list[Any]:
     return ([NEMESIS] if NEMESIS in unique else []) + ints + others
 
 
+def pack_lanes(bars: Sequence[Bar], *, end_ns: int) -> list[list[Any]]:
+    """Processes grouped into lanes: the nemesis alone first, then client processes, a process
+    joining the lowest lane whose last op ended before its first began (interval colouring,
+    so the lane count is the most processes ever alive at once)."""
+    span: dict[Any, list[int]] = {}
+    for bar in bars:
+        start = bar.invoke.time_ns
+        end = bar.completion.time_ns if bar.completion is not None else end_ns
+        first_last = span.setdefault(bar.process, [start, end])
+        first_last[0] = min(first_last[0], start)
+        first_last[1] = max(first_last[1], end)
+    order = {process: rank for rank, process in enumerate(lane_order(span))}
+    lanes: list[list[Any]] = [[NEMESIS]] if NEMESIS in span else []
+    lane_end: list[int] = [0] * len(lanes)
+    for process in sorted(span, key=lambda p: (span[p][0], order[p])):
+        if process == NEMESIS:
+            continue
+        first, last = span[process]
+        free = next((i for i in range(len(lanes)) if lanes[i][0] != NEMESIS and lane_end[i] < first), None)
+        if free is None:
+            lanes.append([process])
+            lane_end.append(last)
+        else:
+            lanes[free].append(process)
+            lane_end[free] = last
+    return lanes
+
+
+def lane_label(processes: Sequence[Any]) -> str:
+    """``nemesis``, ``p3``, or ``p3 +4`` for a lane that held five processes in turn."""
+    if processes[0] == NEMESIS:
+        return NEMESIS
+    more = f" +{len(processes) - 1}" if len(processes) > 1 else ""
+    return f"p{processes[0]}{more}"
+
+
 class _Table:
     """Interns values into a list; ``None`` maps to -1."""
 
     def __init__(self) -> None:
         self.values: list[Any] = []
-        self._index: dict[str, int] = {}
+        self._index: dict[tuple[str, str], int] = {}
 
     def code(self, value: Any) -> int:
         if value is None:
             return -1
-        text = value if isinstance(value, str) else repr(value)
-        found = self._index.get(text)
+        identity = (type(value).__name__, repr(value))  # 1 and "1" are different keys
+        found = self._index.get(identity)
         if found is None:
             found = len(self.values)
-            self._index[text] = found
+            self._index[identity] = found
             self.values.append(value)
         return found
 
 
-def timeline_columns(ops: Sequence[OpLike]) -> dict[str, Any]:
+def timeline_columns(ops: Sequence[OpLike], bars: list[Bar] | None = None) -> dict[str, Any]:
     """The timeline's embedded data: lanes, string tables, and one column per bar field.
 
     Returns a JSON-ready dict. ``t0_ns`` is the first op's time; every time in
@@ -119,17 +161,24 @@ def timeline_columns(ops: Sequence[OpLike]) -> dict[str, Any]:
     """
     t0_ns = min((op.time_ns for op in ops), default=0)
     end_ns = max((op.time_ns for op in ops), default=0) - t0_ns
-    bars = pair_bars(ops)
-    lanes = lane_order(bar.process for bar in bars)
-    lane_of = {process: i for i, process in enumerate(lanes)}
+    bars = list(pair_bars(ops) if bars is None else bars)  # pass bars in to pair only once per report
+    lanes = pack_lanes(bars, end_ns=end_ns + t0_ns)
+    lane_of = {process: i for i, processes in enumerate(lanes) for process in processes}
     bars.sort(key=lambda bar: (lane_of[bar.process], bar.invoke.time_ns, bar.invoke.index))
-    f_table, key_table, error_table, node_table = _Table(), _Table(), _Table(), _Table()
+    f_table, key_table, error_table, node_table, process_table = (
+        _Table(),
+        _Table(),
+        _Table(),
+        _Table(),
+        _Table(),
+    )
     columns: dict[str, list[Any]] = {
-        name: [] for name in ("lane", "s", "e", "o", "f", "k", "vi", "vc", "er", "n", "ii", "ci")
+        name: [] for name in ("lane", "p", "s", "e", "o", "f", "k", "vi", "vc", "er", "n", "ii", "ci")
     }
     for bar in bars:
         done = bar.completion
         columns["lane"].append(lane_of[bar.process])
+        columns["p"].append(process_table.code(bar.process))
         columns["s"].append(bar.invoke.time_ns - t0_ns)
         columns["e"].append((done.time_ns - t0_ns) if done is not None else end_ns)
         columns["o"].append(OUTCOME_CODES.get(bar.outcome, 2))
@@ -144,7 +193,9 @@ def timeline_columns(ops: Sequence[OpLike]) -> dict[str, Any]:
     return {
         "t0_ns": t0_ns,
         "end_ns": end_ns,
-        "lanes": [str(process) for process in lanes],
+        "lanes": [lane_label(processes) for processes in lanes],
+        "lane_processes": [[str(process) for process in processes] for processes in lanes],
+        "processes": process_table.values,
         "fs": f_table.values,
         "keys": key_table.values,
         "errors": error_table.values,

@@ -99,6 +99,13 @@
     return Math.round(ns) + " ns";
   }
 
+  // Tick labels in seconds with as many decimals as the step needs ("15.3815 s"), so
+  // neighbouring ticks never read the same when zoomed in deep.
+  function tickLabel(t, step) {
+    var decimals = Math.max(0, Math.min(9, Math.ceil(-Math.log10(step / 1e9) - 1e-9)));
+    return (t / 1e9).toFixed(decimals) + " s";
+  }
+
   function drawAxis(width) {
     ctx.fillStyle = "#fff";
     ctx.fillRect(0, 0, width, cssH);
@@ -111,7 +118,7 @@
     for (var t = first; t <= view.b; t += step) {
       var x = Math.round(X(t)) + 0.5;
       ctx.beginPath(); ctx.moveTo(x, AXIS - 4); ctx.lineTo(x, cssH - BOTTOM); ctx.stroke();
-      ctx.fillText(fmtTime(t), x + 3, AXIS / 2);
+      ctx.fillText(tickLabel(t, step), x + 3, AXIS / 2);
     }
   }
 
@@ -127,8 +134,7 @@
     ctx.font = Math.min(11, laneH) + "px system-ui, sans-serif";
     var every = Math.ceil(11 / laneH);
     for (var l = 0; l < lanes.length; l += every) {
-      var name = lanes[l] === "nemesis" ? "nemesis" : "p" + lanes[l];
-      ctx.fillText(name.slice(0, 11), 4, laneY(l) + laneH / 2);
+      ctx.fillText(lanes[l].slice(0, 11), 4, laneY(l) + laneH / 2);
     }
   }
 
@@ -245,15 +251,12 @@
     return best;
   }
 
-  function processValue(i) {
-    var name = lanes[C.lane[i]];
-    return /^-?\d+$/.test(name) ? Number(name) : name;
-  }
+  function processValue(i) { return T.processes[C.p[i]]; }
 
   function valueText(v) { return v === null || v === undefined ? "" : JSON.stringify(v); }
 
   function summary(i) {
-    var who = lanes[C.lane[i]] === "nemesis" ? "nemesis" : "process " + lanes[C.lane[i]];
+    var who = lanes[C.lane[i]] === "nemesis" ? "nemesis" : "process " + String(processValue(i));
     var key = C.k[i] >= 0 ? " key " + JSON.stringify(T.keys[C.k[i]]) : "";
     var value = C.o[i] === 0 && C.vc[i] !== null ? valueText(C.vc[i]) : valueText(C.vi[i]);
     var error = C.er[i] >= 0 ? " error " + JSON.stringify(T.errors[C.er[i]]) : "";
@@ -357,6 +360,16 @@
     }
     var i = hit(x, y);
     if (i !== hovered) { hovered = i; redraw(); }
+    var laneUnder = Math.floor((y - AXIS - MARKS) / laneH);
+    if (x < GUTTER && laneUnder >= 0 && laneUnder < lanes.length) {
+      var held = T.lane_processes[laneUnder];
+      tooltip.textContent = held[0] === "nemesis" ? "the nemesis" :
+        "processes in turn (a process retires after an info op): " + held.map(function (p) { return "p" + p; }).join(" → ");
+      tooltip.hidden = false;
+      tooltip.style.left = (x + 14) + "px";
+      tooltip.style.top = (y + 16) + "px";
+      return;
+    }
     if (i < 0) { tooltip.hidden = true; canvas.style.cursor = "grab"; return; }
     canvas.style.cursor = "pointer";
     tooltip.textContent = summary(i);

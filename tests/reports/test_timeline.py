@@ -34,12 +34,14 @@ def test_columns_hold_relative_times_outcomes_and_tables() -> None:
     columns = timeline_columns(partition_history())
     assert columns["t0_ns"] == 7_000_000_000
     assert columns["end_ns"] == 95 * MS
-    assert columns["lanes"] == ["nemesis", "0", "1", "2"]
+    # p2 began (85 ms) after p0's last op ended (info at 80 ms): it continues p0's lane
+    assert columns["lanes"] == ["nemesis", "p0 +1", "p1"]
+    assert columns["lane_processes"] == [["nemesis"], ["0", "2"], ["1"]]
     assert columns["count"] == 10
     ops = columns["ops"]
     assert all(len(values) == 10 for values in ops.values())
     # sorted by (lane, start): within every lane, starts and ends increase
-    for lane in range(4):
+    for lane in range(3):
         rows = [i for i in range(10) if ops["lane"][i] == lane]
         starts = [ops["s"][i] for i in rows]
         assert starts == sorted(starts)
@@ -54,6 +56,20 @@ def test_columns_hold_relative_times_outcomes_and_tables() -> None:
     assert ops["e"][never] == 95 * MS and ops["o"][never] == OUTCOME_CODES["open"] and ops["ci"][never] == -1
     failed = ops["ii"].index(8)
     assert columns["errors"][ops["er"][failed]] == "not-primary"
+
+
+def test_overlapping_processes_get_their_own_lanes() -> None:
+    history = [
+        op(0, 0, 5, "invoke", "read", "k"),
+        op(1, 1, 6, "invoke", "read", "k"),
+        op(2, 2, 5, "info", "read", "k"),
+        op(3, 3, 7, "invoke", "read", "k"),  # p7 starts while p6 is busy, after p5 retired
+        op(4, 4, 6, "ok", "read", "k", 1),
+        op(5, 4, 8, "invoke", "read", "k"),  # p8 starts when p6's op ends at the same instant: not free yet
+    ]
+    columns = timeline_columns(history)
+    assert columns["lane_processes"] == [["5", "7"], ["6"], ["8"]]
+    assert columns["processes"][columns["ops"]["p"][columns["ops"]["ii"].index(3)]] == 7
 
 
 def test_read_value_comes_from_the_completion() -> None:

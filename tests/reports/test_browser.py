@@ -1,0 +1,153 @@
+"""Real headless Chromium opens reports from disk: no console errors, the timeline draws, clicks show records.
+
+Debian's chromium (/usr/bin/chromium) driven by Playwright for Python; the
+browser Playwright would download is never used. Skipped, with the reason,
+when either is missing. Screenshots land in the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports.build import write_run_report
+from tests.reports import synth
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.skip(f"{CHROMIUM} is missing: `apt-get install -y chromium` (Debian's package)")
+    playwright_api = pytest.importorskip(
+        "playwright.sync_api", reason="`pip install playwright` (never `playwright install`)"
+    )
+    with playwright_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _wait_for(page: Any, expression: str, *, timeout_s: float = 30.0) -> None:
+    """Poll ``expression`` with page.evaluate (the report's CSP forbids the eval wait_for_function uses)."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(f"() => Boolean({expression})"):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {expression}")
+        page.wait_for_timeout(50)
+
+
+def _open(browser: Any, report: Path) -> tuple[Any, list[str]]:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on(
+        "request",
+        lambda request: (
+            problems.append(f"network: {request.url}")
+            if not request.url.startswith(("file:", "data:"))
+            else None
+        ),
+    )
+    page.goto(report.as_uri())
+    _wait_for(page, "window.ratchetTimeline && window.ratchetTimeline.draws > 0")
+    return page, problems
+
+
+def _canvas_painted_pixels(page: Any) -> int:
+    """Pixels of the timeline canvas that are neither white nor transparent."""
+    return page.evaluate("""() => {
+        const c = document.getElementById('timeline-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) { if (d[i+3] > 0 && (d[i] < 250 || d[i+1] < 250 || d[i+2] < 250)) n++; }
+        return n;
+    }""")
+
+
+def _click_op(page: Any, history_index: int) -> str:
+    point = page.evaluate(f"window.ratchetTimeline.barCenter({history_index})")
+    assert point is not None
+    if not 0 <= point["y"] <= page.viewport_size["height"]:  # a tall timeline: bring the bar into view
+        page.evaluate(f"window.scrollBy(0, {point['y']} - 300)")
+        point = page.evaluate(f"window.ratchetTimeline.barCenter({history_index})")
+    page.mouse.click(point["x"], point["y"])
+    _wait_for(page, f"window.ratchetTimeline.selectedHistoryIndex() === {history_index}")
+    return page.text_content("#timeline-record")
+
+
+def test_failing_run_report_opens_draws_and_explains(browser: Any, tmp_path: Path) -> None:
+    run = synth.write_run(
+        tmp_path / "store" / "synthetic-partition" / "20261122T030000", op_count=3000, seed=11
+    )
+    report = write_run_report(run.run_dir)
+    page, problems = _open(browser, report)
+    assert page.evaluate("window.ratchetTimeline.drawnOps") > 100
+    assert _canvas_painted_pixels(page) > 10_000
+    # the anomaly section and the link from it to the timeline
+    assert page.is_visible("#anomaly .story")
+    first_write = run.anomaly_indices[0]
+    page.click(f'#anomaly table a[data-history-index="{first_write}"]')
+    _wait_for(page, f"window.ratchetTimeline.selectedHistoryIndex() === {first_write}")
+    # zoom onto the anomaly, then click the read that cannot be linearized
+    page.click("#tl-anomaly")
+    page.wait_for_timeout(100)
+    record = _click_op(page, run.anomaly_indices[2])
+    assert (
+        f'"index": {run.anomaly_indices[2]}' in record
+        and '"f": "read"' in record
+        and '"type": "ok"' in record
+    )
+    page.screenshot(path=str(tmp_path / "failing-run.png"), full_page=True)
+    page.hover("#timeline-canvas", position={"x": 300, "y": 60})
+    assert problems == []
+
+
+def test_100k_op_report_stays_responsive(browser: Any, tmp_path: Path) -> None:
+    run = synth.write_run(
+        tmp_path / "store" / "synthetic-partition" / "20261122T040000", op_count=100_000, seed=5
+    )
+    report = write_run_report(run.run_dir)
+    page, problems = _open(browser, report)
+    total = page.evaluate("window.ratchetTimeline.totalOps")
+    assert total >= 100_000
+    drawn_whole = page.evaluate("window.ratchetTimeline.drawnOps")
+    assert 0 < drawn_whole < total  # bars sharing a pixel are drawn once
+    # zoom in around the middle with the wheel: fewer bars, and the view really narrowed
+    box = page.locator("#timeline-canvas").bounding_box()
+    before = page.evaluate("window.ratchetTimeline.view()")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 80)
+    for _ in range(12):
+        page.mouse.wheel(0, -400)
+    page.wait_for_timeout(200)
+    after = page.evaluate("window.ratchetTimeline.view()")
+    assert after["b"] - after["a"] < (before["b"] - before["a"]) / 100
+    drawn_zoomed = page.evaluate("window.ratchetTimeline.drawnOps")
+    assert 0 < drawn_zoomed < drawn_whole
+    page.click("#tl-reset")
+    _wait_for(page, f"window.ratchetTimeline.drawnOps === {drawn_whole}")
+    page.click("#tl-anomaly")  # zoomed out, a pixel holds dozens of ops: zoom onto the anomaly first
+    record = _click_op(page, run.anomaly_indices[0])
+    assert '"type": "invoke"' in record
+    page.screenshot(path=str(tmp_path / "100k-ops.png"))
+    assert problems == []

@@ -1,0 +1,122 @@
+"""`ratchet report` and `ratchet serve`: bad input is exit 3, a stored run re-renders, the server serves and zips."""
+
+from __future__ import annotations
+
+import io
+import threading
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from reports.build import write_run_report
+from reports.index import write_index
+from reports.serve import make_server
+from tests.reports.handmade import partition_history, write_run
+
+TEST = {"scenario": "pm", "seed": 3, "nodes": ["n1"]}
+
+
+def _store(tmp_path: Path) -> tuple[Path, Path]:
+    store = tmp_path / "store"
+    run = write_run(
+        store / "pm" / "20261122T030000",
+        partition_history(),
+        results={"valid": False, "checkers": {"linearizable": {"valid": False, "key": "a"}}},
+        test=TEST,
+        node_logs={"n1": ["line"]},
+    )
+    (store / "latest").symlink_to(run.relative_to(store))
+    return store, run
+
+
+def test_report_no_check_rerenders_the_latest_run_and_the_index(tmp_path: Path) -> None:
+    store, run = _store(tmp_path)
+    assert main(["report", str(store), "--no-check"]) == 1  # anomaly: exit 1
+    assert (run / "report.html").is_file()
+    assert (store / "index.html").is_file()
+
+
+def test_report_of_something_that_is_not_a_run_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(tmp_path / "nope")]) == 3
+    assert main(["report", str(tmp_path)]) == 3
+    err = capsys.readouterr().err
+    assert "is not a stored run" in err and "Traceback" not in err
+
+
+def test_serve_refuses_a_missing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", str(tmp_path / "missing"), "--port", "0"]) == 3
+    assert "is not a directory" in capsys.readouterr().err
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    store, run = _store(tmp_path)
+    write_run_report(run)
+    write_index(store)
+    httpd = make_server(store, port=0)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    host, port = httpd.server_address[:2]
+    try:
+        yield f"http://{host}:{port}", store, run
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def _get(url: str) -> tuple[int, bytes, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read(), response.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(), ""
+
+
+def test_serve_binds_loopback_and_serves_index_reports_and_listings(server: tuple[str, Path, Path]) -> None:
+    base, _store_dir, _run = server
+    assert base.startswith("http://127.0.0.1:")
+    status, body, _ = _get(base + "/")
+    assert status == 200 and b"Ratchet runs" in body
+    status, body, _ = _get(base + "/pm/20261122T030000/report.html")
+    assert status == 200 and b"Anomaly found" in body
+    status, body, kind = _get(base + "/pm/20261122T030000/history.jsonl")
+    assert status == 200 and kind.startswith("text/plain") and body.count(b"\n") == 19
+    status, body, _ = _get(base + "/latest/")
+    assert status == 200 and b"download this directory as a zip" in body and b"history.jsonl" in body
+
+
+def test_serve_downloads_a_run_as_a_zip(server: tuple[str, Path, Path]) -> None:
+    base, _store_dir, run = server
+    status, body, kind = _get(base + "/zip/pm/20261122T030000")
+    assert status == 200 and kind == "application/zip"
+    names = set(zipfile.ZipFile(io.BytesIO(body)).namelist())
+    assert {
+        "20261122T030000/history.jsonl",
+        "20261122T030000/report.html",
+        "20261122T030000/nodes/n1/node.log",
+    } <= names
+    assert (
+        zipfile.ZipFile(io.BytesIO(body)).read("20261122T030000/history.jsonl")
+        == (run / "history.jsonl").read_bytes()
+    )
+
+
+def test_serve_refuses_paths_outside_the_store(server: tuple[str, Path, Path], tmp_path: Path) -> None:
+    base, store, _run = server
+    (tmp_path / "secret.txt").write_text("secret", encoding="utf-8")
+    (store / "escape").symlink_to(tmp_path / "secret.txt")
+    assert _get(base + "/zip/..%2F..%2F")[0] == 404
+    assert _get(base + "/zip/../secret.txt")[0] == 404
+    assert _get(base + "/zip/nope")[0] == 404
+    status, body, _ = _get(base + "/escape")
+    assert status == 404 and b"secret" not in body
+    assert _get(base + "/../secret.txt")[0] == 404
