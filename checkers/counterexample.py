@@ -16,7 +16,12 @@ A removal must keep every value a remaining op observes *explained*: a read
 of 3 needs an op that writes 3 (or 3 being the initial value). Without this
 rule every stale read would shrink to a lone "read 3" with no write, which is
 minimal but tells nobody anything. So an op is removed together with the
-observers it alone explained, and the failing op itself always stays.
+observers it alone explained (an op never explains itself, and a read with
+no possible writer anywhere in the history is exempt: that *is* the anomaly).
+The counterexample is minimal in exactly this sense: removing any one of its
+ops, with the reads only it explained, leaves a linearizable history. It may
+leave out the first failing op of the whole history when a smaller failure
+hides inside the prefix; its own failing op is named in the explanation.
 
 Then every order of the counterexample's ops that real time allows is
 replayed against the model, and each dead end is written out: "after write 3
@@ -25,7 +30,6 @@ by p1 [ok], read by p4 returned 5, but the register held 3".
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -39,72 +43,74 @@ ORDERS_SHOWN_MAX = 12
 ORDER_NODES_MAX = 20_000
 
 
-def _explained(
-    model: Model, ops: Sequence[Operation], keep: int, exempt: frozenset[Any] = frozenset()
-) -> list[Operation] | None:
-    """Drop observers whose values no op left produces (cascading); None if ``keep`` would go.
+def _earliest_producers(model: Model, ops: Sequence[Operation]) -> dict[Any, list[tuple[int, int]]] | None:
+    """Value -> the two earliest (call, id) of ops producing it; None when a model cannot tell.
 
-    ``exempt`` values were produced by nothing in the whole history: observing
-    them is the anomaly itself, so they need no explaining.
+    Two, because an op never explains itself (a cas 0->0 does not explain its own 0).
     """
+    earliest: dict[Any, list[tuple[int, int]]] = {}
+    for op in ops:
+        values = model.produces(op.f, op.value_in)
+        if values is None:
+            return None
+        for value in values:
+            try:
+                firsts = earliest.setdefault(value, [])
+            except TypeError:
+                return None
+            firsts.append((op.call, op.id))
+            firsts.sort()
+            del firsts[2:]
+    return earliest
+
+
+def _unexplained(
+    model: Model, ops: Sequence[Operation], earliest: dict[Any, list[tuple[int, int]]]
+) -> set[int]:
+    """Ids of ok ops observing a value no *other* op called before their return produces."""
     initial = model.init()
+    missing: set[int] = set()
+    for op in ops:
+        if op.outcome != "ok" or op.ret is None:
+            continue
+        for value in model.observes(op.f, op.value_in, op.value_out):
+            if value == initial:
+                continue
+            try:
+                firsts = earliest.get(value, [])
+            except TypeError:
+                continue
+            if not any(call < op.ret and other != op.id for call, other in firsts):
+                missing.add(op.id)
+    return missing
+
+
+def _explained(
+    model: Model, ops: Sequence[Operation], keep: int, exempt: frozenset[int] = frozenset()
+) -> list[Operation] | None:
+    """Drop observers no remaining op could have produced a value for (cascading); None if ``keep`` would go.
+
+    An observation is explained by an op producing that value that was called
+    before the observer returned. ``exempt`` ops were unexplained in the whole
+    history: their observation is the anomaly itself.
+    """
     current = list(ops)
     while True:
-        produced: set[Any] = set()
-        anything = False
-        for op in current:
-            values = model.produces(op.f, op.value_in)
-            if values is None:
-                anything = True
-            else:
-                for value in values:
-                    try:
-                        produced.add(value)
-                    except TypeError:
-                        anything = True
-        if anything:
+        earliest = _earliest_producers(model, current)
+        if earliest is None:
             return current
-        survivors = []
-        for op in current:
-            observed = model.observes(op.f, op.value_in, op.value_out if op.outcome == "ok" else None)
-            missing = [
-                v
-                for v in observed
-                if op.outcome == "ok" and v != initial and _not_in(v, produced) and _not_in(v, exempt)
-            ]
-            if missing:
-                if op.id == keep:
-                    return None
-                continue
-            survivors.append(op)
-        if len(survivors) == len(current):
+        drop = _unexplained(model, current, earliest) - exempt
+        if not drop:
             return current
-        current = survivors
+        if keep in drop:
+            return None
+        current = [op for op in current if op.id not in drop]
 
 
-def _unproduced(model: Model, ops: Sequence[Operation]) -> frozenset[Any]:
-    """Values some op observes that no op in ``ops`` produces."""
-    produced: set[Any] = set()
-    observed: set[Any] = set()
-    for op in ops:
-        for value in model.produces(op.f, op.value_in) or ():
-            _add(produced, value)
-        if op.outcome == "ok":
-            for value in model.observes(op.f, op.value_in, op.value_out):
-                _add(observed, value)
-    return frozenset(observed - produced)
-
-
-def _add(values: set[Any], value: Any) -> None:
-    with contextlib.suppress(TypeError):
-        values.add(value)
-
-
-def _not_in(value: Any, produced: set[Any] | frozenset[Any]) -> bool:
-    try:
-        return value not in produced
-    except TypeError:
-        return False
+def unexplainable(model: Model, ops: Sequence[Operation]) -> frozenset[int]:
+    """Ids of observers that no op in ``ops`` can explain (exempt from the rule above)."""
+    earliest = _earliest_producers(model, ops)
+    return frozenset() if earliest is None else frozenset(_unexplained(model, ops, earliest))
 
 
 def _cut(operations: Sequence[Operation], stuck: Operation) -> list[Operation]:
@@ -123,7 +129,7 @@ def _cut(operations: Sequence[Operation], stuck: Operation) -> list[Operation]:
 
 class _Shrinker:
     def __init__(
-        self, model: Model, stuck_id: int, deadline_s: float, memory_mb: float, exempt: frozenset[Any]
+        self, model: Model, stuck_id: int, deadline_s: float, memory_mb: float, exempt: frozenset[int]
     ) -> None:
         self.exempt = exempt
         self.model = model
@@ -137,7 +143,7 @@ class _Shrinker:
 
     def still_fails(self, ops: Sequence[Operation]) -> list[Operation] | None:
         """The explained version of ``ops`` if it keeps the stuck op and is not linearizable."""
-        explained = _explained(self.model, ops, self.stuck_id, self.exempt)
+        explained = _explained(self.model, ops, -1, self.exempt)
         if explained is None:
             return None
         self.checks += 1
@@ -165,7 +171,7 @@ class _Shrinker:
         while len(ops) > 1:
             if self.out_of_time():
                 return ops, False
-            removable = [op for op in ops if op.id != self.stuck_id]
+            removable = ops
             size = max(1, len(removable) // chunks)
             progressed = False
             for start in range(0, len(removable), size):
@@ -197,7 +203,9 @@ def minimize(
     by_id = {op.id: op for op in operations}
     stuck = by_id[stuck_id]
     cut = _cut(operations, stuck)
-    shrinker = _Shrinker(model, stuck_id, time.monotonic() + time_limit_s, memory_mb, _unproduced(model, cut))
+    shrinker = _Shrinker(
+        model, stuck_id, time.monotonic() + time_limit_s, memory_mb, unexplainable(model, cut)
+    )
     start = shrinker.still_fails(cut)
     if start is None:
         return cut, False  # should not happen: the search failed on the prefix
@@ -316,10 +324,12 @@ def counterexample(
     started = clock()
     ops, minimal = minimize(model, operations, stuck_id, time_limit_s=time_limit_s, memory_mb=memory_mb)
     ops = sorted(ops, key=lambda op: op.call)
-    stuck = next(op for op in ops if op.id == stuck_id)
+    own = search(model, ops, Budget(deadline_s=time.monotonic() + 5.0))
+    own_stuck = own.stuck_op if own.stuck_op is not None else stuck_id
+    stuck = next((op for op in ops if op.id == own_stuck), ops[-1])
     orders = candidate_orders(model, ops)
     states_before = sorted(
-        {d["state_at_failure"] for d in orders if d["fails_at"] == stuck_id}
+        {d["state_at_failure"] for d in orders if d["fails_at"] == stuck.id}
         or {d["state_at_failure"] for d in orders}
     )
     summary = (

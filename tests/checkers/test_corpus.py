@@ -72,3 +72,45 @@ def test_console_script_on_one_corpus_file() -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "NOT LINEARIZABLE" in proc.stdout
     assert "but the register held" in proc.stdout
+
+
+def test_counterexamples_of_invalid_corpus_files_are_minimal(tmp_path: Path) -> None:
+    """Removing any one counterexample op (with the reads only it explained) makes it linearizable."""
+    import json
+
+    from checkers.counterexample import _explained, unexplainable
+    from checkers.history import Operation
+    from checkers.models import get_model
+    from checkers.search import search
+
+    model = get_model("cas-register")
+    invalid = [row for row in ROWS if row["expected"] == "not-linearizable"]
+    assert invalid
+    for row in invalid:
+        results = tmp_path / "results.json"
+        main(["check", str(CORPUS / row["file"]), "--results", str(results)])
+        ce = json.loads(results.read_text())["checkers"]["linearizable"]["counterexample"]
+        assert ce["minimal"] is True, row["file"]
+        members = [
+            Operation(
+                id=o["id"],
+                process=o["process"],
+                f=o["f"],
+                key=o["key"],
+                value_in=tuple(o["value_in"]) if isinstance(o["value_in"], list) else o["value_in"],
+                value_out=o["value_out"],
+                outcome=o["outcome"],
+                call=o["invoke_index"],
+                ret=o["complete_index"] if o["outcome"] == "ok" else None,
+                call_ns=0,
+                return_ns=None,
+                invoke_index=o["invoke_index"],
+                complete_index=o["complete_index"],
+            )
+            for o in ce["ops"]
+        ]
+        assert search(model, members).valid is False, row["file"]
+        exempt = unexplainable(model, members)
+        for removed in members:
+            rest = _explained(model, [m for m in members if m is not removed], -1, exempt) or []
+            assert search(model, rest).valid is True, f"{row['file']}: op {removed.id} is not needed"
