@@ -47,6 +47,7 @@ def linearizable_history(
         started += 1
         key = rng.randrange(keys)
         roll = rng.random()
+        value: Any
         if roll < read_fraction:
             f, value = "read", None
         elif roll < read_fraction + cas_fraction * (1 - read_fraction):
