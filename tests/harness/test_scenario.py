@@ -60,7 +60,7 @@ def test_unknown_key_names_file_key_and_a_suggestion(tmp_path: Path) -> None:
 
 
 def test_unknown_section_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="unknown key 'nemeses'.*Did you mean 'nemesis'"):
+    with pytest.raises(BadInput, match=r"unknown key 'nemeses'.*Did you mean 'nemesis'"):
         load(write(tmp_path, "[nemeses]\nfaults = []\n"))
 
 
@@ -99,7 +99,7 @@ def test_majorities_ring_needs_five_nodes(tmp_path: Path) -> None:
 
 def test_interval_must_fit_in_the_time_limit(tmp_path: Path) -> None:
     path = write(tmp_path, '[nemesis]\nfaults = ["pause"]\ninterval_s = 40\n[run]\ntime_limit_s = 60\n')
-    with pytest.raises(BadInput, match="interval_s = 40.0 leaves no room"):
+    with pytest.raises(BadInput, match=r"interval_s = 40\.0 leaves no room"):
         load(path)
 
 
@@ -109,7 +109,7 @@ def test_a_fault_this_machine_cannot_inject_is_refused_with_how_to_enable(tmp_pa
         "packet-filter": Capability("packet-filter", False, "nft: not installed", "apt-get install nftables"),
     }
     path = write(tmp_path, '[nemesis]\nfaults = ["partition"]\n')
-    with pytest.raises(BadInput, match="needs packet-filter.*apt-get install nftables"):
+    with pytest.raises(BadInput, match=r"needs packet-filter.*apt-get install nftables"):
         load(path, capabilities=caps)
     with pytest.raises(BadInput, match="'clock' fault is planned but not implemented"):
         load(write(tmp_path, '[nemesis]\nfaults = ["clock"]\n'), capabilities=ALL_CAPS)

@@ -1,0 +1,181 @@
+"""The embedded default: nodes as local processes on 127.0.0.x inside the run's namespaces.
+
+The controller has already entered private network, mount and PID namespaces
+(:mod:`clusters.namespace`) before this runs, so every process started here,
+every firewall rule and every mount belongs to the run and disappears with it,
+even if the controller is killed with SIGKILL.
+
+Addresses: node ``i`` (0-based) listens on ``127.0.0.{i + 2}``; 127.0.0.1 is left
+to the controller, whose client connections leave from it. As root, each node
+process also runs with its own group id (``NODE_GID_BASE + i``) so the packet
+filter can tell its sockets apart (see :mod:`nemeses.firewall`).
+
+A node process gets its own session, so a Ctrl-C at the terminal reaches only
+the controller, which then stops the nodes in order (resume, terminate, kill).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from clusters import namespace
+from nemeses.firewall import Endpoint, Firewall, choose_firewall
+
+logger = logging.getLogger(__name__)
+
+NODE_GID_BASE = 61000
+BASE_PORT = 7100
+STOP_GRACE_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNode:
+    name: str
+    index: int
+    host: str
+    port: int
+    gid: int | None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.name, self.host, self.gid)
+
+
+class LocalCluster:
+    """Processes on this machine, one per node, and the run namespace's packet filter."""
+
+    kind = "local"
+
+    def __init__(self, *, node_count: int, base_port: int = BASE_PORT) -> None:
+        if not namespace.inside():
+            raise RuntimeError(
+                "LocalCluster must be created inside the run namespace (clusters.namespace.enter)"
+            )
+        root = os.geteuid() == 0
+        self.nodes: tuple[LocalNode, ...] = tuple(
+            LocalNode(f"n{i + 1}", i, f"127.0.0.{i + 2}", base_port + i, NODE_GID_BASE + i if root else None)
+            for i in range(node_count)
+        )
+        self._by_name = {n.name: n for n in self.nodes}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._paused: set[str] = set()
+        self.firewall: Firewall = choose_firewall()
+
+    # -- nodes ------------------------------------------------------------------
+
+    def node(self, name: str) -> LocalNode:
+        return self._by_name[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes)
+
+    def spawn(self, name: str, argv: Sequence[str], *, output_path: Path) -> int:
+        """Start ``argv`` as node ``name``'s process (stdout+stderr appended to ``output_path``)."""
+        node = self._by_name[name]
+        if self.is_running(name):
+            raise RuntimeError(f"{name} is already running (pid {self._procs[name].pid})")
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        with output_path.open("ab") as output:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                group=node.gid,
+                close_fds=True,
+            )
+        self._procs[name] = proc
+        self._paused.discard(name)
+        logger.info("node=%s pid=%d started", name, proc.pid)
+        return proc.pid
+
+    def pid(self, name: str) -> int | None:
+        proc = self._procs.get(name)
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def is_running(self, name: str) -> bool:
+        return self.pid(name) is not None
+
+    def exit_code(self, name: str) -> int | None:
+        proc = self._procs.get(name)
+        return None if proc is None else proc.poll()
+
+    def is_paused(self, name: str) -> bool:
+        return name in self._paused
+
+    def pause(self, name: str) -> bool:
+        pid = self.pid(name)
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGSTOP)
+        self._paused.add(name)
+        return True
+
+    def resume(self, name: str) -> bool:
+        pid = self.pid(name)
+        self._paused.discard(name)
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGCONT)
+        return True
+
+    def kill(self, name: str) -> bool:
+        """SIGKILL and reap; True if it was running."""
+        proc = self._procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return False
+        proc.kill()
+        proc.wait(timeout=STOP_GRACE_S)
+        self._paused.discard(name)
+        logger.info("node=%s pid=%d killed", name, proc.pid)
+        return True
+
+    def stop(self, name: str) -> None:
+        """Resume if paused, SIGTERM, then SIGKILL after a grace period."""
+        proc = self._procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        if name in self._paused:
+            self.resume(name)
+        proc.terminate()
+        try:
+            proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=STOP_GRACE_S)
+
+    def stop_all(self) -> list[str]:
+        """Stop every node; returns the names that were still running."""
+        running = [n for n in self.names() if self.is_running(n)]
+        for name in running:
+            proc = self._procs[name]
+            if name in self._paused:
+                self.resume(name)
+            proc.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for name in running:
+            proc = self._procs[name]
+            try:
+                proc.wait(timeout=max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_GRACE_S)
+        return running
+
+    def leftover_processes(self) -> list[int]:
+        """Pids of node processes still alive (teardown asserts this is empty)."""
+        return [p.pid for p in self._procs.values() if p.poll() is None]
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        return {n.name: n.endpoint() for n in self.nodes}

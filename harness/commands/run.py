@@ -1,0 +1,150 @@
+"""``ratchet run``: one real fault-injection run against a local VR cluster.
+
+Everything a user can get wrong is validated first (exit 3, nothing started).
+Then the controller moves into private namespaces (clusters.namespace), so the
+nodes, their firewall rules and mounts die with it whatever happens, and the
+run itself is :func:`harness.session.execute`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.errors import BadInput
+
+ORDER = 10
+
+FLAG_KEYS: dict[str, tuple[str, str]] = {
+    "nodes": ("cluster", "nodes"),
+    "bug": ("cluster", "bug"),
+    "keys": ("workload", "keys"),
+    "rate": ("workload", "rate"),
+    "nemesis_interval": ("nemesis", "interval_s"),
+    "time_limit": ("run", "time_limit_s"),
+    "concurrency": ("run", "concurrency"),
+    "seed": ("run", "seed"),
+    "recovery": ("run", "recovery_s"),
+    "store": ("run", "store"),
+}
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run a scenario: provision a local VR cluster, drive clients, inject faults, check",
+        description="Provision a local VR cluster in private namespaces, drive a workload, inject faults, "
+        "record the history, check it and store the run under store/<scenario>/<time>/. "
+        "Exit 0 valid, 1 anomaly, 2 unknown / could not complete, 3 bad input.",
+    )
+    parser.add_argument(
+        "scenario", nargs="?", help="scenario name (see `ratchet scenarios`) or path to a .toml"
+    )
+    parser.add_argument("--nemesis", help="fault kinds, comma-separated: partition,loss,pause,kill (or none)")
+    parser.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes")
+    parser.add_argument("--grudges", help="partition shapes, comma-separated (one,primary,majority,...)")
+    parser.add_argument("--time-limit", type=float, metavar="S", help="length of the main phase in seconds")
+    parser.add_argument("--concurrency", type=int, help="client threads")
+    parser.add_argument("--rate", type=float, help="target ops/s over all clients (0 = unlimited)")
+    parser.add_argument("--keys", type=int, help="independent registers")
+    parser.add_argument("--nodes", type=int, help="replica count")
+    parser.add_argument("--seed", type=int, help="seed of every random choice (default: random, recorded)")
+    parser.add_argument("--bug", help="run the nodes with this planted bug (python -m vr.node --list-bugs)")
+    parser.add_argument(
+        "--recovery", type=float, metavar="S", help="how long to wait for recovery after healing"
+    )
+    parser.add_argument("--store", help="store directory (default: store)")
+    parser.add_argument("--replay", metavar="RUN_DIR", help="re-run a stored run's scenario with its seed")
+    parser.add_argument("--no-progress", action="store_true", help="no live display (logs only)")
+    parser.set_defaults(handler=handle)
+
+
+def _csv(text: str) -> list[str]:
+    return [] if text.strip() in ("", "none") else [p.strip() for p in text.split(",") if p.strip()]
+
+
+def overrides_from_args(
+    args: argparse.Namespace,
+) -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], str]]:
+    overrides: dict[tuple[str, str], Any] = {}
+    flags: dict[tuple[str, str], str] = {}
+    for attr, where in FLAG_KEYS.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            overrides[where] = value
+            flags[where] = "--" + attr.replace("_", "-")
+    if args.nemesis is not None:
+        overrides[("nemesis", "faults")] = _csv(args.nemesis)
+        flags[("nemesis", "faults")] = "--nemesis"
+    if args.grudges is not None:
+        overrides[("nemesis", "grudges")] = _csv(args.grudges)
+        flags[("nemesis", "grudges")] = "--grudges"
+    return overrides, flags
+
+
+def resolve_test(args: argparse.Namespace) -> Any:
+    """The validated Test for these arguments (BadInput otherwise). Probes only what the faults need."""
+    from harness import capabilities
+    from harness.scenario import Test, build_test, merge_overrides, read_table, resolve_scenario_path
+
+    if args.replay:
+        from harness.store import read_test_json
+
+        run_path = Path(args.replay)
+        if not (run_path / "test.json").is_file():
+            raise BadInput(f"{args.replay!r} is not a stored run (no test.json in it).", where="--replay")
+        try:
+            test = Test.from_json(read_test_json(run_path)["test"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput(f"cannot read the stored test: {exc}.", where=str(run_path / "test.json")) from exc
+        if args.store:
+            from dataclasses import replace
+
+            test = replace(test, store_dir=args.store)
+        return test
+    path = resolve_scenario_path(args.scenario)
+    overrides, flags = overrides_from_args(args)
+    data = merge_overrides(read_table(path), overrides)
+    caps = {"signals": capabilities.probe_signals(), "namespaces": capabilities.probe_namespaces()}
+    faults = set(data.get("nemesis", {}).get("faults", []))
+    if faults & {"partition", "loss"}:
+        caps["packet-filter"] = capabilities.probe_packet_filter()
+        if os.geteuid() != 0:
+            caps["packet-filter"] = capabilities.Capability(
+                "packet-filter",
+                False,
+                "as a non-root user the nodes cannot be told apart by the packet filter (their connections "
+                "all leave from 127.0.0.1 and per-node group ids need root)",
+                "run `ratchet run` as root",
+            )
+    from vr.bugs import BUGS
+
+    return build_test(
+        data,
+        source=str(path),
+        seed_if_absent=random.SystemRandom().randrange(1 << 31),
+        flag_names=flags,
+        capabilities=caps,
+        known_bugs=tuple(BUGS),
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    test = resolve_test(args)
+    from clusters import namespace
+    from harness import session
+
+    try:
+        namespace.enter()
+    except namespace.NamespaceUnavailable as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"[bold red]error:[/] {exc} (`ratchet doctor` shows what this machine can do)"
+        )
+        return 2
+    return session.execute(test, argv=sys.argv, progress=not args.no_progress and sys.stderr.isatty())

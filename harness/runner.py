@@ -1,0 +1,390 @@
+"""Drive one test: worker threads, a nemesis worker, the generator interpreter, teardown.
+
+Jepsen's model: one worker thread per client "thread", each running one
+logical *process* at a time, plus a nemesis thread. The interpreter (this
+module's main loop, on the caller's thread) asks the generator for the next
+op, records its invocation, hands it to the free thread it names, and feeds
+completions back into the generator. A process whose op ends ``info`` may
+still have its op take effect at any time, so it is retired: its thread
+continues as process ``p + concurrency`` with a fresh client.
+
+Phases: setup (start nodes, wait for a primary) -> main (clients + nemesis
+until the time limit) -> heal (every fault kind's stop) -> recovery (wait for
+a healthy cluster) -> final reads (every key used) -> teardown. Teardown
+always runs: on a normal end, an exception, Ctrl-C or SIGTERM. It heals what
+is still injected (recorded in the history with ``"teardown": true``), stops
+every node, and returns what it did and what failed, which is reported beside
+the verdict, never instead of it.
+
+The history is appended and flushed as ops happen, invocations by the
+interpreter and completions by the worker that saw them, under one lock that
+also takes the timestamp, so the file's order is the real-time order the
+checkers rely on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkers.history import HistoryWriter
+from harness import generator as gen
+from harness.system import Client, System
+from nemeses.firewall import Firewall
+from nemeses.packages import Package
+from workloads import register
+
+logger = logging.getLogger(__name__)
+
+POLL_S = 0.05
+DRAIN_AFTER_STOP_S = 2.0
+
+
+class Recorder:
+    """Thread-safe history appender; the lock also orders timestamps."""
+
+    def __init__(self, writer: HistoryWriter) -> None:
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._closed = False
+        self.counts: Counter[str] = Counter()
+        self.keys: set[Any] = set()
+        self.last_index = -1
+
+    def record(self, op: dict[str, Any]) -> dict[str, Any] | None:
+        with self._lock:
+            if self._closed:
+                return None
+            entry = {
+                "time_ns": time.monotonic_ns(),
+                "process": op["process"],
+                "type": op["type"],
+                "f": op["f"],
+                "key": op.get("key"),
+                "value": op.get("value"),
+                "error": op.get("error"),
+                "node": op.get("node"),
+            }
+            written = self._writer.append(entry)
+            self.last_index = written.index
+            if entry["process"] != gen.NEMESIS:
+                self.counts[entry["type"]] += 1
+                if entry["type"] == "invoke" and entry["key"] is not None:
+                    self.keys.add(entry["key"])
+            return {**entry, "index": written.index}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._writer.close()
+
+
+@dataclass(slots=True)
+class RunState:
+    """What the progress display reads (written by the runner only)."""
+
+    phase: str = "setup"
+    started_ns: int = 0
+    main_deadline_ns: int | None = None
+    primary: str | None = None
+    active_faults: dict[str, Any] = field(default_factory=dict)
+    nemesis_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    completed: bool  # every phase ran (not interrupted, no harness error)
+    interrupted: bool
+    error: str | None
+    recovered: bool | None
+    teardown: list[str]
+    teardown_errors: list[str]
+
+
+class _ClientWorker(threading.Thread):
+    def __init__(self, runner: Runner, thread_id: int) -> None:
+        super().__init__(name=f"client-{thread_id}", daemon=True)
+        self.runner, self.thread_id = runner, thread_id
+        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._client: Client | None = None
+        self._process: Any = None
+
+    def _client_for(self, process: Any) -> Client:
+        if self._client is None or self._process != process:
+            if self._client is not None:
+                self._client.close()
+            seed = self.runner.seed * 1_000_003 + int(process) * 7919 + 1
+            self._client = self.runner.system.open_client(process=int(process), seed=seed)
+            self._process = process
+        return self._client
+
+    def run(self) -> None:
+        while True:
+            op = self.inbox.get()
+            if op is None:
+                break
+            if op["type"] == "sleep":
+                self.runner.stop_event.wait(op["value"] / 1e9)
+                self.runner.completions.put((self.thread_id, {**op}))
+                continue
+            try:
+                client = self._client_for(op["process"])
+                result = register.invoke(client, op)
+                node = client.last_node
+            except Exception as exc:  # opening a client failed: outcome unknown, keep the thread alive
+                logger.exception("client thread %s failed", self.thread_id)
+                result, node = {"type": "info", "value": op.get("value"), "error": f"client: {exc!r}"}, None
+            completion = {**op, **result, "node": node}
+            recorded = self.runner.recorder.record(completion) or completion
+            self.runner.completions.put((self.thread_id, recorded))
+        if self._client is not None:
+            self._client.close()
+
+
+class _NemesisWorker(threading.Thread):
+    def __init__(self, runner: Runner) -> None:
+        super().__init__(name="nemesis", daemon=True)
+        self.runner = runner
+        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+    def run(self) -> None:
+        while True:
+            op = self.inbox.get()
+            if op is None:
+                break
+            if op["type"] == "sleep":
+                self.runner.stop_event.wait(op["value"] / 1e9)
+                self.runner.completions.put((gen.NEMESIS, {**op}))
+                continue
+            try:
+                value = self.runner.package.nemesis.invoke(op["f"])
+                error = None
+            except Exception as exc:
+                logger.exception("nemesis op %s failed", op["f"])
+                value, error = {"targets": []}, f"{type(exc).__name__}: {exc}"
+                self.runner.state.nemesis_errors.append(f"{op['f']}: {error}")
+            self.runner.state.active_faults = self.runner.package.nemesis.active()
+            completion = {**op, "type": "info", "value": value, "error": error}
+            recorded = self.runner.recorder.record(completion) or completion
+            self.runner.completions.put((gen.NEMESIS, recorded))
+
+
+class Runner:
+    def __init__(
+        self,
+        *,
+        system: System,
+        package: Package,
+        recorder: Recorder,
+        firewall: Firewall | None,
+        concurrency: int,
+        seed: int,
+        time_limit_s: float,
+        recovery_s: float,
+        client_generator: Any,
+        state: RunState | None = None,
+    ) -> None:
+        self.system, self.package, self.recorder, self.firewall = system, package, recorder, firewall
+        self.concurrency, self.seed = concurrency, seed
+        self.time_limit_s, self.recovery_s = time_limit_s, recovery_s
+        self.client_generator = client_generator
+        self.state = state or RunState()
+        self.stop_event = threading.Event()
+        self.completions: queue.Queue[tuple[Any, dict[str, Any]]] = queue.Queue()
+        self.rng = random.Random(seed)
+        self.workers: dict[Any, Any] = {t: t for t in range(concurrency)}
+        self.workers[gen.NEMESIS] = gen.NEMESIS
+        self._threads: dict[Any, _ClientWorker | _NemesisWorker] = {}
+        self._busy: set[Any] = set()
+
+    # -- the interpreter --------------------------------------------------------------
+
+    def _context(self) -> gen.Context:
+        threads = tuple(self.workers)
+        free = frozenset(t for t in threads if t not in self._busy)
+        return gen.Context(time.monotonic_ns(), threads, free, dict(self.workers), self.rng)
+
+    def _complete(self, thread: Any, op: dict[str, Any], generator: Any) -> Any:
+        self._busy.discard(thread)
+        if op["type"] == "sleep":
+            return generator
+        generator = gen.update(generator, self._context(), op)
+        if op["type"] == "info" and thread != gen.NEMESIS:
+            self.workers[thread] = gen.next_process(op["process"], self.concurrency)
+        return generator
+
+    def _wait_completion(self, timeout_s: float, generator: Any) -> Any:
+        try:
+            thread, op = self.completions.get(timeout=max(0.0, timeout_s))
+        except queue.Empty:
+            return generator
+        generator = self._complete(thread, op, generator)
+        while True:  # drain whatever else is ready
+            try:
+                thread, op = self.completions.get_nowait()
+            except queue.Empty:
+                return generator
+            generator = self._complete(thread, op, generator)
+
+    def interpret(self, generator: Any, *, stop: Callable[[], bool]) -> bool:
+        """Run ``generator`` to exhaustion (True) or until ``stop()`` (False)."""
+        while True:
+            generator = self._wait_completion(0, generator)
+            if stop():
+                return False
+            ctx = self._context()
+            result = gen.op(generator, ctx)
+            if result is None:
+                if not self._busy:
+                    return True
+                generator = self._wait_completion(POLL_S, generator)
+                continue
+            if result is gen.PENDING:
+                generator = self._wait_completion(POLL_S, generator)
+                continue
+            operation, nxt = result  # type: ignore[misc]
+            wait_s = (operation["time_ns"] - ctx.time_ns) / 1e9
+            if wait_s > 0:
+                generator = self._wait_completion(min(wait_s, POLL_S), generator)
+                continue
+            generator = self._dispatch(operation, nxt)
+
+    def _dispatch(self, operation: dict[str, Any], nxt: Any) -> Any:
+        ctx = self._context()
+        thread = ctx.thread_of(operation["process"])
+        assert thread is not None and thread not in self._busy, (operation, self._busy)
+        self._busy.add(thread)
+        if operation["type"] == "sleep":
+            self._threads[thread].inbox.put(operation)
+            return nxt
+        recorded = self.recorder.record(operation) or operation
+        self._threads[thread].inbox.put(recorded)
+        return gen.update(nxt, self._context(), recorded)
+
+    # -- phases -----------------------------------------------------------------------
+
+    def _start_threads(self) -> None:
+        for t in range(self.concurrency):
+            self._threads[t] = _ClientWorker(self, t)
+        self._threads[gen.NEMESIS] = _NemesisWorker(self)
+        for thread in self._threads.values():
+            thread.start()
+
+    def _stop_threads(self, *, wait_s: float) -> None:
+        for thread in self._threads.values():
+            thread.inbox.put(None)
+        deadline = time.monotonic() + wait_s
+        for thread in self._threads.values():
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _drain(self, wait_s: float) -> None:
+        """Let in-flight ops finish (bounded); ops still running stay open in the history."""
+        deadline = time.monotonic() + wait_s
+        generator: Any = None
+        while self._busy and time.monotonic() < deadline:
+            generator = self._wait_completion(POLL_S, generator)
+
+    def run(self) -> Outcome:
+        error: str | None = None
+        recovered: bool | None = None
+        completed = False
+        self.state.started_ns = time.monotonic_ns()
+        try:
+            self.state.phase = "setup"
+            self.system.setup()
+            self._start_threads()
+            completed, recovered = self._phases()
+        except Exception as exc:
+            logger.exception("run failed")
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self.state.phase = "teardown"
+            interrupted = self.stop_event.is_set()
+            self._drain(0.5 if interrupted or error else DRAIN_AFTER_STOP_S)
+            teardown, teardown_errors = self.teardown()
+            self._stop_threads(wait_s=1.0)
+        if self.state.nemesis_errors and error is None:
+            error = "nemesis failed: " + "; ".join(self.state.nemesis_errors)
+            completed = False
+        return Outcome(
+            completed and error is None and not interrupted,
+            interrupted,
+            error,
+            recovered,
+            teardown,
+            teardown_errors,
+        )
+
+    def _phases(self) -> tuple[bool, bool | None]:
+        stopped = self.stop_event.is_set
+        self.state.phase = "main"
+        self.state.main_deadline_ns = time.monotonic_ns() + gen.seconds_to_ns(self.time_limit_s)
+        main = gen.time_limit(self.time_limit_s, gen.clients(self.client_generator, self.package.generator))
+        nemesis_failed = lambda: bool(self.state.nemesis_errors)  # noqa: E731
+        if not self.interpret(main, stop=lambda: stopped() or nemesis_failed()):
+            return False, None
+        self.state.phase = "heal"
+        if not self.interpret(gen.nemesis(self.package.final_generator), stop=stopped):
+            return False, None
+        self.state.phase = "recovery"
+        recovered = self.system.wait_healthy(timeout_s=self.recovery_s)
+        if stopped():
+            return False, recovered
+        self.state.phase = "final reads"
+        reads = gen.time_limit(
+            self.recovery_s + 10, gen.clients(register.final_reads(sorted(self.recorder.keys)))
+        )
+        if not self.interpret(reads, stop=stopped):
+            return False, recovered
+        return True, recovered
+
+    # -- teardown -----------------------------------------------------------------------
+
+    def teardown(self) -> tuple[list[str], list[str]]:
+        """Heal every fault still injected (recorded), remove Ratchet's rules, stop every node."""
+        done: list[str] = []
+        errors: list[str] = []
+        for kind in ("partition", "loss", "pause", "kill"):
+            nemesis = self.package.nemesis.nemeses.get(kind)
+            if nemesis is None or not nemesis.active:
+                continue
+            f = f"stop-{kind}"
+            self.recorder.record(
+                {"process": gen.NEMESIS, "type": "info", "f": f, "value": {"teardown": True}}
+            )
+            try:
+                value = nemesis.stop()
+                done.append(f"healed {kind} on {', '.join(value.get('targets', [])) or '-'}")
+                err = None
+            except Exception as exc:
+                err = f"{f}: {type(exc).__name__}: {exc}"
+                errors.append(err)
+                value = {"targets": []}
+            self.recorder.record(
+                {
+                    "process": gen.NEMESIS,
+                    "type": "info",
+                    "f": f,
+                    "value": {**value, "teardown": True},
+                    "error": err,
+                }
+            )
+        if self.firewall is not None:
+            try:
+                if self.firewall.teardown():
+                    done.append("removed Ratchet's packet-filter table")
+            except Exception as exc:
+                errors.append(f"firewall teardown: {type(exc).__name__}: {exc}")
+        self.state.active_faults = self.package.nemesis.active()
+        try:
+            done.extend(self.system.teardown(keep_data=True))
+        except Exception as exc:
+            errors.append(f"stopping nodes: {type(exc).__name__}: {exc}")
+        return done, errors

@@ -1,0 +1,219 @@
+"""One run, start to finish, inside the run's namespaces: store, cluster, runner, verdict, report.
+
+Order matters and is the point of this module: the store and ``test.json``
+exist before any node starts (a run that dies early still says what it was);
+signals are turned into a stop request before any thread starts; teardown runs
+inside the runner whatever happens; the verdict is computed after the nodes are
+stopped; reports are rendered last and a failure there is reported beside the
+verdict. Node data directories are deleted when the run is valid and kept
+(for the report and for debugging) otherwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from checkers.history import HistoryWriter
+from clusters.local import LocalCluster
+from harness import verdict
+from harness.errors import EXIT_UNKNOWN, exit_code_for_validity
+from harness.runner import Outcome, Recorder, Runner, RunState
+from harness.scenario import Test
+from harness.store import RunDir, create_run_dir, write_json, write_test_json
+from harness.vr_system import VRSystem
+from nemeses import packages
+from workloads import register
+
+logger = logging.getLogger(__name__)
+
+
+def _install_signal_handlers(runner: Runner, console: Console) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
+        if not runner.stop_event.is_set():
+            console.print(
+                f"[yellow]{signal.Signals(signum).name}: stopping; healing faults and stopping nodes "
+                "(teardown always runs)[/]"
+            )
+        runner.stop_event.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+
+def _configure_logging(run: RunDir) -> None:
+    handler = logging.FileHandler(run.path / "ratchet.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def execute(test: Test, *, argv: list[str], progress: bool, console: Console | None = None) -> int:
+    console = console or Console(stderr=True)
+    run = create_run_dir(Path(test.store_dir), test.name)
+    _configure_logging(run)
+    cluster = LocalCluster(node_count=test.nodes)
+    write_test_json(
+        run,
+        test,
+        argv=argv,
+        extra={
+            "cluster": {
+                "kind": cluster.kind,
+                "nodes": {n.name: n.address for n in cluster.nodes},
+                "firewall": cluster.firewall.backend,
+            },
+        },
+    )
+    console.print(
+        f"[bold]ratchet[/] {test.name}: {test.nodes} nodes, faults "
+        f"{', '.join(test.nemesis.faults) or 'none'}, {test.time_limit_s:.0f} s, seed {test.seed}"
+        f" -> {run.path}"
+    )
+    system = VRSystem(
+        cluster,
+        nodes_dir=run.nodes,
+        bug=test.bug,
+        seed=test.seed,
+        client_timeout_s=test.workload.client_timeout_s,
+    )
+    import random
+
+    package = packages.build(
+        test.nemesis,
+        system=system,
+        firewall=cluster.firewall,
+        endpoints=cluster.endpoints(),
+        rng=random.Random(test.seed ^ 0x4E454D),
+    )
+    writer = HistoryWriter(run.history)
+    recorder = Recorder(writer)
+    state = RunState()
+    runner = Runner(
+        system=system,
+        package=package,
+        recorder=recorder,
+        firewall=cluster.firewall,
+        concurrency=test.concurrency,
+        seed=test.seed,
+        time_limit_s=test.time_limit_s,
+        recovery_s=test.recovery_s,
+        client_generator=register.generator(test.workload),
+        state=state,
+    )
+    _install_signal_handlers(runner, console)
+    display = None
+    if progress:
+        from harness.progress import Progress
+
+        display = Progress(
+            recorder=recorder,
+            state=state,
+            system=system,
+            title=test.name,
+            time_limit_s=test.time_limit_s,
+            console=console,
+        )
+        display.start()
+    started = time.monotonic()
+    try:
+        outcome = runner.run()
+    finally:
+        if display is not None:
+            display.stop()
+        recorder.close()
+    leftovers = cluster.leftover_processes()
+    return finish(
+        run,
+        test,
+        outcome,
+        leftovers=leftovers,
+        elapsed_s=time.monotonic() - started,
+        system=system,
+        console=console,
+    )
+
+
+def finish(
+    run: RunDir,
+    test: Test,
+    outcome: Outcome,
+    *,
+    leftovers: list[int],
+    elapsed_s: float,
+    system: VRSystem,
+    console: Console,
+) -> int:
+    teardown_errors = list(outcome.teardown_errors)
+    if leftovers:
+        teardown_errors.append(f"node processes still running after teardown: {leftovers}")
+    if outcome.completed:
+        results = verdict.check(run.history, test=test)
+    else:
+        reason = "interrupted" if outcome.interrupted else (outcome.error or "the run did not complete")
+        results = {"valid": "unknown", "checkers": {}, "reason": reason}
+    results["teardown_errors"] = teardown_errors
+    results["teardown"] = outcome.teardown
+    results["recovered"] = outcome.recovered
+    results["elapsed_s"] = round(elapsed_s, 3)
+    write_json(run.results, results)
+    valid = results["valid"]
+    if valid is True:
+        for node in system.node_names():
+            data = system.node_files(node)["data"]
+            if data.exists():
+                shutil.rmtree(data)
+    report_note = _render_reports(run)
+    _print_summary(console, run, results, report_note)
+    code = exit_code_for_validity(valid)
+    return code if outcome.completed or valid is not True else EXIT_UNKNOWN
+
+
+def _render_reports(run: RunDir) -> str | None:
+    try:
+        from reports.build import write_run_report
+    except ImportError:
+        return None
+    try:
+        path = write_run_report(run.path)
+    except Exception as exc:  # a report failure is reported beside the verdict, never instead of it
+        logger.exception("report failed")
+        return f"report failed: {type(exc).__name__}: {exc}"
+    try:
+        from reports.index import write_index
+
+        write_index(run.path.parent.parent)
+    except ImportError:
+        pass
+    except Exception as exc:
+        logger.exception("index failed")
+        return f"report written to {path}; index failed: {type(exc).__name__}: {exc}"
+    return f"report: {path}"
+
+
+def _print_summary(console: Console, run: RunDir, results: dict[str, Any], report_note: str | None) -> None:
+    valid = results["valid"]
+    style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
+    label = {True: "VALID", False: "ANOMALY"}.get(valid, "UNKNOWN")
+    console.print(f"[{style}]{label}[/] {run.path}")
+    if results.get("reason"):
+        console.print(f"  reason: {results['reason']}")
+    for name, checker in results.get("checkers", {}).items():
+        console.print(
+            f"  {name}: {checker.get('valid')}"
+            + (f" ({checker['summary']})" if checker.get("summary") else "")
+        )
+    for line in results.get("teardown", []):
+        console.print(f"  teardown: {line}", style="dim")
+    for error in results.get("teardown_errors", []):
+        console.print(f"  [red]teardown error:[/] {error}")
+    if report_note:
+        console.print(f"  {report_note}")

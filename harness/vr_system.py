@@ -1,0 +1,224 @@
+"""Ratchet's own VR cluster as a :class:`harness.system.System` on a local cluster.
+
+Each node is ``python3 -m vr.node`` (contracts §3) with its data directory in the
+run's ``nodes/<node>/data``, its log and event log in ``nodes/<node>/``. The first
+start formats the data file; every later start (after a kill) reopens it, so a
+restart really recovers from disk. Primary discovery asks every running node for
+its status and believes the primary of the highest view that a node in
+``normal`` status reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from clusters.local import LocalCluster
+from harness.system import OpFailed, OpIndeterminate
+
+logger = logging.getLogger(__name__)
+
+STATUS_TIMEOUT_S = 0.3
+STARTUP_TIMEOUT_S = 15.0
+
+
+class VRClient:
+    """Adapts ``vr.client.Client`` to the harness's two exceptions (fail / info)."""
+
+    def __init__(self, system: VRSystem, *, seed: int, timeout_s: float) -> None:
+        from vr.client import Client
+
+        self._system = system
+        self._client = Client(system.addresses(), cluster=system.cluster_id, timeout_s=timeout_s, seed=seed)
+
+    @property
+    def last_node(self) -> str | None:
+        return self._system.node_names()[self._client.primary]
+
+    def _call(self, method: str, *args: Any) -> Any:
+        from vr.client import RequestFailed, RequestIndeterminate
+
+        try:
+            return getattr(self._client, method)(*args)
+        except RequestFailed as exc:
+            raise OpFailed(exc.error, value=exc.value) from exc
+        except RequestIndeterminate as exc:
+            raise OpIndeterminate(exc.reason) from exc
+
+    def read(self, key: str) -> Any:
+        return self._call("read", key)
+
+    def write(self, key: str, value: Any) -> Any:
+        return self._call("write", key, value)
+
+    def cas(self, key: str, old: Any, new: Any) -> Any:
+        return self._call("cas", key, old, new)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class VRSystem:
+    name = "vr"
+
+    def __init__(
+        self,
+        cluster: LocalCluster,
+        *,
+        nodes_dir: Path,
+        bug: str | None,
+        seed: int,
+        client_timeout_s: float,
+        cluster_id: int = 1,
+    ) -> None:
+        self.cluster = cluster
+        self.nodes_dir = nodes_dir
+        self.bug = bug
+        self.seed = seed
+        self.client_timeout_s = client_timeout_s
+        self.cluster_id = cluster_id
+        self._formatted: set[str] = set()
+        self._starts: dict[str, int] = {}
+        self._status_client: Any = None
+
+    # -- layout -------------------------------------------------------------------
+
+    def node_names(self) -> tuple[str, ...]:
+        return self.cluster.names()
+
+    def addresses(self) -> list[str]:
+        return [n.address for n in self.cluster.nodes]
+
+    def node_files(self, node: str) -> dict[str, Path]:
+        base = self.nodes_dir / node
+        return {
+            "dir": base,
+            "log": base / "node.log",
+            "events": base / "events.jsonl",
+            "output": base / "output.log",
+            "data": base / "data",
+        }
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def argv(self, node: str, *, format_data: bool) -> list[str]:
+        files = self.node_files(node)
+        index = self.cluster.node(node).index
+        argv = [
+            sys.executable, "-m", "vr.node",
+            "--id", str(index),
+            "--peers", ",".join(self.addresses()),
+            "--data", str(files["data"]),
+            "--cluster", str(self.cluster_id),
+            "--log", str(files["log"]),
+            "--events", str(files["events"]),
+            "--seed", str((self.seed * 1_000_003 + index * 7919 + self._starts.get(node, 0)) % (1 << 63)),
+        ]  # fmt: skip
+        if format_data:
+            argv.append("--format")
+        if self.bug:
+            argv += ["--bug", self.bug]
+        return argv
+
+    def start(self, node: str) -> None:
+        files = self.node_files(node)
+        files["data"].mkdir(parents=True, exist_ok=True)
+        format_data = node not in self._formatted
+        self.cluster.spawn(node, self.argv(node, format_data=format_data), output_path=files["output"])
+        self._formatted.add(node)
+        self._starts[node] = self._starts.get(node, 0) + 1
+
+    def setup(self) -> None:
+        for node in self.node_names():
+            self.start(node)
+        if not self.wait_healthy(timeout_s=STARTUP_TIMEOUT_S):
+            raise RuntimeError(self._startup_failure())
+
+    def _startup_failure(self) -> str:
+        lines = [f"the VR cluster did not elect a primary within {STARTUP_TIMEOUT_S:.0f} s"]
+        for node in self.node_names():
+            code = self.cluster.exit_code(node)
+            state = "running" if code is None else f"exited with code {code}"
+            output = self.node_files(node)["output"]
+            tail = output.read_text(errors="replace").strip().splitlines()[-3:] if output.exists() else []
+            lines.append(f"{node}: {state}" + (f"; last output: {' | '.join(tail)}" if tail else ""))
+        return "; ".join(lines)
+
+    def kill(self, node: str) -> bool:
+        return self.cluster.kill(node)
+
+    def pause(self, node: str) -> bool:
+        return self.cluster.pause(node)
+
+    def resume(self, node: str) -> bool:
+        return self.cluster.resume(node)
+
+    def is_running(self, node: str) -> bool:
+        return self.cluster.is_running(node)
+
+    def teardown(self, *, keep_data: bool) -> list[str]:
+        """Stop every node; remove data directories unless asked to keep them. Returns what it did."""
+        done = [f"stopped {name}" for name in self.cluster.stop_all()]
+        if self._status_client is not None:
+            self._status_client.close()
+            self._status_client = None
+        if not keep_data:
+            for node in self.node_names():
+                data = self.node_files(node)["data"]
+                if data.exists():
+                    shutil.rmtree(data)
+        return done
+
+    # -- clients and status -------------------------------------------------------
+
+    def open_client(self, *, process: int, seed: int) -> VRClient:
+        return VRClient(self, seed=seed, timeout_s=self.client_timeout_s)
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        """Status of every running, unpaused node that answers within STATUS_TIMEOUT_S."""
+        from vr.client import Client, ClientError
+
+        if self._status_client is None:
+            self._status_client = Client(
+                self.addresses(), cluster=self.cluster_id, timeout_s=STATUS_TIMEOUT_S, seed=self.seed ^ 0x5EED
+            )
+        found: dict[str, dict[str, Any]] = {}
+        for node in self.node_names():
+            if not self.cluster.is_running(node) or self.cluster.is_paused(node):
+                continue
+            try:
+                found[node] = self._status_client.status(self.cluster.node(node).index)
+            except ClientError:
+                continue
+        return found
+
+    def primary(self) -> str | None:
+        normal = [s for s in self.statuses().values() if s.get("status") == "normal"]
+        if not normal:
+            return None
+        best = max(normal, key=lambda s: int(s.get("view", 0)))
+        index = best.get("primary")
+        names = self.node_names()
+        return names[index] if isinstance(index, int) and 0 <= index < len(names) else None
+
+    def wait_healthy(self, *, timeout_s: float) -> bool:
+        """True once every running node is in normal status in the same view with a primary."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            running = [n for n in self.node_names() if self.cluster.is_running(n)]
+            if not running:
+                return False
+            statuses = self.statuses()
+            views = {s.get("view") for s in statuses.values() if s.get("status") == "normal"}
+            if (
+                len(statuses) == len(running)
+                and len(views) == 1
+                and all(s.get("status") == "normal" for s in statuses.values())
+            ):
+                return True
+            time.sleep(0.1)
+        return False

@@ -1,0 +1,187 @@
+"""The four faults Ratchet injects on a local cluster, each with its declared inverse.
+
+A nemesis has ``start()`` (inject; returns the completion value recorded in the
+history: at least ``targets``), ``stop()`` (the inverse; returns the same), and
+``active`` (what is injected right now, for teardown and the progress display).
+Targets are resolved when the fault starts (Jepsen's late binding: ``primary``
+means the primary at that moment) from the nemesis's own seeded rng.
+
+- partition: a grudge (nemeses.grudges) enforced by the run's packet filter.
+- loss: a fraction of packets between chosen nodes and the rest dropped.
+- pause: SIGSTOP, inverse SIGCONT.
+- kill: SIGKILL, inverse restart from the node's data directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from harness.system import System
+from nemeses import grudges
+from nemeses.firewall import Drop, Endpoint, Firewall
+
+logger = logging.getLogger(__name__)
+
+
+class Nemesis(Protocol):
+    kind: str
+
+    @property
+    def active(self) -> dict[str, Any] | None: ...
+    def start(self) -> dict[str, Any]: ...
+    def stop(self) -> dict[str, Any]: ...
+
+
+def pick_targets(
+    spec: str, nodes: Sequence[str], *, rng: random.Random, primary: Callable[[], str | None]
+) -> list[str]:
+    """Resolve a target spec (one, primary, minority, majority, all) to node names."""
+    order = sorted(nodes)
+    if spec == "one":
+        return [rng.choice(order)]
+    if spec == "primary":
+        current = primary()
+        return [current if current in order else rng.choice(order)]
+    if spec == "minority":
+        return sorted(rng.sample(order, max(1, (len(order) - 1) // 2)))
+    if spec == "majority":
+        return sorted(rng.sample(order, len(order) // 2 + 1))
+    if spec == "all":
+        return order
+    raise ValueError(f"unknown target spec {spec!r}")
+
+
+class PartitionNemesis:
+    kind = "partition"
+
+    def __init__(
+        self,
+        *,
+        system: System,
+        firewall: Firewall,
+        endpoints: Mapping[str, Endpoint],
+        shapes: Sequence[str],
+        rng: random.Random,
+    ) -> None:
+        self._system, self._firewall, self._endpoints = system, firewall, endpoints
+        self._shapes, self._rng = tuple(shapes), rng
+        self._active: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> dict[str, Any] | None:
+        return self._active
+
+    def start(self) -> dict[str, Any]:
+        shape = self._rng.choice(self._shapes)
+        nodes = list(self._endpoints)
+        primary = self._system.primary() if shape == "primary" else None
+        grudge, targets = grudges.compute(shape, nodes, rng=self._rng, primary=primary)
+        drops = [
+            Drop(self._endpoints[src], self._endpoints[dst])
+            for dst, srcs in sorted(grudge.items())
+            for src in sorted(srcs)
+        ]
+        self._firewall.apply(self.kind, drops)
+        self._active = {
+            "targets": targets,
+            "shape": shape,
+            "grudge": grudges.to_json(grudge),
+            "rules": len(drops),
+        }
+        return dict(self._active)
+
+    def stop(self) -> dict[str, Any]:
+        healed = self._firewall.heal(self.kind)
+        targets = self._active["targets"] if self._active else []
+        self._active = None
+        return {"targets": targets, "healed": healed}
+
+
+class LossNemesis:
+    kind = "loss"
+
+    def __init__(
+        self, *, firewall: Firewall, endpoints: Mapping[str, Endpoint], fraction: float, rng: random.Random
+    ) -> None:
+        self._firewall, self._endpoints, self._fraction, self._rng = firewall, endpoints, fraction, rng
+        self._active: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> dict[str, Any] | None:
+        return self._active
+
+    def start(self) -> dict[str, Any]:
+        nodes = sorted(self._endpoints)
+        targets = sorted(self._rng.sample(nodes, self._rng.randint(1, len(nodes))))
+        pairs = [(a, b) for a in nodes for b in nodes if a != b and (a in targets or b in targets)]
+        drops = [Drop(self._endpoints[a], self._endpoints[b], self._fraction) for a, b in pairs]
+        self._firewall.apply(self.kind, drops)
+        self._active = {"targets": targets, "fraction": self._fraction, "rules": len(drops)}
+        return dict(self._active)
+
+    def stop(self) -> dict[str, Any]:
+        healed = self._firewall.heal(self.kind)
+        targets = self._active["targets"] if self._active else []
+        self._active = None
+        return {"targets": targets, "healed": healed}
+
+
+class PauseNemesis:
+    kind = "pause"
+
+    def __init__(self, *, system: System, specs: Sequence[str], rng: random.Random) -> None:
+        self._system, self._specs, self._rng = system, tuple(specs), rng
+        self._active: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> dict[str, Any] | None:
+        return self._active
+
+    def start(self) -> dict[str, Any]:
+        if self._active:
+            self.stop()
+        spec = self._rng.choice(self._specs)
+        wanted = pick_targets(spec, self._system.node_names(), rng=self._rng, primary=self._system.primary)
+        paused = [n for n in wanted if self._system.pause(n)]
+        self._active = {"targets": paused, "spec": spec, "skipped": sorted(set(wanted) - set(paused))}
+        return dict(self._active)
+
+    def stop(self) -> dict[str, Any]:
+        targets = self._active["targets"] if self._active else []
+        resumed = [n for n in targets if self._system.resume(n)]
+        self._active = None
+        return {"targets": targets, "resumed": resumed}
+
+
+class KillNemesis:
+    kind = "kill"
+
+    def __init__(self, *, system: System, specs: Sequence[str], rng: random.Random) -> None:
+        self._system, self._specs, self._rng = system, tuple(specs), rng
+        self._active: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> dict[str, Any] | None:
+        return self._active
+
+    def start(self) -> dict[str, Any]:
+        if self._active:
+            self.stop()
+        spec = self._rng.choice(self._specs)
+        wanted = pick_targets(spec, self._system.node_names(), rng=self._rng, primary=self._system.primary)
+        killed = [n for n in wanted if self._system.kill(n)]
+        self._active = {"targets": killed, "spec": spec, "skipped": sorted(set(wanted) - set(killed))}
+        return dict(self._active)
+
+    def stop(self) -> dict[str, Any]:
+        targets = self._active["targets"] if self._active else []
+        restarted = []
+        for node in targets:
+            if not self._system.is_running(node):
+                self._system.start(node)
+                restarted.append(node)
+        self._active = None
+        return {"targets": targets, "restarted": restarted}

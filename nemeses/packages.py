@@ -1,0 +1,113 @@
+"""The combined nemesis package: chosen fault kinds, their schedule, and the final heal, as data.
+
+Like Jepsen's ``nemesis.combined``: a package holds the nemesis (dispatching
+``start-<kind>`` / ``stop-<kind>`` ops to the fault of that kind), the generator
+that schedules them during the main phase (every ``interval`` seconds on
+average, a randomly chosen kind flips between start and stop, so faults of
+different kinds overlap), the final generator that stops every kind, and perf
+metadata (name and colour per kind) that reports use to shade fault windows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness import generator as gen
+from harness.scenario import NemesisSpec
+from harness.system import System
+from nemeses.faults import KillNemesis, LossNemesis, Nemesis, PartitionNemesis, PauseNemesis
+from nemeses.firewall import Endpoint, Firewall
+
+COLOURS = {"partition": "#d62728", "loss": "#ff7f0e", "pause": "#9467bd", "kill": "#8c564b"}
+
+
+class UnknownNemesisOp(ValueError):
+    pass
+
+
+class Combined:
+    """Dispatches nemesis ops to the fault of their kind; heals everything at teardown."""
+
+    def __init__(self, nemeses: Mapping[str, Nemesis]) -> None:
+        self.nemeses = dict(nemeses)
+
+    @staticmethod
+    def parse(f: str) -> tuple[str, str]:
+        action, _, kind = f.partition("-")
+        if action not in ("start", "stop") or not kind:
+            raise UnknownNemesisOp(f"not a nemesis op: {f!r}")
+        return action, kind
+
+    def invoke(self, f: str) -> dict[str, Any]:
+        action, kind = self.parse(f)
+        nemesis = self.nemeses.get(kind)
+        if nemesis is None:
+            raise UnknownNemesisOp(f"no {kind!r} nemesis in this package (have {sorted(self.nemeses)})")
+        return nemesis.start() if action == "start" else nemesis.stop()
+
+    def active(self) -> dict[str, dict[str, Any]]:
+        return {kind: dict(n.active) for kind, n in self.nemeses.items() if n.active}
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    nemesis: Combined
+    generator: Any
+    final_generator: Any
+    kinds: tuple[str, ...]
+    perf: tuple[tuple[str, str], ...]
+
+
+def _op(f: str) -> dict[str, Any]:
+    return {"type": "info", "f": f, "value": None}
+
+
+def schedule(kinds: tuple[str, ...], interval_s: float) -> Any:
+    """Every ~interval_s (stagger), one kind chosen at random flips start -> stop -> start ..."""
+    if not kinds:
+        return None
+    flips = [gen.flip_flop(gen.repeat(_op(f"start-{k}")), gen.repeat(_op(f"stop-{k}"))) for k in kinds]
+    return gen.stagger(interval_s, gen.mix(flips))
+
+
+def final(kinds: tuple[str, ...]) -> Any:
+    """Stop every kind, in a fixed order (network first, so restarted nodes can talk)."""
+    order = [k for k in ("partition", "loss", "pause", "kill") if k in kinds]
+    return [_op(f"stop-{k}") for k in order]
+
+
+def build(
+    spec: NemesisSpec,
+    *,
+    system: System,
+    firewall: Firewall,
+    endpoints: Mapping[str, Endpoint],
+    rng: random.Random,
+) -> Package:
+    nemeses: dict[str, Nemesis] = {}
+    for kind in spec.faults:
+        if kind == "partition":
+            nemeses[kind] = PartitionNemesis(
+                system=system, firewall=firewall, endpoints=endpoints, shapes=spec.grudges, rng=rng
+            )
+        elif kind == "loss":
+            nemeses[kind] = LossNemesis(
+                firewall=firewall, endpoints=endpoints, fraction=spec.loss_fraction, rng=rng
+            )
+        elif kind == "pause":
+            nemeses[kind] = PauseNemesis(system=system, specs=spec.pause_targets, rng=rng)
+        elif kind == "kill":
+            nemeses[kind] = KillNemesis(system=system, specs=spec.kill_targets, rng=rng)
+        else:
+            raise ValueError(f"fault kind {kind!r} is not implemented (refused at validation)")
+    kinds = tuple(nemeses)
+    return Package(
+        nemesis=Combined(nemeses),
+        generator=schedule(kinds, spec.interval_s),
+        final_generator=final(kinds),
+        kinds=kinds,
+        perf=tuple((k, COLOURS.get(k, "#7f7f7f")) for k in kinds),
+    )

@@ -1,0 +1,130 @@
+"""Register workload: read / write / cas over a few independent keys, every written value unique.
+
+Why unique values: a read then names exactly one write, which lets the
+linearizability checker prune almost every ordering (and a stale read shows up
+as a value that was already overwritten). Why rotating keys: an ``info`` op
+stays concurrent with everything after it, so one key's history gets harder
+to check the longer it lives; after ``ops_per_key`` operations a key is retired
+and a fresh one takes its slot (Jepsen's "independent" keys do the same).
+
+cas ``old`` values are drawn from the last few values written to that key,
+so a fair share of cas ops can succeed; ``new`` is a fresh unique value.
+
+The generator is a frozen value (harness.generator): its counters live in its
+state, so values are dense and a replay with the same seed asks for the same
+operations.
+
+Outcomes (contracts §4): ok with the value read; ``fail`` for a definite
+refusal (cas mismatch, or nothing was sent); ``info`` for an unknown outcome
+(timeout or connection lost after sending, or an unexpected client error).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from harness import generator as gen
+from harness.scenario import WorkloadSpec
+from harness.system import Client, OpFailed, OpIndeterminate
+
+logger = logging.getLogger(__name__)
+
+CHECKER = "linearizable"
+MODEL = "cas-register"
+RECENT_VALUES = 3
+OPS_PER_KEY_DEFAULT = 400
+FS = ("read", "write", "cas")
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterGen(gen.Generator):
+    weights: tuple[float, float, float]  # read, write, cas
+    keys: tuple[int, ...]  # the key in each slot
+    counts: tuple[int, ...]  # ops issued on each slot's current key
+    recent: tuple[tuple[int, ...], ...]  # last values written to each slot's key
+    next_key: int
+    next_value: int
+    ops_per_key: int
+
+    def op(self, ctx: gen.Context) -> gen.Result:
+        if not ctx.free:
+            return gen.PENDING
+        slot = ctx.rng.randrange(len(self.keys))
+        f = ctx.rng.choices(FS, weights=self.weights)[0]
+        key = self.keys[slot]
+        recent = self.recent[slot]
+        next_value = self.next_value
+        if f == "read":
+            operation: dict[str, Any] = {"f": "read", "key": key, "value": None}
+        elif f == "write":
+            operation = {"f": "write", "key": key, "value": next_value}
+            recent = (*recent, next_value)[-RECENT_VALUES:]
+            next_value += 1
+        else:
+            old = ctx.rng.choice(recent) if recent else None
+            operation = {"f": "cas", "key": key, "value": [old, next_value]}
+            recent = (*recent, next_value)[-RECENT_VALUES:]
+            next_value += 1
+        filled = gen.fill_in(operation, ctx)
+        if filled is gen.PENDING:
+            return gen.PENDING
+        keys, counts, recents = list(self.keys), list(self.counts), list(self.recent)
+        counts[slot] += 1
+        recents[slot] = recent
+        next_key = self.next_key
+        if counts[slot] >= self.ops_per_key:
+            keys[slot], counts[slot], recents[slot] = next_key, 0, ()
+            next_key += 1
+        nxt = replace(
+            self,
+            keys=tuple(keys),
+            counts=tuple(counts),
+            recent=tuple(recents),
+            next_key=next_key,
+            next_value=next_value,
+        )
+        return filled, nxt  # type: ignore[return-value]
+
+
+def generator(spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT) -> Any:
+    """The client generator for the main phase (unbounded: the runner's time limit ends it)."""
+    base = RegisterGen(
+        weights=(spec.read, spec.write, spec.cas),
+        keys=tuple(range(spec.keys)),
+        counts=(0,) * spec.keys,
+        recent=((),) * spec.keys,
+        next_key=spec.keys,
+        next_value=1,
+        ops_per_key=ops_per_key,
+    )
+    return gen.stagger(1.0 / spec.rate_hz, base) if spec.rate_hz > 0 else base
+
+
+def final_reads(keys: list[Any]) -> list[dict[str, Any]]:
+    """One read of every key used, spread over whichever client threads are free."""
+    return [{"f": "read", "key": k, "value": None} for k in sorted(keys, key=repr)]
+
+
+def invoke(client: Client, operation: dict[str, Any]) -> dict[str, Any]:
+    """Perform one op; returns the completion fields (type, value, error)."""
+    f, key, value = operation["f"], str(operation["key"]), operation.get("value")
+    try:
+        if f == "read":
+            return {"type": "ok", "value": client.read(key)}
+        if f == "write":
+            client.write(key, value)
+            return {"type": "ok", "value": value}
+        if f == "cas":
+            old, new = value
+            client.cas(key, old, new)
+            return {"type": "ok", "value": value}
+        raise ValueError(f"register workload has no op {f!r}")
+    except OpFailed as exc:
+        return {"type": "fail", "value": value, "error": exc.error}
+    except OpIndeterminate as exc:
+        return {"type": "info", "value": value, "error": exc.error}
+    except (OSError, RuntimeError, ValueError) as exc:
+        logger.warning("register=unexpected-client-error f=%s key=%s error=%r", f, key, exc)
+        return {"type": "info", "value": value, "error": f"unexpected: {exc!r}"}
