@@ -1,0 +1,150 @@
+"""Budgets turn hopeless searches into "unknown"; the CLI maps verdicts and bad input to exit codes."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from checkers.edn import dumps, loads
+from checkers.history import HistoryWriter, Op, read_history
+from checkers.linearizable import check_linearizable
+from checkers.readers import write_edn
+from checkers.stats import stats
+from harness.cli import main
+
+
+def pathological(width: int = 22) -> list[Op]:
+    """``width`` concurrent writes and a read of a value nobody wrote, plus an open-ended cas.
+
+    The cas keeps the unique-values fast path out, and every order of the
+    writes reaches a distinct (set, state) pair: about width * 2**width of them.
+    """
+    ops: list[Op] = []
+
+    def add(process: int, type_: str, f: str, value: object) -> None:
+        ops.append(Op(len(ops), len(ops), process, type_, f, 0, value))
+
+    add(100, "invoke", "cas", (1, 2))
+    for p in range(width):
+        add(p, "invoke", "write", p + 1)
+    add(width, "invoke", "read", None)
+    for p in range(width):
+        add(p, "ok", "write", p + 1)
+    add(width, "ok", "read", 2)  # legal in many orders, so the search keeps trying them all
+    add(width + 1, "invoke", "read", None)
+    add(width + 1, "ok", "read", 999)
+    return ops
+
+
+@pytest.mark.timeout(120)
+def test_pathological_history_is_unknown_within_the_time_budget() -> None:
+    started = time.monotonic()
+    result = check_linearizable(pathological(), model="cas-register", time_limit_s=1.0)
+    elapsed = time.monotonic() - started
+    assert result["valid"] == "unknown", result
+    assert result["reason"] == "time limit reached"
+    entry = result["unknown_keys"][0]
+    assert entry["key"] == 0
+    assert entry["steps"] > 0
+    assert "linearizable_through_event" in entry, f"after {elapsed:.1f} s"
+
+
+@pytest.mark.timeout(120)
+def test_memory_budget_gives_unknown_too() -> None:
+    result = check_linearizable(pathological(), model="cas-register", time_limit_s=60, memory_mb=1)
+    assert result["valid"] == "unknown"
+    assert result["reason"] == "memory limit reached"
+
+
+@pytest.mark.timeout(120)
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    history = tmp_path / "history.jsonl"
+    with HistoryWriter(history) as writer:
+        for op in pathological(18):
+            writer.append(op)
+    assert main(["check", str(history), "--time-limit", "0.5"]) == 2
+    assert "could not decide" in capsys.readouterr().out
+
+    valid = tmp_path / "valid.jsonl"
+    with HistoryWriter(valid) as writer:
+        writer.append({"process": 0, "type": "invoke", "f": "write", "key": "a", "value": 1})
+        writer.append({"process": 0, "type": "ok", "f": "write", "key": "a", "value": 1})
+        writer.append({"process": 1, "type": "invoke", "f": "read", "key": "a", "value": None})
+        writer.append({"process": 1, "type": "ok", "f": "read", "key": "a", "value": 1})
+    assert main(["check", str(valid), "--results"]) == 0
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["valid"] is True
+    assert set(written["checkers"]) == {"linearizable", "stats", "perf", "availability"}
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "words"),
+    [
+        ('{"index":0,"time_ns":0,"process":0,"type":"invoke","f":"read"}\n{"index":1,', 2, "not valid JSON"),
+        ('{"index":0,"time_ns":0,"process":0,"type":"invoke","f":"read","colour":1}\n', 1, "unknown field"),
+        ('{"index":0,"time_ns":0,"process":0,"type":"ok","f":"read","value":1}\n', None, "no invocation"),
+    ],
+)
+def test_malformed_history_is_exit_3_naming_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, line: int | None, words: str
+) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text(content)
+    assert main(["check", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert words in err
+    assert str(path.name) in err
+    if line is not None:
+        assert f"history.jsonl:{line}" in err
+
+
+def test_model_without_cas_refuses_cas_with_a_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "h.edn"
+    path.write_text(
+        "[{:process 0 :type :invoke :f :cas :value [1 2]} {:process 0 :type :ok :f :cas :value [1 2]}]"
+    )
+    assert main(["check", str(path), "--model", "register"]) == 3
+    assert "did you mean --model cas-register" in capsys.readouterr().err
+
+
+def test_edn_writer_round_trips_a_ratchet_history(tmp_path: Path) -> None:
+    ops = [
+        Op(0, 10, 0, "invoke", "cas", "k1", (1, 2)),
+        Op(1, 20, "nemesis", "info", "start-partition", None, {"targets": ["n1", "n2"]}),
+        Op(2, 30, 0, "ok", "cas", "k1", (1, 2), node="n1"),
+        Op(3, 40, 1, "invoke", "read", "k2", None),
+        Op(4, 50, 1, "info", "read", "k2", None, error='timeout "x"'),
+    ]
+    path = tmp_path / "history.edn"
+    write_edn(ops, path)
+    back = read_history(path)
+    assert [(o.process, o.type, o.f, o.key, o.value, o.error, o.time_ns) for o in back] == [
+        (0, "invoke", "cas", "k1", (1, 2), None, 10),
+        ("nemesis", "info", "start-partition", None, {"targets": ("n1", "n2")}, None, 20),
+        (0, "ok", "cas", "k1", (1, 2), None, 30),
+        (1, "invoke", "read", "k2", None, None, 40),
+        (1, "info", "read", "k2", None, 'timeout "x"', 50),
+    ]
+    assert loads(dumps({"a": (1, None, True), "b": frozenset({1})})) == {
+        "a": (1, None, True),
+        "b": frozenset({1}),
+    }
+
+
+def test_stats_flags_a_function_that_never_succeeded() -> None:
+    ops = [
+        Op(0, 0, 0, "invoke", "write", 0, 1),
+        Op(1, 1, 0, "fail", "write", 0, 1),
+        Op(2, 2, 1, "invoke", "read", 0, None),
+        Op(3, 3, 1, "ok", "read", 0, None),
+    ]
+    result = stats(ops)
+    assert result["never_succeeded"] == ["write"]
+    assert result["by_f"]["write"] == {"invoke": 1, "ok": 0, "fail": 1, "info": 0}
+    assert result["valid"] is True
