@@ -663,11 +663,14 @@ class Journal:
             case = classify(facts)
             cases[case.label] = cases.get(case.label, 0) + 1
             decisions[read.slot] = case.decision(solo=solo)
-        torn = self._torn_slots(
+        torn, stale = self._torn_slots(
             reads, decisions, op_max=op_max, op_checkpoint=op_checkpoint, op_prepare_max=op_prepare_max
         )
         for slot in torn:
             decisions[slot] = Decision.CUT_TORN
+        for slot in stale:
+            decisions[slot] = Decision.CUT
+            self._count("stale_cut")
         if BUG_TRUNCATE_ON_CHECKSUM_MISMATCH in self.bugs:
             self._bug_truncate_at_first_mismatch(reads, decisions, op_max=op_max)
         torn_ops = sorted(_op_for_slot_after(slot, op_max, n) for slot in torn)
@@ -757,37 +760,51 @@ class Journal:
         op_max: int,
         op_checkpoint: int,
         op_prepare_max: int,
-    ) -> list[int]:
-        """Faulty slots that are provably a torn append, or [] if that cannot be proven.
+    ) -> tuple[list[int], list[int]]:
+        """Faulty slots above the head that provably hold no acknowledged op: (torn, stale).
 
-        Above the head (ops op_max+1 .. op_prepare_max) a torn append looks like: a valid
-        header that is reserved or from an older wrap (the header is written after the prepare,
-        so it was not written yet) over an unreadable prepare. That is safe to cut because an
-        append in flight at the crash was never acknowledged. If *any* faulty slot in that range
-        looks otherwise (header also lost, or a reserved prepare under a header), or there are
-        more than could have been in flight, the head itself may be hidden there: cut nothing.
+        Above the head, slot s can only matter for its one op o in (op_max, op_prepare_max].
+        Under crash faults o's slot looks like one of:
+
+        - **torn**: a valid header that is reserved or from an older wrap (the header is written
+          after the prepare is synced, so it was not written yet) over an unreadable prepare: o's
+          prepare was in flight at the crash, so it was never acknowledged;
+        - **stale**: an unreadable header over a valid prepare from before the checkpoint (or a
+          reserved one): o was never written here (had its prepare been synced, P would show o),
+          and the header was torn by a neighbour's header-sector write. P's op is already in the
+          snapshot, so nothing is lost by discarding it.
+
+        If *any* faulty slot in the range looks otherwise (both copies lost, a header newer than
+        its prepare, ...), or more are torn than could have been in flight, the real head may be
+        hidden there: cut nothing, and the slots stay faulty (the replica's head is uncertain).
         """
         if not op_checkpoint <= op_max < op_prepare_max:
-            return []
+            return [], []
         n = self.layout.slot_count
-        candidates: list[int] = []
+        torn: list[int] = []
+        stale: list[int] = []
         for op in range(op_max + 1, op_prepare_max + 1):
             slot = op % n
             if decisions[slot] != Decision.VSR:
                 continue
-            read = reads[slot]
-            header = read.header
-            looks_torn = (
+            header, prepare = reads[slot].header, reads[slot].prepare
+            if (
                 header is not None
-                and read.prepare is None
+                and prepare is None
                 and (header.command == Command.RESERVED or header.op < op)
-            )
-            if not looks_torn:
-                return []
-            candidates.append(slot)
-        if len(candidates) > PREPARE_WRITES_IN_FLIGHT_MAX:
-            return []
-        return candidates
+            ):
+                torn.append(slot)
+            elif (
+                header is None
+                and prepare is not None
+                and (prepare.command == Command.RESERVED or prepare.op <= op_checkpoint)
+            ):
+                stale.append(slot)
+            else:
+                return [], []
+        if len(torn) > PREPARE_WRITES_IN_FLIGHT_MAX:
+            return [], []
+        return torn, stale
 
     def _bug_truncate_at_first_mismatch(
         self, reads: list[_SlotRead], decisions: dict[int, Decision], *, op_max: int
@@ -848,7 +865,7 @@ class Journal:
                 self._count("faulty_slot")
             elif decision in (Decision.CUT, Decision.CUT_TORN):
                 cut_slots.append(slot)
-                self._count("torn_cut" if decision == Decision.CUT_TORN else "window_cut")
+                self._count("torn_cut" if decision == Decision.CUT_TORN else "cut")
         self._op_max = _max_op(self._headers)
         if cut_slots:
             self._flush_reserved(cut_slots)

@@ -206,7 +206,9 @@ def test_torn_header_sector_keeps_every_acked_op_held_or_faulty() -> None:
     storage.crash(land_probability=0.0, tear_probability=1.0)
     journal, recovery = reopen(storage)
     assert recovery.torn_ops == ()
-    assert recovery.cut_slots == ()
+    # Never-used slots above the head whose headers the tear took are discarded (stale), never
+    # an acked op's slot.
+    assert not set(recovery.cut_slots) & {journal.slot_for_op(m.header.op) for m in acked + in_flight}
     for message in acked:
         assert journal.has_prepare(message.header) or journal.is_faulty(message.header.op)
         # The intact prepare can still be served to peers (and re-staged) by (op, checksum).
@@ -552,3 +554,52 @@ def test_flush_reports_durable_when_the_belief_is_an_equal_header_object() -> No
     journal.set_header_as_dirty(message.header.replace())  # equal fields, distinct object
     assert journal.flush() == [message.header]
     assert_clean(journal, message)
+
+
+def test_header_torn_above_the_head_over_a_checkpointed_prepare_is_stale_not_faulty() -> None:
+    """Slot 5 holds op 5 (long checkpointed); its window op 69 is above the head (op 66). A torn
+    neighbour header write destroys H(5). Op 69 was never written there (its prepare would show),
+    so the slot is discarded, not left faulty, and the head stays certain."""
+    storage, journal = make_journal()
+    parent = ROOT.header.checksum
+    for first in range(1, 67, 11):
+        journal.set_op_checkpoint(max(0, first - 20))
+        parent = write_and_flush(journal, prepares(first, 11, parent=parent))[-1].header.checksum
+    journal.set_op_checkpoint(50)
+    storage.corrupt(wal_sectors(LAYOUT, 5).header_offset, HEADER_SIZE)
+    journal, recovery = reopen(storage, op_checkpoint=50)
+    assert recovery.op_max == 66
+    assert recovery.faulty_slots == ()
+    assert 5 in recovery.cut_slots
+    assert journal.counters["stale_cut"] == 1
+    assert not journal.is_faulty(69)
+
+
+def test_header_lost_below_the_head_is_still_faulty() -> None:
+    """The same damage to a slot whose window op is at or below the head is a real hole: faulty."""
+    storage, journal = make_journal()
+    messages = write_and_flush(journal, prepares(1, 20, parent=ROOT.header.checksum))
+    storage.corrupt(wal_sectors(LAYOUT, 5).header_offset, HEADER_SIZE)
+    journal, recovery = reopen(storage, op_checkpoint=0)
+    assert recovery.faulty_slots == (5,)
+    assert journal.read_prepare(5, messages[4].header.checksum) == messages[4]
+
+
+def test_rot_of_both_copies_above_the_head_blocks_every_cut() -> None:
+    """Both copies of an above-head slot unreadable is not a crash pattern: the head may hide
+    there, so even the provably torn slots are kept faulty."""
+    storage, journal = make_journal()
+    acked = write_and_flush(journal, prepares(1, 5, parent=ROOT.header.checksum))
+    for message in prepares(6, 2, parent=acked[-1].header.checksum):
+        journal.write_prepare(message)
+    storage.arm_power_cut(after_syncs=1)
+    with pytest.raises(PowerCut):
+        journal.flush()
+    storage.crash(land_probability=0.0, tear_probability=1.0)
+    storage.corrupt(wal_sectors(LAYOUT, 40).header_offset, HEADER_SIZE)
+    storage.corrupt(wal_sectors(LAYOUT, 40).prepare_offset, HEADER_SIZE)
+    journal, recovery = reopen(storage)
+    assert recovery.torn_ops == ()
+    assert set(recovery.faulty_slots) == {6, 7, 40}
+    for message in acked:
+        assert_clean(journal, message)
