@@ -22,6 +22,9 @@ from typing import Protocol
 
 from vr.message import SECTOR_SIZE
 
+# A bad descriptor or argument is our bug, not the device's: let it crash the node loudly.
+_PROGRAMMING_ERRNOS = frozenset({errno.EBADF, errno.EINVAL, errno.EFAULT})
+
 
 class StorageIOError(OSError):
     """A read or write that the device refused (EIO) or cut short."""
@@ -107,6 +110,8 @@ class FileStorage:
         try:
             data = os.pread(self._fd, size, offset)
         except OSError as error:
+            if error.errno in _PROGRAMMING_ERRNOS:
+                raise
             raise StorageIOError(
                 error.errno or errno.EIO, f"read {size}@{offset}: {error.strerror}"
             ) from error
@@ -124,6 +129,8 @@ class FileStorage:
             while written < len(data):
                 written += os.pwrite(self._fd, view[written:], offset + written)
         except OSError as error:
+            if error.errno in _PROGRAMMING_ERRNOS:
+                raise
             raise StorageIOError(
                 error.errno or errno.EIO, f"write {len(data)}@{offset}: {error.strerror}"
             ) from error

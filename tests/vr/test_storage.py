@@ -212,3 +212,11 @@ def test_default_layout_is_sector_aligned_and_sized() -> None:
     ):
         assert offset % SECTOR_SIZE == 0
     assert layout.prepare_offset(1) - layout.prepare_offset(0) == 64 * 1024
+
+
+def test_file_storage_use_after_close_is_a_bug_not_an_io_error(tmp_path: Path) -> None:
+    storage = FileStorage(tmp_path / "replica.vr", size_bytes=SIZE, create=True)
+    storage.close()
+    with pytest.raises(OSError) as error:
+        storage.read(0, SECTOR_SIZE)
+    assert not isinstance(error.value, StorageIOError)
