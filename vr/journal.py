@@ -778,12 +778,13 @@ class Journal:
         its prepare, ...), or more are torn than could have been in flight, the real head may be
         hidden there: cut nothing, and the slots stay faulty (the replica's head is uncertain).
         """
-        if not op_checkpoint <= op_max < op_prepare_max:
+        head = max(op_max, op_checkpoint)  # the snapshot holds every op up to the checkpoint
+        if head >= op_prepare_max:
             return [], []
         n = self.layout.slot_count
         torn: list[int] = []
         stale: list[int] = []
-        for op in range(op_max + 1, op_prepare_max + 1):
+        for op in range(head + 1, op_prepare_max + 1):
             slot = op % n
             if decisions[slot] != Decision.VSR:
                 continue

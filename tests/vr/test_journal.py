@@ -603,3 +603,14 @@ def test_rot_of_both_copies_above_the_head_blocks_every_cut() -> None:
     assert set(recovery.faulty_slots) == {6, 7, 40}
     for message in acked:
         assert_clean(journal, message)
+
+
+def test_checkpoint_ahead_of_the_journal_counts_as_the_head() -> None:
+    """After a state transfer the checkpoint (20) can be ahead of every op in the WAL (10): the
+    head is the checkpoint, and damage to slots whose window op lies above it is stale."""
+    storage, journal = make_journal()
+    write_and_flush(journal, prepares(1, 10, parent=ROOT.header.checksum))
+    storage.corrupt(wal_sectors(LAYOUT, 5).header_offset, HEADER_SIZE)
+    journal, recovery = reopen(storage, op_checkpoint=20)
+    assert recovery.faulty_slots == ()
+    assert 5 in recovery.cut_slots
