@@ -673,7 +673,7 @@ class Journal:
             self._count("stale_cut")
         if BUG_TRUNCATE_ON_CHECKSUM_MISMATCH in self.bugs:
             self._bug_truncate_at_first_mismatch(reads, decisions, op_max=op_max)
-        torn_ops = sorted(_op_for_slot_after(slot, op_max, n) for slot in torn)
+        torn_ops = sorted(_op_for_slot_after(slot, max(op_max, op_checkpoint), n) for slot in torn)
         self._apply(reads, decisions)
         faulty = sorted(self._faulty)
         if len(faulty) == n:
@@ -869,8 +869,7 @@ class Journal:
                 self._count("torn_cut" if decision == Decision.CUT_TORN else "cut")
         self._op_max = _max_op(self._headers)
         if cut_slots:
-            self._flush_reserved(cut_slots)
-            assert not self._staged_reserved, "could not reserve cut slots"
+            self._flush_reserved(cut_slots)  # a slot whose write fails (EIO) stays staged for the next flush
         if fix_slots:
             for slot in fix_slots:
                 read = reads[slot]
@@ -881,7 +880,9 @@ class Journal:
             self._sync()
             for slot in fix_slots:
                 if self.layout.header_sector_for_slot(slot) in failed:
-                    self._dirty.add(slot)  # the prepare is intact; the header is rewritten by a later flush
+                    self._dirty.add(
+                        slot
+                    )  # not clean: the replica re-fetches it (or the next recovery fixes it again)
             self._count("fixed", len(fix_slots))
 
     # Helpers ---------------------------------------------------------------------------------

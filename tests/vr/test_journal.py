@@ -614,3 +614,24 @@ def test_checkpoint_ahead_of_the_journal_counts_as_the_head() -> None:
     journal, recovery = reopen(storage, op_checkpoint=20)
     assert recovery.faulty_slots == ()
     assert 5 in recovery.cut_slots
+
+
+def test_eio_while_cutting_a_torn_append_is_retried_not_fatal() -> None:
+    storage, journal = make_journal()
+    acked = write_and_flush(journal, prepares(1, 5, parent=ROOT.header.checksum))
+    journal.write_prepare(prepares(6, 1, parent=acked[-1].header.checksum)[0])
+    storage.arm_power_cut(after_syncs=1)
+    with pytest.raises(PowerCut):
+        journal.flush()
+    storage.crash(land_probability=0.0, tear_probability=1.0)
+    storage.fail_writes(wal_sectors(LAYOUT, 6).prepare_offset, SECTOR_SIZE)
+    journal, recovery = reopen(storage)
+    assert recovery.torn_ops == (6,)
+    assert journal.counters["write_eio"] == 1
+    assert not journal.is_faulty(6)
+    storage.clear_faults()
+    assert journal.flush() == []  # the staged reservation is written now
+    storage.crash()
+    _, again = reopen(storage)
+    assert again.torn_ops == () and again.faulty_slots == ()
+    assert again.cases.get("L") == LAYOUT.slot_count - 6
