@@ -869,7 +869,8 @@ class Journal:
                 self._count("torn_cut" if decision == Decision.CUT_TORN else "cut")
         self._op_max = _max_op(self._headers)
         if cut_slots:
-            self._flush_reserved(cut_slots)  # a slot whose write fails (EIO) stays staged for the next flush
+            self._staged_reserved.update(cut_slots)  # a slot whose write fails (EIO) stays staged
+            self._flush_reserved(cut_slots)
         if fix_slots:
             for slot in fix_slots:
                 read = reads[slot]
