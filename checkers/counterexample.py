@@ -67,20 +67,25 @@ def _earliest_producers(model: Model, ops: Sequence[Operation]) -> dict[Any, lis
 def _unexplained(
     model: Model, ops: Sequence[Operation], earliest: dict[Any, list[tuple[int, int]]]
 ) -> set[int]:
-    """Ids of ok ops observing a value no *other* op called before their return produces."""
+    """Ids of ops observing a value that no *other* op could have produced in time.
+
+    An ok op needs a producer called before it returned. An open-ended op (a
+    cas that may have happened) needs one at all: if nothing can produce its
+    expected value it can never take effect, so it explains nothing either.
+    """
     initial = model.init()
     missing: set[int] = set()
     for op in ops:
-        if op.outcome != "ok" or op.ret is None:
-            continue
-        for value in model.observes(op.f, op.value_in, op.value_out):
-            if value == initial:
+        known = op.outcome == "ok"
+        deadline = op.ret if known and op.ret is not None else 1 << 62
+        for value in model.observes(op.f, op.value_in, op.value_out if known else None):
+            if value == initial or (not known and op.f == "read"):
                 continue
             try:
                 firsts = earliest.get(value, [])
             except TypeError:
                 continue
-            if not any(call < op.ret and other != op.id for call, other in firsts):
+            if not any(call < deadline and other != op.id for call, other in firsts):
                 missing.add(op.id)
     return missing
 

@@ -286,11 +286,45 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Op]:
                 raise HistoryFormatError(
                     f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=line_number
                 ) from None
+            op = _from_json_fast(decoded)
+            if op is not None:
+                ops.append(op)
+                continue
             try:
                 ops.append(Op.from_json(decoded))
             except HistoryFormatError as exc:
                 raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
     return ops
+
+
+_FIELDS = frozenset(Op.__slots__)
+_OP_TYPE_SET = frozenset(OP_TYPES)
+
+
+def _from_json_fast(d: Any) -> Op | None:
+    """The common, well-formed line without the field-by-field checks; None sends it to ``from_json``."""
+    if type(d) is not dict or not d.keys() <= _FIELDS:
+        return None
+    index, time_ns, process = d.get("index"), d.get("time_ns"), d.get("process")
+    f, error, node = d.get("f"), d.get("error"), d.get("node")
+    if (
+        type(index) is not int
+        or index < 0
+        or type(time_ns) is not int
+        or (type(process) is not int and type(process) is not str)
+        or d.get("type") not in _OP_TYPE_SET
+        or type(f) is not str
+        or not f
+        or (error is not None and type(error) is not str)
+        or (node is not None and type(node) is not str)
+    ):
+        return None
+    key, value = d.get("key"), d.get("value")
+    if type(key) is list:
+        key = freeze(key)
+    if type(value) is list:
+        value = freeze(value)
+    return Op(index, time_ns, process, d["type"], f, key, value, error, node)
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
