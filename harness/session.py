@@ -12,9 +12,11 @@ verdict. Node data directories are deleted when the run is valid and kept
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,28 @@ def _configure_logging(run: RunDir) -> None:
     root.setLevel(logging.INFO)
 
 
-def execute(test: Test, *, argv: list[str], progress: bool, console: Console | None = None) -> int:
+SystemFactory = Callable[[LocalCluster, RunDir, Test], Any]
+
+
+def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
+    return VRSystem(
+        cluster,
+        nodes_dir=run.nodes,
+        bug=test.bug,
+        seed=test.seed,
+        client_timeout_s=test.workload.client_timeout_s,
+    )
+
+
+def execute(
+    test: Test,
+    *,
+    argv: list[str],
+    progress: bool,
+    console: Console | None = None,
+    system_factory: SystemFactory = vr_system,
+) -> int:
+    """The whole run; returns the exit code. ``system_factory`` builds what runs on the nodes."""
     console = console or Console(stderr=True)
     run = create_run_dir(Path(test.store_dir), test.name)
     _configure_logging(run)
@@ -78,14 +101,7 @@ def execute(test: Test, *, argv: list[str], progress: bool, console: Console | N
         f"{', '.join(test.nemesis.faults) or 'none'}, {test.time_limit_s:.0f} s, seed {test.seed}"
         f" -> {run.path}"
     )
-    system = VRSystem(
-        cluster,
-        nodes_dir=run.nodes,
-        bug=test.bug,
-        seed=test.seed,
-        client_timeout_s=test.workload.client_timeout_s,
-    )
-    import random
+    system = system_factory(cluster, run, test)
 
     package = packages.build(
         test.nemesis,
@@ -149,7 +165,7 @@ def finish(
     *,
     leftovers: list[int],
     elapsed_s: float,
-    system: VRSystem,
+    system: Any,
     console: Console,
 ) -> int:
     teardown_errors = list(outcome.teardown_errors)

@@ -139,7 +139,10 @@ class VRSystem:
             raise RuntimeError(self._startup_failure())
 
     def _startup_failure(self) -> str:
-        lines = [f"the VR cluster did not elect a primary within {STARTUP_TIMEOUT_S:.0f} s"]
+        lines = [
+            "the VR cluster did not become healthy (every node normal, in one view) "
+            f"within {STARTUP_TIMEOUT_S:.0f} s"
+        ]
         for node in self.node_names():
             code = self.cluster.exit_code(node)
             state = "running" if code is None else f"exited with code {code}"
