@@ -103,6 +103,7 @@ class SuperBlock:
         self._working: _Copy | None = None
         self.repaired_copy_count = 0
         self.invalid_copy_count = 0
+        self.write_error_count = 0
 
     @property
     def copies(self) -> int:
@@ -163,8 +164,7 @@ class SuperBlock:
         body = _encode_body(self.layout, sequence=sequence, parent=parent, state=state)
         digest = checksum(body)
         for copy in range(self.copies):
-            self.storage.write(self.layout.superblock_copy_offset(copy), _PREFIX.pack(digest, copy) + body)
-            self.storage.sync()
+            self._write_copy(copy, digest, body)
         found = self._read_copies()
         equal = sum(1 for c in found if c.checksum == digest)
         if equal < self.quorum_verify:
@@ -229,13 +229,18 @@ class SuperBlock:
         body = _encode_body(self.layout, sequence=best.sequence, parent=best.parent, state=best.state)
         assert checksum(body) == best.checksum
         for copy in range(self.copies):
-            if copy in holding:
-                continue
-            self.storage.write(
-                self.layout.superblock_copy_offset(copy), _PREFIX.pack(best.checksum, copy) + body
-            )
-            self.storage.sync()
-            self.repaired_copy_count += 1
+            if copy not in holding and self._write_copy(copy, best.checksum, body):
+                self.repaired_copy_count += 1
+
+    def _write_copy(self, copy: int, digest: bytes, body: bytes) -> bool:
+        """Write and sync one copy; a device error on it is counted, not fatal (the quorum decides)."""
+        try:
+            self.storage.write(self.layout.superblock_copy_offset(copy), _PREFIX.pack(digest, copy) + body)
+        except StorageIOError:
+            self.write_error_count += 1
+            return False
+        self.storage.sync()
+        return True
 
 
 def _monotonic(parent: VSRState, child: VSRState) -> bool:

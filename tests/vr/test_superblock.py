@@ -217,3 +217,29 @@ def test_real_file_superblock_survives_reopen(tmp_path: pytest.TempPathFactory) 
         superblock.update(state(2, commit_max=4))
     with FileStorage(path, size_bytes=LAYOUT.size_bytes) as storage:
         assert SuperBlock(storage, LAYOUT).open() == state(2, commit_max=4)
+
+
+def test_eio_on_one_copy_still_updates_eio_on_two_fails_verification() -> None:
+    storage, superblock = formatted()
+    storage.fail_writes(copy_offset(1), LAYOUT.superblock_copy_size)
+    superblock.update(state(1))
+    assert superblock.write_error_count == 1
+    assert SuperBlock(storage, LAYOUT).open() == state(1)
+    storage.fail_writes(copy_offset(2), LAYOUT.superblock_copy_size)
+    reopened = SuperBlock(storage, LAYOUT)
+    reopened.open()
+    with pytest.raises(SuperBlockError) as error:
+        reopened.update(state(2))
+    assert error.value.reason == "verify-failed"
+    storage.clear_faults()
+    assert SuperBlock(storage, LAYOUT).open() in (state(1), state(2))
+
+
+def test_eio_reading_copies_counts_as_invalid() -> None:
+    storage, superblock = formatted()
+    superblock.update(state(3))
+    storage.fail_reads(copy_offset(0), LAYOUT.superblock_copy_size)
+    storage.fail_reads(copy_offset(3), LAYOUT.superblock_copy_size)
+    reopened = SuperBlock(storage, LAYOUT)
+    assert reopened.open() == state(3)
+    assert reopened.invalid_copy_count == 2
