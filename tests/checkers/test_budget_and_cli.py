@@ -148,3 +148,18 @@ def test_stats_flags_a_function_that_never_succeeded() -> None:
     assert result["never_succeeded"] == ["write"]
     assert result["by_f"]["write"] == {"invoke": 1, "ok": 0, "fail": 1, "info": 0}
     assert result["valid"] is True
+
+
+def test_check_run_reads_a_stored_run(tmp_path: Path) -> None:
+    from checkers.check import check_run
+
+    (tmp_path / "test.json").write_text(json.dumps({"test": {"time_limit_s": 5, "workload": {}}}))
+    with HistoryWriter(tmp_path / "history.jsonl") as writer:
+        writer.append({"process": 0, "type": "invoke", "f": "write", "key": 1, "value": 7})
+        writer.append({"process": 0, "type": "ok", "f": "write", "key": 1, "value": 7})
+        writer.append({"process": 1, "type": "invoke", "f": "read", "key": 1, "value": None})
+        writer.append({"process": 1, "type": "ok", "f": "read", "key": 1, "value": 8})
+    results = check_run(tmp_path)
+    assert results["valid"] is False
+    assert results["checkers"]["linearizable"]["model"] == "cas-register"
+    assert results["checkers"]["linearizable"]["key"] == 1
