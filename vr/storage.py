@@ -2,7 +2,7 @@
 
 The replica's journal, superblock and snapshots all sit in one file reached through
 this small interface, so the same replica code runs on a real file (:class:`FileStorage`:
-``os.pread``/``os.pwrite``/``os.fsync``) and on the simulator's seeded in-memory disk
+``os.pread``/``os.pwrite``/``os.fdatasync``) and on the simulator's seeded in-memory disk
 (``vr.testing.storage.SimStorage``). Offsets and sizes are multiples of
 ``SECTOR_SIZE``: a sector is the unit a disk writes atomically (or tears), and every
 layout decision above assumes it.
@@ -64,7 +64,7 @@ def align_up(value: int, alignment: int = SECTOR_SIZE) -> int:
 
 
 class FileStorage:
-    """A real data file of a fixed size: pread/pwrite/fsync, nothing cached in Python.
+    """A real data file of a fixed size: pread/pwrite/fdatasync, nothing cached in Python.
 
     ``create=True`` makes a new file (refusing one that already exists: formatting over
     a replica's data would make it forget what it acked) and fsyncs the file and its
@@ -136,8 +136,10 @@ class FileStorage:
             ) from error
 
     def sync(self) -> None:
+        """fdatasync: the data and whatever metadata is needed to read it back (block allocation
+        of a sparse file included), without the mtime update fsync adds (about half the cost here)."""
         self.sync_count += 1
-        os.fsync(self._fd)
+        os.fdatasync(self._fd)
 
     def close(self) -> None:
         if self._fd >= 0:
