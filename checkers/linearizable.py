@@ -85,6 +85,8 @@ def check_key(model: Model, key: Any, operations: Sequence[Operation], budget: B
     valid: bool | str = result.valid
     if fast is False and result.valid is True:
         valid, method = "unknown", "disagreement"  # a checker bug: never round it to a verdict
+    elif fast is False and result.valid == "unknown":
+        valid, method = False, "unique-values"  # proven by the fast path; the search only explains
     return KeyOutcome(key, valid, method, len(operations), result, time.monotonic() - started)
 
 

@@ -138,8 +138,15 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
         f"model {lin['model']}, {lin['op_count']} operations ({lin['open_ended_op_count']} open-ended) "
         f"over {lin['key_count']} key(s), checked in {lin['seconds']:.3f} s ({', '.join(lin['methods']) or '-'})"
     )
-    if valid is False and "counterexample" in lin:
+    if valid is False and lin.get("counterexample"):
         _print_failure(console, lin)
+    elif valid is False:
+        lead = lin.get("first_unlinearizable")
+        console.print(
+            f"key {lin.get('key')!r}: not linearizable (proven by the unique-values check); the search ran out "
+            f"of budget before pinning the op"
+            + (f"; it got furthest at history index {lead['complete_index']}" if lead else "")
+        )
     elif valid not in (True, False):
         _print_unknown(console, lin)
     stats = results["checkers"]["stats"]

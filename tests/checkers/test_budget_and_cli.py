@@ -163,3 +163,13 @@ def test_check_run_reads_a_stored_run(tmp_path: Path) -> None:
     assert results["valid"] is False
     assert results["checkers"]["linearizable"]["model"] == "cas-register"
     assert results["checkers"]["linearizable"]["key"] == 1
+
+
+@pytest.mark.timeout(120)
+def test_fast_path_proof_stands_when_the_search_runs_out() -> None:
+    """Without the cas, the unique-values check proves the violation in O(n log n); a search
+    that runs out of time afterwards cannot turn that into "unknown"."""
+    ops = [op for op in pathological() if op.process != 100]
+    result = check_linearizable(ops, model="cas-register", time_limit_s=1.0)
+    assert result["valid"] is False
+    assert "unique-values" in result["methods"]
