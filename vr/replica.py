@@ -246,7 +246,10 @@ class Replica:
         self.acked_op = 0  # highest op this backup acked in this view
         self.nonce = 0
         self.lease_expiry_ns = 0
-        self.outbox: list[tuple[int, int, Message]] = []  # (replica or -1, client, message)
+        self.outbox: list[tuple[int, int, Message]] = []
+        self.heard_ticks: dict[
+            int, int
+        ] = {}  # replica -> tick we last heard anything from it  # (replica or -1, client, message)
         self.ticks = 0
         self.commit_hook: Callable[[int, Message], None] | None = None  # simulator only
 
@@ -347,6 +350,8 @@ class Replica:
 
         view_head = self.commit_min
         for header in state.view_headers:
+            if header.op > op + self.layout.slot_count:
+                continue
             view_head = max(view_head, header.op)
             if header.op > self.commit_min and self.journal.header_for_op(header.op) != header:
                 self.journal.set_header_as_dirty(header)
@@ -427,6 +432,8 @@ class Replica:
             self._drop("cluster")
             return
         command = header.command
+        if command != Command.REQUEST and 0 <= header.replica < self.replica_count:
+            self.heard_ticks[header.replica] = self.ticks
         if command == Command.REQUEST:
             self._on_request(message)
         elif command in (Command.PING, Command.PONG, Command.STATUS_REQUEST, Command.STATUS_REPLY):
@@ -471,13 +478,15 @@ class Replica:
             self.request_start_view_timeout.reset()
             self._send_request_start_view()
         if self._is_primary_normal():
-            self._primary_prepare_queued()
+            if not self._primary_abdicating():
+                self._primary_prepare_queued()
         self._invariants()
 
     def flush(self) -> None:
         """Storage completion: group-commit the journal, then act on what became durable, then send."""
         if self._is_primary_normal():
-            self._primary_prepare_queued()
+            if not self._primary_abdicating():
+                self._primary_prepare_queued()
         durable = self.journal.flush()
         if durable:
             self._on_durable(durable)
@@ -653,6 +662,16 @@ class Replica:
         """A stored reply re-sealed with our current view, so the client learns the primary."""
         reply = decode_message(stored, cluster=self.cluster)
         return Message(reply.header.replace(view=self.view, replica=self.replica), reply.body)
+
+    def _primary_abdicating(self) -> bool:
+        """True if we have not heard from enough backups to commit (CheckQuorum-like).
+
+        A primary that can send but not receive would otherwise keep resetting the backups'
+        heartbeat timeouts forever while committing nothing.
+        """
+        horizon = self.ticks - self.options.normal_heartbeat_ticks
+        heard = sum(1 for r, t in self.heard_ticks.items() if r != self.replica and t >= horizon)
+        return heard + 1 < self.quorums.replication
 
     def _track_inflight(self, prepare: Message | None) -> None:
         """Remember the requests of an uncommitted prepare so a retry is not prepared twice."""
@@ -919,6 +938,7 @@ class Replica:
             self._drop("commit-not-from-primary")
             return
         self.normal_heartbeat_timeout.reset()
+        self._send(header.replica, self._message(Command.PING))  # lets the primary know we hear it
         self._advance_commit_max(header.commit)
         primary_head = header.op
         primary_checkpoint = header.extra
@@ -1039,6 +1059,8 @@ class Replica:
         if not self._is_primary_normal():
             self.commit_heartbeat_timeout.stop()
             return
+        if self._primary_abdicating():
+            return  # silence lets the backups time out and elect a primary they can reach
         header = self.journal.header_for_op(self.commit_max)
         self._broadcast(
             self._message(
@@ -1329,6 +1351,7 @@ class Replica:
                 self._count_prepare_ok(entry, self.replica)
             self.pipeline.append(entry)
             self._track_inflight(message)
+        self.heard_ticks = dict.fromkeys(range(self.replica_count), self.ticks)
         self.commit_heartbeat_timeout.start()
         self.repair_timeout.start()
         if self.pipeline:
@@ -1423,7 +1446,7 @@ class Replica:
         self.request_queue = []
         self.inflight_requests = {}
         self.acked_op = 0
-        self._superblock_update(view_headers=tuple(headers))
+        self._superblock_update(view_headers=tuple(h for h in headers if h.op <= head))
         self.view_change_status_timeout.stop()
         self.view_change_resend_timeout.stop()
         self.request_start_view_timeout.stop()
@@ -1491,6 +1514,7 @@ class Replica:
     def _transition_to_fresh_primary(self) -> None:
         """A freshly formatted cluster starts in view 0 with an empty log: no view change needed."""
         self.status = Status.NORMAL
+        self.heard_ticks = dict.fromkeys(range(self.replica_count), self.ticks)
         self.commit_heartbeat_timeout.start()
         self.repair_timeout.start()
         self.emit("became_primary", view=self.view)

@@ -34,6 +34,7 @@ class FaultOptions:
     corrupt_probability: float = 0.0  # per tick: corrupt one committed WAL entry (atlas-limited)
     flush_delay_ticks_max: int = 2
     clock_jump_probability: float = 0.0  # per tick: a replica's wall clock jumps back (lease bug)
+    crash_max_down: int | None = None  # replicas down at once (default f: a quorum stays up)
 
 
 @dataclass(slots=True)
@@ -249,11 +250,12 @@ class SimCluster:
 
     def _inject_faults(self) -> None:
         f = (self.replica_count - 1) // 2
+        down_max = f if self.faults.crash_max_down is None else self.faults.crash_max_down
         for i, replica in enumerate(self.replicas):
             if replica is None or self.rng.random() >= self.faults.crash_probability:
                 continue
             down = sum(1 for r in self.replicas if r is None)
-            if down >= f:
+            if down >= down_max:
                 continue
             self.crash(i, power_loss=self.rng.random() < self.faults.power_loss_probability)
         if self.faults.corrupt_probability and self.rng.random() < self.faults.corrupt_probability:

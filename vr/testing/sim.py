@@ -51,6 +51,7 @@ class SimResult:
     replies: int = 0
     stats: dict[str, int] = field(default_factory=dict)
     config: SimConfig | None = None
+    profile: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -62,11 +63,15 @@ class SimResult:
 
     def reproduce(self) -> str:
         bugs = "".join(f" --bug {b}" for b in sorted(self.bugs))
+        if self.profile != self.bugs:
+            bugs += "".join(f" --profile {b}" for b in sorted(self.profile))
         return f"python -m vr.testing.sim --seed {self.seed}{bugs}"
 
 
-def config_for_seed(seed: int, *, bugs: frozenset[str] = frozenset()) -> SimConfig:
-    """Draw the whole configuration from the seed (tilted toward the faults that expose ``bugs``)."""
+def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimConfig:
+    """Draw the whole configuration from the seed, tilted toward the faults that expose the
+    bugs named in ``profile`` (the same profile runs with and without the bug switched on)."""
+    bugs = profile
     rng = random.Random(seed ^ 0x5EED)
     replica_count = rng.choice([3, 3, 3, 5]) if not bugs else 3
     network = NetworkOptions(
@@ -87,14 +92,21 @@ def config_for_seed(seed: int, *, bugs: frozenset[str] = frozenset()) -> SimConf
         clock_jump_probability=0.0,
     )
     if "ack-before-fsync" in bugs:
-        faults = _replace(faults, crash_probability=0.01, power_loss_probability=1.0, flush_delay_ticks_max=6)
+        faults = _replace(
+            faults,
+            crash_probability=0.01,
+            power_loss_probability=1.0,
+            flush_delay_ticks_max=6,
+            crash_max_down=3,
+        )
     if "truncate-on-checksum-mismatch" in bugs:
         faults = _replace(
-            faults, corrupt_probability=0.03, crash_probability=0.004, power_loss_probability=0.0
+            faults, corrupt_probability=0.01, crash_probability=0.006, power_loss_probability=0.0
         )
-    if "lease-read-wall-clock" in bugs:
-        faults = _replace(faults, clock_jump_probability=0.02)
         network = _replace(network, partition_probability=0.01)
+    if "lease-read-wall-clock" in bugs:
+        faults = _replace(faults, clock_jump_probability=0.05)
+        network = _replace(network, partition_probability=0.02, heal_probability=0.01)
     if "read-from-backup" in bugs:
         network = _replace(network, partition_probability=0.01, loss_probability=0.05)
     if bugs & {"stale-view-votes", "dvc-highest-op", "duplicate-prepare-no-checksum"}:
@@ -119,11 +131,18 @@ def _replace(options: object, **changes: object) -> object:
 
 
 def run_seed(
-    seed: int, *, bugs: frozenset[str] = frozenset(), log: Callable[[str], None] | None = None
+    seed: int,
+    *,
+    bugs: frozenset[str] = frozenset(),
+    profile: frozenset[str] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> SimResult:
-    config = config_for_seed(seed, bugs=bugs)
+    """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix."""
+    config = config_for_seed(seed, profile=bugs if profile is None else profile)
     logging.getLogger("vr").setLevel(logging.DEBUG if log is not None else logging.CRITICAL)
-    result = SimResult(seed=seed, bugs=bugs, outcome="ok", config=config)
+    result = SimResult(
+        seed=seed, bugs=bugs, outcome="ok", config=config, profile=bugs if profile is None else profile
+    )
     cluster: SimCluster | None = None
     try:
         cluster = SimCluster(
@@ -182,10 +201,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="the seed to run (default: random)")
     parser.add_argument("--seeds", type=int, default=1, help="run this many consecutive seeds from --seed")
     parser.add_argument("--bug", action="append", default=[], help=f"planted bug: {', '.join(BUGS)}")
+    parser.add_argument(
+        "--profile",
+        action="append",
+        default=None,
+        help="fault mix tuned for this bug (default: the --bug ones)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
     args = parser.parse_args(argv)
     try:
         bugs = parse_bugs(args.bug)
+        profile = parse_bugs(args.profile) if args.profile is not None else None
     except ValueError as error:
         print(error, file=sys.stderr)
         return 4
@@ -193,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0
     for seed in range(first, first + args.seeds):
         log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
-        result = run_seed(seed, bugs=bugs, log=log)
+        result = run_seed(seed, bugs=bugs, profile=profile, log=log)
         line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
         print(line + (f" detail={result.detail}" if result.detail else ""))
         if not result.ok:

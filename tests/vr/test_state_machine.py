@@ -1,0 +1,75 @@
+"""The KV state machine and client table: every op's result, clean cas failure, deterministic snapshots."""
+
+from __future__ import annotations
+
+import json
+
+from vr.message import Operation
+from vr.state_machine import ClientTable, StateMachine
+
+
+def _run(machine: StateMachine, operation: Operation, **body: object) -> dict[str, object]:
+    return machine.execute(operation, json.dumps(body).encode())
+
+
+def test_read_write_cas_append() -> None:
+    machine = StateMachine()
+    assert _run(machine, Operation.READ, key="k") == {"ok": True, "value": None}
+    assert _run(machine, Operation.WRITE, key="k", value=1) == {"ok": True, "value": None}
+    assert _run(machine, Operation.READ, key="k") == {"ok": True, "value": 1}
+    assert _run(machine, Operation.CAS, key="k", old=1, new=2) == {"ok": True, "value": None}
+    assert _run(machine, Operation.READ, key="k") == {"ok": True, "value": 2}
+    assert _run(machine, Operation.APPEND, key="l", value="a") == {"ok": True, "value": None}
+    assert _run(machine, Operation.APPEND, key="l", value="b") == {"ok": True, "value": None}
+    assert _run(machine, Operation.READ, key="l") == {"ok": True, "value": ["a", "b"]}
+
+
+def test_cas_mismatch_fails_cleanly_with_current_value_and_changes_nothing() -> None:
+    machine = StateMachine()
+    _run(machine, Operation.WRITE, key="k", value=5)
+    assert _run(machine, Operation.CAS, key="k", old=4, new=9) == {
+        "ok": False,
+        "error": "cas-mismatch",
+        "value": 5,
+    }
+    assert machine.kv == {"k": 5}
+
+
+def test_bad_requests_get_error_replies_not_exceptions() -> None:
+    machine = StateMachine()
+    assert machine.execute(Operation.READ, b"\xff")["error"] == "bad-request"
+    assert machine.execute(Operation.READ, b"[1]")["error"] == "bad-request"
+    assert machine.execute(Operation.WRITE, b'{"value": 1}')["error"] == "bad-request"
+    assert machine.execute(99, b'{"key": "k"}')["error"] == "bad-operation"
+    _run(machine, Operation.WRITE, key="k", value=1)
+    assert _run(machine, Operation.APPEND, key="k", value=2)["error"] == "not-a-list"
+    assert machine.kv == {"k": 1}
+
+
+def test_snapshot_is_deterministic_and_restores_exactly() -> None:
+    a, b = StateMachine(), StateMachine()
+    _run(a, Operation.WRITE, key="x", value=1)
+    _run(a, Operation.WRITE, key="y", value=2)
+    _run(b, Operation.WRITE, key="y", value=2)
+    _run(b, Operation.WRITE, key="x", value=1)
+    a.clients.record(client=7, request=1, request_checksum=b"c" * 16, reply=b"reply")
+    b.clients.record(client=7, request=1, request_checksum=b"c" * 16, reply=b"reply")
+    assert a.snapshot() == b.snapshot()
+    restored = StateMachine.restore(a.snapshot())
+    assert restored.kv == a.kv
+    assert restored.snapshot() == a.snapshot()
+    entry = restored.clients.get(7)
+    assert entry is not None
+    assert (entry.request, entry.request_checksum, entry.reply) == (1, b"c" * 16, b"reply")
+
+
+def test_client_table_keeps_latest_request_per_client() -> None:
+    table = ClientTable()
+    table.record(client=1, request=1, request_checksum=b"a" * 16, reply=b"r1")
+    table.record(client=1, request=2, request_checksum=b"b" * 16, reply=b"r2")
+    table.record(client=2, request=1, request_checksum=b"c" * 16, reply=b"r3")
+    assert len(table) == 2
+    entry = table.get(1)
+    assert entry is not None and entry.request == 2 and entry.reply == b"r2"
+    assert table.get(3) is None
+    assert ClientTable.from_json(table.to_json()).to_json() == table.to_json()
