@@ -40,6 +40,15 @@ def test_consistent_inputs_classify_and_inconsistent_ones_assert() -> None:
     assert 0 < consistent < 1024
 
 
+def test_every_row_is_reachable_by_a_consistent_input() -> None:
+    reached = set()
+    for values in ALL_INPUTS:
+        (case,) = matching_cases(values)
+        if not case.implied_violations(values):
+            reached.add(case.label)
+    assert reached == {case.label for case in RECOVERY_CASES}
+
+
 def test_every_row_has_a_reason_and_both_decisions() -> None:
     for case in RECOVERY_CASES:
         assert len(case.why) > 40, case.label
