@@ -327,9 +327,10 @@ def counterexample(
 ) -> dict[str, Any]:
     """The ``counterexample`` entry of results.json (contracts §5)."""
     started = clock()
-    ops, minimal = minimize(model, operations, stuck_id, time_limit_s=time_limit_s, memory_mb=memory_mb)
+    deadline_s = time.monotonic() + time_limit_s
+    ops, minimal = minimize(model, operations, stuck_id, time_limit_s=time_limit_s * 0.8, memory_mb=memory_mb)
     ops = sorted(ops, key=lambda op: op.call)
-    own = search(model, ops, Budget(deadline_s=time.monotonic() + 5.0))
+    own = search(model, ops, Budget(deadline_s=max(deadline_s, time.monotonic() + 0.2)))
     own_stuck = own.stuck_op if own.stuck_op is not None else stuck_id
     stuck = next((op for op in ops if op.id == own_stuck), ops[-1])
     orders = candidate_orders(model, ops)

@@ -173,7 +173,9 @@ def check_linearizable(
     by_id = {key: {op.id: op for op in ops_} for key, ops_ in keyed}
     if failed:
         first = min(failed, key=lambda o: _stuck_complete_index(o, by_id))
-        entry.update(_failure(the_model, first, dict(keyed)[first.key], counterexample_time_s))
+        # The explanation shares the check's budget: never past the deadline by more than a second.
+        ce_time_s = min(counterexample_time_s, max(1.0, deadline_s - time.monotonic()))
+        entry.update(_failure(the_model, first, dict(keyed)[first.key], ce_time_s))
         entry["failed_keys"] = [_key_json(o.key) for o in failed][:KEYS_LISTED_MAX]
     if unknown:
         entry["unknown_keys"] = [_unknown_json(o, by_id) for o in unknown][:KEYS_LISTED_MAX]
@@ -196,8 +198,19 @@ def _failure(
     model: Model, outcome: KeyOutcome, operations: list[Operation], ce_time_s: float
 ) -> dict[str, Any]:
     result = outcome.result
-    assert result is not None and result.stuck_op is not None
+    if result is None or result.stuck_op is None:
+        return {"key": _key_json(outcome.key), "first_unlinearizable": None, "counterexample": None}
     stuck = next(op for op in operations if op.id == result.stuck_op)
+    if result.valid is not False:
+        # The fast path proved a violation but the search ran out of budget before
+        # pinning it: the furthest op it reached is only the best lead.
+        return {
+            "key": _key_json(outcome.key),
+            "first_unlinearizable": op_json(stuck),
+            "first_unlinearizable_proven": False,
+            "linearizable_through_event": result.frontier,
+            "counterexample": None,
+        }
     return {
         "key": _key_json(outcome.key),
         "first_unlinearizable": op_json(stuck),

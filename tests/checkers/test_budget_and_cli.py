@@ -173,3 +173,5 @@ def test_fast_path_proof_stands_when_the_search_runs_out() -> None:
     result = check_linearizable(ops, model="cas-register", time_limit_s=1.0)
     assert result["valid"] is False
     assert "unique-values" in result["methods"]
+    assert result["counterexample"] is None  # nothing unproven is claimed
+    assert result["first_unlinearizable_proven"] is False
