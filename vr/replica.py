@@ -225,7 +225,7 @@ class Replica:
         assert self.options.pipeline_max * 4 <= layout.slot_count, "ring too small for the pipeline"
         self.checkpoint_interval_ops = layout.slot_count // 2
 
-        self.status = Status.RECOVERING
+        self.status_name = Status.RECOVERING
         self.view = 0
         self.log_view = 0
         self.op = 0
@@ -396,7 +396,7 @@ class Replica:
         if self.replica_count == 1:
             self._transition_to_solo_primary()
         elif not head_certain:
-            self.status = Status.RECOVERING_HEAD
+            self.status_name = Status.RECOVERING_HEAD
             self.nonce = self.rng.getrandbits(63) | 1
             self.request_start_view_timeout.start()
             self._send_request_start_view()
@@ -404,12 +404,12 @@ class Replica:
             if self._primary_index(self.view) == self.replica and self.op == 0 and self.view == 0:
                 self._transition_to_fresh_primary()
             elif self._primary_index(self.view) == self.replica:
-                self.status = Status.NORMAL  # briefly: we step down at once
+                self.status_name = Status.NORMAL  # briefly: we step down at once
                 self._transition_to_view_change(self.view + 1)
             else:
                 self._transition_to_normal_backup()
         else:
-            self.status = Status.NORMAL
+            self.status_name = Status.NORMAL
             self._transition_to_view_change(self.view, restarted=True)
 
     def _head_certain(self) -> bool:
@@ -477,16 +477,14 @@ class Replica:
         if self.request_start_view_timeout.fired():
             self.request_start_view_timeout.reset()
             self._send_request_start_view()
-        if self._is_primary_normal():
-            if not self._primary_abdicating():
-                self._primary_prepare_queued()
+        if self._is_primary_normal() and not self._primary_abdicating():
+            self._primary_prepare_queued()
         self._invariants()
 
     def flush(self) -> None:
         """Storage completion: group-commit the journal, then act on what became durable, then send."""
-        if self._is_primary_normal():
-            if not self._primary_abdicating():
-                self._primary_prepare_queued()
+        if self._is_primary_normal() and not self._primary_abdicating():
+            self._primary_prepare_queued()
         durable = self.journal.flush()
         if durable:
             self._on_durable(durable)
@@ -504,7 +502,7 @@ class Replica:
     def status(self) -> dict[str, Any]:
         return {
             "replica": self.replica,
-            "status": self.status,
+            "status": self.status_name,
             "view": self.view,
             "log_view": self.log_view,
             "op": self.op,
@@ -525,7 +523,7 @@ class Replica:
         return self._primary_index(self.view) == self.replica
 
     def _is_primary_normal(self) -> bool:
-        return self.status == Status.NORMAL and self._is_primary()
+        return self.status_name == Status.NORMAL and self._is_primary()
 
     def _drop(self, reason: str) -> None:
         dropped: dict[str, int] = self.counters["dropped"]
@@ -635,7 +633,7 @@ class Replica:
             return "request-operation"
         if header.size + HEADER_SIZE > self.layout.prepare_size_max:
             return "request-too-large"
-        if self.status != Status.NORMAL:
+        if self.status_name != Status.NORMAL:
             return "request-not-normal"
         if self._is_primary() and self.commit_min < self.commit_max:
             return "request-primary-behind"  # the client table is only complete once we executed all
@@ -737,7 +735,7 @@ class Replica:
             return
         if header.view > self.view:
             self._drop("prepare-newer-view")
-            if self.status != Status.RECOVERING_HEAD:
+            if self.status_name != Status.RECOVERING_HEAD:
                 self._send_request_start_view(to=self._primary_index(header.view))
             return
         reason = self._ignore_prepare(message)
@@ -767,7 +765,7 @@ class Replica:
 
     def _ignore_prepare(self, message: Message) -> str | None:
         header = message.header
-        if self.status != Status.NORMAL:
+        if self.status_name != Status.NORMAL:
             return "prepare-not-normal"
         if self._is_primary():
             return "prepare-to-primary"
@@ -780,7 +778,7 @@ class Replica:
     def _on_repair(self, message: Message) -> None:
         """A prepare for an op at or below our head (retransmit or repair): install only if wanted."""
         header = message.header
-        if self.status not in (Status.NORMAL, Status.RECOVERING_HEAD):
+        if self.status_name not in (Status.NORMAL, Status.RECOVERING_HEAD):
             self._drop("repair-not-normal")
             return
         if header.op <= self.commit_min:
@@ -788,7 +786,7 @@ class Replica:
             return
         if (
             "duplicate-prepare-no-checksum" in self.bugs
-            and self.status == Status.NORMAL
+            and self.status_name == Status.NORMAL
             and not self._is_primary()
             and self.journal.header_for_op(header.op) is not None
         ):
@@ -805,7 +803,7 @@ class Replica:
             and existing.checksum == header.checksum
             and self.journal.has_prepare(existing)
         ):
-            if self.status == Status.NORMAL and not self._is_primary():
+            if self.status_name == Status.NORMAL and not self._is_primary():
                 self.acked_op = min(self.acked_op, header.op - 1)  # re-ack: the primary may have lost it
                 self._send_prepare_oks()
             return
@@ -828,7 +826,7 @@ class Replica:
         self._commit_journal()
 
     def _on_durable(self, durable: list[Header]) -> None:
-        if self.status != Status.NORMAL:
+        if self.status_name != Status.NORMAL:
             return
         if self._is_primary():
             by_op = {h.op: h for h in durable}
@@ -842,7 +840,7 @@ class Replica:
 
     def _send_prepare_oks(self) -> None:
         """Ack the highest op n such that we durably hold every op in (commit_min, n] on our chain."""
-        if self.status != Status.NORMAL or self._is_primary():
+        if self.status_name != Status.NORMAL or self._is_primary():
             return
         expected = self._chain_expected()
         held = self.commit_min
@@ -882,7 +880,7 @@ class Replica:
 
     def _ignore_prepare_ok(self, message: Message) -> str | None:
         header = message.header
-        if self.status != Status.NORMAL:
+        if self.status_name != Status.NORMAL:
             return "prepare-ok-not-normal"
         if header.view != self.view:
             return "prepare-ok-view"
@@ -929,8 +927,8 @@ class Replica:
 
     def _on_commit(self, message: Message) -> None:
         header = message.header
-        if self.status != Status.NORMAL or header.view != self.view or self._is_primary():
-            if header.view > self.view and self.status != Status.RECOVERING_HEAD:
+        if self.status_name != Status.NORMAL or header.view != self.view or self._is_primary():
+            if header.view > self.view and self.status_name != Status.RECOVERING_HEAD:
                 self._send_request_start_view(to=self._primary_index(header.view))
             self._drop("commit-ignored")
             return
@@ -959,7 +957,7 @@ class Replica:
 
     def _commit_journal(self) -> None:
         """Execute committed ops in order, as far as our chain and prepares allow."""
-        if self.commit_min >= self.commit_max or self.status == Status.RECOVERING_HEAD:
+        if self.commit_min >= self.commit_max or self.status_name == Status.RECOVERING_HEAD:
             return
         expected = self._chain_expected()
         while self.commit_min < min(self.commit_max, self.op):
@@ -1084,19 +1082,19 @@ class Replica:
                     self._send(replica, entry.message)
 
     def _on_normal_heartbeat_timeout(self) -> None:
-        if self.status != Status.NORMAL or self._is_primary():
+        if self.status_name != Status.NORMAL or self._is_primary():
             self.normal_heartbeat_timeout.stop()
             return
         self._transition_to_view_change(self.view + 1)
 
     def _on_view_change_status_timeout(self) -> None:
-        if self.status != Status.VIEW_CHANGE:
+        if self.status_name != Status.VIEW_CHANGE:
             self.view_change_status_timeout.stop()
             return
         self._transition_to_view_change(self.view + 1)
 
     def _on_view_change_resend_timeout(self) -> None:
-        if self.status != Status.VIEW_CHANGE:
+        if self.status_name != Status.VIEW_CHANGE:
             self.view_change_resend_timeout.stop()
             return
         self._broadcast(self._message(Command.START_VIEW_CHANGE))
@@ -1120,9 +1118,9 @@ class Replica:
 
     def _transition_to_view_change(self, view: int, *, restarted: bool = False) -> None:
         assert view > self.view or (restarted and view == self.view), (view, self.view)
-        assert self.status != Status.RECOVERING_HEAD
+        assert self.status_name != Status.RECOVERING_HEAD
         self.view = view
-        self.status = Status.VIEW_CHANGE
+        self.status_name = Status.VIEW_CHANGE
         self._reset_quorums()
         self.dvc_sent = False
         self.pipeline = []
@@ -1143,13 +1141,13 @@ class Replica:
 
     def _on_start_view_change(self, message: Message) -> None:
         header = message.header
-        if self.status == Status.RECOVERING_HEAD:
+        if self.status_name == Status.RECOVERING_HEAD:
             self._drop("svc-recovering-head")
             return
         if header.view < self.view:
             self._drop("svc-old-view")
             return
-        if header.view == self.view and self.status == Status.NORMAL:
+        if header.view == self.view and self.status_name == Status.NORMAL:
             self._drop("svc-normal-same-view")
             return
         if header.view > self.view:
@@ -1233,7 +1231,7 @@ class Replica:
 
     def _on_do_view_change(self, message: Message) -> None:
         header = message.header
-        if self.status == Status.RECOVERING_HEAD:
+        if self.status_name == Status.RECOVERING_HEAD:
             self._drop("dvc-recovering-head")
             return
         if header.view < self.view:
@@ -1242,7 +1240,7 @@ class Replica:
         if self._primary_index(header.view) != self.replica:
             self._drop("dvc-not-primary")
             return
-        if header.view == self.view and self.status == Status.NORMAL:
+        if header.view == self.view and self.status_name == Status.NORMAL:
             self._send(header.replica, self._start_view_message(nonce=0))
             self._drop("dvc-already-normal")
             return
@@ -1259,7 +1257,7 @@ class Replica:
         if dvc.replica in self.dvc_from:
             return
         self.dvc_from[dvc.replica] = dvc
-        if self.status != Status.VIEW_CHANGE or self.replica not in self.dvc_from:
+        if self.status_name != Status.VIEW_CHANGE or self.replica not in self.dvc_from:
             return
         if len(self.dvc_from) >= self.quorums.view_change:
             self._primary_start_view_from_dvcs()
@@ -1335,7 +1333,7 @@ class Replica:
         self.op = head
         self._advance_commit_max(commit)
         self.log_view = self.view
-        self.status = Status.NORMAL
+        self.status_name = Status.NORMAL
         self._reset_quorums()
         sv_headers = self._suffix_headers()
         self._superblock_update(view_headers=tuple(sv_headers))
@@ -1386,7 +1384,7 @@ class Replica:
         if header.replica != self._primary_index(header.view):
             self._drop("sv-not-from-primary")
             return
-        if self.status == Status.RECOVERING_HEAD:
+        if self.status_name == Status.RECOVERING_HEAD:
             if header.view <= self.view and header.extra != self.nonce:
                 self._drop("sv-not-proof-of-head")
                 return
@@ -1407,7 +1405,7 @@ class Replica:
         if header.commit > header.op:
             self._drop("sv-invalid")
             return
-        transition = header.view > self.view or self.status != Status.NORMAL
+        transition = header.view > self.view or self.status_name != Status.NORMAL
         if transition:
             self._install_start_view(header, headers)
         else:
@@ -1439,8 +1437,8 @@ class Replica:
         self.log_view = header.view
         self.op = head
         self._advance_commit_max(header.commit)
-        was = self.status
-        self.status = Status.NORMAL
+        was = self.status_name
+        self.status_name = Status.NORMAL
         self._reset_quorums()
         self.pipeline = []
         self.request_queue = []
@@ -1487,7 +1485,7 @@ class Replica:
         self._repair()
 
     def _transition_to_normal_backup(self) -> None:
-        self.status = Status.NORMAL
+        self.status_name = Status.NORMAL
         self.normal_heartbeat_timeout.start()
         self.repair_timeout.start()
         self._send_request_start_view()
@@ -1495,7 +1493,7 @@ class Replica:
     def _transition_to_solo_primary(self) -> None:
         self.view += 1
         self.log_view = self.view
-        self.status = Status.NORMAL
+        self.status_name = Status.NORMAL
         self._superblock_update(
             view_headers=tuple(self._suffix_headers()) or self.superblock.state.view_headers
         )
@@ -1513,14 +1511,14 @@ class Replica:
 
     def _transition_to_fresh_primary(self) -> None:
         """A freshly formatted cluster starts in view 0 with an empty log: no view change needed."""
-        self.status = Status.NORMAL
+        self.status_name = Status.NORMAL
         self.heard_ticks = dict.fromkeys(range(self.replica_count), self.ticks)
         self.commit_heartbeat_timeout.start()
         self.repair_timeout.start()
         self.emit("became_primary", view=self.view)
 
     def _send_request_start_view(self, *, to: int | None = None) -> None:
-        if self.status == Status.RECOVERING_HEAD and to is None:
+        if self.status_name == Status.RECOVERING_HEAD and to is None:
             # We do not know who leads now: ask everyone; only a normal primary answers.
             self._broadcast(self._message(Command.REQUEST_START_VIEW, extra=self.nonce))
             return
@@ -1539,7 +1537,7 @@ class Replica:
     # Repair and state transfer
 
     def _repair(self) -> None:
-        if self.status != Status.NORMAL:
+        if self.status_name != Status.NORMAL:
             return
         if not self._is_primary() and self.commit_max > self.op:
             self._send_request_start_view()
@@ -1589,7 +1587,7 @@ class Replica:
             self._send(message.header.replica, self._message(Command.HEADERS, body=encode_headers(headers)))
 
     def _on_headers(self, message: Message) -> None:
-        if self.status != Status.NORMAL:
+        if self.status_name != Status.NORMAL:
             self._drop("headers-not-normal")
             return
         try:
@@ -1645,7 +1643,7 @@ class Replica:
 
     def _on_sync(self, message: Message) -> None:
         header = message.header
-        if self.status != Status.NORMAL or self._is_primary() or header.view != self.view:
+        if self.status_name != Status.NORMAL or self._is_primary() or header.view != self.view:
             self._drop("sync-ignored")
             return
         if header.op <= self.commit_min:
@@ -1679,7 +1677,10 @@ class Replica:
 
     def _invariants(self) -> None:
         assert self.commit_min <= self.commit_max, (self.commit_min, self.commit_max)
-        assert self.commit_min <= self.op or self.status == Status.RECOVERING_HEAD, (self.commit_min, self.op)
+        assert self.commit_min <= self.op or self.status_name == Status.RECOVERING_HEAD, (
+            self.commit_min,
+            self.op,
+        )
         assert self.log_view <= self.view, (self.log_view, self.view)
         assert self.checkpoint_op <= self.commit_min, (self.checkpoint_op, self.commit_min)
         if self._is_primary_normal():

@@ -39,7 +39,7 @@ def run_until(cluster: SimCluster, predicate: Callable[[], bool], *, ticks_max: 
         cluster.step()
         if predicate():
             return
-    states = [None if r is None else (r.status, r.view, r.op, r.commit_min) for r in cluster.replicas]
+    states = [None if r is None else (r.status_name, r.view, r.op, r.commit_min) for r in cluster.replicas]
     raise AssertionError(f"gave up after {ticks_max} ticks waiting for: {what}; replicas={states}")
 
 
@@ -49,7 +49,7 @@ def alive(cluster: SimCluster) -> list[Replica]:
 
 def normal_primary(cluster: SimCluster) -> Replica | None:
     candidates = [
-        r for r in alive(cluster) if r.status == Status.NORMAL and r.replica == r.view % r.replica_count
+        r for r in alive(cluster) if r.status_name == Status.NORMAL and r.replica == r.view % r.replica_count
     ]
     return max(candidates, key=lambda r: r.view, default=None)
 
@@ -104,7 +104,7 @@ def test_view_change_old_primary_isolated_while_clients_write() -> None:
         cluster, lambda: done(cluster) and cluster.converged(), ticks_max=3000, what="converged after heal"
     )
     rejoined = cluster.replicas[old.replica]
-    assert rejoined is not None and rejoined.view > 0 and rejoined.status == Status.NORMAL
+    assert rejoined is not None and rejoined.view > 0 and rejoined.status_name == Status.NORMAL
     assert rejoined.log_view == rejoined.view
 
 

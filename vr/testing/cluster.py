@@ -330,7 +330,7 @@ class SimCluster:
         replicas = [r for r in self.replicas if r is not None]
         if len(replicas) != self.replica_count:
             return False
-        if any(r.status != Status.NORMAL for r in replicas):
+        if any(r.status_name != Status.NORMAL for r in replicas):
             return False
         views = {r.view for r in replicas}
         commits = {r.commit_min for r in replicas}

@@ -109,7 +109,12 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         network = _replace(network, partition_probability=0.02, heal_probability=0.01)
     if "read-from-backup" in bugs:
         network = _replace(network, partition_probability=0.01, loss_probability=0.05)
-    if bugs & {"stale-view-votes", "dvc-highest-op", "duplicate-prepare-no-checksum"}:
+    if "dvc-highest-op" in bugs:
+        network = _replace(
+            network, partition_probability=0.03, heal_probability=0.03, partition_asymmetric_probability=0.0
+        )
+        faults = _replace(faults, crash_probability=0.002)
+    if bugs & {"stale-view-votes", "duplicate-prepare-no-checksum"}:
         network = _replace(network, partition_probability=0.01, duplicate_probability=0.1)
         faults = _replace(faults, crash_probability=0.003)
     if "no-client-table" in bugs:
@@ -190,7 +195,7 @@ def _liveness_detail(cluster: SimCluster) -> str:
             parts.append(f"r{i}=down")
         else:
             parts.append(
-                f"r{i}={replica.status} view={replica.view} op={replica.op} "
+                f"r{i}={replica.status_name} view={replica.view} op={replica.op} "
                 f"commit_min={replica.commit_min} commit_max={replica.commit_max}"
             )
     return "; ".join(parts)
