@@ -689,3 +689,19 @@ def _check_model(journal: Journal, log: dict[int, Message], truncated: set[bytes
     for header in journal.headers():
         if not journal.is_dirty(header.op):
             assert header.checksum not in truncated, f"truncated op {header.op} resurrected"
+
+
+def test_wrong_bytes_on_read_are_faulty_never_absent() -> None:
+    """Latent read corruption over the prepare ring: every acked op is still held or faulty, and
+    what read_prepare does return is byte-exact."""
+    storage, journal = make_journal(seed=12)
+    messages = write_and_flush(journal, prepares(1, 40, parent=ROOT.header.checksum, body_size=2000))
+    storage.set_read_corruption(0.2, offset=LAYOUT.wal_prepares_offset, size=LAYOUT.wal_prepares_size)
+    journal, recovery = reopen(storage)
+    assert recovery.faulty_slots
+    assert storage.read_corruption_count > 0
+    for message in messages:
+        op = message.header.op
+        assert journal.has_prepare(message.header) or journal.is_faulty(op)
+        served = journal.read_prepare(op, message.header.checksum)
+        assert served is None or served == message

@@ -220,3 +220,20 @@ def test_file_storage_use_after_close_is_a_bug_not_an_io_error(tmp_path: Path) -
     with pytest.raises(OSError) as error:
         storage.read(0, SECTOR_SIZE)
     assert not isinstance(error.value, StorageIOError)
+
+
+def test_sim_read_corruption_is_stable_across_retries_and_confined_to_its_range() -> None:
+    storage = SimStorage(SIZE, rng=random.Random(8))
+    for i in range(16):
+        storage.write(i * SECTOR_SIZE, sector(i))
+    storage.sync()
+    storage.set_read_corruption(0.5, offset=8 * SECTOR_SIZE)
+    first = storage.read(0, SIZE)
+    assert storage.read(0, SIZE) == first, "a retry must not heal (or newly break) a sector"
+    bad = [i for i in range(16) if first[i * SECTOR_SIZE : (i + 1) * SECTOR_SIZE] != sector(i)]
+    assert bad and all(i >= 8 for i in bad)
+    assert storage.durable_bytes(0, SIZE) == b"".join(sector(i) for i in range(16)), (
+        "at rest the data is intact"
+    )
+    storage.set_read_corruption(0.0)
+    assert storage.read(0, SIZE) == b"".join(sector(i) for i in range(16))

@@ -11,6 +11,8 @@ inject exactly the faults a real disk has (VR.md §3.2), deterministically from 
   kill: the page cache survives, every write lands.
 - **Corruption at rest.** ``corrupt(offset, size)`` flips one seeded bit in that byte range,
   in both the durable and the visible copy (retrying a read does not heal it).
+- **Wrong bytes on read.** ``set_read_corruption(p)``: a sector reads back with one bit
+  flipped with probability p, decided by its content so a retry does not heal it.
 - **EIO.** ``fail_reads``/``fail_writes`` make any access overlapping a range raise
   ``StorageIOError`` until ``clear_faults``.
 - **Power cut inside a flush.** The replica's writes are synchronous, so between two
@@ -29,6 +31,7 @@ a committed entry.
 from __future__ import annotations
 
 import errno
+import hashlib
 import random
 from dataclasses import dataclass
 
@@ -94,6 +97,9 @@ class SimStorage:
         self._write_faults: list[tuple[int, int]] = []
         self._misdirects: dict[int, int] = {}
         self._syncs_until_power_cut: int | None = None
+        self._read_corruption_probability = 0.0
+        self._read_corruption_range = (0, size_bytes)
+        self.read_corruption_count = 0
         self.sync_count = 0
         self.write_count = 0
         self.write_bytes = 0
@@ -114,7 +120,10 @@ class SimStorage:
         if _overlaps(self._read_faults, offset, size):
             raise StorageIOError(errno.EIO, f"injected read error {size}@{offset}")
         first = offset // SECTOR_SIZE
-        return b"".join(self._sector(s) for s in range(first, first + size // SECTOR_SIZE))
+        sectors = [self._sector(s) for s in range(first, first + size // SECTOR_SIZE)]
+        if self._read_corruption_probability:
+            sectors = [self._maybe_corrupt_on_read(first + i, content) for i, content in enumerate(sectors)]
+        return b"".join(sectors)
 
     def write(self, offset: int, data: bytes) -> None:
         check_aligned(offset, len(data), self._size_bytes)
@@ -186,6 +195,17 @@ class SimStorage:
                 copy[sector] = bytes(content)
         return target
 
+    def set_read_corruption(self, probability: float, *, offset: int = 0, size: int | None = None) -> None:
+        """Sectors in [offset, offset+size) read back with one bit flipped with ``probability``.
+
+        Whether a sector is bad is decided by a hash of (seed, sector, content), not by a fresh
+        random draw, so retrying a read does not heal it (like a latent sector error that returns
+        wrong bytes) and the outcome does not depend on read order; rewriting the sector may.
+        """
+        assert 0.0 <= probability <= 1.0, probability
+        self._read_corruption_probability = probability
+        self._read_corruption_range = (offset, offset + (self._size_bytes - offset if size is None else size))
+
     def fail_reads(self, offset: int, size: int) -> None:
         self._read_faults.append((offset, offset + size))
 
@@ -219,6 +239,20 @@ class SimStorage:
         if content is None:
             content = self._garbage(sector)
         return content
+
+    def _maybe_corrupt_on_read(self, sector: int, content: bytes) -> bytes:
+        start, end = self._read_corruption_range
+        if not start <= sector * SECTOR_SIZE < end:
+            return content
+        digest = hashlib.blake2b(content, digest_size=8, key=self._garbage_salt.to_bytes(8, "little"))
+        draw = int.from_bytes(digest.digest(), "little") ^ (sector * 0x9E3779B97F4A7C15 % (1 << 64))
+        chooser = random.Random(draw)
+        if chooser.random() >= self._read_corruption_probability:
+            return content
+        self.read_corruption_count += 1
+        flipped = bytearray(content)
+        flipped[chooser.randrange(SECTOR_SIZE)] ^= 1 << chooser.randrange(8)
+        return bytes(flipped)
 
     def _garbage(self, sector: int) -> bytes:
         return random.Random(self._garbage_salt ^ (sector * 0x9E3779B97F4A7C15)).randbytes(SECTOR_SIZE)
