@@ -16,7 +16,14 @@ The per-slot decision is a table, ``RECOVERY_CASES``: rows with a pattern over t
 boolean facts ``classify`` sees, a decision for a multi-replica cluster and for a single
 replica, and why. ``tests/vr/test_recovery_cases.py`` checks that every combination of
 the facts matches exactly one row. The torn-append refinement (``_torn_slots``) then
-cuts only what is provably a torn tail.
+cuts only what is provably a torn tail above the head (and discards above-head slots
+that provably never held their window's op), and only when *nothing* above the head
+looks like anything else. The planted bug ``truncate-on-checksum-mismatch`` (VR.md §4
+bug 9) is the one guarded branch that does otherwise.
+
+The WAL may hold ops up to ``op_checkpoint + slot_count``; writing beyond that would
+overwrite an op the snapshot does not hold yet, so it is an assertion, and the replica
+advances the window with ``set_op_checkpoint`` after each durable checkpoint.
 
 Writes are staged (``write_prepare``) and made durable together by ``flush`` (group
 commit: all staged prepares, one sync, the affected header sectors merged, one sync), so
