@@ -149,6 +149,9 @@ def check_linearizable(
     the_model = get_model(model) if isinstance(model, str) else model
     operations = pair(ops)
     ensure_supported(the_model, operations)
+    if getattr(the_model, "nil_reads_unknown", False):
+        # A nil read that matches any state constrains nothing: leave it out.
+        operations = [op for op in operations if not (op.f == "read" and op.value_out is None)]
     keyed = list(split_by_key(operations).items())
     deadline_s = INFINITY if time_limit_s is None else started + time_limit_s
     outcomes = _run_all(
@@ -162,6 +165,8 @@ def check_linearizable(
     entry: dict[str, Any] = {
         "valid": valid,
         "model": the_model.name,
+        "initial": getattr(the_model, "initial", None),
+        "nil_reads": "unknown" if getattr(the_model, "nil_reads_unknown", False) else "empty",
         "key_count": len(keyed),
         "op_count": len(operations),
         "open_ended_op_count": sum(1 for op in operations if op.outcome == "info"),

@@ -28,18 +28,18 @@ from checkers.history import COMPLETION_TYPES, OP_TYPES, HistoryFormatError, Op
 _CLIENT_FS_WITH_TUPLES = ("read", "write", "cas", "append", "add")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """EDN values as Ratchet values: keywords and symbols become str, lists tuples."""
     if isinstance(value, Keyword | Symbol):
         return str(value)
     if isinstance(value, EdnList):
-        return tuple(_plain(v) for v in value)
+        return tuple(plain(v) for v in value)
     if isinstance(value, tuple):
-        return tuple(_plain(v) for v in value)
+        return tuple(plain(v) for v in value)
     if isinstance(value, frozenset):
-        return frozenset(_plain(v) for v in value)
+        return frozenset(plain(v) for v in value)
     if isinstance(value, dict):
-        return {_plain(k): _plain(v) for k, v in value.items()}
+        return {plain(k): plain(v) for k, v in value.items()}
     return value
 
 
@@ -94,9 +94,9 @@ def _edn_op(element: Located, position: int, path: str | os.PathLike[str]) -> Op
         type=str(op_type),
         f=str(f),
         key=None,
-        value=_plain(fields.get("value")),
+        value=plain(fields.get("value")),
         error=None if error is None else (str(error) if isinstance(error, Keyword | str) else dumps(error)),
-        node=None if node is None else str(_plain(node)),
+        node=None if node is None else str(plain(node)),
     )
 
 
@@ -215,7 +215,7 @@ def _porcupine_value(text: str) -> Any:
         parts = text[1:-1].split()
         if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
             return (int(parts[0]), int(parts[1]))
-    return _plain(loads(text))
+    return plain(loads(text))
 
 
 def op_to_edn(op: Op) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from checkers.models.base import ILLEGAL, Model, UnsupportedOp
 from checkers.models.cas_register import CasRegister
 from checkers.models.counter import Counter
@@ -13,12 +15,16 @@ MODEL_NAMES = ("register", "cas-register", "set", "counter")
 __all__ = ["ILLEGAL", "MODEL_NAMES", "Model", "UnsupportedOp", "get_model"]
 
 
-def get_model(name: str) -> Model:
-    """The model called ``name``; ValueError listing the names when there is none."""
+def get_model(name: str, *, initial: Any = None, nil_reads_unknown: bool = False) -> Model:
+    """The model called ``name``; ValueError listing the names when there is none.
+
+    ``initial`` and ``nil_reads_unknown`` shape the register models (see
+    :class:`Register`); the set and counter models ignore them.
+    """
     if name == "register":
-        return Register()
+        return Register(initial=initial, nil_reads_unknown=nil_reads_unknown)
     if name == "cas-register":
-        return CasRegister()
+        return CasRegister(initial=initial, nil_reads_unknown=nil_reads_unknown)
     if name == "set":
         return SetModel()
     if name == "counter":

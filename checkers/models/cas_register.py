@@ -20,6 +20,7 @@ class CasRegister:
 
     name: str = "cas-register"
     initial: Any = None
+    nil_reads_unknown: bool = False
     fs: frozenset[str] = frozenset({"read", "write", "cas"})
 
     def init(self) -> Any:
@@ -27,7 +28,7 @@ class CasRegister:
 
     def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
         if f == "read":
-            if not known or value_out == state:
+            if not known or value_out == state or (value_out is None and self.nil_reads_unknown):
                 return state
             return ILLEGAL
         if f == "write":

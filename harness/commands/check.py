@@ -60,6 +60,19 @@ def register(subparsers: Any) -> None:
         help=f"memory budget for the search (default {DEFAULT_MEMORY_MB:g})",
     )
     parser.add_argument(
+        "--initial",
+        default=None,
+        metavar="VALUE",
+        help="the registers' initial value, as EDN (default: 0 for EDN histories, as Knossos checks them; nil otherwise)",
+    )
+    parser.add_argument(
+        "--nil-reads",
+        choices=("empty", "unknown"),
+        default=None,
+        help="a read returning nil means the key was empty, or matches any state "
+        "(default: unknown for EDN histories, as Knossos reads them; empty otherwise)",
+    )
+    parser.add_argument(
         "--results",
         nargs="?",
         const="",
@@ -88,9 +101,28 @@ def _read(args: argparse.Namespace) -> list[Any]:
         raise BadInput(f"cannot read the history: {exc}.", where=str(path)) from None
 
 
+def _model(args: argparse.Namespace, format: str) -> Any:
+    """The model, with the register semantics of the history's source unless overridden."""
+    from checkers.edn import EdnError, loads
+    from checkers.models import get_model
+    from checkers.readers import plain
+
+    knossos = format == "edn"
+    initial: Any = 0 if knossos else None
+    if args.initial is not None:
+        try:
+            initial = plain(loads(args.initial))
+        except EdnError as exc:
+            raise BadInput(
+                f"--initial {args.initial!r} is not an EDN value ({exc.reason}); e.g. --initial 0 or --initial nil."
+            ) from None
+    nil_reads = args.nil_reads or ("unknown" if knossos else "empty")
+    return get_model(args.model, initial=initial, nil_reads_unknown=nil_reads == "unknown")
+
+
 def run(args: argparse.Namespace) -> int:
     from checkers.compose import check_history
-    from checkers.history import HistoryFormatError
+    from checkers.history import HistoryFormatError, detect_format
     from checkers.models import UnsupportedOp
 
     if args.time_limit <= 0:
@@ -98,11 +130,10 @@ def run(args: argparse.Namespace) -> int:
     if args.memory_limit <= 0:
         raise BadInput(f"--memory-limit must be positive megabytes, got {args.memory_limit:g}.")
     ops = _read(args)
+    model = _model(args, args.format or detect_format(args.history))
     _progress_to_stderr()
     try:
-        results = check_history(
-            ops, model=args.model, time_limit_s=args.time_limit, memory_mb=args.memory_limit
-        )
+        results = check_history(ops, model=model, time_limit_s=args.time_limit, memory_mb=args.memory_limit)
     except UnsupportedOp as exc:
         raise BadInput(f"{exc}.", where=args.history) from None
     except HistoryFormatError as exc:  # pairing problems: a completion with no invocation, ...
@@ -135,7 +166,7 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
     word = {True: "VALID", False: "NOT LINEARIZABLE"}.get(valid, "UNKNOWN")
     console.print(Text(f"{word}", style=style) + Text(f"  {history}"))
     console.print(
-        f"model {lin['model']}, {lin['op_count']} operations ({lin['open_ended_op_count']} open-ended) "
+        f"model {lin['model']} (initial {lin['initial']!r}, nil reads {lin['nil_reads']}), {lin['op_count']} operations ({lin['open_ended_op_count']} open-ended) "
         f"over {lin['key_count']} key(s), checked in {lin['seconds']:.3f} s ({', '.join(lin['methods']) or '-'})"
     )
     if valid is False and lin.get("counterexample"):

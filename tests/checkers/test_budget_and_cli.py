@@ -175,3 +175,23 @@ def test_fast_path_proof_stands_when_the_search_runs_out() -> None:
     assert "unique-values" in result["methods"]
     assert result["counterexample"] is None  # nothing unproven is claimed
     assert result["first_unlinearizable_proven"] is False
+
+
+def test_register_semantics_follow_the_source_unless_overridden(tmp_path: Path) -> None:
+    """EDN is checked as Knossos checks it (initial 0, a nil read matches anything); jsonl as Ratchet writes it."""
+    edn = tmp_path / "h.edn"
+    edn.write_text(
+        "[{:process 0 :type :invoke :f :read :value nil} {:process 0 :type :ok :f :read :value 0}\n"
+        " {:process 1 :type :invoke :f :write :value 5} {:process 1 :type :ok :f :write :value 5}\n"
+        " {:process 2 :type :invoke :f :read :value nil} {:process 2 :type :ok :f :read :value nil}]\n"
+    )
+    assert main(["check", str(edn)]) == 0
+    assert main(["check", str(edn), "--initial", "nil"]) == 1  # the read of 0 now has no writer
+    assert main(["check", str(edn), "--nil-reads", "empty"]) == 1  # the late nil read is stale
+    assert main(["check", str(edn), "--initial", "{:a"]) == 3
+    jsonl = tmp_path / "h.jsonl"
+    with HistoryWriter(jsonl) as writer:
+        for op in read_history(edn):
+            writer.append(op)
+    assert main(["check", str(jsonl)]) == 1
+    assert main(["check", str(jsonl), "--initial", "0", "--nil-reads", "unknown"]) == 0
