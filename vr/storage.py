@@ -17,6 +17,7 @@ propagates and the node restarts from what is on disk.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from typing import Protocol
 
@@ -70,7 +71,8 @@ class FileStorage:
     a replica's data would make it forget what it acked) and fsyncs the file and its
     directory so the file's existence is itself durable (VR.md §4 bug 8). Without
     ``create`` a missing file is refused with FileNotFoundError: a replica that lost its
-    data must not come back blank (VR.md §4 bug 10).
+    data must not come back blank (VR.md §4 bug 10). The file is flock'ed while open, so a
+    second process opening it gets an OSError (EWOULDBLOCK) instead of sharing it.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, size_bytes: int, create: bool = False) -> None:
@@ -84,6 +86,7 @@ class FileStorage:
         if create:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
+                _lock(self._fd, self.path)
                 os.ftruncate(self._fd, size_bytes)
                 os.fsync(self._fd)
                 _fsync_directory(os.path.dirname(os.path.abspath(self.path)))
@@ -92,6 +95,11 @@ class FileStorage:
                 raise
         else:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                _lock(self._fd, self.path)
+            except BaseException:
+                os.close(self._fd)
+                raise
             actual = os.fstat(self._fd).st_size
             if actual != size_bytes:
                 os.close(self._fd)
@@ -151,6 +159,18 @@ class FileStorage:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _lock(fd: int, path: str) -> None:
+    """Take an exclusive advisory lock for the life of the descriptor (released by the kernel when
+    the process dies, even by SIGKILL): two replicas writing one data file would corrupt it
+    silently, and a restart racing a node that has not exited yet is an easy way to get there."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise OSError(
+            errno.EWOULDBLOCK, "locked by another process (is the previous node still running?)", path
+        ) from None
 
 
 def _fsync_directory(path: str) -> None:

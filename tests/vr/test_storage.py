@@ -237,3 +237,13 @@ def test_sim_read_corruption_is_stable_across_retries_and_confined_to_its_range(
     )
     storage.set_read_corruption(0.0)
     assert storage.read(0, SIZE) == b"".join(sector(i) for i in range(16))
+
+
+def test_file_storage_is_locked_against_a_second_opener(tmp_path: Path) -> None:
+    path = tmp_path / "replica.vr"
+    with FileStorage(path, size_bytes=SIZE, create=True):
+        with pytest.raises(OSError, match="locked by another process") as error:
+            FileStorage(path, size_bytes=SIZE)
+        assert error.value.strerror and "previous node" in error.value.strerror
+    with FileStorage(path, size_bytes=SIZE) as storage:  # released on close
+        assert storage.read(0, SECTOR_SIZE) == bytes(SECTOR_SIZE)
