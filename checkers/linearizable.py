@@ -175,12 +175,13 @@ def check_linearizable(
     }
     failed = [o for o in outcomes if o.valid is False]
     unknown = [o for o in outcomes if o.valid not in (True, False)]
-    by_id = {key: {op.id: op for op in ops_} for key, ops_ in keyed}
+    ops_by_key = dict(keyed)
+    by_id = {o.key: {op.id: op for op in ops_by_key[o.key]} for o in failed + unknown}
     if failed:
         first = min(failed, key=lambda o: _stuck_complete_index(o, by_id))
         # The explanation shares the check's budget: never past the deadline by more than a second.
         ce_time_s = min(counterexample_time_s, max(1.0, deadline_s - time.monotonic()))
-        entry.update(_failure(the_model, first, dict(keyed)[first.key], ce_time_s))
+        entry.update(_failure(the_model, first, ops_by_key[first.key], ce_time_s))
         entry["failed_keys"] = [_key_json(o.key) for o in failed][:KEYS_LISTED_MAX]
     if unknown:
         entry["unknown_keys"] = [_unknown_json(o, by_id) for o in unknown][:KEYS_LISTED_MAX]
