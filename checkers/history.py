@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -273,9 +273,15 @@ class HistoryWriter:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Op]:
-    """Ratchet's own format. A blank last line is fine; a torn last line (a killed
-    writer) is reported like any other malformed line."""
+    """Ratchet's own format (see :func:`read_jsonl_lines`)."""
+    return read_jsonl_lines(path)[0]
+
+
+def read_jsonl_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
+    """Ops and the line each came from. A blank line is skipped; a torn last line
+    (a killed writer) is reported like any other malformed line."""
     ops: list[Op] = []
+    lines: list[int] = []
     with open(path, encoding="utf-8") as file:
         for line_number, line in enumerate(file, start=1):
             if not line.strip():
@@ -287,14 +293,38 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Op]:
                     f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=line_number
                 ) from None
             op = _from_json_fast(decoded)
-            if op is not None:
-                ops.append(op)
-                continue
-            try:
-                ops.append(Op.from_json(decoded))
-            except HistoryFormatError as exc:
-                raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
-    return ops
+            if op is None:
+                try:
+                    op = Op.from_json(decoded)
+                except HistoryFormatError as exc:
+                    raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
+            ops.append(op)
+            lines.append(line_number)
+    return ops, lines
+
+
+def check_pairing(ops: Sequence[Op], lines: Sequence[int], path: str | os.PathLike[str]) -> None:
+    """Every completion follows an invocation of the same f by its process (else: file and line)."""
+    pending: dict[int | str, Op] = {}
+    for op, line in zip(ops, lines, strict=True):
+        if op.is_nemesis:
+            continue
+        if op.type == "invoke":
+            pending[op.process] = op
+            continue
+        started = pending.pop(op.process, None)
+        if started is None:
+            raise HistoryFormatError(
+                f"a {op.type!r} completion for process {op.process!r} has no invocation before it",
+                path=path,
+                line=line,
+            )
+        if started.f != op.f:
+            raise HistoryFormatError(
+                f"completion f={op.f!r} does not match its invocation's f={started.f!r} (process {op.process!r})",
+                path=path,
+                line=line,
+            )
 
 
 _FIELDS = frozenset(Op.__slots__)
@@ -364,17 +394,24 @@ def _head(file: IO[str], count: int) -> Iterator[str]:
 
 
 def read_history(path: str | os.PathLike[str], format: str | None = None) -> list[Op]:
-    """Read a history in any supported format (autodetected when ``format`` is None)."""
+    """Read a history in any supported format (autodetected when ``format`` is None).
+
+    Besides each line's own shape, the pairing is checked here (a completion
+    with no invocation is a malformed history), so the error can name the line.
+    """
     if format is None:
         format = detect_format(path)
     if format == "jsonl":
-        return read_jsonl(path)
-    if format == "edn":
-        from checkers.readers import read_jepsen_edn
+        ops, lines = read_jsonl_lines(path)
+    elif format == "edn":
+        from checkers.readers import read_jepsen_edn_lines
 
-        return read_jepsen_edn(path)
-    if format == "porcupine":
-        from checkers.readers import read_porcupine_log
+        ops, lines = read_jepsen_edn_lines(path)
+    elif format == "porcupine":
+        from checkers.readers import read_porcupine_log_lines
 
-        return read_porcupine_log(path)
-    raise HistoryFormatError(f"unknown format {format!r}; accepted: {', '.join(FORMATS)}", path=path)
+        ops, lines = read_porcupine_log_lines(path)
+    else:
+        raise HistoryFormatError(f"unknown format {format!r}; accepted: {', '.join(FORMATS)}", path=path)
+    check_pairing(ops, lines, path)
+    return ops

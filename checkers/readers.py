@@ -135,6 +135,11 @@ def _is_independent(ops: list[Op]) -> bool:
 
 def read_jepsen_edn(path: str | os.PathLike[str]) -> list[Op]:
     """Jepsen/Knossos EDN history (either shape) -> ops in file order."""
+    return read_jepsen_edn_lines(path)[0]
+
+
+def read_jepsen_edn_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
+    """Ops and the line each op map starts on."""
     text = _read_text(path)
     try:
         elements = load_elements(text)
@@ -143,13 +148,15 @@ def read_jepsen_edn(path: str | os.PathLike[str]) -> list[Op]:
             f"malformed EDN: {exc.reason} (column {exc.column})", path=path, line=exc.line
         ) from None
     ops: list[Op] = []
+    lines: list[int] = []
     for element in elements:
         op = _edn_op(element, len(ops), path)
         if op is not None:
             ops.append(op)
+            lines.append(element.line)
     if _is_independent(ops):
         ops = [_split_tuple(op) for op in ops]
-    return ops
+    return ops, lines
 
 
 def _split_tuple(op: Op) -> Op:
@@ -164,8 +171,14 @@ _PORCUPINE_MARK = "jepsen.util - "
 
 def read_porcupine_log(path: str | os.PathLike[str]) -> list[Op]:
     """Porcupine's etcd logs (Jepsen console lines); other log lines are skipped."""
+    return read_porcupine_log_lines(path)[0]
+
+
+def read_porcupine_log_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
+    """Ops and their line numbers."""
     text = _read_text(path)
     ops: list[Op] = []
+    lines: list[int] = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         at = line.find(_PORCUPINE_MARK)
         if at < 0:
@@ -200,7 +213,8 @@ def read_porcupine_log(path: str | os.PathLike[str]) -> list[Op]:
         if value == "timed-out" and op_type in COMPLETION_TYPES:
             error, value = "timed-out", None
         ops.append(Op(len(ops), len(ops), process, op_type, f_text.lstrip(":"), None, value, error, None))
-    return ops
+        lines.append(line_number)
+    return ops, lines
 
 
 def _porcupine_value(text: str) -> Any:

@@ -207,3 +207,14 @@ def test_unknown_format_is_refused(tmp_path: Path) -> None:
     with pytest.raises(HistoryFormatError, match="unknown format"):
         read_history(path, format="xml")
     assert read_history(path) == []
+
+
+def test_a_completion_without_invocation_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "h.edn"
+    path.write_text(
+        "[{:process 0, :type :invoke, :f :read}\n\n {:process 0, :type :ok, :f :read, :value 1}\n"
+        " ; a comment\n {:process 3, :type :ok, :f :write, :value 1}]\n"
+    )
+    with pytest.raises(HistoryFormatError, match="no invocation") as info:
+        read_history(path)
+    assert info.value.line == 5
