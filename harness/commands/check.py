@@ -87,6 +87,9 @@ def _read(args: argparse.Namespace) -> list[Any]:
     from checkers.history import HistoryFormatError, read_history
 
     path = Path(args.history)
+    if path.is_dir() and (path / "history.jsonl").is_file():
+        path = path / "history.jsonl"  # a stored run directory
+        args.history = str(path)
     if not path.is_file():
         raise BadInput(
             f"history file {str(path)!r} does not exist (or is not a file); give the path to a "
