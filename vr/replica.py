@@ -133,6 +133,7 @@ class DoViewChange:
     headers: dict[int, Header | None]  # op -> header (None = blank: no header known)
     present: frozenset[int]
     nack: frozenset[int]
+    head_uncertain: bool = False
 
 
 def _bitset(bits: set[int]) -> bytes:
@@ -226,6 +227,7 @@ class Replica:
         self.checkpoint_interval_ops = layout.slot_count // 2
 
         self.status_name = Status.RECOVERING
+        self.head_uncertain = False  # recovering_head: a faulty slot may hide an op above our head
         self.view = 0
         self.log_view = 0
         self.op = 0
@@ -397,6 +399,7 @@ class Replica:
             self._transition_to_solo_primary()
         elif not head_certain:
             self.status_name = Status.RECOVERING_HEAD
+            self.head_uncertain = True
             self.nonce = self.rng.getrandbits(63) | 1
             self.request_start_view_timeout.start()
             self._send_request_start_view()
@@ -1118,7 +1121,8 @@ class Replica:
 
     def _transition_to_view_change(self, view: int, *, restarted: bool = False) -> None:
         assert view > self.view or (restarted and view == self.view), (view, self.view)
-        assert self.status_name != Status.RECOVERING_HEAD
+        # A replica in recovering_head may vote in a *newer* view: its do-view-change says its
+        # head is uncertain, so the new primary never counts its silence above it as a nack.
         self.view = view
         self.status_name = Status.VIEW_CHANGE
         self._reset_quorums()
@@ -1141,7 +1145,7 @@ class Replica:
 
     def _on_start_view_change(self, message: Message) -> None:
         header = message.header
-        if self.status_name == Status.RECOVERING_HEAD:
+        if self.status_name == Status.RECOVERING_HEAD and header.view <= self.view:
             self._drop("svc-recovering-head")
             return
         if header.view < self.view:
@@ -1199,6 +1203,7 @@ class Replica:
             commit=self.commit_max,
             extra=self.log_view,
             request=self.commit_min,
+            client=1 if self.head_uncertain else 0,
             parent=_bitset(present),
             context=_bitset(nack),
         )
@@ -1227,11 +1232,12 @@ class Replica:
             headers={h.op: (h if h.command == Command.PREPARE else None) for h in headers},
             present=frozenset(low + i for i in present if i < len(headers)),
             nack=frozenset(low + i for i in nack if i < len(headers)),
+            head_uncertain=header.client == 1,
         )
 
     def _on_do_view_change(self, message: Message) -> None:
         header = message.header
-        if self.status_name == Status.RECOVERING_HEAD:
+        if self.status_name == Status.RECOVERING_HEAD and header.view <= self.view:
             self._drop("dvc-recovering-head")
             return
         if header.view < self.view:
@@ -1273,6 +1279,8 @@ class Replica:
         else:
             log_view_max = max(d.log_view for d in dvcs)
             canonical = [d for d in dvcs if d.log_view == log_view_max]
+        if all(d.head_uncertain for d in canonical) and len(dvcs) < self.replica_count:
+            return  # the newest log's head may hide committed ops: hear from everyone first
         head_canonical = max(d.op for d in canonical)
         commit_new = max(d.commit for d in dvcs)
         headers: dict[int, Header] = {}
@@ -1290,7 +1298,7 @@ class Replica:
             copies = 0
             for d in dvcs:
                 entry = d.headers.get(op)
-                if op > d.op or op in d.nack:
+                if (op > d.op and not d.head_uncertain) or op in d.nack:
                     nacks += 1
                 elif canonical_header is not None and entry is not None:
                     if entry.checksum != canonical_header.checksum:
@@ -1334,6 +1342,7 @@ class Replica:
         self._advance_commit_max(commit)
         self.log_view = self.view
         self.status_name = Status.NORMAL
+        self.head_uncertain = False
         self._reset_quorums()
         sv_headers = self._suffix_headers()
         self._superblock_update(view_headers=tuple(sv_headers))
@@ -1439,6 +1448,7 @@ class Replica:
         self._advance_commit_max(header.commit)
         was = self.status_name
         self.status_name = Status.NORMAL
+        self.head_uncertain = False
         self._reset_quorums()
         self.pipeline = []
         self.request_queue = []

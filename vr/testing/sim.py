@@ -29,6 +29,7 @@ from vr.testing.state_checker import Violation
 
 SAFETY_TICKS_MAX = 4000
 LIVENESS_TICKS_MAX = 3000
+STALL_TICKS_MAX = 1500  # safety phase gives up after this long without a reply
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +142,7 @@ def run_seed(
     bugs: frozenset[str] = frozenset(),
     profile: frozenset[str] | None = None,
     log: Callable[[str], None] | None = None,
+    liveness_ticks_max: int = LIVENESS_TICKS_MAX,
 ) -> SimResult:
     """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix."""
     config = config_for_seed(seed, profile=bugs if profile is None else profile)
@@ -160,12 +162,18 @@ def run_seed(
             log=log,
         )
         cluster.requests_max = config.requests_max
+        progress_tick, replies = 0, 0
         while cluster.now < SAFETY_TICKS_MAX:
             cluster.step()
             if cluster.requests_issued >= cluster.requests_max and cluster.pending_requests() == 0:
                 break
+            completed = sum(c.completed for c in cluster.clients)
+            if completed != replies:
+                progress_tick, replies = cluster.now, completed
+            elif cluster.now - progress_tick > STALL_TICKS_MAX:
+                break  # no progress under faults: go heal and see whether the cluster recovers
         cluster.heal()
-        deadline = cluster.now + LIVENESS_TICKS_MAX
+        deadline = cluster.now + liveness_ticks_max
         while cluster.now < deadline:
             cluster.step()
             if cluster.pending_requests() == 0 and cluster.converged():
