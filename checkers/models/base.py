@@ -64,7 +64,7 @@ def show(value: Any) -> str:
     """A value as a person reads it: nil for None, [a b] for tuples."""
     if value is None:
         return "nil"
-    if isinstance(value, tuple):
+    if isinstance(value, tuple | list):
         return "[" + " ".join(show(v) for v in value) + "]"
     if isinstance(value, frozenset):
         return "#{" + " ".join(sorted(show(v) for v in value)) + "}"

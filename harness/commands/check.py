@@ -189,6 +189,8 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
 
 
 def _print_failure(console: Console, lin: dict[str, Any]) -> None:
+    from checkers.models.base import show
+
     first = lin["first_unlinearizable"]
     ce = lin["counterexample"]
     where = "" if lin["key"] is None else f"key {lin['key']!r}: "
@@ -202,8 +204,8 @@ def _print_failure(console: Console, lin: dict[str, Any]) -> None:
             str(op["id"]),
             str(op["process"]),
             op["f"],
-            repr(op["value_in"]),
-            repr(op["value_out"]) if op["outcome"] == "ok" else "?",
+            show(op["value_in"]),
+            show(op["value_out"]) if op["outcome"] == "ok" else "?",
             op["outcome"],
             f"{op['invoke_index']}->{op['complete_index'] if op['complete_index'] is not None else '...'}",
         )
