@@ -18,6 +18,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 HEADER_SIZE = 128
 MESSAGE_SIZE_MAX = 1024 * 1024
@@ -257,7 +258,7 @@ def _fields_from_tuple(values: tuple[object, ...]) -> Header:
         context=context,  # type: ignore[arg-type]
         cluster=cluster,  # type: ignore[arg-type]
         size=size,  # type: ignore[arg-type]
-        command=Command(command),
+        command=Command(cast(int, command)),
         replica=replica,  # type: ignore[arg-type]
         operation=operation,  # type: ignore[arg-type]
         protocol=protocol,  # type: ignore[arg-type]

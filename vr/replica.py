@@ -361,8 +361,8 @@ class Replica:
         # view change but not yet overwritten: they must not resurrect (VR.md §2.4).
         op_max = self.journal.op_max()
         for candidate in range(view_head + 1, op_max + 1):
-            header = self.journal.header_for_op(candidate)
-            if header is not None and header.view < self.log_view:
+            stale = self.journal.header_for_op(candidate)
+            if stale is not None and stale.view < self.log_view:
                 self.journal.remove_entries_from(candidate)
                 break
         if self.log_view < self.view:
@@ -373,9 +373,9 @@ class Replica:
             head = max(view_head, self.journal.op_max())
         self.op = max(head, self.commit_min)
         for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max * 2), self.op + 1):
-            header = self.journal.header_for_op(candidate)
-            if header is not None:
-                self.commit_max = max(self.commit_max, header.commit)
+            recent = self.journal.header_for_op(candidate)
+            if recent is not None:
+                self.commit_max = max(self.commit_max, recent.commit)
 
         faulty = sorted(self.journal.faulty_ops())
         self.counters["storage_faults"] += len(faulty)
@@ -1329,9 +1329,9 @@ class Replica:
         for op in sorted(headers):
             if op > head or op <= self.commit_min:
                 continue
-            h = headers[op]
-            if self.journal.header_for_op(op) != h:
-                self.journal.set_header_as_dirty(h)
+            canonical = headers[op]
+            if self.journal.header_for_op(op) != canonical:
+                self.journal.set_header_as_dirty(canonical)
                 self.prepares.pop(op, None)
         if self.journal.op_max() > head:
             self.journal.remove_entries_from(head + 1)

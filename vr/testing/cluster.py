@@ -9,6 +9,7 @@ corruption of WAL entries under a fault atlas, and the clients' requests. The
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class SimClient:
         self.key = self.rng.choice(KEYS)
         kind = self.rng.choice(["read", "write", "write", "cas", "append"])
         value = self.rng.randrange(100)
+        body: dict[str, object]
         if kind == "read":
             self.operation, body = Operation.READ, {"key": self.key}
         elif kind == "write":
@@ -166,13 +168,17 @@ class SimCluster:
             replica_count=self.replica_count,
             seed=self.rng.getrandbits(64),
             bugs=self.bugs,
-            wall_clock_ns=lambda i=i: self.now * 10_000_000 + self.clock_offset_ns[i],
+            wall_clock_ns=functools.partial(self.wall_clock_ns, i),
             options=SIM_OPTIONS,
         )
         replica.commit_hook = self.checker.on_commit
         self.replicas[i] = replica
         self._schedule_flush(i)
         self.checker.observe_view(i, replica.view, replica.log_view)
+
+    def wall_clock_ns(self, i: int) -> int:
+        """Replica i's wall clock: simulated time plus its (possibly jumped) offset."""
+        return self.now * 10_000_000 + self.clock_offset_ns[i]
 
     def _schedule_flush(self, i: int) -> None:
         if self.flush_due[i] is None:
@@ -285,6 +291,7 @@ class SimCluster:
             self.requests_issued += 1
             client.new_request(self.now, self.checker.max_replied_op)
         if self.now >= client.next_send_tick:
+            assert client.message is not None
             for target in client.targets():
                 self.network.send(source=client.endpoint, target=target, message=client.message, now=self.now)
             client.next_send_tick = self.now + client.timeout_ticks + self.rng.randrange(client.timeout_ticks)

@@ -15,17 +15,21 @@ Exit codes: 0 passed, 1 safety violation, 2 liveness failure, 3 replica assertio
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import random
 import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from vr.bugs import BUGS, parse_bugs
 from vr.testing.cluster import FaultOptions, SimCluster
 from vr.testing.network import NetworkOptions
 from vr.testing.state_checker import Violation
+
+_Options = TypeVar("_Options", NetworkOptions, FaultOptions)
 
 SAFETY_TICKS_MAX = 4000
 LIVENESS_TICKS_MAX = 3000
@@ -130,10 +134,8 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
     )
 
 
-def _replace(options: object, **changes: object) -> object:
-    import dataclasses
-
-    return dataclasses.replace(options, **changes)  # type: ignore[type-var]
+def _replace(options: _Options, **changes: Any) -> _Options:
+    return dataclasses.replace(options, **changes)
 
 
 def run_seed(
