@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 POLL_S = 0.05
 DRAIN_AFTER_STOP_S = 2.0
+FINAL_READ_ATTEMPTS = 3
+FINAL_READ_RETRY_S = 1.0
 
 
 class Recorder:
@@ -56,6 +58,7 @@ class Recorder:
         self._closed = False
         self.counts: Counter[str] = Counter()
         self.keys: set[Any] = set()
+        self.ok_read_index: dict[Any, int] = {}  # key -> index of its latest ok read
         self.last_index = -1
 
     def record(self, op: dict[str, Any]) -> dict[str, Any] | None:
@@ -78,6 +81,8 @@ class Recorder:
                 self.counts[entry["type"]] += 1
                 if entry["type"] == "invoke" and entry["key"] is not None:
                     self.keys.add(entry["key"])
+                if entry["type"] == "ok" and entry["f"] == "read":
+                    self.ok_read_index[entry["key"]] = written.index
             return {**entry, "index": written.index}
 
     def close(self) -> None:
@@ -338,12 +343,22 @@ class Runner:
         if stopped():
             return False, recovered
         self.state.phase = "final reads"
-        reads = gen.time_limit(
-            self.recovery_s + 10, gen.clients(register.final_reads(sorted(self.recorder.keys)))
-        )
-        if not self.interpret(reads, stop=stopped):
-            return False, recovered
-        return True, recovered
+        return self._final_reads(stopped), recovered
+
+    def _final_reads(self, stopped: Callable[[], bool]) -> bool:
+        """Read every key used; keys whose read did not come back ok are tried again (bounded)."""
+        start_index = self.recorder.last_index
+        keys = sorted(self.recorder.keys, key=repr)
+        for attempt in range(FINAL_READ_ATTEMPTS):
+            if attempt:
+                self.stop_event.wait(FINAL_READ_RETRY_S)
+            reads = gen.time_limit(self.recovery_s + 10, gen.clients(register.final_reads(keys)))
+            if not self.interpret(reads, stop=stopped):
+                return False
+            keys = [k for k in keys if self.recorder.ok_read_index.get(k, -1) <= start_index]
+            if not keys:
+                break
+        return True
 
     # -- teardown -----------------------------------------------------------------------
 

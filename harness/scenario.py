@@ -53,7 +53,7 @@ class WorkloadSpec:
     cas: float = 0.2
     rate_hz: float = 200.0  # total ops/s across all clients; 0 = as fast as they can
     client_timeout_s: float = 1.0
-    value_max: int = 5  # cas/old values are drawn from recent writes; see workloads/register.py
+    model: str = "cas-register"  # the checker's model of one key (checkers.models)
 
 
 @dataclass(frozen=True, slots=True)

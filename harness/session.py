@@ -12,6 +12,7 @@ verdict. Node data directories are deleted when the run is valid and kept
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 import signal
@@ -34,6 +35,11 @@ from nemeses import packages
 from workloads import register
 
 logger = logging.getLogger(__name__)
+
+
+def _namespace_ids() -> dict[str, int]:
+    """Inode numbers of the run's namespaces: tests (and curious users) can check they are gone."""
+    return {kind: os.stat(f"/proc/self/ns/{kind}").st_ino for kind in ("net", "mnt", "pid")}
 
 
 def _install_signal_handlers(runner: Runner, console: Console) -> None:
@@ -94,6 +100,7 @@ def execute(
                 "nodes": {n.name: n.address for n in cluster.nodes},
                 "firewall": cluster.firewall.backend,
             },
+            "namespace": _namespace_ids(),
         },
     )
     console.print(
@@ -172,7 +179,15 @@ def finish(
     if leftovers:
         teardown_errors.append(f"node processes still running after teardown: {leftovers}")
     if outcome.completed:
-        results = verdict.check(run.history, test=test)
+        try:
+            results = verdict.check(run.path)
+        except Exception as exc:  # the checker failing is reported as unknown, with the reason
+            logger.exception("checking failed")
+            results = {
+                "valid": "unknown",
+                "checkers": {},
+                "reason": f"checking failed: {type(exc).__name__}: {exc}",
+            }
     else:
         reason = "interrupted" if outcome.interrupted else (outcome.error or "the run did not complete")
         results = {"valid": "unknown", "checkers": {}, "reason": reason}

@@ -69,13 +69,22 @@ class PartitionNemesis:
         self._system, self._firewall, self._endpoints = system, firewall, endpoints
         self._shapes, self._rng = tuple(shapes), rng
         self._active: dict[str, Any] | None = None
+        self._queue: list[str] = []
 
     @property
     def active(self) -> dict[str, Any] | None:
         return self._active
 
+    def _next_shape(self) -> str:
+        """Shapes in a seeded shuffled order, every shape once per round: a run with k shapes
+        exercises all of them within k partitions instead of leaving coverage to chance."""
+        if not self._queue:
+            self._queue = list(self._shapes)
+            self._rng.shuffle(self._queue)
+        return self._queue.pop(0)
+
     def start(self) -> dict[str, Any]:
-        shape = self._rng.choice(self._shapes)
+        shape = self._next_shape()
         nodes = list(self._endpoints)
         primary = self._system.primary() if shape == "primary" else None
         grudge, targets = grudges.compute(shape, nodes, rng=self._rng, primary=primary)

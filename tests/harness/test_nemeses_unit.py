@@ -1,0 +1,200 @@
+"""Grudge shapes, target picking, the combined schedule and the register workload, without processes.
+
+Each shape's connectivity claim is checked on the graph networkx builds from
+the grudge, for several seeds and sizes; the nemesis schedule and the workload
+generator are driven by the simulated clock.
+"""
+
+from __future__ import annotations
+
+import random
+
+import networkx as nx
+import pytest
+
+from harness import generator as gen
+from harness.scenario import NemesisSpec, WorkloadSpec
+from nemeses import grudges, packages
+from nemeses.faults import pick_targets
+from nemeses.firewall import Drop, Endpoint, IptablesFirewall, NftFirewall
+from workloads import register
+
+NODES = {n: [f"n{i + 1}" for i in range(n)] for n in (3, 5, 7)}
+
+
+def undirected_components(grudge: grudges.Grudge, nodes: list[str]) -> list[set[str]]:
+    heard = grudges.hears(grudge, nodes)
+    both = nx.Graph((a, b) for a, b in heard.edges if heard.has_edge(b, a))
+    both.add_nodes_from(nodes)
+    return [set(c) for c in nx.connected_components(both)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("size", [3, 5, 7])
+def test_isolating_shapes_split_the_cluster_in_two(seed: int, size: int) -> None:
+    nodes = NODES[size]
+    for shape in ("one", "primary", "majority", "minority-third", "random"):
+        grudge, targets = grudges.compute(shape, nodes, rng=random.Random(seed), primary="n2")
+        parts = undirected_components(grudge, nodes)
+        assert len(parts) == 2, shape
+        assert set(targets) in parts, shape
+        if shape in ("one", "primary"):
+            assert len(targets) == 1
+        if shape == "primary":
+            assert targets == ["n2"]
+        if shape == "majority":
+            assert max(len(p) for p in parts) == size // 2 + 1
+        if shape == "minority-third":
+            assert len(targets) == max(1, size // 3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("size", [5, 7])
+def test_majorities_ring_every_node_sees_a_majority_and_no_two_the_same(seed: int, size: int) -> None:
+    nodes = NODES[size]
+    grudge, _ = grudges.compute("majorities-ring", nodes, rng=random.Random(seed), primary=None)
+    heard = grudges.hears(grudge, nodes)
+    views = [frozenset([n, *heard.predecessors(n)]) for n in nodes]
+    assert all(len(v) > size // 2 for v in views)
+    assert len(set(views)) == size
+    assert nx.is_connected(nx.Graph(heard.to_undirected()))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bridge_connects_two_halves_only_through_one_node(seed: int) -> None:
+    nodes = NODES[5]
+    grudge, targets = grudges.compute("bridge", nodes, rng=random.Random(seed), primary=None)
+    assert len(targets) == 1
+    heard = nx.Graph(grudges.hears(grudge, nodes).to_undirected())
+    assert nx.is_connected(heard)
+    assert list(nx.articulation_points(heard)) == targets
+
+
+def test_one_way_is_asymmetric() -> None:
+    grudge, targets = grudges.compute("one-way", NODES[3], rng=random.Random(1), primary=None)
+    speaker = targets[0]
+    heard = grudges.hears(grudge, NODES[3])
+    for other in NODES[3]:
+        if other != speaker:
+            assert not heard.has_edge(speaker, other)  # they do not hear it
+            assert heard.has_edge(other, speaker)  # it hears them
+
+
+def test_pick_targets() -> None:
+    rng = random.Random(3)
+    nodes = NODES[5]
+    assert pick_targets("primary", nodes, rng=rng, primary=lambda: "n4") == ["n4"]
+    assert len(pick_targets("minority", nodes, rng=rng, primary=lambda: None)) == 2
+    assert len(pick_targets("majority", nodes, rng=rng, primary=lambda: None)) == 3
+    assert pick_targets("all", nodes, rng=rng, primary=lambda: None) == nodes
+    assert pick_targets("primary", nodes, rng=random.Random(1), primary=lambda: None)[0] in nodes
+
+
+def test_nft_and_iptables_rules_name_sender_and_receiver() -> None:
+    a, b = Endpoint("n1", "127.0.0.2", 61000), Endpoint("n2", "127.0.0.3", None)
+    nft = NftFirewall()._match(Drop(a, b, 0.25))
+    assert (
+        nft == 'meta skgid 61000 ip daddr 127.0.0.3 numgen random mod 100 < 25 counter drop comment "n1->n2"'
+    )
+    assert NftFirewall()._match(Drop(b, a)).startswith("ip saddr 127.0.0.3 ip daddr 127.0.0.2 ")
+    rule = IptablesFirewall()._rule(Drop(a, b))
+    assert rule[:4] == ["-m", "owner", "--gid-owner", "61000"]
+    assert rule[-2:] == ["-j", "DROP"]
+
+
+def test_combined_schedule_flips_each_kind_and_final_stops_all() -> None:
+    kinds = ("partition", "pause", "kill")
+    schedule = gen.nemesis(gen.time_limit(60, packages.schedule(kinds, 5.0)))
+    history = gen.simulate(schedule, seed=4, concurrency=1)
+    completions = [op["f"] for op in history[1::2]]
+    state: dict[str, bool] = {}
+    for f in completions:
+        action, kind = f.split("-", 1)
+        assert state.get(kind, False) == (action == "stop"), f"{f} out of order in {completions}"
+        state[kind] = action == "start"
+    assert set(state) == set(kinds)
+    assert 8 <= len(completions) <= 20  # about one change every 5 s for 60 s
+    assert packages.final(("kill", "partition")) == [
+        {"type": "info", "f": "stop-partition", "value": None},
+        {"type": "info", "f": "stop-kill", "value": None},
+    ]
+
+
+def test_combined_dispatch_refuses_unknown_ops() -> None:
+    combined = packages.Combined({})
+    with pytest.raises(packages.UnknownNemesisOp):
+        combined.invoke("start-partition")
+    with pytest.raises(packages.UnknownNemesisOp):
+        combined.parse("explode")
+
+
+def test_package_builds_only_the_chosen_kinds() -> None:
+    spec = NemesisSpec(faults=("pause", "kill"))
+    package = packages.build(spec, system=None, firewall=NftFirewall(), endpoints={}, rng=random.Random(1))  # type: ignore[arg-type]
+    assert package.kinds == ("pause", "kill")
+    assert set(package.nemesis.nemeses) == {"pause", "kill"}
+
+
+def test_register_workload_values_are_unique_and_reproducible() -> None:
+    spec = WorkloadSpec(keys=3, rate_hz=0)
+    workload = gen.clients(gen.limit(300, register.generator(spec, ops_per_key=40)))
+    first = gen.simulate(workload, seed=8, concurrency=4)
+    again = gen.simulate(workload, seed=8, concurrency=4)
+    assert first == again
+    invokes = [op for op in first if op["type"] == "invoke"]
+    written = [op["value"] for op in invokes if op["f"] == "write"] + [
+        op["value"][1] for op in invokes if op["f"] == "cas"
+    ]
+    assert len(written) == len(set(written))
+    assert {op["f"] for op in invokes} == {"read", "write", "cas"}
+    assert all(op["value"] is None for op in invokes if op["f"] == "read")
+    keys = {op["key"] for op in invokes}
+    assert len(keys) > 3  # keys rotate after ops_per_key operations
+    per_key: dict[int, int] = {}
+    for op in invokes:
+        per_key[op["key"]] = per_key.get(op["key"], 0) + 1
+    assert max(per_key.values()) <= 40
+
+
+def test_register_stagger_limits_the_rate() -> None:
+    spec = WorkloadSpec(keys=2, rate_hz=100)
+    history = gen.simulate(gen.clients(gen.time_limit(2.0, register.generator(spec))), seed=1, concurrency=5)
+    invokes = [op for op in history if op["type"] == "invoke"]
+    assert 150 <= len(invokes) <= 250  # 100 ops/s for 2 s, staggered
+
+
+def test_register_invoke_classifies_outcomes() -> None:
+    from harness.system import OpFailed, OpIndeterminate
+
+    class Scripted:
+        last_node = "n1"
+
+        def __init__(self, outcome: BaseException | None) -> None:
+            self.outcome = outcome
+
+        def read(self, key: str) -> int:
+            if self.outcome:
+                raise self.outcome
+            return 7
+
+        def write(self, key: str, value: int) -> None:
+            if self.outcome:
+                raise self.outcome
+
+        def cas(self, key: str, old: int, new: int) -> None:
+            if self.outcome:
+                raise self.outcome
+
+        def close(self) -> None:
+            pass
+
+    read = {"f": "read", "key": 1, "value": None}
+    cas = {"f": "cas", "key": 1, "value": [1, 2]}
+    assert register.invoke(Scripted(None), read) == {"type": "ok", "value": 7}
+    assert register.invoke(Scripted(OpFailed("cas-mismatch")), cas)["type"] == "fail"
+    assert register.invoke(Scripted(OpIndeterminate("timeout")), cas) == {
+        "type": "info",
+        "value": [1, 2],
+        "error": "timeout",
+    }
+    assert register.invoke(Scripted(ConnectionResetError("reset")), read)["type"] == "info"
