@@ -696,14 +696,20 @@ class Replica:
                 batch.append(request)
                 size += request.header.size
             assert batch, "a single request larger than a prepare slot was admitted"
-            parent = self.journal.header_for_op(self.op)
-            assert parent is not None, f"primary has no header for its head op {self.op}"
+            head = self.journal.header_for_op(self.op)
+            if head is not None:
+                parent = head.checksum
+            else:
+                # Our head is the executed checkpoint op whose slot was reused or lost: the
+                # chain continues from the checksum we executed there.
+                assert self.op == self.commit_min, f"primary has no header for its head op {self.op}"
+                parent = self.commit_min_checksum
             prepare = self._message(
                 Command.PREPARE,
                 body=encode_batch(batch),
                 op=op,
                 commit=self.commit_max,
-                parent=parent.checksum,
+                parent=parent,
                 operation=Operation.BATCH,
             )
             self.journal.write_prepare(prepare)
