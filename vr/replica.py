@@ -53,12 +53,12 @@ from vr.message import (
     InvalidMessage,
     Message,
     Operation,
-    decode_batch,
     decode_headers,
     decode_message,
     encode_batch,
     encode_headers,
     make_message,
+    split_batch,
 )
 from vr.quorums import quorums
 from vr.snapshot import SnapshotRef, SnapshotStore
@@ -678,7 +678,7 @@ class Replica:
         """Remember the requests of an uncommitted prepare so a retry is not prepared twice."""
         if prepare is None:
             return
-        for request in decode_batch(prepare.body, cluster=self.cluster):
+        for request in split_batch(prepare.body):
             previous = self.inflight_requests.get(request.header.client, 0)
             self.inflight_requests[request.header.client] = max(previous, request.header.request)
 
@@ -988,7 +988,7 @@ class Replica:
         header = prepare.header
         assert header.op == self.commit_min + 1, (header.op, self.commit_min)
         assert header.parent == self.commit_min_checksum
-        requests = decode_batch(prepare.body, cluster=self.cluster)
+        requests = split_batch(prepare.body)
         send_replies = self._is_primary_normal()
         for request in requests:
             rh = request.header
@@ -1010,7 +1010,7 @@ class Replica:
                 request=rh.request,
                 context=rh.checksum,
             )
-            encoded = reply.encode()
+            encoded = reply.header.encode_raw() + reply.body
             if entry is not None and entry.request >= rh.request:
                 self.machine.clients._entries.pop(rh.client)
             self.machine.clients.record(
@@ -1019,7 +1019,8 @@ class Replica:
             if self.inflight_requests.get(rh.client) == rh.request:
                 del self.inflight_requests[rh.client]
             if send_replies:
-                self._send_client(rh.client, self._live_reply(encoded))
+                live = reply.header.replace(view=self.view, replica=self.replica)
+                self._send_client(rh.client, Message(live, reply.body))
         self.commit_min = header.op
         self.commit_min_checksum = header.checksum
         self.prepares.pop(header.op, None)
