@@ -62,6 +62,8 @@ class Anomaly:
     orders: list[Order]
     rest: str
     history_indices: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    through_event: int | None = None  # position in the history of the end of the longest linearizable prefix
 
 
 class BarIndex:
@@ -146,46 +148,59 @@ def _prose(value: Any) -> list[str]:
     return [compact(value, 400)] if value is not None else []
 
 
-def _reference_text(reference: Any, index: BarIndex) -> str:
-    bar = index.find(reference)
-    if bar is not None:
-        return f"p{bar.process} {op_text(bar)} [{bar.outcome}] (op {bar.invoke.index})"
-    return compact(reference, 200)
+class Resolver:
+    """Turns the evidence's op references into bars of the history.
+
+    The linearizability checker names ops in its orders by their ``id`` (the
+    op's number in the checker's pairing), and lists each op of the
+    counterexample with that id and its history indices; other evidence may
+    use history indices directly. Ids are tried first where the evidence
+    defines them.
+    """
+
+    def __init__(self, index: BarIndex, evidence_ops: Any) -> None:
+        self.index = index
+        self.by_id: dict[int, Any] = {}
+        for op in evidence_ops if isinstance(evidence_ops, list) else []:
+            if isinstance(op, dict) and isinstance(op.get("id"), int):
+                self.by_id[op["id"]] = op
+
+    def find(self, reference: Any) -> Bar | None:
+        if isinstance(reference, int) and not isinstance(reference, bool) and reference in self.by_id:
+            return self.index.find(self.by_id[reference])
+        return self.index.find(reference)
+
+    def text(self, reference: Any) -> str:
+        bar = self.find(reference)
+        if bar is not None:
+            return f"{op_text(bar)} by p{bar.process} [{bar.outcome}] (op {bar.invoke.index})"
+        return compact(reference, 200)
 
 
-def _orders(value: Any, index: BarIndex) -> list[Order]:
-    if not isinstance(value, list):
-        return []
-    orders: list[Order] = []
-    for item in value:
-        if isinstance(item, dict):
-            _name, sequence = _first_present(item, ("order", "ops", "sequence", "linearization"))
-            text = (
-                " → ".join(_reference_text(ref, index) for ref in sequence)
-                if isinstance(sequence, list)
-                else ""
-            )
-            ok = next(
-                (
-                    item[name]
-                    for name in ("ok", "valid", "possible", "legal")
-                    if isinstance(item.get(name), bool)
-                ),
-                None,
-            )
-            steps: list[str] = []
-            for name in ("states", "steps", "explanation", "reason", "fails_at", "state", "final_state"):
-                if name in item and name not in ("order",):
-                    steps.extend(
-                        f"{name}: {line}" if name in ("state", "final_state", "fails_at") else line
-                        for line in _prose(item[name])
-                    )
-            orders.append(Order(text or compact(item, 300), ok, steps))
-        elif isinstance(item, list):
-            orders.append(Order(" → ".join(_reference_text(ref, index) for ref in item), None, []))
-        else:
-            orders.append(Order(compact(item, 300), None, []))
-    return orders
+def _order(item: Any, resolver: Resolver) -> Order:
+    """One candidate order: the ops in turn with the state after each, then where it got stuck."""
+    if isinstance(item, list):
+        return Order(" → ".join(resolver.text(ref) for ref in item), None, [])
+    if not isinstance(item, dict):
+        return Order(compact(item, 300), None, [])
+    _name, sequence = _first_present(item, ("order", "ops", "sequence", "linearization"))
+    sequence = sequence if isinstance(sequence, list) else []
+    states = item.get("states") if isinstance(item.get("states"), list) else []
+    steps = [
+        f"{n}. {resolver.text(ref)}" + (f" → state {compact(states[n - 1], 120)}" if n <= len(states) else "")
+        for n, ref in enumerate(sequence, start=1)
+    ]
+    if not sequence and "fails_at" in item:
+        steps.append("nothing can be placed first")
+    if "fails_at" in item:
+        at = compact(item["state_at_failure"], 120) if "state_at_failure" in item else "unknown"
+        steps.append(f"stuck: {resolver.text(item['fails_at'])} cannot come next while the state is {at}")
+    ok = next((item[k] for k in ("ok", "valid", "possible", "legal") if isinstance(item.get(k), bool)), None)
+    if ok is None and "fails_at" in item:
+        ok = False  # the checker lists dead ends: orders that cannot be completed
+    prose = _prose(item.get("explanation") or item.get("reason"))
+    headline = prose[0] if prose else " → ".join(resolver.text(ref) for ref in sequence) or compact(item, 300)
+    return Order(headline, ok, steps)
 
 
 def counterexample_svg(rows: Sequence[OpRow]) -> Markup | None:
@@ -229,48 +244,95 @@ def counterexample_svg(rows: Sequence[OpRow]) -> Markup | None:
         parts.append(
             f'<a href="#timeline" data-history-index="{row.link_index}"><title>{label} [{escape(row.outcome)}]</title>'
             f'<rect x="{x0:.1f}" y="{y + 4}" width="{w:.1f}" height="12" rx="2" fill="{colour}"/>'
-            f'<text x="{x0:.1f}" y="{y + 28}" fill="#1f2328">{label}</text></a>'
+            + (
+                f'<text x="{x0 + w:.1f}" y="{y + 28}" fill="#1f2328" text-anchor="end">{label}</text></a>'
+                if x0 > gutter + plot_w * 0.6
+                else f'<text x="{x0:.1f}" y="{y + 28}" fill="#1f2328">{label}</text></a>'
+            )
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def _prefix(entry: dict[str, Any], evidence: dict[str, Any], resolver: Resolver) -> list[str]:
+    """The longest linearizable prefix, as the checker states it (a list of ops or an event position)."""
+    _name, listed = _first_present(evidence, PREFIX_FIELDS)
+    if isinstance(listed, list):
+        return [resolver.text(ref) for ref in listed]
+    through = entry.get("linearizable_through_event")
+    if isinstance(through, int) and not isinstance(through, bool):
+        return [
+            f"Every event before history event {through} has a legal order: the longest linearizable "
+            f"prefix ends where that event's op returns (marked on the timeline)."
+        ]
+    return _prose(listed)
+
+
+def _notes(entry: dict[str, Any], evidence: dict[str, Any]) -> list[str]:
+    notes = []
+    if evidence.get("minimal") is False:
+        notes.append("Not proven minimal: shrinking the counterexample ran out of time.")
+    failed = entry.get("failed_keys")
+    if isinstance(failed, list) and len(failed) > 1:
+        notes.append(
+            f"{len(failed)} keys failed: "
+            + ", ".join(compact(k, 30) for k in failed[:20])
+            + "; the first is shown."
+        )
+    return notes
 
 
 def anomaly_of(name: str, entry: dict[str, Any], index: BarIndex) -> Anomaly:
     """Present one checker's evidence; fields it lacks are left out."""
     counterexample = entry.get("counterexample")
     evidence = counterexample if isinstance(counterexample, dict) else {}
-    shown: set[str] = {"valid", "key", "first_unlinearizable", "counterexample"}
+    shown = {
+        "valid",
+        "key",
+        "first_unlinearizable",
+        "counterexample",
+        "linearizable_through_event",
+        "failed_keys",
+    }
     story: list[str] = []
     for holder in (evidence, entry):
         field_name, value = _first_present(holder, PROSE_FIELDS)
         if field_name is not None:
             story.extend(_prose(value))
             break
+    _ops_name, ops_value = _first_present(evidence, OPS_FIELDS)
+    resolver = Resolver(index, ops_value)
+    orders_value = _first_present(evidence, ORDER_FIELDS)[1]
+    orders_value = orders_value if isinstance(orders_value, list) else []
+    orders = [_order(item, resolver) for item in orders_value]
+    # the order that got furthest says it best: lead with its words when the checker gave them
+    furthest = orders_value[0] if orders_value else None
+    if (
+        isinstance(furthest, dict)
+        and isinstance(furthest.get("explanation"), str)
+        and furthest["explanation"] not in story
+    ):
+        story.insert(0, furthest["explanation"])
     first = None
-    first_bar = index.find(entry.get("first_unlinearizable"))
+    first_bar = resolver.find(entry.get("first_unlinearizable"))
     if first_bar is not None:
         first = op_row(first_bar, index, f"op {first_bar.invoke.index}")
     rows: list[OpRow] = []
-    _ops_name, ops_value = _first_present(evidence, OPS_FIELDS)
     seen: set[int] = set()
     for reference in ops_value if isinstance(ops_value, list) else []:
-        bar = index.find(reference)
+        bar = resolver.find(reference)
         if bar is not None and bar.invoke.index not in seen:
             seen.add(bar.invoke.index)
             rows.append(op_row(bar, index, f"op {bar.invoke.index}"))
     rows.sort(key=lambda row: row.start_ns)
-    _prefix_name, prefix_value = _first_present(evidence, PREFIX_FIELDS)
-    prefix = (
-        [_reference_text(ref, index) for ref in prefix_value]
-        if isinstance(prefix_value, list)
-        else _prose(prefix_value)
-    )
-    _orders_name, orders_value = _first_present(evidence, ORDER_FIELDS)
-    used = {n for n in (*PROSE_FIELDS, *OPS_FIELDS, *PREFIX_FIELDS, *ORDER_FIELDS) if n in evidence}
+    used = {
+        n for n in (*PROSE_FIELDS, *OPS_FIELDS, *PREFIX_FIELDS, *ORDER_FIELDS, "minimal") if n in evidence
+    }
     rest_fields = {k: v for k, v in evidence.items() if k not in used}
     rest_fields.update({k: v for k, v in entry.items() if k not in shown and k not in PROSE_FIELDS})
     key = entry.get("key")
     indices = sorted({row.link_index for row in rows} | ({first.link_index} if first else set()))
+    through = entry.get("linearizable_through_event")
     return Anomaly(
         checker=name,
         key=key,
@@ -279,10 +341,12 @@ def anomaly_of(name: str, entry: dict[str, Any], index: BarIndex) -> Anomaly:
         first=first,
         ops=rows,
         svg=counterexample_svg(rows),
-        prefix=prefix,
-        orders=_orders(orders_value, index),
+        prefix=_prefix(entry, evidence, resolver),
+        orders=orders,
         rest=json.dumps(rest_fields, indent=2, default=str) if rest_fields else "",
         history_indices=indices,
+        notes=_notes(entry, evidence),
+        through_event=through if isinstance(through, int) and not isinstance(through, bool) else None,
     )
 
 
@@ -298,3 +362,42 @@ def anomalies(results: dict[str, Any], index: BarIndex) -> list[Anomaly]:
     ]
     found.sort(key=lambda item: (item[0] != "linearizable", item[0]))
     return [anomaly_of(name, entry, index) for name, entry in found]
+
+
+@dataclass(frozen=True, slots=True)
+class Undecided:
+    """A checker that could not reach a verdict, and how far it got."""
+
+    checker: str
+    reason: str
+    keys: list[dict[str, Any]]
+
+
+def undecided(results: dict[str, Any], index: BarIndex) -> list[Undecided]:
+    """Checkers whose verdict is unknown: their reason and, per key, where the search stopped."""
+    checkers = results.get("checkers")
+    if not isinstance(checkers, dict):
+        return []
+    found = []
+    for name, entry in checkers.items():
+        if not isinstance(entry, dict) or entry.get("valid") in (True, False):
+            continue
+        keys = []
+        for item in entry.get("unknown_keys") or []:
+            if not isinstance(item, dict):
+                continue
+            bar = index.find(item.get("stuck_at"))
+            keys.append(
+                {
+                    "key": compact(item.get("key"), 60),
+                    "reason": compact(item.get("reason") or item.get("method") or "", 200),
+                    "prefix_ops": item.get("linearizable_prefix_ops"),
+                    "op_count": item.get("op_count"),
+                    "stuck": op_row(bar, index, f"op {bar.invoke.index}") if bar is not None else None,
+                }
+            )
+        reason = next(
+            (str(entry[k]) for k in ("reason", "error", "message") if entry.get(k)), "no reason recorded"
+        )
+        found.append(Undecided(name, reason, keys))
+    return found

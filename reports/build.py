@@ -139,6 +139,24 @@ def _node_sections(
     return sections
 
 
+def _prefix_markers(run: Run, found: list[anomaly_view.Anomaly], t0_ns: int) -> list[dict[str, Any]]:
+    """A timeline marker where the longest linearizable prefix ends (an event position in the history)."""
+    marks = []
+    for anomaly in found:
+        position = anomaly.through_event
+        if position is not None and 0 <= position < len(run.ops):
+            marks.append(
+                {
+                    "t": run.ops[position].time_ns - t0_ns,
+                    "kind": "prefix",
+                    "node": None,
+                    "view": None,
+                    "label": f"{anomaly.checker}: linearizable up to here (event {position})",
+                }
+            )
+    return marks
+
+
 def _focus_ns(anomalies: list[anomaly_view.Anomaly]) -> int | None:
     """The anomaly's time, relative to the first op: where the node logs are worth reading."""
     for found in anomalies:
@@ -168,7 +186,7 @@ def write_run_report(run_dir: Path) -> Path:
     nodes = node_view.load_nodes(run_dir)
     clock = node_view.clock_from_test(run.test, t0_ns=columns["t0_ns"], end_ns=columns["end_ns"])
     columns["faults"] = perf.timeline_faults
-    columns["markers"] = node_view.markers(nodes, clock)
+    columns["markers"] = node_view.markers(nodes, clock) + _prefix_markers(run, found, columns["t0_ns"])
     columns["anomaly_indices"] = sorted({i for a in found for i in a.history_indices})
     plots = perfdata.write_plots(perf, run_dir)
     context = {
@@ -188,6 +206,7 @@ def write_run_report(run_dir: Path) -> Path:
         "warnings": run.warnings + perf.warnings,
         "teardown_errors": [anomaly_view.compact(e, 500) for e in run.results.get("teardown_errors") or []],
         "anomalies": found,
+        "undecided": anomaly_view.undecided(run.results, bar_index),
         "checkers": _checker_rows(run.results),
         "plots": plots,
         "plots_note": "This history has no completed ops to plot." if not plots else "",

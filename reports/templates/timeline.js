@@ -158,6 +158,13 @@
     (T.markers || []).forEach(function (m) {
       var x = Math.round(X(m.t)) + 0.5;
       if (x < GUTTER || x > GUTTER + plotW) { return; }
+      if (m.kind === "prefix") {
+        ctx.strokeStyle = "rgba(176,0,32,0.8)";
+        ctx.setLineDash([6, 3]);
+        ctx.beginPath(); ctx.moveTo(x, AXIS); ctx.lineTo(x, cssH - BOTTOM); ctx.stroke();
+        ctx.setLineDash([]);
+        return;
+      }
       ctx.strokeStyle = m.kind === "became_primary" ? "rgba(25,103,210,0.85)" : "rgba(25,103,210,0.35)";
       ctx.setLineDash(m.kind === "became_primary" ? [] : [3, 3]);
       ctx.beginPath(); ctx.moveTo(x, AXIS + MARKS - 6); ctx.lineTo(x, cssH - BOTTOM); ctx.stroke();

@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
-from reports.anomaly import BarIndex, anomalies, anomaly_of, counterexample_svg, op_row
+from checkers.history import Op
+from checkers.linearizable import check_linearizable
+from reports.anomaly import BarIndex, anomalies, anomaly_of, counterexample_svg, op_row, undecided
 from tests.reports.handmade import partition_history
+
+
+def _stale_read_history() -> list[Op]:
+    """partition_history with p2's read (85-90 ms) returning 1, though write 4 completed at 70 ms."""
+    history = partition_history()
+    history[17] = Op(17, history[17].time_ns, 2, "ok", "read", "a", 1, None, "n2")
+    return history
+
+
+def test_the_checkers_own_evidence_is_resolved_to_the_history() -> None:
+    history = _stale_read_history()
+    entry = check_linearizable(history, model="cas-register")
+    assert entry["valid"] is False
+    found = anomaly_of("linearizable", entry, BarIndex(history))
+    assert found.key_text == "a"
+    assert found.first is not None and found.first.link_index == 16 and found.first.text == "read a → 1"
+    assert 13 in found.history_indices and 16 in found.history_indices  # write 4 and the stale read
+    assert [row.link_index for row in found.ops] == sorted(found.history_indices)
+    assert any("returned 1" in line for line in found.story)
+    assert found.orders and all(order.ok is False for order in found.orders)
+    assert any(step.startswith("stuck: read a → 1 by p2") for order in found.orders for step in order.steps)
+    assert found.svg is not None and 'data-history-index="16"' in found.svg
+    assert found.through_event is not None and found.prefix  # the longest linearizable prefix, in words
 
 
 def _index() -> BarIndex:
@@ -25,15 +50,22 @@ def test_full_evidence_is_resolved_to_ops_orders_and_words() -> None:
     }
     found = anomaly_of("linearizable", entry, _index())
     assert found.key_text == "a"
-    assert found.story == ["after write 4 by p1 [ok], read by p2 returned 4 ..."]
+    assert found.story == ["after write 4 by p1 [ok], read by p2 returned 4 ..."]  # no order explained itself
     assert found.first is not None and found.first.link_index == 16 and found.first.text == "read a → 4"
     assert [row.link_index for row in found.ops] == [0, 13, 16]  # sorted by start
     assert found.ops[1].text == "write a 4" and found.ops[1].outcome == "ok"
-    assert found.prefix == ["p0 write a 1 [ok] (op 0)", "p0 read a → 1 [ok] (op 4)"]  # 5 completes op 4
+    assert found.prefix == ["write a 1 by p0 [ok] (op 0)", "read a → 1 by p0 [ok] (op 4)"]  # 5 completes op 4
     (order,) = found.orders
     assert order.ok is False
-    assert order.text == "p0 write a 1 [ok] (op 0) → p1 write a 4 [ok] (op 13) → p2 read a → 4 [ok] (op 16)"
-    assert order.steps == ["1", "4", "read 4: fine"]
+    assert (
+        order.text
+        == "write a 1 by p0 [ok] (op 0) → write a 4 by p1 [ok] (op 13) → read a → 4 by p2 [ok] (op 16)"
+    )
+    assert order.steps == [
+        "1. write a 1 by p0 [ok] (op 0) → state 1",
+        "2. write a 4 by p1 [ok] (op 13) → state 4",
+        "3. read a → 4 by p2 [ok] (op 16) → state read 4: fine",
+    ]
     assert '"model": "cas-register"' in found.rest
     assert found.history_indices == [0, 13, 16]
     assert found.svg is not None and 'data-history-index="13"' in found.svg
@@ -74,3 +106,28 @@ def test_svg_escapes_history_text() -> None:
     row = op_row(bar, index, "<script>alert(1)</script>")
     svg = str(counterexample_svg([row]))
     assert "<script>" not in svg and "&lt;script&gt;alert(1)&lt;/script&gt;" in svg
+
+
+def test_an_undecided_checker_says_why_and_where_it_stopped() -> None:
+    results = {
+        "valid": "unknown",
+        "checkers": {
+            "linearizable": {
+                "valid": "unknown",
+                "reason": "time limit 1 s reached",
+                "unknown_keys": [
+                    {
+                        "key": "a",
+                        "reason": "time limit",
+                        "op_count": 9,
+                        "linearizable_prefix_ops": 4,
+                        "stuck_at": {"id": 5, "invoke_index": 16, "complete_index": 17},
+                    }
+                ],
+            }
+        },
+    }
+    (u,) = undecided(results, _index())
+    assert u.checker == "linearizable" and u.reason == "time limit 1 s reached"
+    (key,) = u.keys
+    assert key["prefix_ops"] == 4 and key["stuck"].link_index == 16
