@@ -68,6 +68,8 @@ class LocalCluster:
         )
         self._by_name = {n.name: n for n in self.nodes}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._all: list[tuple[str, subprocess.Popen[bytes]]] = []  # every process ever started
+        self._ended_by_us: set[int] = set()  # pids we killed or stopped
         self._paused: set[str] = set()
         self.firewall: Firewall = choose_firewall()
 
@@ -96,6 +98,7 @@ class LocalCluster:
                 close_fds=True,
             )
         self._procs[name] = proc
+        self._all.append((name, proc))
         self._paused.discard(name)
         logger.info("node=%s pid=%d started", name, proc.pid)
         return proc.pid
@@ -135,6 +138,7 @@ class LocalCluster:
         proc = self._procs.get(name)
         if proc is None or proc.poll() is not None:
             return False
+        self._ended_by_us.add(proc.pid)
         proc.kill()
         proc.wait(timeout=STOP_GRACE_S)
         self._paused.discard(name)
@@ -148,6 +152,7 @@ class LocalCluster:
             return
         if name in self._paused:
             self.resume(name)
+        self._ended_by_us.add(proc.pid)
         proc.terminate()
         try:
             proc.wait(timeout=STOP_GRACE_S)
@@ -162,6 +167,7 @@ class LocalCluster:
             proc = self._procs[name]
             if name in self._paused:
                 self.resume(name)
+            self._ended_by_us.add(proc.pid)
             proc.terminate()
         deadline = time.monotonic() + STOP_GRACE_S
         for name in running:
@@ -176,6 +182,14 @@ class LocalCluster:
     def leftover_processes(self) -> list[int]:
         """Pids of node processes still alive (teardown asserts this is empty)."""
         return [p.pid for p in self._procs.values() if p.poll() is None]
+
+    def unexpected_exits(self) -> list[dict[str, int | str]]:
+        """Node processes that ended on their own (crashed or exited), not by a kill or stop of ours."""
+        return [
+            {"node": name, "pid": proc.pid, "exit_code": code}
+            for name, proc in self._all
+            if (code := proc.poll()) is not None and proc.pid not in self._ended_by_us
+        ]
 
     def endpoints(self) -> dict[str, Endpoint]:
         return {n.name: n.endpoint() for n in self.nodes}

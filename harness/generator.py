@@ -75,7 +75,7 @@ class Context:
         threads = tuple(t for t in self.threads if keep(t))
         return replace(self, threads=threads, free=frozenset(t for t in self.free if keep(t)))
 
-    def thread_of(self, process: Process) -> Thread | None:
+    def thread_of(self, process: Process | None) -> Thread | None:
         for thread, proc in self.workers.items():
             if proc == process:
                 return thread

@@ -350,7 +350,7 @@ def build_test(
     )
     _check_combinations(test, where=where)
     if capabilities is not None:
-        _check_capabilities(test, capabilities, where=where("nemesis", "faults"))
+        check_capabilities(test, capabilities, where=where("nemesis", "faults"))
     if known_bugs is not None and bug is not None and bug not in known_bugs:
         close = difflib.get_close_matches(bug, known_bugs, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -390,7 +390,7 @@ def _check_combinations(test: Test, *, where: Callable[[str, str], str]) -> None
         )
 
 
-def _check_capabilities(test: Test, capabilities: Mapping[str, Any], *, where: str) -> None:
+def check_capabilities(test: Test, capabilities: Mapping[str, Any], *, where: str) -> None:
     from harness.capabilities import fault_refusal
 
     for fault in test.nemesis.faults:

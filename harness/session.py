@@ -154,6 +154,7 @@ def execute(
             display.stop()
         recorder.close()
     leftovers = cluster.leftover_processes()
+    crashes = cluster.unexpected_exits()
     return finish(
         run,
         test,
@@ -162,6 +163,7 @@ def execute(
         elapsed_s=time.monotonic() - started,
         system=system,
         console=console,
+        crashes=crashes,
     )
 
 
@@ -174,6 +176,7 @@ def finish(
     elapsed_s: float,
     system: Any,
     console: Console,
+    crashes: list[dict[str, Any]] | None = None,
 ) -> int:
     teardown_errors = list(outcome.teardown_errors)
     if leftovers:
@@ -194,6 +197,7 @@ def finish(
     results["teardown_errors"] = teardown_errors
     results["teardown"] = outcome.teardown
     results["recovered"] = outcome.recovered
+    results["node_exits"] = crashes or []  # nodes that ended on their own: a crash is worth a look
     results["elapsed_s"] = round(elapsed_s, 3)
     write_json(run.results, results)
     valid = results["valid"]
@@ -244,6 +248,11 @@ def _print_summary(console: Console, run: RunDir, results: dict[str, Any], repor
         )
     for line in results.get("teardown", []):
         console.print(f"  teardown: {line}", style="dim")
+    for exit_ in results.get("node_exits", []):
+        console.print(
+            f"  [yellow]node exited on its own:[/] {exit_['node']} pid {exit_['pid']} "
+            f"exit code {exit_['exit_code']} (see nodes/{exit_['node']}/output.log)"
+        )
     for error in results.get("teardown_errors", []):
         console.print(f"  [red]teardown error:[/] {error}")
     if report_note:

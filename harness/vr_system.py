@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,7 @@ class VRSystem:
         self._formatted: set[str] = set()
         self._starts: dict[str, int] = {}
         self._status_client: Any = None
+        self._status_lock = threading.Lock()  # the nemesis and the progress display both ask
 
     # -- layout -------------------------------------------------------------------
 
@@ -135,7 +137,8 @@ class VRSystem:
     def setup(self) -> None:
         for node in self.node_names():
             self.start(node)
-        if not self.wait_healthy(timeout_s=STARTUP_TIMEOUT_S):
+        healthy = self.wait_healthy(timeout_s=STARTUP_TIMEOUT_S)
+        if not healthy or not all(self.cluster.is_running(n) for n in self.node_names()):
             raise RuntimeError(self._startup_failure())
 
     def _startup_failure(self) -> str:
@@ -166,9 +169,10 @@ class VRSystem:
     def teardown(self, *, keep_data: bool) -> list[str]:
         """Stop every node; remove data directories unless asked to keep them. Returns what it did."""
         done = [f"stopped {name}" for name in self.cluster.stop_all()]
-        if self._status_client is not None:
-            self._status_client.close()
-            self._status_client = None
+        with self._status_lock:
+            if self._status_client is not None:
+                self._status_client.close()
+                self._status_client = None
         if not keep_data:
             for node in self.node_names():
                 data = self.node_files(node)["data"]
@@ -183,6 +187,10 @@ class VRSystem:
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Status of every running, unpaused node that answers within STATUS_TIMEOUT_S."""
+        with self._status_lock:
+            return self._statuses()
+
+    def _statuses(self) -> dict[str, dict[str, Any]]:
         from vr.client import Client, ClientError
 
         if self._status_client is None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ TABLE = "ratchet"
 FAMILY = "inet"
 COMMAND_TIMEOUT_S = 10
 KINDS = ("partition", "loss")
+FIREWALL_ENV = "RATCHET_FIREWALL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,10 +231,18 @@ class IptablesFirewall:
 Firewall = NftFirewall | IptablesFirewall
 
 
-def choose_firewall() -> Firewall:
-    """nft where installed, else iptables; FirewallError if neither."""
-    if shutil.which("nft"):
+def choose_firewall(preference: str | None = None) -> Firewall:
+    """nft where installed, else iptables; FirewallError if neither.
+
+    ``preference`` (or the environment variable RATCHET_FIREWALL) = "nft" or
+    "iptables" forces one backend, e.g. to test the fallback on a machine that has both.
+    """
+    preference = preference or os.environ.get(FIREWALL_ENV) or None
+    if preference not in (None, "nft", "iptables"):
+        raise FirewallError(f"{FIREWALL_ENV}={preference!r}: accepted values are nft and iptables")
+    if preference in (None, "nft") and shutil.which("nft"):
         return NftFirewall()
-    if shutil.which("iptables"):
+    if preference in (None, "iptables") and shutil.which("iptables"):
         return IptablesFirewall()
-    raise FirewallError("neither nft nor iptables is installed: apt-get install nftables")
+    wanted = preference or "nft or iptables"
+    raise FirewallError(f"{wanted} is not installed: apt-get install nftables (or iptables)")

@@ -117,7 +117,7 @@ def invoke(client: Client, operation: dict[str, Any]) -> dict[str, Any]:
             client.write(key, value)
             return {"type": "ok", "value": value}
         if f == "cas":
-            old, new = value
+            old, new = value  # type: ignore[misc]
             client.cas(key, old, new)
             return {"type": "ok", "value": value}
         raise ValueError(f"register workload has no op {f!r}")

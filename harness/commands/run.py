@@ -89,7 +89,14 @@ def overrides_from_args(
 def resolve_test(args: argparse.Namespace) -> Any:
     """The validated Test for these arguments (BadInput otherwise). Probes only what the faults need."""
     from harness import capabilities
-    from harness.scenario import Test, build_test, merge_overrides, read_table, resolve_scenario_path
+    from harness.scenario import (
+        Test,
+        build_test,
+        check_capabilities,
+        merge_overrides,
+        read_table,
+        resolve_scenario_path,
+    )
 
     if args.replay:
         from harness.store import read_test_json
@@ -109,9 +116,22 @@ def resolve_test(args: argparse.Namespace) -> Any:
     path = resolve_scenario_path(args.scenario)
     overrides, flags = overrides_from_args(args)
     data = merge_overrides(read_table(path), overrides)
-    caps = {"signals": capabilities.probe_signals(), "namespaces": capabilities.probe_namespaces()}
-    faults = set(data.get("nemesis", {}).get("faults", []))
-    if faults & {"partition", "loss"}:
+    from vr.bugs import BUGS
+
+    # Validate the input first (exit 3), then ask the machine (namespaces: exit 2; a fault it
+    # cannot inject: exit 3, the scenario asks for something this machine cannot do).
+    test = build_test(
+        data,
+        source=str(path),
+        seed_if_absent=random.SystemRandom().randrange(1 << 31),
+        flag_names=flags,
+        known_bugs=tuple(BUGS),
+    )
+    namespaces = capabilities.probe_namespaces()
+    if not namespaces.available:
+        raise NoNamespaces(f"{namespaces.detail}. To enable: {namespaces.how_to_enable}")
+    caps = {"signals": capabilities.probe_signals(), "namespaces": namespaces}
+    if set(test.nemesis.faults) & {"partition", "loss"}:
         caps["packet-filter"] = capabilities.probe_packet_filter()
         if os.geteuid() != 0:
             caps["packet-filter"] = capabilities.Capability(
@@ -121,20 +141,22 @@ def resolve_test(args: argparse.Namespace) -> Any:
                 "all leave from 127.0.0.1 and per-node group ids need root)",
                 "run `ratchet run` as root",
             )
-    from vr.bugs import BUGS
+    check_capabilities(test, caps, where=flags.get(("nemesis", "faults"), str(path)))
+    return test
 
-    return build_test(
-        data,
-        source=str(path),
-        seed_if_absent=random.SystemRandom().randrange(1 << 31),
-        flag_names=flags,
-        capabilities=caps,
-        known_bugs=tuple(BUGS),
-    )
+
+class NoNamespaces(Exception):
+    """This machine cannot give the run private namespaces (exit 2: nothing the scenario can fix)."""
 
 
 def handle(args: argparse.Namespace) -> int:
-    test = resolve_test(args)
+    try:
+        test = resolve_test(args)
+    except NoNamespaces as exc:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] ratchet run needs private namespaces: {exc}")
+        return 2
     from clusters import namespace
     from harness import session
 

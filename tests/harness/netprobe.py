@@ -136,6 +136,7 @@ def partitions(nodes: int, shapes: list[str]) -> dict[str, object]:
             "healed": healed,
             "expected": {a: sorted(expected.successors(a)) for a in cluster.names()},
         }
+    out["backend"] = cluster.firewall.backend
     out["removed_table"] = cluster.firewall.teardown()
     out["table_left"] = not cluster.firewall.ruleset_empty_of_ours()
     cluster.stop_all()
