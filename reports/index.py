@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reports.build import REPORT_NAME, SUMMARY_NAME, environment, script_json, template_text
-from reports.run import scenario_name, seed_of, verdict_of
+from reports.run import fault_kinds_configured, scenario_name, seed_of, verdict_of
 
 INDEX_NAME = "index.html"
 RUN_MARKERS = ("test.json", "results.json", "history.jsonl")
@@ -76,8 +76,7 @@ def run_row(store_dir: Path, run: Path) -> RunRow:
     duration = summary.get("duration_s")
     faults = summary.get("faults")
     if faults is None:
-        nemesis = test.get("nemesis") or test.get("nemeses")
-        faults = nemesis if isinstance(nemesis, list) else []
+        faults = fault_kinds_configured(test)
     ops = summary.get("op_count")
     seed = summary.get("seed", seed_of(test))
     return RunRow(

@@ -76,54 +76,108 @@ def _read_json_object(path: Path, warnings: list[str]) -> dict[str, Any]:
     return value
 
 
-# test.json is the harness's (contracts §6 names the file, not every field), so the
-# report reads the few fields it shows under the names the harness may use.
+# test.json is the harness's: {"test": <the resolved scenario>, "seed", "command_line",
+# "cluster": {"nodes": {name: address}}, ...}. The report reads the few fields it shows
+# there first, then at the top level (older or hand-written files), and shows "unknown"
+# rather than failing when a field is absent.
+
+
+def _sections(test: dict[str, Any]) -> list[dict[str, Any]]:
+    inner = test.get("test")
+    return [inner, test] if isinstance(inner, dict) else [test]
 
 
 def scenario_name(test: dict[str, Any], run_dir: Path) -> str:
-    for name in ("scenario", "name"):
-        value = test.get(name)
-        if isinstance(value, str) and value:
-            return value
-        if isinstance(value, dict) and isinstance(value.get("name"), str):
-            return str(value["name"])
+    for section in _sections(test):
+        for name in ("scenario", "name"):
+            value = section.get(name)
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, dict) and isinstance(value.get("name"), str):
+                return str(value["name"])
     return run_dir.parent.name or "unknown"
 
 
 def seed_of(test: dict[str, Any]) -> Any:
-    seed = test.get("seed")
-    if seed is None and isinstance(test.get("scenario"), dict):
-        seed = test["scenario"].get("seed")
-    return seed
+    for section in _sections(test):
+        if section.get("seed") is not None:
+            return section["seed"]
+    return None
+
+
+def planted_bug(test: dict[str, Any]) -> str | None:
+    for section in _sections(test):
+        bug = section.get("bug")
+        if isinstance(bug, str) and bug:
+            return bug
+    return None
+
+
+def fault_kinds_configured(test: dict[str, Any]) -> list[str]:
+    for section in _sections(test):
+        nemesis = section.get("nemesis")
+        if isinstance(nemesis, dict) and isinstance(nemesis.get("faults"), list):
+            return [str(f) for f in nemesis["faults"]]
+        if isinstance(nemesis, list):
+            return [str(f) for f in nemesis]
+    return []
+
+
+_LAUNCHERS = ("ratchet", "cli.py", "__main__.py")
 
 
 def reproduce_command(test: dict[str, Any]) -> str | None:
-    """The exact command that reproduces the run, as recorded by the harness."""
+    """The command line that started the run, as the person would type it again.
+
+    The harness records ``[python, argv[0], *args]``; when argv[0] is the
+    ``ratchet`` launcher that becomes ``ratchet <args>``.
+    """
     for name in ("reproduce", "reproduce_command", "command_line", "command", "argv"):
         value = test.get(name)
         if isinstance(value, str) and value.strip():
             return value
         if isinstance(value, list) and value and all(isinstance(part, str) for part in value):
+            for position, part in enumerate(value[:3]):
+                if Path(part).name in _LAUNCHERS:
+                    return shlex.join(["ratchet", *value[position + 1 :]])
             return shlex.join(value)
     return None
 
 
+def replay_command(test: dict[str, Any], run_dir: Path) -> str | None:
+    """``ratchet run --replay <store>/<scenario>/<stamp>``: the same scenario and seed, from the store."""
+    store_dir = next((s["store_dir"] for s in _sections(test) if isinstance(s.get("store_dir"), str)), None)
+    if store_dir is None:
+        return None
+    return shlex.join(
+        ["ratchet", "run", "--replay", f"{store_dir.rstrip('/')}/{run_dir.parent.name}/{run_dir.name}"]
+    )
+
+
 def node_names(test: dict[str, Any], run_dir: Path) -> list[str]:
-    for holder in (test, test.get("cluster") if isinstance(test.get("cluster"), dict) else {}):
+    holders: list[Any] = [test.get("cluster"), *_sections(test)]
+    for holder in holders:
         value = holder.get("nodes") if isinstance(holder, dict) else None
+        if isinstance(value, dict) and value:
+            return [str(name) for name in value]
         if isinstance(value, list):
             return [str(item.get("name", item)) if isinstance(item, dict) else str(item) for item in value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return [f"n{i + 1}" for i in range(value)]
     nodes = run_dir / "nodes"
-    return sorted(p.name for p in nodes.iterdir() if p.is_dir()) if nodes.is_dir() else []
+    if nodes.is_dir():
+        return sorted(p.name for p in nodes.iterdir() if p.is_dir())
+    for section in _sections(test):
+        count = section.get("nodes")
+        if isinstance(count, int) and not isinstance(count, bool):
+            return [f"n{i + 1}" for i in range(count)]
+    return []
 
 
 def duration_s(ops: list[Op], test: dict[str, Any]) -> float | None:
     if ops:
         return (max(op.time_ns for op in ops) - min(op.time_ns for op in ops)) / 1e9
-    for name in ("duration_s", "time_limit_s", "time_limit"):
-        value = test.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+    for section in _sections(test):
+        for name in ("duration_s", "time_limit_s", "time_limit"):
+            value = section.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return float(value)
     return None

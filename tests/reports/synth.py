@@ -228,15 +228,33 @@ def _plant_stale_read(records: list[dict[str, Any]]) -> list[int]:
 
 
 def _write_test(run_dir: Path, *, seed: int, processes: int) -> None:
+    """test.json in the harness's shape (harness/store.py: the resolved Test under "test")."""
     test = {
-        "scenario": "synthetic-partition",
+        "test": {
+            "name": "synthetic-partition",
+            "description": "synthetic run for report tests",
+            "nodes": len(NODES),
+            "bug": None,
+            "workload": {"name": "register", "model": "cas-register"},
+            "nemesis": {"faults": ["partition", "kill"], "interval_s": 10.0},
+            "time_limit_s": 60.0,
+            "concurrency": processes,
+            "seed": seed,
+            "store_dir": "store",
+        },
         "seed": seed,
-        "nodes": list(NODES),
-        "concurrency": processes,
-        "command": ["ratchet", "run", "scenarios/synthetic-partition.toml", "--seed", str(seed)],
-        "start_mono_ns": START_MONO_NS,
-        "start_wall_ns": START_WALL_NS,
-        "nemesis": ["partition", "kill"],
+        "command_line": [
+            "/usr/bin/python3",
+            "/usr/local/bin/ratchet",
+            "run",
+            "synthetic-partition",
+            "--seed",
+            str(seed),
+        ],
+        "cluster": {
+            "kind": "local",
+            "nodes": {name: f"127.0.0.{i + 1}:4000" for i, name in enumerate(NODES)},
+        },
     }
     (run_dir / "test.json").write_text(json.dumps(test, indent=2), encoding="utf-8")
 

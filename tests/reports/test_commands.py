@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import threading
 import urllib.error
 import urllib.request
@@ -39,6 +40,19 @@ def test_report_no_check_rerenders_the_latest_run_and_the_index(tmp_path: Path) 
     assert main(["report", str(store), "--no-check"]) == 1  # anomaly: exit 1
     assert (run / "report.html").is_file()
     assert (store / "index.html").is_file()
+
+
+def test_report_rechecks_with_the_checkers(tmp_path: Path) -> None:
+    _store_dir, run = _store(tmp_path)  # results.json claims an anomaly the history does not hold
+    (run / "results.json").write_text(
+        '{"valid": false, "checkers": {}, "teardown_errors": ["kept"]}', encoding="utf-8"
+    )
+    assert main(["report", str(run)]) == 0  # the hand-made partition history is linearizable
+
+    results = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    assert results["valid"] is True and results["checkers"]["linearizable"]["valid"] is True
+    assert results["teardown_errors"] == ["kept"]
+    assert 'class="banner valid"' in (run / "report.html").read_text(encoding="utf-8")
 
 
 def test_report_of_something_that_is_not_a_run_is_bad_input(
