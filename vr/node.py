@@ -36,6 +36,7 @@ from vr.bus import Address, Bus, Inbound, parse_peers
 from vr.events import EventLog
 from vr.layout import Layout
 from vr.message import Command, make_message
+from vr.replica import Replica, format_data_file
 from vr.storage import FileStorage
 
 logger = logging.getLogger("vr.node")
@@ -200,7 +201,7 @@ class Node:
         self.events = EventLog(config.events_path, replica=config.replica)
         self.storage: FileStorage | None = None
         self.bus: Bus | None = None
-        self.replica: Any = None
+        self.replica: Replica | None = None
         self._stop = asyncio.Event()
         self._started_ns = time.monotonic_ns()
         self.ticks = 0
@@ -210,17 +211,28 @@ class Node:
         self._stop.set()
 
     async def run(self) -> None:
-        self._open()
-        assert self.bus is not None
+        config = self.config
+        # Listen first: a taken address is refused before anything touches the data file.
+        self.bus = Bus(
+            replica=config.replica,
+            peers=config.peers,
+            cluster=config.cluster,
+            rng=random.Random(config.seed ^ 0xB05),
+        )
         try:
             await self.bus.start()
         except OSError as error:
-            address = self.config.peers[self.config.replica]
+            address = config.peers[config.replica]
             raise StartupRefused(
-                f"replica {self.config.replica} cannot listen on {address}: {error.strerror or error}. "
+                f"replica {config.replica} cannot listen on {address}: {error.strerror or error}. "
                 "Check that the address is local to this machine and that no other process (an old node?) "
                 "is listening on it."
             ) from None
+        try:
+            self._open()
+        except BaseException:
+            await self.bus.close()
+            raise
         config = self.config
         logger.info(
             "node=started replica=%d peers=%s data=%s cluster=%d seed=%d bugs=%s pid=%d",
@@ -238,12 +250,10 @@ class Node:
             await self._shutdown()
 
     def _open(self) -> None:
-        """Format (if asked), open the data file and the replica; nothing touches the network yet."""
-        from vr.replica import Replica, format_data_file  # H1's module (imported here until it lands)
-
+        """Format (if asked), open the data file and the replica (messages wait in the bus's inbox)."""
         config = self.config
         if config.format:
-            self._format_data_file(format_data_file)
+            self._format_data_file()
         try:
             self.storage = FileStorage(config.data_path, size_bytes=self.layout.size_bytes)
         except ValueError as error:  # a data file of another layout's size
@@ -252,13 +262,15 @@ class Node:
             raise StartupRefused(
                 f"cannot open the data file {config.data_path}: {error.strerror or error}."
             ) from None
-        self.bus = Bus(
-            replica=config.replica,
-            peers=config.peers,
-            cluster=config.cluster,
-            rng=random.Random(config.seed ^ 0xB05),
-        )
-        self.replica = Replica.open(
+        try:
+            self.replica = self._open_replica()
+        except ValueError as error:  # the data file belongs to another cluster or replica
+            raise StartupRefused(f"{error}; refusing to run on someone else's data.") from None
+
+    def _open_replica(self) -> Replica:
+        config = self.config
+        assert self.storage is not None and self.bus is not None
+        return Replica.open(
             storage=self.storage,
             layout=self.layout,
             bus=self.bus,
@@ -271,7 +283,7 @@ class Node:
             wall_clock_ns=time.time_ns,
         )
 
-    def _format_data_file(self, format_data_file: Any) -> None:
+    def _format_data_file(self) -> None:
         """Format into a temporary file and rename it into place, so a crash mid-format leaves no
         half-formatted ``replica.vr`` that a restart would then refuse or misread."""
         config = self.config
@@ -327,12 +339,14 @@ class Node:
             assert self.bus is not None
             self.bus.dropped["status-reply-unexpected"] += 1
         else:
+            assert self.replica is not None
             self.replica.on_message(inbound.message)
 
     def status(self) -> dict[str, Any]:
         """``replica.status()`` (contracts §3) plus what only the node knows: bus, storage, process."""
-        assert self.bus is not None and self.storage is not None
-        status: dict[str, Any] = dict(self.replica.status())
+        assert self.bus is not None and self.storage is not None and self.replica is not None
+        # Replica.status() is shadowed on instances by the `status` attribute ("normal", ...): call the class's.
+        status: dict[str, Any] = dict(Replica.status(self.replica))
         counters = dict(status.get("counters", {}))
         dropped = dict(counters.get("dropped", {}))
         for reason, count in self.bus.dropped.items():
