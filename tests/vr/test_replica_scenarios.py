@@ -258,3 +258,33 @@ def test_garbage_is_dropped_and_counted_never_raised() -> None:
     assert dropped.get("cluster") == 1
     assert dropped.get("sender") == 2
     assert sum(dropped.values()) >= 5
+
+
+def test_recovering_head_uncertain_head_waits_for_a_start_view() -> None:
+    """A restarted backup with a faulty slot just above its head cannot know whether a newer op
+    hides there: it enters recovering_head (no votes, no acks) until a start-view from the live
+    primary proves its head, then rejoins as a normal backup and converges."""
+    cluster = quiet_cluster(requests=80)
+    run_until(
+        cluster,
+        lambda: (p := normal_primary(cluster)) is not None and p.commit_min > SIM_LAYOUT.slot_count + 4,
+        ticks_max=4000,
+        what="the WAL ring wrapped once",
+    )
+    primary = normal_primary(cluster)
+    assert primary is not None
+    backup = (primary.replica + 1) % cluster.replica_count
+    victim = cluster.replicas[backup]
+    assert victim is not None
+    cluster.crash(backup, power_loss=False)
+    above = victim.op + 1
+    sectors = wal_sectors(SIM_LAYOUT, above)
+    cluster.storages[backup].corrupt(sectors.prepare_offset, 64)
+    cluster.storages[backup].corrupt(sectors.header_offset, sectors.header_size)
+    cluster.restart(backup)
+    restarted = cluster.replicas[backup]
+    assert restarted is not None
+    assert restarted.status_name == Status.RECOVERING_HEAD
+    assert restarted.status()["status"] == "recovering_head"
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=4000, what="converged")
+    assert restarted.status_name == Status.NORMAL

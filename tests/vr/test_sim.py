@@ -57,6 +57,7 @@ def test_seeds_exercise_faults() -> None:
     assert totals["crashes"] > 0
     assert totals["restarts"] > 0
     assert totals["corruptions"] > 0
+    assert totals["read_errors"] > 0
     assert totals["lost"] > 0
     assert totals["duplicated"] > 0
     assert totals["blocked"] > 0

@@ -36,6 +36,8 @@ class FaultOptions:
     flush_delay_ticks_max: int = 2
     clock_jump_probability: float = 0.0  # per tick: a replica's wall clock jumps back (lease bug)
     crash_max_down: int | None = None  # replicas down at once (default f: a quorum stays up)
+    read_error_probability: float = 0.0  # per tick: EIO on one committed prepare slot (atlas-limited)
+    read_error_ticks: int = 100  # how long an injected read error window lasts
 
 
 @dataclass(slots=True)
@@ -139,7 +141,14 @@ class SimCluster:
         # Fault atlas: for each WAL slot, the one replica whose copy may be corrupted.
         self.atlas = [self.rng.randrange(replica_count) for _ in range(SIM_LAYOUT.slot_count)]
         self.corrupted: set[tuple[int, int]] = set()  # (replica, op)
-        self.stats: dict[str, int] = {"crashes": 0, "restarts": 0, "corruptions": 0, "clock_jumps": 0}
+        self.stats: dict[str, int] = {
+            "crashes": 0,
+            "restarts": 0,
+            "corruptions": 0,
+            "clock_jumps": 0,
+            "read_errors": 0,
+        }
+        self.read_errors_until: list[int] = [0] * replica_count
         for i in range(replica_count):
             self._open(i)
         self.clients = [
@@ -220,6 +229,22 @@ class SimCluster:
         self.stats["corruptions"] += 1
         self._trace(f"corrupt replica={target} op={op}")
 
+    def read_error_one(self) -> None:
+        """Make reads of one committed prepare slot fail with EIO for a while (atlas replica only)."""
+        alive = [r for r in self.replicas if r is not None]
+        if not alive:
+            return
+        commit = min(r.commit_min for r in alive)
+        if commit < 1:
+            return
+        op = self.rng.randint(max(1, commit - SIM_LAYOUT.slot_count + 1), commit)
+        target = self.atlas[op % SIM_LAYOUT.slot_count]
+        sectors = wal_sectors(SIM_LAYOUT, op)
+        self.storages[target].fail_reads(sectors.prepare_offset, sectors.prepare_size)
+        self.read_errors_until[target] = self.now + self.faults.read_error_ticks
+        self.stats["read_errors"] += 1
+        self._trace(f"read-error replica={target} op={op}")
+
     # The loop --------------------------------------------------------------------------------
 
     def step(self) -> None:
@@ -266,6 +291,12 @@ class SimCluster:
             self.crash(i, power_loss=self.rng.random() < self.faults.power_loss_probability)
         if self.faults.corrupt_probability and self.rng.random() < self.faults.corrupt_probability:
             self.corrupt_one()
+        if self.faults.read_error_probability and self.rng.random() < self.faults.read_error_probability:
+            self.read_error_one()
+        for i, until in enumerate(self.read_errors_until):
+            if until and self.now >= until:
+                self.storages[i].clear_faults()
+                self.read_errors_until[i] = 0
         if self.faults.clock_jump_probability and self.rng.random() < self.faults.clock_jump_probability:
             i = self.rng.randrange(self.replica_count)
             self.clock_offset_ns[i] -= self.rng.randint(1, 200) * 10_000_000

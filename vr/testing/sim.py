@@ -95,6 +95,7 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         corrupt_probability=rng.choice([0.0, 0.0, 0.002, 0.01]),
         flush_delay_ticks_max=rng.randint(0, 4),
         clock_jump_probability=0.0,
+        read_error_probability=rng.choice([0.0, 0.0, 0.005, 0.02]),
     )
     if "ack-before-fsync" in bugs:
         faults = _replace(
@@ -119,9 +120,20 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
             network, partition_probability=0.03, heal_probability=0.03, partition_asymmetric_probability=0.0
         )
         faults = _replace(faults, crash_probability=0.002)
-    if bugs & {"stale-view-votes", "duplicate-prepare-no-checksum"}:
+    if "stale-view-votes" in bugs:
         network = _replace(network, partition_probability=0.01, duplicate_probability=0.1)
         faults = _replace(faults, crash_probability=0.003)
+    if "duplicate-prepare-no-checksum" in bugs:
+        network = _replace(
+            network,
+            partition_probability=0.02,
+            heal_probability=0.03,
+            loss_probability=0.05,
+            duplicate_probability=0.1,
+        )
+        faults = _replace(
+            faults, crash_probability=0.004, power_loss_probability=0.0, corrupt_probability=0.0
+        )
     if "no-client-table" in bugs:
         network = _replace(network, loss_probability=0.1, duplicate_probability=0.1)
     return SimConfig(
