@@ -13,7 +13,7 @@ ops), so a memo entry costs the same at 10 ops and at 100,000.
 
 Open-ended (``info``) ops are where histories from real faults get hard: they
 may take effect at any point after their call, or never, so each one doubles
-what a naive search explores. Four things keep them cheap here:
+what a naive search explores. Five things keep them cheap here:
 
 1. An open-ended op that produces nothing (a read) is dropped.
 2. One that produces only values nobody observes after its call (a write of
@@ -24,6 +24,11 @@ what a naive search explores. Four things keep them cheap here:
 4. Alive open-ended ops with the same function and input are
    interchangeable, so only the earliest-called unplaced one of each kind is
    tried; and one that would leave the state unchanged is never tried.
+5. Right after an open-ended op, only an op that needs its effect may come
+   (the model's ``needs_before``): for a register, a read or cas of the value
+   it wrote. Any linearization can be rearranged to have this shape (a write
+   right after it erases it, so it can be dropped), which cuts the branching
+   that open-ended ops cause.
 
 Success is every ``ok`` op placed; open-ended ops left over never happened.
 When the search fails, the return it could never get past (the furthest any
@@ -36,7 +41,7 @@ import bisect
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from checkers.history import Operation
@@ -85,20 +90,72 @@ class SearchResult:
 class _Prepared:
     ok_ops: list[Operation]
     info_ops: list[Operation]  # kept, sorted by call
-    info_expire: list[int]  # per info op: last position anything could observe it
+    info_expire: list[int]  # per info op: the last position anything could still use it
     dropped: int = 0
-    alive: list[tuple[int, ...]] = field(default_factory=list)
 
 
-def _observers_of(model: Model, ops: Sequence[Operation]) -> dict[Any, list[Operation]]:
-    by_value: dict[Any, list[Operation]] = {}
-    for op in ops:
+EXPIRE_ROUNDS_MAX = 64
+ALIVE_BLOCK_RETURNS = 64
+
+
+def _expiries(model: Model, ok_ops: Sequence[Operation], candidates: Sequence[Operation]) -> dict[int, int]:
+    """Per open-ended op id: the last position where placing it could still help (absent: never).
+
+    What an open-ended op produces helps only an op that observes it: an ok op
+    before that op's return, or another open-ended op while *that* one can still
+    help (so the rule is applied until nothing changes). Per produced value
+    only the latest ok return and the two latest open-ended expiries matter, so
+    a round costs O(ops), even when thousands of ops share a value.
+    """
+    last_ok_ret: dict[Any, int] = {}
+    info_observers: dict[Any, list[Operation]] = {}
+    for op in ok_ops:
+        assert op.ret is not None
         for value in model.observes(op.f, op.value_in, op.value_out):
             try:
-                by_value.setdefault(value, []).append(op)
-            except TypeError:  # unhashable value: cannot index it; it simply observes nothing
+                if op.ret > last_ok_ret.get(value, -1):
+                    last_ok_ret[value] = op.ret
+            except TypeError:
                 continue
-    return by_value
+    for op in candidates:
+        for value in model.observes(op.f, op.value_in, None):
+            try:
+                info_observers.setdefault(value, []).append(op)
+            except TypeError:
+                continue
+    produced: dict[int, tuple[Any, ...] | None] = {}
+    for op in candidates:
+        values = model.produces(op.f, op.value_in)
+        produced[op.id] = None if values is None else tuple(values)
+    expire: dict[int, int] = {}
+    for _ in range(EXPIRE_ROUNDS_MAX):
+        top: dict[Any, list[tuple[int, int]]] = {}
+        for value, watchers in info_observers.items():
+            known = sorted(((expire[w.id], w.id) for w in watchers if w.id in expire), reverse=True)
+            top[value] = known[:2]
+        changed = False
+        for op in candidates:
+            values = produced[op.id]
+            best = INFINITY if values is None else -1
+            for value in values or ():
+                try:
+                    ret = last_ok_ret.get(value, -1)
+                    leaders = top.get(value, [])
+                except TypeError:
+                    best = INFINITY
+                    break
+                if ret > op.call:
+                    best = max(best, ret)
+                for until, other in leaders:
+                    if other != op.id and until > op.call:
+                        best = max(best, until)
+                        break
+            if best >= 0 and best > expire.get(op.id, -1):
+                expire[op.id] = best
+                changed = True
+        if not changed:
+            return expire
+    return {op_id: INFINITY for op_id in expire}  # did not settle: keep everything alive
 
 
 def prepare(model: Model, operations: Sequence[Operation]) -> _Prepared:
@@ -114,30 +171,8 @@ def prepare(model: Model, operations: Sequence[Operation]) -> _Prepared:
             dropped += 1  # an open-ended read changes nothing
             continue
         candidates.append(op)
-    expire: dict[int, int] = {}
-    while True:  # fixpoint: dropping one open-ended op can orphan another
-        observers = _observers_of(model, ok_ops + candidates)
-        expire = {}
-        for op in candidates:
-            produced = model.produces(op.f, op.value_in)
-            if produced is None:
-                expire[op.id] = INFINITY
-                continue
-            last = -1
-            for value in produced:
-                try:
-                    watchers = observers.get(value, ())
-                except TypeError:
-                    last = INFINITY
-                    continue
-                for watcher in watchers:
-                    if watcher.id == op.id:
-                        continue
-                    end = INFINITY if watcher.ret is None else watcher.ret
-                    if end > op.call:
-                        last = max(last, end)
-            if last >= 0:
-                expire[op.id] = last
+    while True:  # dropping one open-ended op can orphan another
+        expire = _expiries(model, ok_ops, candidates)
         kept = [op for op in candidates if op.id in expire]
         if len(kept) == len(candidates):
             break
@@ -147,15 +182,46 @@ def prepare(model: Model, operations: Sequence[Operation]) -> _Prepared:
     return _Prepared(ok_ops, candidates, [expire[op.id] for op in candidates], dropped)
 
 
-def _alive_table(prepared: _Prepared, return_positions: list[int]) -> list[tuple[int, ...]]:
-    """For each ok return (in position order), the open-ended ops alive there (point 3)."""
-    table: list[list[int]] = [[] for _ in return_positions]
+@dataclass(slots=True)
+class _Alive:
+    """Which open-ended ops may be placed while a given return is the first pending one (point 3-4).
+
+    Ops are grouped by signature (f, input); within a group, ops sorted by call
+    expire no earlier than later ones (they have every later one's observers),
+    so the first unused one is the only one worth trying. Groups are indexed by
+    blocks of return ranks, so a lookup touches only groups alive near it.
+    """
+
+    groups: list[list[int]]  # signature -> info op indices, by call; used ones are always a prefix
+    group_first_rank: list[int]
+    group_last_rank: list[int]
+    op_last_rank: list[int]
+    blocks: list[list[int]]  # block of return ranks -> groups alive somewhere in it
+
+
+def _alive_index(prepared: _Prepared, return_positions: list[int]) -> _Alive:
+    n_ranks = len(return_positions)
+    by_sig: dict[tuple[str, Any], list[int]] = {}
     for j, op in enumerate(prepared.info_ops):
-        first = bisect.bisect_right(return_positions, op.call)
-        last = bisect.bisect_right(return_positions, prepared.info_expire[j])
-        for r in range(first, min(last + 1, len(return_positions))):
-            table[r].append(j)
-    return [tuple(row) for row in table]
+        by_sig.setdefault((op.f, _hashable(op.value_in)), []).append(j)
+    groups = list(by_sig.values())
+    op_last_rank = [
+        min(bisect.bisect_right(return_positions, expire), n_ranks - 1) for expire in prepared.info_expire
+    ]
+    for group in groups:  # make expiry non-increasing along each group (only ever later: still sound)
+        latest = -1
+        for j in reversed(group):
+            latest = max(latest, op_last_rank[j])
+            op_last_rank[j] = latest
+    group_first = [bisect.bisect_right(return_positions, prepared.info_ops[g[0]].call) for g in groups]
+    group_last = [max(op_last_rank[j] for j in g) for g in groups]
+    blocks: list[list[int]] = [[] for _ in range(n_ranks // ALIVE_BLOCK_RETURNS + 1)]
+    for g, (first, last) in enumerate(zip(group_first, group_last, strict=True)):
+        if first > last:
+            continue
+        for b in range(first // ALIVE_BLOCK_RETURNS, last // ALIVE_BLOCK_RETURNS + 1):
+            blocks[b].append(g)
+    return _Alive(groups, group_first, group_last, op_last_rank, blocks)
 
 
 def _zobrist(count: int) -> list[int]:
@@ -202,15 +268,27 @@ def search(
     nxt = [*range(1, n_entries), -1, 0]
     prv = [head, *range(0, n_entries - 1), -1]
 
-    return_positions = sorted(op.ret for op in ok_ops)  # type: ignore[type-var]
-    alive = _alive_table(prepared, return_positions)  # type: ignore[arg-type]
+    return_positions: list[int] = sorted(op.ret for op in ok_ops)  # type: ignore[misc]
+    alive = _alive_index(prepared, return_positions)
+    groups, group_first, group_last, op_last_rank = (
+        alive.groups,
+        alive.group_first_rank,
+        alive.group_last_rank,
+        alive.op_last_rank,
+    )
+    blocks = alive.blocks
     ret_rank = {pos: r for r, pos in enumerate(return_positions)}
-    info_sig = [(op.f, _hashable(op.value_in)) for op in info_ops]
 
     zobrist = _zobrist(n_ok + n_info)
     step = model.step
+    needs_before = getattr(model, "needs_before", None)
     memo: set[tuple[int, Any]] = set()
-    info_used = [False] * n_info
+    group_of = [0] * n_info
+    for g, group in enumerate(groups):
+        for j in group:
+            group_of[j] = g
+    group_used = [0] * len(groups)  # placed ops of each group: always its first ones
+    info_call = [op.call for op in info_ops]
     frames: list[tuple[list[int], int, Any, int]] = []  # (candidates, next index, state before, op placed)
     placed: list[int] = []
     state: Any = model.init()
@@ -234,15 +312,19 @@ def search(
         assert position is not None
         if position > best_frontier:
             best_frontier, stuck = position, first_ret_op
-        seen: set[tuple[str, Any]] = set()
-        for j in alive[ret_rank[position]]:
-            if info_used[j] or info_ops[j].call > position:
+        rank = ret_rank[position]
+        chosen: list[int] = []
+        for g in blocks[rank // ALIVE_BLOCK_RETURNS]:
+            if not group_first[g] <= rank <= group_last[g]:
                 continue
-            sig = info_sig[j]
-            if sig in seen:
-                continue
-            seen.add(sig)
-            out.append(n_ok + j)
+            group = groups[g]
+            used = group_used[g]
+            if used < len(group):
+                j = group[used]  # the earliest unplaced of its kind: the only one worth trying
+                if info_call[j] < position and op_last_rank[j] >= rank:
+                    chosen.append(j)
+        chosen.sort()  # earliest-called first: the order the search explores matters
+        out.extend(n_ok + j for j in chosen)
         return out
 
     frames.append((candidates(), 0, state, -1))
@@ -269,7 +351,7 @@ def search(
                     prv[q] = c
                 remaining += 1
             else:
-                info_used[op_placed - n_ok] = False
+                group_used[group_of[op_placed - n_ok]] -= 1
             continue
         frames[-1] = (cands, index + 1, frames[-1][2], frames[-1][3])
         op_id = cands[index]
@@ -287,6 +369,12 @@ def search(
                 return _unknown(
                     prepared, ok_ops, stuck, best_frontier, steps, len(memo), "memory limit reached"
                 )
+        after = frames[-1][3]
+        if after >= n_ok and needs_before is not None:
+            # Just placed an open-ended op: only an op that needs its effect may follow.
+            nxt_op = ok_ops[op_id] if op_id < n_ok else info_ops[op_id - n_ok]
+            if not needs_before(info_ops[after - n_ok], nxt_op):
+                continue
         if op_id < n_ok:
             op = ok_ops[op_id]
             new_state = step(state, op.f, op.value_in, op.value_out, True)
@@ -325,7 +413,7 @@ def search(
                     info_ops=n_info,
                 )
         else:
-            info_used[op_id - n_ok] = True
+            group_used[group_of[op_id - n_ok]] += 1
         frames.append((candidates(), 0, before, op_id))
 
 

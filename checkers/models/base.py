@@ -55,6 +55,15 @@ class Model(Protocol):
         """Values the op needs to have been produced (or to be the initial state)."""
         ...
 
+    def needs_before(self, info: Any, next_op: Any) -> bool:
+        """Could ``next_op``, placed right after the open-ended op ``info``, need its effect?
+
+        Both are :class:`~checkers.history.Operation`. When False, the search never
+        places ``info`` directly before ``next_op``: any linearization doing so
+        stays legal with ``info`` moved later or dropped (see each model).
+        """
+        ...
+
     def describe_state(self, state: Any) -> str: ...
 
     def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool, who: str) -> str: ...

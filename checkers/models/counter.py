@@ -34,6 +34,13 @@ class Counter:
     def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
         return ()
 
+    def needs_before(self, info: Any, next_op: Any) -> bool:
+        """Adds commute, so an open-ended add can always move later, up to the read that counts it
+        (or into a run of open-ended adds before that read)."""
+        if next_op.outcome != "ok":
+            return bool(next_op.f in ("add", "increment"))
+        return bool(next_op.f == "read")
+
     def describe_state(self, state: Any) -> str:
         return f"the counter held {show(state)}"
 

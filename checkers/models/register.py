@@ -42,6 +42,20 @@ class Register:
     def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
         return (value_out,) if f == "read" else ()
 
+    def needs_before(self, info: Any, next_op: Any) -> bool:
+        """Only an op observing the value an open-ended op wrote can need it next.
+
+        A write right after it erases its effect (drop the open-ended op and
+        everything after stays legal); a read or cas right after it must observe
+        its value to be legal at all.
+        """
+        produced = self.produces(info.f, info.value_in) or ()
+        known = next_op.outcome == "ok"
+        observed = self.observes(next_op.f, next_op.value_in, next_op.value_out if known else None)
+        if not known and next_op.f == "read":
+            return False
+        return any(value in produced for value in observed)
+
     def describe_state(self, state: Any) -> str:
         return f"the register held {show(state)}"
 

@@ -35,6 +35,13 @@ class SetModel:
     def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
         return tuple(value_out or ()) if f == "read" else ()
 
+    def needs_before(self, info: Any, next_op: Any) -> bool:
+        """Adds commute, so an open-ended add can always move later, up to a read that shows it
+        (or into a run of open-ended adds before that read)."""
+        if next_op.outcome != "ok":
+            return bool(next_op.f == "add")
+        return next_op.f == "read" and info.value_in in (next_op.value_out or ())
+
     def describe_state(self, state: Any) -> str:
         return f"the set held {show(frozenset(state))}"
 
