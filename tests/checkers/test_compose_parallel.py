@@ -1,0 +1,47 @@
+"""Verdicts compose false > unknown > true; many keys are checked in worker processes."""
+
+from __future__ import annotations
+
+import random
+
+from checkers.compose import check_history, combine_validity
+from checkers.generate import linearizable_history
+from checkers.history import Op
+from checkers.linearizable import PARALLEL_OPS_MIN, check_linearizable
+
+
+def test_combine_validity_orders_false_over_unknown_over_true() -> None:
+    assert combine_validity([True, True]) is True
+    assert combine_validity([True, "unknown"]) == "unknown"
+    assert combine_validity(["unknown", False, True]) is False
+    assert combine_validity([]) is True
+
+
+def test_many_keys_are_checked_in_workers_and_the_failing_key_is_named() -> None:
+    ops = linearizable_history(random.Random(11), op_count=PARALLEL_OPS_MIN + 5_000, keys=8, cas_fraction=0.3)
+    assert check_linearizable(ops, processes=2)["valid"] is True
+    # A stale read on key 5 after everything: write A, write B, then read A.
+    t = ops[-1].time_ns
+    extra = [
+        (900, "invoke", "write", "A"),
+        (900, "ok", "write", "A"),
+        (901, "invoke", "write", "B"),
+        (901, "ok", "write", "B"),
+        (902, "invoke", "read", None),
+        (902, "ok", "read", "A"),
+    ]
+    for i, (process, type_, f, value) in enumerate(extra):
+        ops.append(Op(len(ops), t + 1000 * (i + 1), process, type_, f, 5, value))
+    result = check_linearizable(ops, processes=2)
+    assert result["valid"] is False
+    assert result["key"] == 5
+    assert result["failed_keys"] == [5]
+    assert len(result["counterexample"]["ops"]) == 3
+
+
+def test_check_history_composes_every_checker() -> None:
+    ops = linearizable_history(random.Random(3), op_count=200, keys=2)
+    results = check_history(ops)
+    assert results["valid"] is True
+    assert set(results["checkers"]) == {"linearizable", "stats", "perf", "availability"}
+    assert all(entry["valid"] is True for entry in results["checkers"].values())
