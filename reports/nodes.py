@@ -226,7 +226,7 @@ def excerpt(log_path: Path, *, clock: Clock, focus_ns: int | None) -> LogExcerpt
     count = sum(1 for _n, _t, hot in shown if hot)
     note = (
         f"lines {shown[0][0]}-{shown[-1][0]} of {total}; {count} within "
-        f"{context_ns / 1e9:g} s of the anomaly highlighted"
+        f"{context_ns / 1e9:.1f} s of the anomaly highlighted"
     )
     return LogExcerpt(shown, total, note, highlighted_count=count)
 

@@ -64,16 +64,27 @@ def bucket_for(span_ns: int) -> int:
 
 
 def window_label(window: FaultWindow) -> str:
-    """``partition n1 | n2 n3``-style label: the kind and its targets (or grudge when present)."""
+    """``partition majority · n1``: the kind, the shape the nemesis named (if any), and the targets.
+
+    Without targets, the grudge (who drops whom) is shown instead, shortened.
+    """
     value = window.value if isinstance(window.value, dict) else {}
+    shape = value.get("shape") if isinstance(value.get("shape"), str) else None
+    parts = [window.kind] + ([compact(shape, 30)] if shape else [])
     grudge = value.get("grudge")
-    if isinstance(grudge, dict) and grudge:
-        detail = "; ".join(f"{k} ✕ {compact(v, 40)}" for k, v in list(grudge.items())[:4])
-    elif window.targets:
+    if window.targets:
         detail = ", ".join(compact(t, 20) for t in window.targets[:6])
+    elif isinstance(grudge, dict) and grudge:
+        detail = "; ".join(f"{compact(k, 20)} ✕ {_names(v)}" for k, v in list(grudge.items())[:4])
     else:
         detail = ""
-    return f"{window.kind} {detail}".strip()
+    return " ".join(parts) + (f" · {detail}" if detail else "")
+
+
+def _names(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(compact(v, 20) for v in value[:6])
+    return compact(value, 40)
 
 
 def _seconds(ns: int, t0_ns: int) -> float:

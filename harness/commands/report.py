@@ -64,13 +64,21 @@ def resolve_run_dir(given: str) -> Path:
 def recheck(run_dir: Path) -> dict[str, Any]:
     """Run the checkers over the stored history; returns the new results.json content."""
     from checkers.check import check_run  # the checkers' entry point for a stored run
+    from checkers.history import HistoryFormatError
 
     previous: dict[str, Any] = {}
     try:
         previous = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         previous = {}
-    results = check_run(run_dir)
+    try:
+        results = check_run(run_dir)
+    except HistoryFormatError as exc:
+        raise BadInput(
+            f"the stored history cannot be read: {exc}. Nothing was re-checked; `--no-check` still "
+            "re-renders the report from the stored results.json.",
+            where=str(run_dir / "history.jsonl"),
+        ) from None
     if isinstance(previous, dict) and previous.get("teardown_errors"):
         results.setdefault("teardown_errors", previous["teardown_errors"])
     (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")

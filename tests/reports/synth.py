@@ -309,3 +309,33 @@ def _write_nodes(
                 handle.write(
                     f"ts={stamp} level=INFO vr.replica replica={replica} op={at // step} commit={at // step - 1}\n"
                 )
+
+
+REAL_RUN_ARCHIVE = Path(__file__).parent / "data" / "real-partition-run.tar.gz"
+
+
+def real_failing_run(store: Path) -> Synthetic:
+    """A real stored run (3 VR nodes, partitions, 20 s; `ratchet run` at 03:39 UTC, seed 5) made to fail.
+
+    The archive holds the run's test.json, history.jsonl and node logs and
+    events as the harness wrote them. One ok read is made stale (it returns the
+    value before one a completed write had put there) and the real checkers
+    re-judge the history, so the report shows their evidence for an anomaly in
+    a history with a real run's timing, faults, view changes and logs.
+    """
+    import tarfile
+
+    scenario = store / "default"
+    scenario.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(REAL_RUN_ARCHIVE) as archive:
+        archive.extractall(scenario, filter="data")
+    run_dir = next(p for p in scenario.iterdir() if p.is_dir())
+    history = run_dir / "history.jsonl"
+    records = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
+    anomaly_indices = _plant_stale_read(records)
+    with history.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+    _write_results(run_dir)
+    op_count = sum(1 for r in records if r["type"] == "invoke")
+    return Synthetic(run_dir, op_count, [], anomaly_indices)

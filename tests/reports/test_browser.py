@@ -97,9 +97,7 @@ def _click_op(page: Any, history_index: int) -> str:
 
 
 def test_failing_run_report_opens_draws_and_explains(browser: Any, tmp_path: Path) -> None:
-    run = synth.write_run(
-        tmp_path / "store" / "synthetic-partition" / "20261122T030000", op_count=3000, seed=11
-    )
+    run = synth.real_failing_run(tmp_path / "store")  # a real VR run's files, one read made stale
     report = write_run_report(run.run_dir)
     page, problems = _open(browser, report)
     assert page.evaluate("window.ratchetTimeline.drawnOps") > 100

@@ -125,3 +125,21 @@ def test_index_lists_runs_newest_first_with_verdicts(tmp_path: Path) -> None:
     data = json.loads(re.search(r'id="runs-data">(.*?)</script>', html, re.S).group(1))
     assert [d["verdict"] for d in data] == ["anomaly", "unknown", "valid"]
     assert "<option>partition-majority</option>" in html and "<option>kill</option>" in html
+
+
+def test_report_of_a_real_run_places_node_events_and_logs(tmp_path: Path) -> None:
+    from tests.reports.synth import real_failing_run
+
+    run = real_failing_run(tmp_path / "store")
+    html = write_run_report(run.run_dir).read_text(encoding="utf-8")
+    data = _timeline_data(html)
+    assert data["count"] > 2900
+    assert len(data["faults"]) == 5 and all(f["kind"] == "partition" for f in data["faults"])
+    kinds = {m["kind"] for m in data["markers"]}
+    assert {"view_change_started", "became_primary", "prefix"} <= kinds  # from the nodes' events.jsonl
+    assert all(-10e9 <= m["t"] <= data["end_ns"] + 10e9 for m in data["markers"])
+    assert (
+        html.count('<div class="hot">') > 0
+    )  # node-log lines near the anomaly, placed by the nodes' own clocks
+    assert "Planted bug" in html and "read-from-backup" in html
+    assert "ratchet run --bug read-from-backup" in html

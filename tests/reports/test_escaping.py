@@ -78,4 +78,4 @@ def test_hostile_values_never_appear_unescaped(tmp_path: Path) -> None:
     assert data["keys"] == [HOSTILE]
     assert CLOSER in data["ops"]["vi"]
     assert data["nodes"] == [HOSTILE] and data["errors"] == [HOSTILE]
-    assert data["faults"][0]["label"].startswith("partition <script>alert(1)")
+    assert data["faults"][0]["label"].startswith("partition · <script>alert(1)")

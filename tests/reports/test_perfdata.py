@@ -16,7 +16,7 @@ def test_fault_window_runs_from_start_completion_to_stop_completion_relative_to_
             "start": 20 * MS,
             "end": 60 * MS,
             "healed": True,
-            "label": 'partition n1 ✕ ["n2","n3"]',
+            "label": "partition · n1",
         }
     ]
     assert perf.fault_summary == "partition ×1"
@@ -98,5 +98,11 @@ def test_bucket_cuts_the_run_into_at_most_150_round_buckets(span_ns: int, bucket
 def test_label_without_grudge_lists_targets() -> None:
     from checkers.perf import FaultWindow
 
-    assert window_label(FaultWindow("kill", 0, 1, ("n2", "n3"), {"targets": ["n2", "n3"]})) == "kill n2, n3"
+    assert window_label(FaultWindow("kill", 0, 1, ("n2", "n3"), {"targets": ["n2", "n3"]})) == "kill · n2, n3"
+    grudge = {"shape": "majority", "grudge": {"n1": ["n2", "n3"], "n2": ["n1"]}}
+    assert (
+        window_label(FaultWindow("partition", 0, 1, (), grudge)) == "partition majority · n1 ✕ n2,n3; n2 ✕ n1"
+    )
+    real = {"targets": ["n1"], "shape": "majority", "grudge": {"n1": ["n2", "n3"]}}
+    assert window_label(FaultWindow("partition", 0, 1, ("n1",), real)) == "partition majority · n1"
     assert window_label(FaultWindow("clock", 0, None, (), None)) == "clock"
