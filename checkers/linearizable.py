@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,7 +113,12 @@ def _run_all(
     global _FORKED_WORK
     total_ops = sum(len(ops) for _, ops in keyed)
     workers = min(processes, len(keyed))
-    if workers <= 1 or total_ops < PARALLEL_OPS_MIN or "fork" not in multiprocessing.get_all_start_methods():
+    if (
+        workers <= 1
+        or total_ops < PARALLEL_OPS_MIN
+        or "fork" not in multiprocessing.get_all_start_methods()
+        or threading.active_count() > 1  # forking a threaded process can deadlock the child on a held lock
+    ):
         budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb)
         return [check_key(model, key, ops, budget) for key, ops in keyed]
     _FORKED_WORK = (model, keyed, Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers))
