@@ -113,7 +113,11 @@ class SimCluster:
         bugs: frozenset[str] = frozenset(),
         cluster: int = 1,
         log: Callable[[str], None] | None = None,
+        layout: Layout = SIM_LAYOUT,
+        options: ReplicaOptions = SIM_OPTIONS,
     ) -> None:
+        self.layout = layout
+        self.options = options
         self.rng = random.Random(seed)
         self.seed = seed
         self.replica_count = replica_count
@@ -127,19 +131,17 @@ class SimCluster:
         )
         self.checker = StateChecker(cluster=cluster)
         self.storages = [
-            SimStorage(SIM_LAYOUT.size_bytes, rng=random.Random(self.rng.getrandbits(64)))
+            SimStorage(layout.size_bytes, rng=random.Random(self.rng.getrandbits(64)))
             for _ in range(replica_count)
         ]
         for i, storage in enumerate(self.storages):
-            format_data_file(
-                storage, cluster=cluster, replica=i, replica_count=replica_count, layout=SIM_LAYOUT
-            )
+            format_data_file(storage, cluster=cluster, replica=i, replica_count=replica_count, layout=layout)
         self.replicas: list[Replica | None] = [None] * replica_count
         self.down_until: list[int] = [0] * replica_count
         self.flush_due: list[int | None] = [None] * replica_count
         self.clock_offset_ns: list[int] = [0] * replica_count
         # Fault atlas: for each WAL slot, the one replica whose copy may be corrupted.
-        self.atlas = [self.rng.randrange(replica_count) for _ in range(SIM_LAYOUT.slot_count)]
+        self.atlas = [self.rng.randrange(replica_count) for _ in range(layout.slot_count)]
         self.corrupted: set[tuple[int, int]] = set()  # (replica, op)
         self.stats: dict[str, int] = {
             "crashes": 0,
@@ -170,7 +172,7 @@ class SimCluster:
     def _open(self, i: int) -> None:
         replica = Replica.open(
             storage=self.storages[i],
-            layout=SIM_LAYOUT,
+            layout=self.layout,
             bus=_SimBus(self, i),
             cluster=self.cluster,
             replica=i,
@@ -178,7 +180,7 @@ class SimCluster:
             seed=self.rng.getrandbits(64),
             bugs=self.bugs,
             wall_clock_ns=functools.partial(self.wall_clock_ns, i),
-            options=SIM_OPTIONS,
+            options=self.options,
         )
         replica.commit_hook = self.checker.on_commit
         self.replicas[i] = replica
@@ -214,13 +216,13 @@ class SimCluster:
         if not alive:
             return
         commit = min(r.commit_min for r in alive)
-        low = max(1, commit - SIM_LAYOUT.slot_count + 1)
+        low = max(1, commit - self.layout.slot_count + 1)
         if commit < low:
             return
         op = self.rng.randint(low, commit)
-        slot = op % SIM_LAYOUT.slot_count
+        slot = op % self.layout.slot_count
         target = self.atlas[slot]
-        sectors = wal_sectors(SIM_LAYOUT, op)
+        sectors = wal_sectors(self.layout, op)
         if self.rng.random() < 0.5:
             self.storages[target].corrupt(sectors.prepare_offset, 256)
         else:
@@ -237,9 +239,9 @@ class SimCluster:
         commit = min(r.commit_min for r in alive)
         if commit < 1:
             return
-        op = self.rng.randint(max(1, commit - SIM_LAYOUT.slot_count + 1), commit)
-        target = self.atlas[op % SIM_LAYOUT.slot_count]
-        sectors = wal_sectors(SIM_LAYOUT, op)
+        op = self.rng.randint(max(1, commit - self.layout.slot_count + 1), commit)
+        target = self.atlas[op % self.layout.slot_count]
+        sectors = wal_sectors(self.layout, op)
         self.storages[target].fail_reads(sectors.prepare_offset, sectors.prepare_size)
         self.read_errors_until[target] = self.now + self.faults.read_error_ticks
         self.stats["read_errors"] += 1

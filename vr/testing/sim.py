@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vr.bugs import BUGS, parse_bugs
-from vr.testing.cluster import FaultOptions, SimCluster
+from vr.testing.cluster import SIM_LAYOUT, SIM_OPTIONS, FaultOptions, SimCluster
 from vr.testing.network import NetworkOptions
 from vr.testing.state_checker import Violation
 
@@ -44,6 +44,8 @@ class SimConfig:
     requests_max: int
     network: NetworkOptions
     faults: FaultOptions
+    slot_count: int = 32
+    pipeline_max: int = 4
 
 
 @dataclass(slots=True)
@@ -136,8 +138,11 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         )
     if "no-client-table" in bugs:
         network = _replace(network, loss_probability=0.1, duplicate_probability=0.1)
+    slot_count, pipeline_max = (32, 4) if bugs else rng.choice([(32, 4), (32, 2), (64, 8), (64, 1)])
     return SimConfig(
         seed=seed,
+        slot_count=slot_count,
+        pipeline_max=pipeline_max,
         replica_count=replica_count,
         client_count=rng.randint(1, 4),
         requests_max=rng.randint(20, 60),
@@ -174,6 +179,8 @@ def run_seed(
             faults=config.faults,
             bugs=bugs,
             log=log,
+            layout=dataclasses.replace(SIM_LAYOUT, slot_count=config.slot_count),
+            options=dataclasses.replace(SIM_OPTIONS, pipeline_max=config.pipeline_max),
         )
         cluster.requests_max = config.requests_max
         progress_tick, replies = 0, 0
