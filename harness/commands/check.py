@@ -184,6 +184,17 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
     elif valid not in (True, False):
         _print_unknown(console, lin)
     stats = results["checkers"]["stats"]
+    totals = stats["totals"]
+    windows = results["checkers"]["availability"]["windows"]
+    console.print(
+        f"client ops: {totals['ok']} ok, {totals['fail']} fail, {totals['info']} info; "
+        f"{len(windows)} fault window(s)"
+        + "".join(
+            f"; {w['kind']}: {w['ok_fraction'] * 100:.0f}% ok"
+            for w in windows[:6]
+            if w["ok_fraction"] is not None
+        )
+    )
     if stats["never_succeeded"]:
         console.print(Text(f"note: never succeeded: {', '.join(stats['never_succeeded'])}", style="yellow"))
 
