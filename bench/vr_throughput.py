@@ -61,16 +61,14 @@ class Nodes:
     processes: list[subprocess.Popen[bytes]]
 
     @classmethod
-    def start(cls, root: Path, *, tick_ms: int) -> Nodes:
+    def start(cls, root: Path, *, tick_ms: int, node_argv: list[str]) -> Nodes:
         peers = ",".join(f"{host}:{free_port(host)}" for host in HOSTS)
         processes = []
         for replica in range(len(HOSTS)):
             directory = root / f"node{replica}"
             directory.mkdir()
             argv = [
-                sys.executable,
-                "-m",
-                "vr.node",
+                *node_argv,
                 "--id",
                 str(replica),
                 "--peers",
@@ -117,8 +115,15 @@ def wait_for_primary(peers: str, *, timeout_s: float) -> int:
     raise SystemExit(f"no primary within {timeout_s}s; see {peers} node logs")
 
 
-def node_counters(peers: str, pids: list[int]) -> dict[str, float]:
-    totals = {"fsyncs": 0.0, "write_bytes": 0.0, "io_write_bytes": 0.0, "cpu_s": 0.0, "commit_max": 0.0}
+def node_counters(peers: str, pids: list[int]) -> dict[str, Any]:
+    totals: dict[str, Any] = {
+        "dropped": {},
+        "fsyncs": 0.0,
+        "write_bytes": 0.0,
+        "io_write_bytes": 0.0,
+        "cpu_s": 0.0,
+        "commit_max": 0.0,
+    }
     ticks_per_s = os.sysconf("SC_CLK_TCK")
     with Client(peers, cluster=CLUSTER, timeout_s=2.0, seed=1) as client:
         for replica, pid in enumerate(pids):
@@ -127,6 +132,13 @@ def node_counters(peers: str, pids: list[int]) -> dict[str, float]:
             totals["fsyncs"] += storage.get("fsyncs", 0)
             totals["write_bytes"] += storage.get("write_bytes", 0)
             totals["commit_max"] = max(totals["commit_max"], status.get("commit", 0))
+            loop = status.get("node", {})
+            totals[f"r{replica}:flush_ms"] = loop.get("flush_ms", 0)
+            totals[f"r{replica}:handle_ms"] = loop.get("handle_ms", 0)
+            totals[f"r{replica}:tick_ms"] = loop.get("tick_ms_total", 0)
+            for reason, count in status.get("counters", {}).get("dropped", {}).items():
+                key = f"r{replica}:{reason}"
+                totals["dropped"][key] = totals["dropped"].get(key, 0) + count
             totals["io_write_bytes"] += _proc_io_write_bytes(pid)
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             totals["cpu_s"] += (int(fields[11]) + int(fields[12])) / ticks_per_s
@@ -150,10 +162,13 @@ def load_process(
     latencies_ms: list[float] = []
     outcomes = {"ok": 0, "fail": 0, "info": 0}
     lock = threading.Lock()
+    reasons: list[str] = []
     start_cpu = time.process_time()
     stop_at = time.monotonic() + seconds
 
     def worker(index: int) -> None:
+        # Every client of every cell gets its own seed, hence its own client id: a reused id would
+        # restart at request 1 and be dropped by the primary's client table as stale.
         rng = random.Random(seed * 1000 + index)
         local: list[float] = []
         counts = {"ok": 0, "fail": 0, "info": 0}
@@ -169,8 +184,10 @@ def load_process(
                 except RequestFailed:
                     counts["fail"] += 1
                     continue
-                except RequestIndeterminate:
+                except RequestIndeterminate as unknown:
                     counts["info"] += 1
+                    if len(reasons) < 5:
+                        reasons.append(f"{unknown.reason} after {time.perf_counter() - began:.2f}s")
                     continue
                 local.append((time.perf_counter() - began) * 1000)
                 counts["ok"] += 1
@@ -184,7 +201,14 @@ def load_process(
         thread.start()
     for thread in pool:
         thread.join()
-    queue.put({"latencies_ms": latencies_ms, "outcomes": outcomes, "cpu_s": time.process_time() - start_cpu})
+    queue.put(
+        {
+            "latencies_ms": latencies_ms,
+            "outcomes": outcomes,
+            "cpu_s": time.process_time() - start_cpu,
+            "info_reasons": reasons,
+        }
+    )
 
 
 def run_cell(
@@ -199,7 +223,7 @@ def run_cell(
     began = time.monotonic()
     workers = [
         context.Process(
-            target=load_process, args=(nodes.peers, share, seconds, read_fraction, seed + i, queue)
+            target=load_process, args=(nodes.peers, share, seconds, read_fraction, seed + 100 * i, queue)
         )
         for i, share in enumerate(shares)
     ]
@@ -231,6 +255,19 @@ def run_cell(
         "loadgen_cpu_ms_per_op": 1000 * sum(r["cpu_s"] for r in results) / ops,
         "nodes_cpu_ms_per_op": 1000 * (after["cpu_s"] - before["cpu_s"]) / ops,
         "wall_s": wall_s,
+        "loop_share": {
+            f"r{r}": {
+                part: round((after[f"r{r}:{part}_ms"] - before[f"r{r}:{part}_ms"]) / 1000 / wall_s, 2)
+                for part in ("handle", "flush", "tick")
+            }
+            for r in range(len(pids))
+        },
+        "info_reasons": [reason for r in results for reason in r["info_reasons"]][:5],
+        "dropped": {
+            key: count - before["dropped"].get(key, 0)
+            for key, count in after["dropped"].items()
+            if count != before["dropped"].get(key, 0)
+        },
     }
 
 
@@ -241,6 +278,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each cell")
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--dir", default=None, help="where the data files go (default: a fresh temp dir)")
+    parser.add_argument(
+        "--node-command",
+        default=f"{sys.executable} -m vr.node",
+        help="how to start a node (space-separated argv prefix; for experiments with a variant node)",
+    )
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -250,7 +292,7 @@ def main() -> int:
         if name not in workloads:
             parser.error(f"unknown workload {name!r}; choose from {', '.join(workloads)}")
     root = Path(tempfile.mkdtemp(prefix="vr-bench-", dir=args.dir))
-    nodes = Nodes.start(root, tick_ms=args.tick_ms)
+    nodes = Nodes.start(root, tick_ms=args.tick_ms, node_argv=args.node_command.split())
     rows = []
     try:
         primary = wait_for_primary(nodes.peers, timeout_s=20)
@@ -263,7 +305,11 @@ def main() -> int:
         for name in chosen:
             for clients in counts:
                 row = run_cell(
-                    nodes, clients=clients, read_fraction=workloads[name], seconds=args.seconds, seed=7
+                    nodes,
+                    clients=clients,
+                    read_fraction=workloads[name],
+                    seconds=args.seconds,
+                    seed=1000 * len(rows) + 7,
                 )
                 row["workload"] = name
                 rows.append(row)
@@ -276,6 +322,11 @@ def main() -> int:
                     f"{row['fail']:>5} {row['info']:>5}",
                     flush=True,
                 )
+                print(f"{'':<8} node loop time share (handle/flush/tick): {row['loop_share']}", flush=True)
+                if row["info_reasons"]:
+                    print(f"{'':<8} indeterminate outcomes, first few: {row['info_reasons']}", flush=True)
+                if row["dropped"]:
+                    print(f"{'':<8} dropped by the nodes during this cell: {row['dropped']}", flush=True)
     finally:
         nodes.stop()
     if args.json:

@@ -208,7 +208,12 @@ class _Channel:
 
 
 class Client:
-    """One logical VR client (one client id, one outstanding request at a time)."""
+    """One logical VR client (one client id, one outstanding request at a time).
+
+    Without ``client_id`` the id is drawn from ``seed``: two clients built with the same seed
+    share an id, and the second one's request numbers (restarting at 1) look stale to the
+    cluster's client table. Give every client its own seed (or its own ``client_id``).
+    """
 
     def __init__(
         self,
