@@ -11,67 +11,103 @@ that is a liveness failure, and ``require_recovery=True`` makes it invalid.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from checkers.history import Op
-from checkers.perf import FaultWindow, fault_windows
+from checkers.perf import fault_windows
 
 WRITE_FS = frozenset({"write", "cas", "append", "add"})
 
 
-def _outcomes(completions: Sequence[Op], start_ns: int, stop_ns: int | None) -> dict[str, Any]:
-    counts = {"ok": 0, "fail": 0, "info": 0}
-    for op in completions:
-        if op.time_ns >= start_ns and (stop_ns is None or op.time_ns < stop_ns):
-            counts[op.type] += 1
-    total = sum(counts.values())
-    return {**counts, "total": total, "ok_fraction": counts["ok"] / total if total else None}
+KEYS_LISTED_MAX = 64
+KEYS_ALL_LISTED_MAX = 1000
 
 
-def _recovery(window: FaultWindow, completions: Sequence[Op], invokes: Sequence[Op]) -> dict[str, Any]:
-    """Per key: ns from the heal to the first ok write completing at or after it."""
-    assert window.stop_ns is not None
-    heal_ns = window.stop_ns
-    attempted: set[Any] = {op.key for op in invokes if op.f in WRITE_FS and op.time_ns >= heal_ns}
-    first_ok: dict[Any, int] = {}
-    for op in completions:
-        if op.type == "ok" and op.f in WRITE_FS and op.time_ns >= heal_ns and op.key not in first_ok:
-            first_ok[op.key] = op.time_ns - heal_ns
-    never = sorted((k for k in attempted if k not in first_ok), key=repr)
-    values = list(first_ok.values())
-    return {
-        "heal_ns": heal_ns,
-        "recover_ns_by_key": {repr(k) if not isinstance(k, str | int) else k: v for k, v in first_ok.items()},
-        "recover_ns_max": max(values) if values else None,
-        "never_recovered_keys": never,
-    }
+class _Index:
+    """Completion times by outcome, and ok-write / write-invoke times per key, sorted for bisecting.
+
+    Built once, so each window costs O(keys * log n) rather than a pass over the history.
+    """
+
+    def __init__(self, ops: Sequence[Op]) -> None:
+        self.times: dict[str, list[int]] = {"ok": [], "fail": [], "info": []}
+        self.ok_writes: dict[Any, list[int]] = defaultdict(list)
+        self.last_write_invoke: dict[Any, int] = {}
+        for op in ops:
+            if op.is_nemesis:
+                continue
+            if op.type == "invoke":
+                if op.f in WRITE_FS:
+                    self.last_write_invoke[op.key] = max(
+                        op.time_ns, self.last_write_invoke.get(op.key, op.time_ns)
+                    )
+                continue
+            self.times[op.type].append(op.time_ns)
+            if op.type == "ok" and op.f in WRITE_FS:
+                self.ok_writes[op.key].append(op.time_ns)
+        for values in (*self.times.values(), *self.ok_writes.values()):
+            values.sort()
+
+    def outcomes(self, start_ns: int, stop_ns: int | None) -> dict[str, Any]:
+        counts = {}
+        for outcome, times in self.times.items():
+            lo = bisect.bisect_left(times, start_ns)
+            hi = len(times) if stop_ns is None else bisect.bisect_left(times, stop_ns)
+            counts[outcome] = hi - lo
+        total = sum(counts.values())
+        return {**counts, "total": total, "ok_fraction": counts["ok"] / total if total else None}
+
+    def recovery(self, heal_ns: int) -> dict[str, Any]:
+        """Per key: ns from the heal to the first ok write completing at or after it."""
+        first_ok: dict[Any, int] = {}
+        for key, times in self.ok_writes.items():
+            i = bisect.bisect_left(times, heal_ns)
+            if i < len(times):
+                first_ok[key] = times[i] - heal_ns
+        attempted = [k for k, last in self.last_write_invoke.items() if last >= heal_ns]
+        never = sorted((k for k in attempted if k not in first_ok), key=repr)
+        values = sorted(first_ok.values())
+        out: dict[str, Any] = {
+            "heal_ns": heal_ns,
+            "keys_recovered": len(values),
+            "recover_ns_median": values[len(values) // 2] if values else None,
+            "recover_ns_max": values[-1] if values else None,
+            "never_recovered_keys": never[:KEYS_LISTED_MAX],
+            "never_recovered_count": len(never),
+        }
+        listed = first_ok.items()
+        if len(first_ok) > KEYS_ALL_LISTED_MAX:  # keep results.json small: the slowest keys tell the story
+            listed = sorted(first_ok.items(), key=lambda item: -item[1])[:KEYS_LISTED_MAX]
+        out["recover_ns_by_key"] = {k if isinstance(k, str | int) else repr(k): v for k, v in listed}
+        return out
 
 
 def availability(ops: Sequence[Op], *, require_recovery: bool = False) -> dict[str, Any]:
     """Per fault window: outcomes of client completions in it and time-to-recover per key."""
-    completions = [op for op in ops if not op.is_nemesis and op.type != "invoke"]
-    invokes = [op for op in ops if not op.is_nemesis and op.type == "invoke"]
+    index = _Index(ops)
     windows_out: list[dict[str, Any]] = []
-    never_all: dict[str, list[Any]] = defaultdict(list)
+    never_all: dict[str, list[Any]] = {}
     for number, window in enumerate(fault_windows(ops)):
         entry: dict[str, Any] = {
             "kind": window.kind,
             "start_ns": window.start_ns,
             "stop_ns": window.stop_ns,
             "targets": list(window.targets),
-            **_outcomes(completions, window.start_ns, window.stop_ns),
+            **index.outcomes(window.start_ns, window.stop_ns),
         }
         if window.stop_ns is not None:
-            recovery = _recovery(window, completions, invokes)
+            recovery = index.recovery(window.stop_ns)
             entry["recovery"] = recovery
-            for key in recovery["never_recovered_keys"]:
-                never_all[f"{window.kind}#{number}"].append(key)
+            if recovery["never_recovered_keys"]:
+                never_all[f"{window.kind}#{number}"] = recovery["never_recovered_keys"]
         windows_out.append(entry)
-    overall = _outcomes(completions, min((op.time_ns for op in completions), default=0), None)
+    starts = [times[0] for times in index.times.values() if times]
+    overall = index.outcomes(min(starts, default=0), None)
     valid = not (require_recovery and never_all)
     result: dict[str, Any] = {"valid": valid, "overall": overall, "windows": windows_out}
     if never_all:
-        result["never_recovered"] = dict(never_all)
+        result["never_recovered"] = never_all
     return result
