@@ -78,7 +78,7 @@ class _Index:
             "never_recovered_keys": never[:KEYS_LISTED_MAX],
             "never_recovered_count": len(never),
         }
-        listed = first_ok.items()
+        listed: list[tuple[Any, int]] = list(first_ok.items())
         if len(first_ok) > KEYS_ALL_LISTED_MAX:  # keep results.json small: the slowest keys tell the story
             listed = sorted(first_ok.items(), key=lambda item: -item[1])[:KEYS_LISTED_MAX]
         out["recover_ns_by_key"] = {k if isinstance(k, str | int) else repr(k): v for k, v in listed}
