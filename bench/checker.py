@@ -80,8 +80,8 @@ def write_generated(path: Path, op_count: int, cas_fraction: float) -> float:
 
 def check_one(path: str) -> None:
     """Child process: read and check one history, print figures as JSON."""
-    from checkers.history import read_history
     from checkers.compose import check_history
+    from checkers.history import read_history
 
     t0 = time.perf_counter()
     ops = read_history(path)
