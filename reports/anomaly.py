@@ -19,7 +19,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-from reports.timeline import Bar, OpLike, pair_bars
+from checkers.history import Op
+from reports.timeline import Bar, pair_bars
 
 PROSE_FIELDS = ("explanation", "explanations", "story", "reason", "message", "summary", "error")
 OPS_FIELDS = ("ops", "operations", "history", "sub_history", "window")
@@ -69,7 +70,7 @@ class Anomaly:
 class BarIndex:
     """Finds the bar (invocation + completion) of any history index, invoke or completion."""
 
-    def __init__(self, ops: Sequence[OpLike], bars: Sequence[Bar] | None = None) -> None:
+    def __init__(self, ops: Sequence[Op], bars: Sequence[Bar] | None = None) -> None:
         self.t0_ns = min((op.time_ns for op in ops), default=0)
         self.end_ns = max((op.time_ns for op in ops), default=0)
         self._bars: dict[int, Bar] = {}
@@ -185,7 +186,8 @@ def _order(item: Any, resolver: Resolver) -> Order:
         return Order(compact(item, 300), None, [])
     _name, sequence = _first_present(item, ("order", "ops", "sequence", "linearization"))
     sequence = sequence if isinstance(sequence, list) else []
-    states = item.get("states") if isinstance(item.get("states"), list) else []
+    raw_states = item.get("states")
+    states: list[Any] = raw_states if isinstance(raw_states, list) else []
     steps = [
         f"{n}. {resolver.text(ref)}" + (f" → state {compact(states[n - 1], 120)}" if n <= len(states) else "")
         for n, ref in enumerate(sequence, start=1)

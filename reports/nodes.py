@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -198,21 +200,24 @@ def excerpt(log_path: Path, *, clock: Clock, focus_ns: int | None) -> LogExcerpt
     """The log lines near the focus time (``context_ns_for`` the run), highlighted, with lines around them.
 
     Without a focus time, or when no line carries a time we can place, the
-    excerpt is the log's tail: the end is where a failed run's story usually is.
+    excerpt is the log's tail: the end is where a failed run's story usually
+    is. The log is streamed twice (find, then cut), never held whole, so a
+    long run's large log costs time, not memory.
     """
-    lines = list(_numbered_lines(log_path))
-    total = len(lines)
-    if not lines:
-        return LogExcerpt([], 0, "the log is empty")
-    near: list[int] = []
     context_ns = context_ns_for(clock.end_ns)
-    if focus_ns is not None:
-        for position, (_number, text) in enumerate(lines):
+    near: list[int] = []  # positions (from 0) of lines within context_ns of the focus
+    tail: deque[tuple[int, str]] = deque(maxlen=EXCERPT_LINES_MAX)
+    total = 0
+    for number, text in _numbered_lines(log_path):
+        total = number
+        tail.append((number, text))
+        if focus_ns is not None:
             at = line_time_ns(text, clock)
             if at is not None and abs(at - focus_ns) <= context_ns:
-                near.append(position)
+                near.append(number - 1)
+    if total == 0:
+        return LogExcerpt([], 0, "the log is empty")
     if not near:
-        tail = lines[-EXCERPT_LINES_MAX:]
         why = "no focus time" if focus_ns is None else "no line carries a time near the anomaly"
         return LogExcerpt([(n, t, False) for n, t in tail], total, f"last {len(tail)} lines ({why})")
     first = max(0, near[0] - 20)
@@ -222,7 +227,10 @@ def excerpt(log_path: Path, *, clock: Clock, focus_ns: int | None) -> LogExcerpt
         first = max(0, centre - EXCERPT_LINES_MAX // 2)
         last = min(total, first + EXCERPT_LINES_MAX)
     marked = set(near)
-    shown = [(lines[i][0], lines[i][1], i in marked) for i in range(first, last)]
+    shown = [
+        (number, text, number - 1 in marked)
+        for number, text in islice(_numbered_lines(log_path), first, last)
+    ]
     count = sum(1 for _n, _t, hot in shown if hot)
     note = (
         f"lines {shown[0][0]}-{shown[-1][0]} of {total}; {count} within "

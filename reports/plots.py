@@ -10,7 +10,7 @@ report is one file and the PNGs can still be linked or attached on their own.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import matplotlib
@@ -137,7 +137,7 @@ def latency_scatter(points: Sequence[LatencyPoint], windows: Sequence[Window]) -
     return _png(fig)
 
 
-def quantiles_plot(series: dict[str, Sequence[tuple[float, float]]], windows: Sequence[Window]) -> bytes:
+def quantiles_plot(series: Mapping[str, Sequence[tuple[float, float]]], windows: Sequence[Window]) -> bytes:
     """Latency quantiles per time bucket (p50/p95/p99/max), log scale."""
     fig, ax = _figure()
     _shade(ax, windows)
@@ -166,7 +166,7 @@ def quantiles_plot(series: dict[str, Sequence[tuple[float, float]]], windows: Se
     return _png(fig)
 
 
-def throughput_plot(series: dict[str, Sequence[tuple[float, float]]], windows: Sequence[Window]) -> bytes:
+def throughput_plot(series: Mapping[str, Sequence[tuple[float, float]]], windows: Sequence[Window]) -> bytes:
     """Completions per second per time bucket, one line per outcome."""
     fig, ax = _figure()
     _shade(ax, windows)

@@ -23,24 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from checkers.history import Op
 
 OUTCOME_CODES = {"ok": 0, "fail": 1, "info": 2, "open": 3}
 NEMESIS = "nemesis"
-
-
-class OpLike(Protocol):
-    """The fields of a history op (contracts §4) the report reads."""
-
-    index: int
-    time_ns: int
-    process: Any
-    type: str
-    f: Any
-    key: Any
-    value: Any
-    error: Any
-    node: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +36,15 @@ class Bar:
     """One op from invocation to completion (or to the end of the history if it never completed)."""
 
     process: Any
-    invoke: OpLike
-    completion: OpLike | None
+    invoke: Op
+    completion: Op | None
 
     @property
     def outcome(self) -> str:
         return self.completion.type if self.completion is not None else "open"
 
 
-def pair_bars(ops: Iterable[OpLike]) -> list[Bar]:
+def pair_bars(ops: Iterable[Op]) -> list[Bar]:
     """Pair each invocation with its process's next completion; nemesis info ops pair by f.
 
     A client process has one op outstanding (contracts §4), so its next
@@ -65,8 +53,8 @@ def pair_bars(ops: Iterable[OpLike]) -> list[Bar]:
     with no open invocation is kept as a zero-length bar rather than dropped:
     the report shows what the history holds, even when it is odd.
     """
-    open_by_process: dict[Any, OpLike] = {}
-    open_nemesis: dict[Any, OpLike] = {}
+    open_by_process: dict[Any, Op] = {}
+    open_nemesis: dict[Any, Op] = {}
     bars: list[Bar] = []
     for op in ops:
         if op.process == NEMESIS:
@@ -152,7 +140,7 @@ class _Table:
         return found
 
 
-def timeline_columns(ops: Sequence[OpLike], bars: list[Bar] | None = None) -> dict[str, Any]:
+def timeline_columns(ops: Sequence[Op], bars: list[Bar] | None = None) -> dict[str, Any]:
     """The timeline's embedded data: lanes, string tables, and one column per bar field.
 
     Returns a JSON-ready dict. ``t0_ns`` is the first op's time; every time in
@@ -205,7 +193,7 @@ def timeline_columns(ops: Sequence[OpLike], bars: list[Bar] | None = None) -> di
     }
 
 
-def _key(op: OpLike | None) -> Any:
+def _key(op: Op | None) -> Any:
     return op.key if op is not None else None
 
 

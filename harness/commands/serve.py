@@ -52,8 +52,10 @@ def serve(args: argparse.Namespace) -> int:
             f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}. Pick another with --port, or --port 0 for any free one.",
             where="--port",
         ) from None
-    host, port = server.server_address[:2]
-    print(f"serving {store.resolve()} at http://{host}:{port}/ (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    port = server.server_address[1]
+    print(
+        f"serving {store.resolve()} at http://127.0.0.1:{port}/ (Ctrl-C to stop)", file=sys.stderr, flush=True
+    )
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

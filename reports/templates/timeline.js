@@ -214,6 +214,7 @@
   }
 
   function draw() {
+    var started = window.performance.now();
     var width = canvas.width / (window.devicePixelRatio || 1);
     drawAxis(width);
     drawLanesBackground(width);
@@ -226,6 +227,7 @@
     ctx.clearRect(GUTTER + plotW + 1, AXIS, 20, cssH);
     api.drawnOps = drawn;
     api.draws += 1;
+    api.lastDrawMs = window.performance.now() - started;
     canvas.dataset.drawnOps = String(drawn);
     status.textContent = "showing " + fmtTime(Math.max(0, view.a)) + " to " + fmtTime(view.b) +
       " · " + drawn.toLocaleString() + " bars drawn of " + n.toLocaleString() + " ops";

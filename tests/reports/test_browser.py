@@ -131,6 +131,7 @@ def test_100k_op_report_stays_responsive(browser: Any, tmp_path: Path) -> None:
     total = page.evaluate("window.ratchetTimeline.totalOps")
     assert total >= 100_000
     drawn_whole = page.evaluate("window.ratchetTimeline.drawnOps")
+    print(f"100k ops: whole-run draw {page.evaluate('window.ratchetTimeline.lastDrawMs'):.1f} ms")
     assert 0 < drawn_whole < total  # bars sharing a pixel are drawn once
     # zoom in around the middle with the wheel: fewer bars, and the view really narrowed
     box = page.locator("#timeline-canvas").bounding_box()
@@ -142,6 +143,7 @@ def test_100k_op_report_stays_responsive(browser: Any, tmp_path: Path) -> None:
     after = page.evaluate("window.ratchetTimeline.view()")
     assert after["b"] - after["a"] < (before["b"] - before["a"]) / 100
     drawn_zoomed = page.evaluate("window.ratchetTimeline.drawnOps")
+    print(f"100k ops: zoomed draw {page.evaluate('window.ratchetTimeline.lastDrawMs'):.1f} ms")
     assert 0 < drawn_zoomed < drawn_whole
     page.click("#tl-reset")
     _wait_for(page, f"window.ratchetTimeline.drawnOps === {drawn_whole}")

@@ -134,3 +134,40 @@ def test_serve_refuses_paths_outside_the_store(server: tuple[str, Path, Path], t
     status, body, _ = _get(base + "/escape")
     assert status == 404 and b"secret" not in body
     assert _get(base + "/../secret.txt")[0] == 404
+
+
+def test_serve_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    store, _run = _store(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "serve", str(store), "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # "serving <store> at http://127.0.0.1:<port>/ (Ctrl-C to stop)"
+        assert "http://127.0.0.1:" in line, line
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert _get(url)[0] == 200
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        rest = proc.stderr.read()
+        assert "Traceback" not in rest and "stopped" in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(url, timeout=2)
