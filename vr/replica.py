@@ -939,6 +939,8 @@ class Replica:
         if self.status_name != Status.NORMAL or header.view != self.view or self._is_primary():
             if header.view > self.view and self.status_name != Status.RECOVERING_HEAD:
                 self._send_request_start_view(to=self._primary_index(header.view))
+            elif header.view == self.view and self.status_name == Status.VIEW_CHANGE:
+                self._send_request_start_view(to=header.replica)  # the view started without us
             self._drop("commit-ignored")
             return
         if header.replica != self._primary_index(self.view):
@@ -1159,6 +1161,8 @@ class Replica:
             self._drop("svc-old-view")
             return
         if header.view == self.view and self.status_name == Status.NORMAL:
+            if self._is_primary():
+                self._send(header.replica, self._start_view_message(nonce=0))  # it missed our start-view
             self._drop("svc-normal-same-view")
             return
         if header.view > self.view:
