@@ -152,3 +152,30 @@ def test_100k_op_report_stays_responsive(browser: Any, tmp_path: Path) -> None:
     assert '"type": "invoke"' in record
     page.screenshot(path=str(tmp_path / "100k-ops.png"))
     assert problems == []
+
+
+def test_index_filters_runs_in_the_page(browser: Any, tmp_path: Path) -> None:
+    from reports.index import write_index
+
+    store = tmp_path / "store"
+    failing = synth.real_failing_run(store)
+    write_run_report(failing.run_dir)
+    passing = synth.write_run(
+        store / "synthetic-partition" / "20261120T000000", op_count=500, seed=2, anomaly=False
+    )
+    write_run_report(passing.run_dir)
+    page = browser.new_page(viewport={"width": 1300, "height": 700})
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(write_index(store).as_uri())
+    assert page.text_content("#filter-count") == "showing 2 of 2"
+    page.select_option("#filter-verdict", "anomaly")
+    assert page.text_content("#filter-count") == "showing 1 of 2"
+    assert page.locator("#runs tbody tr:not([hidden])").count() == 1
+    page.select_option("#filter-verdict", "")
+    page.select_option("#filter-scenario", "synthetic-partition")
+    assert page.text_content("#filter-count") == "showing 1 of 2"
+    page.screenshot(path=str(tmp_path / "index.png"))
+    assert page.locator(".served-only:not([hidden])").count() == 0  # zip links only under `ratchet serve`
+    assert problems == []
