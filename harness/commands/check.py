@@ -73,6 +73,12 @@ def register(subparsers: Any) -> None:
         "(default: unknown for EDN histories, as Knossos reads them; empty otherwise)",
     )
     parser.add_argument(
+        "--to-edn",
+        default=None,
+        metavar="PATH",
+        help="also write the history as Jepsen EDN (one op map per line) for Knossos/Elle",
+    )
+    parser.add_argument(
         "--results",
         nargs="?",
         const="",
@@ -134,6 +140,13 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"--memory-limit must be positive megabytes, got {args.memory_limit:g}.")
     ops = _read(args)
     model = _model(args, args.format or detect_format(args.history))
+    if args.to_edn:
+        from checkers.readers import write_edn
+
+        try:
+            write_edn(ops, args.to_edn)
+        except OSError as exc:
+            raise BadInput(f"cannot write the EDN copy: {exc}.", where=args.to_edn) from None
     _progress_to_stderr()
     try:
         results = check_history(ops, model=model, time_limit_s=args.time_limit, memory_mb=args.memory_limit)

@@ -195,3 +195,11 @@ def test_register_semantics_follow_the_source_unless_overridden(tmp_path: Path) 
             writer.append(op)
     assert main(["check", str(jsonl)]) == 1
     assert main(["check", str(jsonl), "--initial", "0", "--nil-reads", "unknown"]) == 0
+
+
+def test_cli_writes_an_edn_copy_that_checks_the_same(tmp_path: Path) -> None:
+    source = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "porcupine-etcd" / "etcd_000.log"
+    copy = tmp_path / "copy.edn"
+    assert main(["check", str(source), "--to-edn", str(copy)]) == 1
+    assert main(["check", str(copy), "--initial", "nil", "--nil-reads", "empty"]) == 1
+    assert read_history(copy)[0].f == read_history(source)[0].f
