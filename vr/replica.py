@@ -1284,57 +1284,22 @@ class Replica:
         assert len({d.replica for d in dvcs}) == len(dvcs)
         if "stale-view-votes" not in self.bugs:
             assert all(d.view == self.view for d in dvcs), [d.view for d in dvcs]
-        if "dvc-highest-op" in self.bugs:
-            best = max(dvcs, key=lambda d: (d.op, d.log_view))
-            canonical = [best]
-        else:
-            log_view_max = max(d.log_view for d in dvcs)
-            canonical = [d for d in dvcs if d.log_view == log_view_max]
-        if all(d.head_uncertain for d in canonical) and len(dvcs) < self.replica_count:
-            return  # the newest log's head may hide committed ops: hear from everyone first
-        head_canonical = max(d.op for d in canonical)
-        commit_new = max(d.commit for d in dvcs)
-        headers: dict[int, Header] = {}
-        for d in canonical:
-            for op, h in d.headers.items():
-                if h is None:
-                    continue
-                if "dvc-highest-op" not in self.bugs and "stale-view-votes" not in self.bugs:
-                    assert op not in headers or headers[op].checksum == h.checksum, (op, d.replica)
-                headers.setdefault(op, h)
-        head = head_canonical
-        for op in range(commit_new + 1, head_canonical + 1):
-            canonical_header = headers.get(op)
-            nacks = 0
-            copies = 0
-            for d in dvcs:
-                entry = d.headers.get(op)
-                if (op > d.op and not d.head_uncertain) or op in d.nack:
-                    nacks += 1
-                elif canonical_header is not None and entry is not None:
-                    if entry.checksum != canonical_header.checksum:
-                        nacks += 1
-                    elif op in d.present:
-                        copies += 1
-            if nacks >= self.quorums.nack:
-                head = op - 1
-                break
-            if canonical_header is None or copies == 0:
-                if len(dvcs) < self.replica_count:
-                    return  # wait for more votes
-                if canonical_header is None:
-                    head = op - 1
-                    break
-                return  # every replica answered and nobody has a copy: stuck until repaired
-        if head < commit_new:
-            head = commit_new  # committed ops are never truncated
-        assert head >= self.commit_min, (head, self.commit_min)
-        if head > self.op_prepare_max:
+        chosen = choose_new_view_log(
+            dvcs,
+            replica_count=self.replica_count,
+            nack_quorum=self.quorums.nack,
+            highest_op_bug="dvc-highest-op" in self.bugs,
+            check_consistency=not (self.bugs & {"dvc-highest-op", "stale-view-votes"}),
+        )
+        if chosen is None:
+            return  # wait for more votes (or stay stuck until a repair makes a copy available)
+        assert chosen.head >= self.commit_min, (chosen.head, self.commit_min)
+        if chosen.head > self.op_prepare_max:
             # Too far behind to hold the new log in our ring: forfeit; the view-change
             # timeout moves everyone to a view with another primary (VR.md §2.6).
             self._drop("primary-lagging")
             return
-        self._install_new_view_log(headers, head=head, commit=commit_new)
+        self._install_new_view_log(chosen.headers, head=chosen.head, commit=chosen.commit)
 
     def _install_new_view_log(self, headers: dict[int, Header], *, head: int, commit: int) -> None:
         for op in sorted(headers):
@@ -1724,6 +1689,77 @@ class Replica:
         Command.REQUEST_SYNC: _on_request_sync,
         Command.SYNC: _on_sync,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class NewViewLog:
+    """What a new primary decided from a quorum of do-view-change votes."""
+
+    head: int
+    commit: int
+    headers: dict[int, Header]  # canonical headers (may extend beyond head; ignored there)
+
+
+def choose_new_view_log(
+    dvcs: list[DoViewChange],
+    *,
+    replica_count: int,
+    nack_quorum: int,
+    highest_op_bug: bool = False,
+    check_consistency: bool = True,
+) -> NewViewLog | None:
+    """The new view's log from do-view-change votes (VR.md §1.4 rule 7 with TB's nacks, §2.6).
+
+    Canonical votes are those with the highest log_view (VR.md bug #5: never simply the
+    highest op); the head is the highest op among them. Above the highest commit any vote
+    knows, each op is kept unless a nack quorum proves it was never replicated widely
+    enough to commit (then the log is cut there: if op n was not committed, no later op
+    was). An op nobody in hand holds a copy of, without such proof, needs more votes:
+    returns None. A vote whose head is uncertain (recovering_head) never nacks by silence.
+    """
+    assert dvcs
+    if highest_op_bug:
+        canonical = [max(dvcs, key=lambda d: (d.op, d.log_view))]
+    else:
+        log_view_max = max(d.log_view for d in dvcs)
+        canonical = [d for d in dvcs if d.log_view == log_view_max]
+    if all(d.head_uncertain for d in canonical) and len(dvcs) < replica_count:
+        return None  # the newest log's head may hide committed ops: hear from everyone first
+    head_canonical = max(d.op for d in canonical)
+    commit = max(d.commit for d in dvcs)
+    headers: dict[int, Header] = {}
+    for d in canonical:
+        for op, h in d.headers.items():
+            if h is None:
+                continue
+            if check_consistency:
+                assert op not in headers or headers[op].checksum == h.checksum, (op, d.replica)
+            headers.setdefault(op, h)
+    head = head_canonical
+    for op in range(commit + 1, head_canonical + 1):
+        canonical_header = headers.get(op)
+        nacks = 0
+        copies = 0
+        for d in dvcs:
+            entry = d.headers.get(op)
+            if (op > d.op and not d.head_uncertain) or op in d.nack:
+                nacks += 1
+            elif canonical_header is not None and entry is not None:
+                if entry.checksum != canonical_header.checksum:
+                    nacks += 1
+                elif op in d.present:
+                    copies += 1
+        if nacks >= nack_quorum:
+            head = op - 1
+            break
+        if canonical_header is None or copies == 0:
+            if len(dvcs) < replica_count:
+                return None
+            if canonical_header is None:
+                head = op - 1
+                break
+            return None  # every replica answered and nobody has a copy: stuck until repaired
+    return NewViewLog(head=max(head, commit), commit=commit, headers=headers)
 
 
 def _recovery_summary(recovery: object) -> dict[str, Any]:

@@ -1,0 +1,147 @@
+"""The new primary's choice of log from do-view-change votes (choose_new_view_log), case by case.
+
+Each case is a small cluster history written out as votes: who holds which version of
+which op in which view. The claims are VR.md §1.4 rule 7 (highest (log_view, op) wins,
+not highest op: bug #5) and the nack rules of §2.6 (cut only what a nack quorum proves
+uncommitted; never on silence from an uncertain head; wait when nobody holds a copy).
+"""
+
+from __future__ import annotations
+
+from vr.message import Command, Header, Operation, make_header
+from vr.quorums import quorums
+from vr.replica import DoViewChange, choose_new_view_log
+
+CLUSTER = 3
+Q3 = quorums(3)
+
+
+def chain(view_by_op: dict[int, int], *, tag: int = 0) -> dict[int, Header]:
+    """Headers for ops 1..n, each prepared in the given view, hash-chained from the root."""
+    headers: dict[int, Header] = {}
+    parent = Header.root(CLUSTER).checksum
+    for op in sorted(view_by_op):
+        header = make_header(
+            command=Command.PREPARE,
+            cluster=CLUSTER,
+            body=b"batch-%d-%d" % (op, tag),
+            op=op,
+            view=view_by_op[op],
+            parent=parent,
+            operation=Operation.BATCH,
+        )
+        headers[op] = header
+        parent = header.checksum
+    return headers
+
+
+def vote(
+    replica: int,
+    *,
+    log_view: int,
+    headers: dict[int, Header],
+    commit: int,
+    head: int | None = None,
+    missing: frozenset[int] = frozenset(),
+    faulty: frozenset[int] = frozenset(),
+    uncertain: bool = False,
+) -> DoViewChange:
+    """A vote holding ``headers`` durably except ``missing`` (never written: nacked) and
+    ``faulty`` (lost: neither present nor nacked)."""
+    top = max(headers) if head is None else head
+    ops = range(commit, top + 1)
+    return DoViewChange(
+        replica=replica,
+        view=9,
+        log_view=log_view,
+        op=top,
+        commit=commit,
+        headers={op: headers.get(op) for op in ops},
+        present=frozenset(op for op in ops if op in headers and op not in missing | faulty),
+        nack=frozenset(op for op in ops if op not in faulty and (op not in headers or op in missing)),
+        head_uncertain=uncertain,
+    )
+
+
+def test_highest_log_view_wins_over_highest_op() -> None:
+    """Old primary (log_view 1) appended ops 3..6 alone; the majority (log_view 2) committed
+    different ops 3..4. The new log must be the log_view-2 log, not the longer stale one."""
+    stale = chain({1: 1, 2: 1, 3: 1, 4: 1, 5: 1, 6: 1}, tag=1)
+    fresh = chain({1: 1, 2: 1, 3: 2, 4: 2})
+    votes = [
+        vote(0, log_view=1, headers=stale, commit=2),
+        vote(1, log_view=2, headers=fresh, commit=4),
+    ]
+    chosen = choose_new_view_log(votes, replica_count=3, nack_quorum=Q3.nack)
+    assert chosen is not None
+    assert chosen.head == 4
+    assert chosen.headers[4].checksum == fresh[4].checksum
+    buggy = choose_new_view_log(votes, replica_count=3, nack_quorum=Q3.nack, highest_op_bug=True)
+    assert buggy is not None and buggy.head == 6  # the planted bug resurrects the stale log
+
+
+def test_uncommitted_suffix_held_by_one_replica_is_kept_when_not_disproven() -> None:
+    """Ops above the known commit that the canonical voter holds and nobody nacks enough stay."""
+    log = chain({1: 3, 2: 3, 3: 3})
+    votes = [
+        vote(0, log_view=3, headers=log, commit=1),
+        vote(1, log_view=3, headers={k: v for k, v in log.items() if k <= 2}, commit=1),
+    ]
+    chosen = choose_new_view_log(votes, replica_count=3, nack_quorum=Q3.nack)
+    assert chosen is not None
+    assert chosen.head == 3
+    assert chosen.commit == 1
+
+
+def test_nack_quorum_cuts_an_op_only_one_replica_ever_wrote() -> None:
+    """Op 3 is held by nobody who voted (its author never made it durable): two nacks prove it
+    could not have committed, so the log is cut below it, and ops above go with it."""
+    log = chain({1: 3, 2: 3, 3: 3, 4: 3})
+    votes = [
+        vote(0, log_view=3, headers=log, commit=1, missing=frozenset({3, 4})),
+        vote(1, log_view=3, headers={k: v for k, v in log.items() if k <= 2}, commit=1),
+    ]
+    chosen = choose_new_view_log(votes, replica_count=3, nack_quorum=Q3.nack)
+    assert chosen is not None
+    assert chosen.head == 2
+
+
+def test_faulty_copy_is_never_a_nack_so_the_primary_waits() -> None:
+    """The only voter that held op 3 lost it to corruption (faulty): it must not count as a
+    nack. With one nack and no copy the primary waits for the third replica's vote."""
+    log = chain({1: 3, 2: 3, 3: 3})
+    votes = [
+        vote(0, log_view=3, headers=log, commit=1, faulty=frozenset({3})),
+        vote(1, log_view=3, headers={k: v for k, v in log.items() if k <= 2}, commit=1),
+    ]
+    assert choose_new_view_log(votes, replica_count=3, nack_quorum=Q3.nack) is None
+    third = vote(2, log_view=3, headers=log, commit=1)  # holds op 3: it survives
+    chosen = choose_new_view_log([*votes, third], replica_count=3, nack_quorum=Q3.nack)
+    assert chosen is not None and chosen.head == 3
+
+
+def test_uncertain_head_is_not_a_nack_by_silence() -> None:
+    """A recovering_head voter whose head looks lower than it may really be does not nack
+    the ops above it; if it is the only newest-log voter the primary hears from everyone."""
+    log = chain({1: 4, 2: 4, 3: 4})
+    older = chain({1: 4, 2: 4})
+    uncertain = vote(0, log_view=4, headers=older, commit=1, uncertain=True)
+    behind = vote(1, log_view=2, headers=chain({1: 2}, tag=7), commit=1)
+    assert choose_new_view_log([uncertain, behind], replica_count=3, nack_quorum=Q3.nack) is None
+    holder = vote(2, log_view=4, headers=log, commit=1)
+    chosen = choose_new_view_log([uncertain, behind, holder], replica_count=3, nack_quorum=Q3.nack)
+    assert chosen is not None
+    assert chosen.head == 3
+
+
+def test_committed_ops_are_never_cut() -> None:
+    """Everything at or below the highest commit any voter knows survives, whatever the nacks."""
+    log = chain({1: 5, 2: 5, 3: 5, 4: 5})
+    votes = [
+        vote(0, log_view=5, headers=log, commit=4, missing=frozenset({3, 4})),
+        vote(1, log_view=5, headers={k: v for k, v in log.items() if k <= 2}, commit=2),
+    ]
+    chosen = choose_new_view_log(votes, replica_count=3, nack_quorum=Q3.nack)
+    assert chosen is not None
+    assert chosen.head == 4
+    assert chosen.commit == 4
