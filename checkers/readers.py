@@ -51,8 +51,8 @@ def _read_text(path: str | os.PathLike[str]) -> str:
         raise HistoryFormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
 
 
-def _edn_op(element: Located, position: int, path: str | os.PathLike[str]) -> Op | None:
-    """One EDN op map -> Op (before any independent-key split). None for non-op forms."""
+def _edn_op(element: Located, position: int, path: str | os.PathLike[str]) -> Op:
+    """One EDN op map -> Op (before any independent-key split)."""
     m = element.value
     if not isinstance(m, dict):
         raise HistoryFormatError(
@@ -150,10 +150,8 @@ def read_jepsen_edn_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[
     ops: list[Op] = []
     lines: list[int] = []
     for element in elements:
-        op = _edn_op(element, len(ops), path)
-        if op is not None:
-            ops.append(op)
-            lines.append(element.line)
+        ops.append(_edn_op(element, len(ops), path))
+        lines.append(element.line)
     if _is_independent(ops):
         ops = [_split_tuple(op) for op in ops]
     return ops, lines
