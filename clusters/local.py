@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 NODE_GID_BASE = 61000
 BASE_PORT = 7100
 STOP_GRACE_S = 3.0
+SIGNAL_CONFIRM_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,7 @@ class LocalCluster:
             return False
         os.kill(pid, signal.SIGSTOP)
         self._paused.add(name)
+        self._wait_state(name, pid, stopped=True)
         return True
 
     def resume(self, name: str) -> bool:
@@ -131,7 +133,29 @@ class LocalCluster:
         if pid is None:
             return False
         os.kill(pid, signal.SIGCONT)
+        self._wait_state(name, pid, stopped=False)
         return True
+
+    @staticmethod
+    def _state(pid: int) -> str | None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        return stat.rsplit(")", 1)[1].split()[0]  # the comm field may hold spaces and parentheses
+
+    def _wait_state(self, name: str, pid: int, *, stopped: bool) -> None:
+        """Signals are delivered asynchronously: confirm the kernel shows the process (not) stopped."""
+        deadline = time.monotonic() + SIGNAL_CONFIRM_S
+        while time.monotonic() < deadline:
+            state = self._state(pid)
+            if state is None or (state == "T") == stopped:
+                return
+            time.sleep(0.002)
+        raise RuntimeError(
+            f"{name} (pid {pid}) did not {'stop' if stopped else 'continue'} "
+            f"within {SIGNAL_CONFIRM_S} s of the signal; state {self._state(pid)}"
+        )
 
     def kill(self, name: str) -> bool:
         """SIGKILL and reap; True if it was running."""
