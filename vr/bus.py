@@ -53,6 +53,13 @@ CLIENT_ROUTES_MAX = 65536  # client id -> connection entries remembered
 FRAME_TIMEOUT_S = 10.0  # a frame started but unfinished for this long is a stalled (slowloris) sender
 RECONNECT_BACKOFF_MIN_S = 0.02
 RECONNECT_BACKOFF_MAX_S = 1.0
+# A SYN into a partition is dropped and the kernel would retry it for minutes; give up and redial.
+CONNECT_TIMEOUT_S = 1.0
+# Unacknowledged data older than this aborts the connection (TCP_USER_TIMEOUT). Without it, after a
+# partition heals an established stream waits out TCP's backed-off retransmission timer (tens of
+# seconds) before delivering anything; with it, the stream dies during the partition and is redialled
+# within about a second of the heal. Replicas send heartbeats every ~100 ms, so a dead path shows.
+USER_TIMEOUT_MS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,16 @@ def parse_peers(text: str) -> list[Address]:
     if not parts:
         raise ValueError(f"{text!r} names no peers; give H:P,H:P,H:P in replica-index order")
     return [parse_address(part) for part in parts]
+
+
+def configure_socket(sock: socket.socket) -> None:
+    """No Nagle delay (messages are small and latency-bound); abort streams stuck in a partition."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    user_timeout = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if user_timeout is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, user_timeout, USER_TIMEOUT_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +131,7 @@ class Connection(asyncio.Protocol):
         self.transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            configure_socket(sock)
         peer = transport.get_extra_info("peername")
         self.name = f"{self.role}:{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else self.role
         self.bus._connection_made(self)
@@ -231,12 +247,14 @@ class Bus:
         cluster: int,
         rng: random.Random,
         frame_timeout_s: float = FRAME_TIMEOUT_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         assert 0 <= replica < len(peers), f"replica {replica} outside 0..{len(peers) - 1}"
         self.replica = replica
         self.peers = list(peers)
         self.cluster = cluster
         self.frame_timeout_s = frame_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._rng = rng
         self.dropped: collections.Counter[str] = collections.Counter()
         self.counters: collections.Counter[str] = collections.Counter()
@@ -286,9 +304,17 @@ class Bus:
         backoff_s = RECONNECT_BACKOFF_MIN_S
         while not self._closing:
             try:
-                _, connection = await loop.create_connection(
-                    lambda: Connection(self, role="outbound", peer_replica=peer), address.host, address.port
+                _, connection = await asyncio.wait_for(
+                    loop.create_connection(
+                        lambda: Connection(self, role="outbound", peer_replica=peer),
+                        address.host,
+                        address.port,
+                    ),
+                    self.connect_timeout_s,
                 )
+            except TimeoutError:
+                self.counters["connect_timeouts"] += 1
+                logger.debug("bus=connect-timeout peer=%d address=%s", peer, address)
             except OSError as error:
                 self.counters["connect_failures"] += 1
                 logger.debug("bus=connect-failed peer=%d address=%s error=%s", peer, address, error)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from vr.bus import Address, parse_address, parse_peers
+from vr.bus import Address, configure_socket, parse_address, parse_peers
 from vr.message import (
     CLIENT_REPLICA,
     HEADER_SIZE,
@@ -93,6 +93,7 @@ class _Channel:
         self.incoming = bytearray()
         self.sent_tags: set[bytes] = set()
         self.error: str | None = None
+        self.connect_started_s = 0.0
 
     def connect(self) -> None:
         if self.sock is not None:
@@ -105,16 +106,21 @@ class _Channel:
             self.error = f"connect {self.address}: {error}"
             return
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        configure_socket(sock)
         code = sock.connect_ex(sockaddr)
         self.sock = sock
+        self.connect_started_s = time.monotonic()
         self.connected = False
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self.close(f"connect {self.address}: errno {code}")
             return
         self._selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
 
-    def queue(self, data: bytes, tag: bytes) -> None:
+    def queue(self, data: bytes, tag: bytes, *, connect_timeout_s: float) -> None:
+        stalled = time.monotonic() - self.connect_started_s > connect_timeout_s
+        if self.sock is not None and not self.connected and stalled:
+            # A SYN into a partition is retried by the kernel for minutes; start afresh instead.
+            self.close(f"connect {self.address}: no answer within {connect_timeout_s:.1f}s")
         if any(frame.tag == tag and frame.offset == 0 for frame in self.outgoing):
             return  # that copy has not even left yet; a second one adds nothing
         self.outgoing.append(_Frame(data, tag))
@@ -276,7 +282,7 @@ class Client:
         tag = message.header.checksum
         channel = self._channels[replica]
         channel.forget_unsent()
-        channel.queue(message.encode(), tag)
+        channel.queue(message.encode(), tag, connect_timeout_s=self.timeout_s)
         deadline = time.monotonic() + self.timeout_s
         while True:
             for reply in self._poll(deadline):
@@ -337,7 +343,7 @@ class Client:
         start = time.monotonic()
         deadline = start + self.deadline_s
         sent_to = self.primary
-        self._channels[sent_to].queue(data, tag)
+        self._channels[sent_to].queue(data, tag, connect_timeout_s=self.timeout_s)
         next_retry = start + self.timeout_s
         while True:
             for reply in self._poll(min(deadline, next_retry)):
@@ -352,14 +358,14 @@ class Client:
                     self.view = header.view
                     if self.primary != sent_to:
                         sent_to = self.primary
-                        self._channels[sent_to].queue(data, tag)
+                        self._channels[sent_to].queue(data, tag, connect_timeout_s=self.timeout_s)
             now = time.monotonic()
             if now >= deadline:
                 break
             if now >= next_retry:
                 self.retries += 1
                 for channel in self._channels:
-                    channel.queue(data, tag)
+                    channel.queue(data, tag, connect_timeout_s=self.timeout_s)
                 next_retry = now + self.timeout_s * (0.75 + 0.5 * self._rng.random())
         if any(tag in channel.sent_tags for channel in self._channels):
             errors = "; ".join(c.error for c in self._channels if c.error) or "no reply"

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from vr.bus import Address, Bus, parse_address, parse_peers
+from vr.bus import USER_TIMEOUT_MS, Address, Bus, parse_address, parse_peers
 from vr.message import (
     CLIENT_REPLICA,
     HEADER_SIZE,
@@ -396,5 +396,64 @@ def test_sending_to_self_loops_back_through_the_inbox() -> None:
             assert checksum(message.body) == message.header.checksum_body
         finally:
             await bus.close()
+
+    run(body)
+
+
+class BlackHole:
+    """A listener whose accept queue is full, so the kernel drops further SYNs (like a partition)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.address = Address("127.0.0.1", self.listener.getsockname()[1])
+        self._fill: list[socket.socket] = []
+        for _ in range(4):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(self.listener.getsockname())
+            self._fill.append(filler)
+
+    def close(self) -> None:
+        for filler in self._fill:
+            filler.close()
+        self.listener.close()
+
+
+def test_a_dial_into_a_black_hole_times_out_and_is_retried() -> None:
+    """Without a connect timeout a dropped SYN would hold the dialler for minutes after a heal."""
+
+    async def body() -> None:
+        hole = BlackHole()
+        peers = [make_peers(1)[0], hole.address]
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(0), connect_timeout_s=0.2)
+        await bus.start()
+        try:
+            await until(lambda: bus.counters["connect_timeouts"] >= 2, what="two connect timeouts")
+            assert bus.connected_replicas() == []
+        finally:
+            await bus.close()
+            hole.close()
+
+    run(body)
+
+
+def test_connections_abort_when_data_stays_unacknowledged() -> None:
+    async def body() -> None:
+        peers = make_peers(2)
+        buses = [Bus(replica=i, peers=peers, cluster=CLUSTER, rng=random.Random(i)) for i in range(2)]
+        for bus in buses:
+            await bus.start()
+        try:
+            await until(lambda: buses[0].connected_replicas() == [1], what="dialled")
+            connection = buses[0]._outbound[1]
+            assert connection.transport is not None
+            sock = connection.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == USER_TIMEOUT_MS
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        finally:
+            for bus in buses:
+                await bus.close()
 
     run(body)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.vr.test_bus import free_ports
+from tests.vr.test_bus import BlackHole, free_ports
 from vr.bus import Address, Bus, Inbound
 from vr.client import Client, RequestFailed, RequestIndeterminate
 from vr.message import CHECKSUM_SIZE, Command, Message, make_message
@@ -381,3 +381,20 @@ def test_cli_bad_usage_is_one_paragraph_exit_3(argv: list[str]) -> None:
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0, "one paragraph"
     assert done.stderr.startswith("error:")
+
+
+def test_a_black_holed_primary_does_not_hold_the_client(make_client: Callable[..., Client]) -> None:
+    """Replica 0 drops SYNs (full accept queue): the client gives up on it and is served by 1."""
+    hole = BlackHole()
+    try:
+        with ScriptedReplicas(3, kv_script(replica_answering=1)) as replicas:
+            peers = [hole.address, *replicas.peers[1:]]
+            client = make_client(peers, timeout_s=0.2, deadline_s=5.0)
+            assert client.write("k", 1) is None
+            assert client.read("k") == 1
+            channel = client._channels[0]
+            for _ in range(3):  # every attempt gives up on the black hole after one timeout
+                client.read("k")
+            assert channel.error is not None and "no answer within" in channel.error
+    finally:
+        hole.close()
