@@ -55,6 +55,7 @@
   var full = { a: view.a, b: view.b };
   var laneH = 14, plotW = 100, cssH = 100;
   var selected = -1, hovered = -1;
+  var keyFilter = -1;  // index into T.keys: ops of other keys are dimmed
   var api = { drawnOps: 0, totalOps: n, draws: 0 };
   window.ratchetTimeline = api;
 
@@ -181,25 +182,58 @@
     return lanes[C.lane[i]] === "nemesis" ? NEMESIS_COLOUR : COLOUR[C.o[i]];
   }
 
+  // Bars narrower than a pixel go into per-pixel buckets that keep the most telling outcome
+  // (fail > info > never completed > ok), so a failure is never painted over when zoomed out;
+  // each run of equal buckets is one rectangle. Wider bars are drawn as they are.
+  var PRIORITY = [1, 4, 3, 2];            // by outcome code: ok, fail, info, open
+  var BY_PRIORITY = [-1, 0, 3, 2, 1];     // priority -> outcome code
+  var buckets = new Uint8Array(0);
+  var dimmed = new Uint8Array(0);
+
   function drawBars() {
     var drawn = 0;
     var pad = laneH > 5 ? 1 : 0;
+    var width = Math.ceil(plotW) + 2;
+    if (buckets.length !== width) { buckets = new Uint8Array(width); dimmed = new Uint8Array(width); }
     for (var lane = 0; lane < lanes.length; lane++) {
       if (laneFirst[lane] < 0) { continue; }
       var y = laneY(lane) + pad, h = laneH - 2 * pad;
-      var lastPx = -1, lastColour = "";
+      var nemesisLane = lanes[lane] === "nemesis";
+      buckets.fill(0);
+      dimmed.fill(1);
       for (var i = firstVisible(lane); i <= laneLast[lane] && C.s[i] <= view.b; i++) {
         if (C.e[i] < view.a) { continue; }
         var x0 = X(C.s[i]), x1 = X(C.e[i]);
-        var colour = barColour(i);
-        var px = Math.floor(x0);
-        if (x1 - x0 < 1 && px === lastPx && colour === lastColour) { continue; }
-        ctx.fillStyle = colour;
+        var faded = keyFilter >= 0 && C.k[i] !== keyFilter && !nemesisLane;
+        if (x1 - x0 < 1 && !nemesisLane) {
+          var px = Math.max(0, Math.floor(x0 - GUTTER));
+          var p = PRIORITY[C.o[i]];
+          if (faded) {
+            if (dimmed[px] && p > buckets[px]) { buckets[px] = p; }
+          } else if (dimmed[px]) {
+            buckets[px] = p; dimmed[px] = 0;
+          } else if (p > buckets[px]) {
+            buckets[px] = p;
+          }
+          continue;
+        }
+        ctx.globalAlpha = faded ? 0.15 : 1;
+        ctx.fillStyle = barColour(i);
         var left = Math.max(GUTTER - 1, x0);
         ctx.fillRect(left, y, Math.max(1, Math.min(x1, GUTTER + plotW + 1) - left), h);
-        lastPx = px; lastColour = colour;
         drawn++;
       }
+      for (var start = 0; start < width; ) {
+        var code = buckets[start], dim = dimmed[start], end = start + 1;
+        if (code === 0) { start = end; continue; }
+        while (end < width && buckets[end] === code && dimmed[end] === dim) { end++; }
+        ctx.globalAlpha = dim ? 0.15 : 1;
+        ctx.fillStyle = COLOUR[BY_PRIORITY[code]];
+        ctx.fillRect(GUTTER + start, y, end - start, h);
+        drawn++;
+        start = end;
+      }
+      ctx.globalAlpha = 1;
     }
     return drawn;
   }
@@ -267,7 +301,8 @@
   function summary(i) {
     var who = lanes[C.lane[i]] === "nemesis" ? "nemesis" : "process " + String(processValue(i));
     var key = C.k[i] >= 0 ? " key " + JSON.stringify(T.keys[C.k[i]]) : "";
-    var value = C.o[i] === 0 && C.vc[i] !== null ? valueText(C.vc[i]) : valueText(C.vi[i]);
+    var read = C.o[i] === 0 && C.vi[i] === null && C.vc[i] !== null;  // a read: the value is what it returned
+    var value = read ? "→ " + valueText(C.vc[i]) : valueText(C.vi[i]);
     var error = C.er[i] >= 0 ? " error " + JSON.stringify(T.errors[C.er[i]]) : "";
     return who + ": " + T.fs[C.f[i]] + key + (value ? " " + value : "") + " → " + OUTCOME[C.o[i]] +
       error + " (" + fmtTime(C.e[i] - C.s[i]) + ", at " + fmtTime(C.s[i]) + ")";
@@ -337,8 +372,28 @@
   api.selectedHistoryIndex = function () { return selected >= 0 ? C.ii[selected] : null; };
   api.view = function () { return { a: view.a, b: view.b }; };
 
+  var keySelect = document.getElementById("tl-key");
+  if (keySelect) {
+    T.keys.slice(0, 2000).forEach(function (key, index) {
+      var option = document.createElement("option");
+      option.value = String(index);
+      option.textContent = typeof key === "string" ? key : JSON.stringify(key);
+      keySelect.appendChild(option);
+    });
+    keySelect.addEventListener("change", function () { keyFilter = Number(keySelect.value); redraw(); });
+  }
+  api.setKeyFilter = function (index) {
+    keyFilter = index;
+    if (keySelect) { keySelect.value = String(index); }
+    redraw();
+  };
+
   function focusAnomaly() {
     if (!anomalyBars.length) { return; }
+    var anomalyKey = C.k[anomalyBars[0]];
+    if (anomalyKey >= 0 && anomalyBars.every(function (i) { return C.k[i] === anomalyKey; })) {
+      api.setKeyFilter(anomalyKey);
+    }
     var a = Infinity, b = -Infinity;
     anomalyBars.forEach(function (i) { a = Math.min(a, C.s[i]); b = Math.max(b, C.e[i]); });
     focusRange(a, b);
