@@ -310,3 +310,62 @@ def test_a_data_file_of_the_wrong_size_is_refused(cluster: LocalCluster) -> None
     assert done.returncode == 3, done.stderr
     assert "replica.vr" in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0
+
+
+def test_hostile_traffic_neither_crashes_nor_stalls_real_nodes(cluster: LocalCluster) -> None:
+    """Garbage, broken frames and well-framed nonsense from a client identity, sent at every node.
+
+    Afterwards every node still runs, the cluster still commits, and the status counters show
+    the drops by reason (the harness reads them from there).
+    """
+    import random
+
+    from vr.message import CLIENT_REPLICA, Command, Operation, make_message
+
+    for replica in range(3):
+        cluster.start(replica, format_data=True)
+    client = Client(cluster.peers_text, cluster=CLUSTER, timeout_s=0.3, deadline_s=8.0, seed=7)
+    rng = random.Random(2024)
+    try:
+        wait_for_primary(client, [0, 1, 2], what="three replicas normal in one view")
+        client.write("before", 1)
+        for replica, peer in enumerate(cluster.peers):
+            host, port = peer.rsplit(":", 1)
+            for trial in range(60):
+                if trial % 3 == 0:
+                    payload = rng.randbytes(rng.randrange(1, 600))
+                elif trial % 3 == 1:
+                    frame = make_message(
+                        command=Command.REQUEST, cluster=CLUSTER, body=b'{"key":"x"}', replica=CLIENT_REPLICA,
+                        operation=Operation.READ, client=rng.randrange(1, 1 << 64), request=1,
+                    ).encode()  # fmt: skip
+                    cut = rng.randrange(1, len(frame))
+                    payload = frame[:cut] + bytes([frame[cut] ^ 0xFF]) + frame[cut + 1 :]
+                else:
+                    command = rng.choice(list(Command))
+                    payload = make_message(
+                        command=command, cluster=CLUSTER, body=rng.randbytes(rng.randrange(0, 300)),
+                        replica=CLIENT_REPLICA, operation=rng.randrange(0, 256), view=rng.randrange(0, 5),
+                        op=rng.randrange(0, 50), commit=rng.randrange(0, 50),
+                        client=rng.randrange(0, 1 << 64), request=rng.randrange(0, 5),
+                    ).encode()  # fmt: skip
+                with socket.create_connection((host, int(port)), timeout=2) as raw:
+                    raw.sendall(payload)
+            assert cluster.processes[replica].poll() is None, (
+                f"node {replica} died: {cluster.log(replica)[-2000:]}"
+            )
+        for replica in range(3):
+            assert cluster.processes[replica].poll() is None, f"node {replica} died"
+        assert ledger_write_ok(client, "after", 2)
+        assert client.read("before") == 1
+        dropped = {r: client.status(r)["counters"]["dropped"] for r in range(3)}
+        for replica, reasons in dropped.items():
+            assert reasons.get("header-checksum", 0) > 0, (replica, reasons)  # dropped by the bus
+            assert reasons.get("sender", 0) > 0, (replica, reasons)  # well framed, dropped by the replica
+    finally:
+        client.close()
+
+
+def ledger_write_ok(client: Client, key: str, value: Any) -> bool:
+    client.write(key, value)
+    return client.read(key) == value
