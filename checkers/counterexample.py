@@ -65,13 +65,18 @@ def _earliest_producers(model: Model, ops: Sequence[Operation]) -> dict[Any, lis
 
 
 def _unexplained(
-    model: Model, ops: Sequence[Operation], earliest: dict[Any, list[tuple[int, int]]]
+    model: Model,
+    ops: Sequence[Operation],
+    earliest: dict[Any, list[tuple[int, int]]],
+    initial_ok: frozenset[int] | None = None,
 ) -> set[int]:
     """Ids of ops observing a value that no *other* op could have produced in time.
 
     An ok op needs a producer called before it returned. An open-ended op (a
     cas that may have happened) needs one at all: if nothing can produce its
     expected value it can never take effect, so it explains nothing either.
+    The initial value explains itself, but only for the ops in ``initial_ok``
+    when that is given (see :func:`initial_only`).
     """
     initial = model.init()
     missing: set[int] = set()
@@ -79,7 +84,9 @@ def _unexplained(
         known = op.outcome == "ok"
         deadline = op.ret if known and op.ret is not None else 1 << 62
         for value in model.observes(op.f, op.value_in, op.value_out if known else None):
-            if value == initial or (not known and op.f == "read"):
+            if not known and op.f == "read":
+                continue
+            if value == initial and (initial_ok is None or op.id in initial_ok):
                 continue
             try:
                 firsts = earliest.get(value, [])
@@ -91,7 +98,11 @@ def _unexplained(
 
 
 def _explained(
-    model: Model, ops: Sequence[Operation], keep: int, exempt: frozenset[int] = frozenset()
+    model: Model,
+    ops: Sequence[Operation],
+    keep: int,
+    exempt: frozenset[int] = frozenset(),
+    initial_ok: frozenset[int] | None = None,
 ) -> list[Operation] | None:
     """Drop observers no remaining op could have produced a value for (cascading); None if ``keep`` would go.
 
@@ -104,7 +115,7 @@ def _explained(
         earliest = _earliest_producers(model, current)
         if earliest is None:
             return current
-        drop = _unexplained(model, current, earliest) - exempt
+        drop = _unexplained(model, current, earliest, initial_ok) - exempt
         if not drop:
             return current
         if keep in drop:
@@ -116,6 +127,30 @@ def unexplainable(model: Model, ops: Sequence[Operation]) -> frozenset[int]:
     """Ids of observers that no op in ``ops`` can explain (exempt from the rule above)."""
     earliest = _earliest_producers(model, ops)
     return frozenset() if earliest is None else frozenset(_unexplained(model, ops, earliest))
+
+
+def initial_only(model: Model, ops: Sequence[Operation]) -> frozenset[int]:
+    """Observers of the initial value that nothing else in ``ops`` could have explained.
+
+    Only these may lean on the initial value in a counterexample. A read of the
+    initial value that, in the history, came after a write of that value keeps
+    a writer: otherwise "read 0 after write 4" would pass for a counterexample
+    when the history in fact wrote 0 again in between.
+    """
+    initial = model.init()
+    earliest = _earliest_producers(model, ops)
+    if earliest is None:
+        return frozenset(op.id for op in ops)
+    everyone = _unexplained(model, ops, earliest, frozenset())
+    allowed: set[int] = set()
+    for op in ops:
+        if op.id not in everyone:
+            continue
+        known = op.outcome == "ok"
+        observed = model.observes(op.f, op.value_in, op.value_out if known else None)
+        if any(value == initial for value in observed):
+            allowed.add(op.id)
+    return frozenset(allowed)
 
 
 def _cut(operations: Sequence[Operation], stuck: Operation) -> list[Operation]:
@@ -134,9 +169,16 @@ def _cut(operations: Sequence[Operation], stuck: Operation) -> list[Operation]:
 
 class _Shrinker:
     def __init__(
-        self, model: Model, stuck_id: int, deadline_s: float, memory_mb: float, exempt: frozenset[int]
+        self,
+        model: Model,
+        stuck_id: int,
+        deadline_s: float,
+        memory_mb: float,
+        exempt: frozenset[int],
+        initial_ok: frozenset[int],
     ) -> None:
         self.exempt = exempt
+        self.initial_ok = initial_ok
         self.model = model
         self.stuck_id = stuck_id
         self.deadline_s = deadline_s
@@ -148,7 +190,7 @@ class _Shrinker:
 
     def still_fails(self, ops: Sequence[Operation]) -> list[Operation] | None:
         """The explained version of ``ops`` if it keeps the stuck op and is not linearizable."""
-        explained = _explained(self.model, ops, -1, self.exempt)
+        explained = _explained(self.model, ops, -1, self.exempt, self.initial_ok)
         if explained is None:
             return None
         self.checks += 1
@@ -209,7 +251,12 @@ def minimize(
     stuck = by_id[stuck_id]
     cut = _cut(operations, stuck)
     shrinker = _Shrinker(
-        model, stuck_id, time.monotonic() + time_limit_s, memory_mb, unexplainable(model, cut)
+        model,
+        stuck_id,
+        time.monotonic() + time_limit_s,
+        memory_mb,
+        unexplainable(model, cut),
+        initial_only(model, cut),
     )
     start = shrinker.still_fails(cut)
     if start is None:

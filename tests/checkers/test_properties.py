@@ -7,7 +7,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checkers.counterexample import _explained
+from checkers.counterexample import _explained, initial_only
 from checkers.generate import linearizable_history
 from checkers.history import Op, pair
 from checkers.linearizable import check_linearizable
@@ -110,7 +110,7 @@ def _assert_minimal(ops: list[Op], ce: dict, stuck_id: int) -> None:
     assert search(model, members).valid is False
     for removed in members:
         rest = [m for m in members if m.id != removed.id]
-        rest = _explained(model, rest, keep=-1) or []
+        rest = _explained(model, rest, -1, frozenset(), initial_only(model, members)) or []
         assert search(model, rest).valid is True, f"still not linearizable without op {removed.id}"
 
 
