@@ -252,8 +252,12 @@ class Node:
         )
         try:
             await self._loop()
-        finally:
-            await self._shutdown()
+        except BaseException:
+            await self._close()  # no flush: after a failed assertion nothing the replica holds is trusted
+            raise
+        self._flush_for_stop()
+        await self._close()
+        logger.info("node=stopped replica=%d", self.config.replica)
 
     def _open(self) -> None:
         """Format (if asked), open the data file and the replica (messages wait in the bus's inbox)."""
@@ -409,21 +413,21 @@ class Node:
         )
         self.bus.reply_on(inbound.connection, reply)
 
-    async def _shutdown(self) -> None:
-        """Flush what the replica staged, send what it queued, then close everything we opened."""
-        if self.replica is not None:
-            try:
-                self.replica.flush()
-                if self.bus is not None:
-                    self.bus.flush_sends()
-            except Exception:
-                logger.exception("node=shutdown-flush-failed")
+    def _flush_for_stop(self) -> None:
+        """Clean stop: make durable what the replica staged and send what that released.
+
+        A failure here (an fsync error) propagates, so the exit code says the stop was not clean.
+        """
+        assert self.replica is not None and self.bus is not None
+        self.replica.flush()
+        self.bus.flush_sends()
+
+    async def _close(self) -> None:
         if self.bus is not None:
             await self.bus.close()
         if self.storage is not None:
             self.storage.close()
         self.events.close()
-        logger.info("node=stopped replica=%d", self.config.replica)
 
 
 def _preallocate(path: str, size_bytes: int) -> None:
