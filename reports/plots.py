@@ -60,6 +60,13 @@ class LatencyPoint:
     f: str
 
 
+def literal(text: str) -> str:
+    """Text matplotlib shows as written: ``$`` would start mathtext (and a lone one raises), and a
+    leading ``_`` hides a legend entry; both can come from the history's f or a fault kind."""
+    text = text.replace("$", r"\$")
+    return " " + text if text.startswith("_") else text
+
+
 def _figure() -> tuple[Figure, Axes]:
     fig, ax = plt.subplots(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
     ax.grid(True, color="#e3e6ea", linewidth=0.6)
@@ -72,7 +79,7 @@ def _shade(ax: Axes, windows: Sequence[Window]) -> None:
     seen: set[str] = set()
     for window in windows:
         colour = FAULT_COLOURS.get(window.kind, "#888888")
-        label = None if window.kind in seen else f"{window.kind} fault"
+        label = None if window.kind in seen else literal(f"{window.kind} fault")
         seen.add(window.kind)
         ax.axvspan(window.start_s, window.end_s, color=colour, alpha=0.10, linewidth=0, label=label)
 
@@ -124,7 +131,7 @@ def latency_scatter(points: Sequence[LatencyPoint], windows: Sequence[Window]) -
             markersize=2.2 if f == "read" else 1.8,
             color=OUTCOME_COLOURS.get(outcome, "#888888"),
             alpha=0.6,
-            label=f"{f} {outcome}",
+            label=literal(f"{f} {outcome}"),
             rasterized=True,
         )
     if points:

@@ -171,3 +171,19 @@ def test_serve_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             proc.wait(timeout=5)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=2)
+
+
+def test_zip_refuses_a_run_over_the_size_limit(tmp_path: Path) -> None:
+    from http import HTTPStatus
+
+    from reports.serve import ZipRefused, write_zip
+
+    run = tmp_path / "run"
+    (run / "nodes" / "n1").mkdir(parents=True)
+    (run / "history.jsonl").write_bytes(b"x" * 1000)
+    (run / "nodes" / "n1" / "node.log").write_bytes(b"y" * 1000)
+    with pytest.raises(ZipRefused) as refused:
+        write_zip(run, io.BytesIO(), source_bytes_max=1999)
+    assert refused.value.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    out = io.BytesIO()
+    assert write_zip(run, out, source_bytes_max=2000) == 2

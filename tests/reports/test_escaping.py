@@ -34,6 +34,10 @@ def _hostile_history() -> list[Op]:
         Op(5, t(6), "nemesis", "info", "start-partition", None, {"targets": [HOSTILE]}),
         Op(6, t(7), 2, "invoke", "read", HOSTILE, None),
         Op(7, t(9), 2, "ok", "read", HOSTILE, HOSTILE),
+        Op(8, t(10), 3, "invoke", "$\\bogus{x$", HOSTILE, 1),  # mathtext in a plot label would raise
+        Op(9, t(11), 3, "ok", "$\\bogus{x$", HOSTILE, 1),
+        Op(10, t(12), "nemesis", "info", "start-_$x$", None, None),
+        Op(11, t(13), "nemesis", "info", "start-_$x$", None, None),
     ]
 
 
@@ -73,6 +77,7 @@ def test_hostile_values_never_appear_unescaped(tmp_path: Path) -> None:
         # only our own script elements: the data island, the timeline and the copy button (index: two)
         assert len(re.findall(r"<script[ >]", page)) == (3 if page is html else 2)
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, as text
+    assert html.count("data:image/png;base64,") == 3  # the plots survived an f and a fault kind with $
     # the embedded JSON survives the escaping and decodes back to the hostile strings
     data = json.loads(re.search(r'id="timeline-data">(.*?)</script>', html, re.S).group(1))
     assert data["keys"] == [HOSTILE]
