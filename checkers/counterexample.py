@@ -18,10 +18,13 @@ rule every stale read would shrink to a lone "read 3" with no write, which is
 minimal but tells nobody anything. So an op is removed together with the
 observers it alone explained (an op never explains itself, and a read with
 no possible writer anywhere in the history is exempt: that *is* the anomaly).
-The counterexample is minimal in exactly this sense: removing any one of its
-ops, with the reads only it explained, leaves a linearizable history. It may
-leave out the first failing op of the whole history when a smaller failure
-hides inside the prefix; its own failing op is named in the explanation.
+The counterexample always holds the first op that cannot be linearized, and
+fails *at that op*: a shrink that would make it fail earlier is refused, since
+that failure would be one the removal manufactured (a read left without the
+write that made it legal in the real history). It is minimal in this sense:
+removing any one of its ops (with the reads only it explained) leaves a
+history that is linearizable, or that fails first at an op the real history
+shows to be fine.
 
 Then every order of the counterexample's ops that real time allows is
 replayed against the model, and each dead end is written out: "after write 3
@@ -189,14 +192,18 @@ class _Shrinker:
         return time.monotonic() > self.deadline_s
 
     def still_fails(self, ops: Sequence[Operation]) -> list[Operation] | None:
-        """The explained version of ``ops`` if it keeps the stuck op and is not linearizable."""
-        explained = _explained(self.model, ops, -1, self.exempt, self.initial_ok)
+        """The explained version of ``ops`` if it still fails *at the stuck op*.
+
+        Failing somewhere earlier would be a failure the removal created (a read
+        left without the write that made it legal), not the one being explained.
+        """
+        explained = _explained(self.model, ops, self.stuck_id, self.exempt, self.initial_ok)
         if explained is None:
             return None
         self.checks += 1
         budget = Budget(deadline_s=min(self.deadline_s, time.monotonic() + 2.0), memory_mb=self.memory_mb)
         result = search(self.model, explained, budget)
-        return explained if result.valid is False else None
+        return explained if result.valid is False and result.stuck_op == self.stuck_id else None
 
     def window(self, ops: list[Operation], stuck: Operation) -> list[Operation]:
         """Smallest doubling window of ops finishing after ``stuck.call - width`` that still fails."""
@@ -218,7 +225,7 @@ class _Shrinker:
         while len(ops) > 1:
             if self.out_of_time():
                 return ops, False
-            removable = ops
+            removable = [op for op in ops if op.id != self.stuck_id]
             size = max(1, len(removable) // chunks)
             progressed = False
             for start in range(0, len(removable), size):
