@@ -35,10 +35,12 @@ from typing import Any, NoReturn
 from vr import bugs as bug_registry
 from vr.bus import Address, Bus, Inbound, parse_peers
 from vr.events import EventLog
+from vr.journal import JournalError
 from vr.layout import Layout
 from vr.message import Command, make_message
 from vr.replica import Replica, format_data_file
 from vr.storage import FileStorage
+from vr.superblock import SuperBlockError
 
 logger = logging.getLogger("vr.node")
 
@@ -276,6 +278,12 @@ class Node:
             self.replica = self._open_replica()
         except ValueError as error:  # the data file belongs to another cluster or replica
             raise StartupRefused(f"{error}; refusing to run on someone else's data.") from None
+        except (SuperBlockError, JournalError) as error:
+            raise StartupRefused(
+                f"the data file {config.data_path} cannot be trusted ({error}). The replica will not run on "
+                "state it cannot prove: restore the file, or rebuild this replica from its peers; do not "
+                "--format it back into the cluster blank (VR.md §2.8)."
+            ) from None
 
     def _open_replica(self) -> Replica:
         config = self.config

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from vr.client import Client, RequestFailed, RequestIndeterminate
+from vr.layout import Layout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -369,3 +370,23 @@ def test_hostile_traffic_neither_crashes_nor_stalls_real_nodes(cluster: LocalClu
 def ledger_write_ok(client: Client, key: str, value: Any) -> bool:
     client.write(key, value)
     return client.read(key) == value
+
+
+def test_a_wiped_data_file_is_refused_not_run(cluster: LocalCluster) -> None:
+    """A data file of the right size whose superblock copies are all gone: refuse, never start blank."""
+    cluster.start(2, format_data=True)
+    client = Client(cluster.peers_text, cluster=CLUSTER, timeout_s=0.3, seed=8)
+    try:
+        wait_until(lambda: client.status(2), timeout_s=15, what="node 2 answering status")
+    finally:
+        client.close()
+    cluster.kill(2)
+    path = cluster.root / "node2" / "replica.vr"
+    with path.open("r+b") as data:
+        data.write(bytes(Layout().wal_headers_offset))  # zero the superblock zone (every copy), nothing else
+    done = subprocess.run(
+        cluster.argv(2, format_data=False), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert "cannot be trusted" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0
