@@ -41,7 +41,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "history", metavar="HISTORY", help="history.jsonl, a Jepsen .edn, or a Porcupine etcd .log"
+        "history",
+        metavar="HISTORY",
+        help="history.jsonl (or a stored run directory holding one), a Jepsen .edn, or a Porcupine etcd .log",
     )
     parser.add_argument("--model", default="cas-register", choices=MODEL_NAMES, help="default: cas-register")
     parser.add_argument("--format", choices=FORMATS, default=None, help="default: from the extension/content")
