@@ -100,6 +100,26 @@ class Nodes:
                 process.wait(timeout=10)
 
 
+def probe_fsync_ms(directory: Path, *, count: int = 50) -> tuple[float, float]:
+    """p50/p99 of one 4 KiB pwrite+fsync on the data files' filesystem: the floor under every figure."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+    samples = []
+    try:
+        os.posix_fallocate(fd, 0, 1 << 20)
+        os.fsync(fd)
+        for i in range(count):
+            os.pwrite(fd, b"x" * 4096, (i % 256) * 4096)
+            began = time.perf_counter()
+            os.fsync(fd)
+            samples.append((time.perf_counter() - began) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    samples.sort()
+    return samples[count // 2], samples[min(count - 1, int(count * 0.99))]
+
+
 def wait_for_primary(peers: str, *, timeout_s: float) -> int:
     deadline = time.monotonic() + timeout_s
     with Client(peers, cluster=CLUSTER, timeout_s=0.3, seed=0) as client:
@@ -296,7 +316,11 @@ def main() -> int:
     rows = []
     try:
         primary = wait_for_primary(nodes.peers, timeout_s=20)
-        print(f"cluster up: peers={nodes.peers} primary={primary} data={root} cpus={os.cpu_count()}")
+        fsync_p50, fsync_p99 = probe_fsync_ms(root)
+        print(
+            f"cluster up: peers={nodes.peers} primary={primary} data={root} cpus={os.cpu_count()} "
+            f"loadavg={os.getloadavg()[0]:.1f} fsync_probe_ms p50={fsync_p50:.2f} p99={fsync_p99:.2f}"
+        )
         header = (
             f"{'workload':<8} {'clients':>7} {'ops/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'fsync/op':>8} "
             f"{'B/op':>7} {'io B/op':>8} {'ops/prep':>8} {'lg cpu ms/op':>12} {'node cpu ms/op':>14} {'fail':>5} {'info':>5}"
