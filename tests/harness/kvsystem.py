@@ -140,9 +140,15 @@ class KVSystem:
     name = "kv"
 
     def __init__(
-        self, cluster: LocalCluster, *, nodes_dir: Path, volatile: bool, client_timeout_s: float
+        self,
+        cluster: LocalCluster,
+        *,
+        nodes_dir: Path,
+        volatile: bool,
+        client_timeout_s: float,
+        broken: bool = False,
     ) -> None:
-        self.cluster, self.nodes_dir, self.volatile = cluster, nodes_dir, volatile
+        self.cluster, self.nodes_dir, self.volatile, self.broken = cluster, nodes_dir, volatile, broken
         self.client_timeout_s = client_timeout_s
 
     def node_names(self) -> tuple[str, ...]:
@@ -156,7 +162,8 @@ class KVSystem:
         n = self.cluster.node(node)
         files = self.node_files(node)
         files["data"].mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, str(SERVER), "serve", n.host, str(n.port), str(files["data"] / "state.json")]
+        port = 99_999 if self.broken else n.port  # not a port: the server dies at bind, touching no network
+        argv = [sys.executable, str(SERVER), "serve", n.host, str(port), str(files["data"] / "state.json")]
         if self.volatile:
             argv.append("--volatile")
         self.cluster.spawn(node, argv, output_path=files["output"])
@@ -164,7 +171,7 @@ class KVSystem:
     def setup(self) -> None:
         for node in self.node_names():
             self.start(node)
-        if not self.wait_healthy(timeout_s=10):
+        if not self.wait_healthy(timeout_s=3):
             raise RuntimeError("kv servers did not start")
 
     def kill(self, node: str) -> bool:

@@ -22,7 +22,8 @@ from harness.errors import BadInput
 
 def main() -> int:
     volatile = "--volatile" in sys.argv
-    args_in = [a for a in sys.argv[1:] if a != "--volatile"]
+    broken = "--broken" in sys.argv  # servers that exit at once: setup fails
+    args_in = [a for a in sys.argv[1:] if a not in ("--volatile", "--broken")]
     store, rest = args_in[0], args_in[1:]
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers()
@@ -37,7 +38,11 @@ def main() -> int:
 
     def factory(cluster, run, test):  # type: ignore[no-untyped-def]
         return KVSystem(
-            cluster, nodes_dir=run.nodes, volatile=volatile, client_timeout_s=test.workload.client_timeout_s
+            cluster,
+            nodes_dir=run.nodes,
+            volatile=volatile,
+            broken=broken,
+            client_timeout_s=test.workload.client_timeout_s,
         )
 
     return session.execute(test, argv=sys.argv, progress=False, system_factory=factory)

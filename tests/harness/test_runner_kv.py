@@ -110,7 +110,8 @@ def test_a_system_that_loses_acknowledged_writes_is_an_anomaly(tmp_path: Path) -
     assert "ANOMALY" in proc.stderr
 
 
-def test_sigint_mid_run_tears_down_and_leaves_a_readable_history(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_run_tears_down_and_leaves_a_readable_history(tmp_path: Path, signum: int) -> None:
     path = scenario(
         tmp_path,
         '[nemesis]\nfaults = ["partition", "pause"]\ninterval_s = 1\n'
@@ -133,7 +134,7 @@ def test_sigint_mid_run_tears_down_and_leaves_a_readable_history(tmp_path: Path)
                 break
         time.sleep(0.2)
     assert history is not None
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2, err
     results = json.loads((history.parent / "results.json").read_text())
@@ -202,3 +203,17 @@ def test_malformed_scenario_is_exit_3_with_file_and_key(tmp_path: Path) -> None:
     assert "nodez" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_a_run_whose_nodes_cannot_start_is_exit_2_and_still_tears_down(tmp_path: Path) -> None:
+    path = scenario(tmp_path, '[nemesis]\nfaults = ["pause"]\ninterval_s = 1\n[run]\ntime_limit_s = 5\n')
+    proc = run_kv(tmp_path / "store", path, "--broken")
+    assert proc.returncode == 2, proc.stderr
+    run = latest(tmp_path / "store")
+    results = json.loads((run / "results.json").read_text())
+    assert results["valid"] == "unknown"
+    assert "kv servers did not start" in results["reason"]
+    assert {e["node"] for e in results["node_exits"]} == {"n1", "n2", "n3"}
+    assert results["teardown_errors"] == []
+    assert (run / "test.json").exists()  # the run says what it was even though it never started
+    assert not ratchet_processes(str(run))
