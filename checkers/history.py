@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -232,7 +233,8 @@ class HistoryWriter:
     it survives a SIGKILL of the writer (pass ``fsync=True`` to survive a power
     loss too, at a cost per op). ``append`` takes an :class:`Op` or a dict; a
     dict without ``index`` gets the next index, without ``time_ns`` the
-    monotonic clock.
+    monotonic clock. Appends from several threads are serialized (a lock per
+    writer), so lines never interleave and indices stay in file order.
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
@@ -240,28 +242,31 @@ class HistoryWriter:
         self._fsync = fsync
         self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         self._next_index = 0
+        self._lock = threading.Lock()
 
     def append(self, op_or_dict: Op | dict[str, Any]) -> Op:
-        if self._file is None:
-            raise ValueError(f"HistoryWriter for {self.path} is closed")
-        if isinstance(op_or_dict, Op):
-            op = op_or_dict
-        else:
-            d = dict(op_or_dict)
-            d.setdefault("index", self._next_index)
-            d.setdefault("time_ns", time.monotonic_ns())
-            op = Op.from_json(d)
-        self._next_index = max(self._next_index, op.index + 1)
-        self._file.write(json.dumps(op.to_json(), separators=(",", ":")) + "\n")
-        self._file.flush()
-        if self._fsync:
-            os.fsync(self._file.fileno())
-        return op
+        with self._lock:
+            if self._file is None:
+                raise ValueError(f"HistoryWriter for {self.path} is closed")
+            if isinstance(op_or_dict, Op):
+                op = op_or_dict
+            else:
+                d = dict(op_or_dict)
+                d.setdefault("index", self._next_index)
+                d.setdefault("time_ns", time.monotonic_ns())
+                op = Op.from_json(d)
+            self._next_index = max(self._next_index, op.index + 1)
+            self._file.write(json.dumps(op.to_json(), separators=(",", ":")) + "\n")
+            self._file.flush()
+            if self._fsync:
+                os.fsync(self._file.fileno())
+            return op
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def __enter__(self) -> HistoryWriter:
         return self

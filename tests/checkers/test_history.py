@@ -218,3 +218,24 @@ def test_a_completion_without_invocation_is_reported_with_its_line(tmp_path: Pat
     with pytest.raises(HistoryFormatError, match="no invocation") as info:
         read_history(path)
     assert info.value.line == 5
+
+
+def test_writer_serializes_appends_from_threads(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "history.jsonl"
+    with HistoryWriter(path) as writer:
+
+        def work(process: int) -> None:
+            for _ in range(200):
+                writer.append({"process": process, "type": "invoke", "f": "read", "key": process})
+
+        threads = [threading.Thread(target=work, args=(p,)) for p in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 800
+    indices = [json.loads(line)["index"] for line in lines]
+    assert indices == list(range(800))
