@@ -241,7 +241,10 @@ def search(
     """Search for a linearization of one key's operations.
 
     ``progress(steps, frontier)`` is called about every PROGRESS_EVERY_S seconds
-    of a long search.
+    of a long search. One long function on purpose: the loop below runs once per
+    candidate tried (millions of times) and keeps all its state in locals,
+    which is what makes it affordable in Python; the setup above it and the
+    helpers around it stay small.
     """
     budget = budget or Budget()
     prepared = prepare(model, operations)
