@@ -73,6 +73,13 @@ BITSET_BITS = 128  # present/nack bitsets ride in the 16-byte parent/context fie
 LEASE_NS = 200_000_000  # lease-read-wall-clock bug only: how long a commit "renews" the lease
 LOCAL_READ_FLAG = 1  # REPLY.extra for a read answered from local state (bugs only)
 
+# Messages that claim something about our journal (PrepareOk: "I durably hold every op <= n";
+# DoViewChange's present/nack bits; StartView's log) leave only after the journal flush that
+# makes the claim true. Everything else (prepares to backups, commits, replies after a quorum
+# commit, repair requests) goes out at once, so a prepare reaches the backups in parallel with
+# the primary's own fsync instead of after it.
+DURABILITY_COMMANDS = frozenset({Command.PREPARE_OK, Command.DO_VIEW_CHANGE, Command.START_VIEW})
+
 
 class Bus(Protocol):
     def send_to_replica(self, replica: int, message: Message) -> None: ...
@@ -488,6 +495,11 @@ class Replica:
         """Storage completion: group-commit the journal, then act on what became durable, then send."""
         if self._is_primary_normal() and not self._primary_abdicating():
             self._primary_prepare_queued()
+        # Push the messages that need no durability (new prepares above all) onto the wire
+        # before we block in fsync: a bus that batches sends offers flush_sends() for this.
+        flush_sends = getattr(self.bus, "flush_sends", None)
+        if flush_sends is not None:
+            flush_sends()
         durable = self.journal.flush()
         if durable:
             self._on_durable(durable)
@@ -533,8 +545,12 @@ class Replica:
         dropped[reason] = dropped.get(reason, 0) + 1
 
     def _send(self, replica: int, message: Message) -> None:
+        """Send now, unless the message vouches for our durable journal: then after the next flush."""
         assert replica != self.replica
-        self.outbox.append((replica, 0, message))
+        if message.header.command in DURABILITY_COMMANDS:
+            self.outbox.append((replica, 0, message))
+        else:
+            self.bus.send_to_replica(replica, message)
 
     def _broadcast(self, message: Message) -> None:
         for replica in range(self.replica_count):
@@ -542,7 +558,8 @@ class Replica:
                 self._send(replica, message)
 
     def _send_client(self, client: int, message: Message) -> None:
-        self.outbox.append((-1, client, message))
+        # Replies follow a commit, which already needed a replication quorum of durable copies.
+        self.bus.send_to_client(client, message)
 
     def _message(self, command: Command, body: bytes = b"", **fields: Any) -> Message:
         fields.setdefault("view", self.view)

@@ -118,8 +118,10 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
     if "read-from-backup" in bugs:
         network = _replace(network, partition_probability=0.01, loss_probability=0.05)
     if "dvc-highest-op" in bugs:
+        # Partitions that re-form almost as soon as they heal: an isolated old primary (with
+        # its uncommitted suffix) votes in the next view change before it learns the last one.
         network = _replace(
-            network, partition_probability=0.03, heal_probability=0.03, partition_asymmetric_probability=0.0
+            network, partition_probability=0.3, heal_probability=0.01, partition_asymmetric_probability=0.0
         )
         faults = _replace(faults, crash_probability=0.002)
     if "stale-view-votes" in bugs:
@@ -138,7 +140,11 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         )
     if "no-client-table" in bugs:
         network = _replace(network, loss_probability=0.1, duplicate_probability=0.1)
-    slot_count, pipeline_max = (32, 4) if bugs else rng.choice([(32, 4), (32, 2), (64, 8), (64, 1)])
+    slot_count, pipeline_max = (
+        (32, 8 if "dvc-highest-op" in bugs else 4)
+        if bugs
+        else rng.choice([(32, 4), (32, 2), (64, 8), (64, 1)])
+    )
     return SimConfig(
         seed=seed,
         slot_count=slot_count,
