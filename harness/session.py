@@ -248,6 +248,10 @@ def _print_summary(console: Console, run: RunDir, results: dict[str, Any], repor
         )
     for line in results.get("teardown", []):
         console.print(f"  teardown: {line}", style="dim")
+    if results.get("recovered") is False:
+        console.print(
+            "  [yellow]the cluster was not healthy again within the recovery time after the final heal[/]"
+        )
     for exit_ in results.get("node_exits", []):
         console.print(
             f"  [yellow]node exited on its own:[/] {exit_['node']} pid {exit_['pid']} "

@@ -26,8 +26,9 @@ def handle(args: argparse.Namespace) -> int:
     from harness.scenario import SCENARIO_DIR, build_test, read_table
 
     table = Table(title=f"scenarios in {SCENARIO_DIR}", show_lines=False)
-    for column in ("name", "nodes", "faults", "time", "description"):
-        table.add_column(column)
+    for column in ("name", "nodes", "faults", "time"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("description")
     problems = []
     for path in sorted(SCENARIO_DIR.glob("*.toml")):
         try:

@@ -91,3 +91,15 @@ def test_replay_reruns_the_same_scenario_and_seed(tmp_path: Path) -> None:
     b = json.loads((replayed / "test.json").read_text())
     assert a["seed"] == b["seed"] == 77
     assert a["test"] == b["test"]
+
+
+def test_partition_is_refused_up_front_for_a_non_root_user(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import harness.commands.run as run_command
+
+    monkeypatch.setattr(run_command.os, "geteuid", lambda: 1000)
+    assert main(["run", "--nemesis", "partition"]) == 3
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "needs packet-filter" in err
+    assert "run `ratchet run` as root" in err
