@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -303,6 +304,7 @@ def main() -> int:
         default=f"{sys.executable} -m vr.node",
         help="how to start a node (space-separated argv prefix; for experiments with a variant node)",
     )
+    parser.add_argument("--keep", action="store_true", help="keep the data files and node logs afterwards")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
@@ -353,6 +355,8 @@ def main() -> int:
                     print(f"{'':<8} dropped by the nodes during this cell: {row['dropped']}", flush=True)
     finally:
         nodes.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     print(

@@ -147,6 +147,8 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
         left = [p.pid for p in local.started if p.poll() is None]
         assert left == [], f"node processes left running: {left}"
         assert not _processes_mentioning(str(tmp_path)), "a node process outlived the test"
+        for data_file in tmp_path.glob("node*/replica.vr"):
+            data_file.unlink()  # ~100 MB each, preallocated; the logs and event logs stay for debugging
 
 
 def _processes_mentioning(needle: str) -> list[int]:
