@@ -562,7 +562,15 @@ class Journal:
         if staged is not None and staged.header.op == op and staged.header.checksum == checksum_expected:
             return staged
         belief = self._headers[slot]
-        ours = belief is not None and belief.op == op and belief.checksum == checksum_expected
+        # "Ours" means the disk is supposed to hold it: a belief that is only dirty (a header learned
+        # from a peer, its prepare never written) proves nothing about the disk, so a miss there is
+        # not a fault. A faulty slot is dirty too, and stays faulty.
+        ours = (
+            belief is not None
+            and belief.op == op
+            and belief.checksum == checksum_expected
+            and (slot not in self._dirty or slot in self._faulty)
+        )
         present = self._inhabited.get(slot) == checksum_expected
         if not ours and not present:
             return None

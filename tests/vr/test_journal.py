@@ -705,3 +705,15 @@ def test_wrong_bytes_on_read_are_faulty_never_absent() -> None:
         assert journal.has_prepare(message.header) or journal.is_faulty(op)
         served = journal.read_prepare(op, message.header.checksum)
         assert served is None or served == message
+
+
+def test_reading_a_header_only_belief_is_a_miss_not_a_fault() -> None:
+    """set_header_as_dirty says what we want, not what the disk holds: reading it before its
+    prepare is written returns None without marking the slot faulty (H1's request)."""
+    _storage, journal = make_journal()
+    (message,) = prepares(1, 1, parent=ROOT.header.checksum)
+    journal.set_header_as_dirty(message.header)
+    assert journal.read_prepare(1, message.header.checksum) is None
+    assert not journal.is_faulty(1)
+    assert journal.is_dirty(1)
+    assert journal.counters == {}
