@@ -392,3 +392,30 @@ def test_a_wiped_data_file_is_refused_not_run(cluster: LocalCluster) -> None:
     assert done.returncode == 3, done.stderr
     assert "cannot be trusted" in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.strip().count("\n") == 0
+
+
+def test_a_planted_bug_is_on_only_when_named(tmp_path: Path) -> None:
+    """One-replica clusters, one with --bug: the status says which bugs run (the harness records it)."""
+    statuses_seen = {}
+    for name, bug in (("plain", None), ("buggy", "no-client-table")):
+        directory = tmp_path / name
+        directory.mkdir()
+        peer = f"127.0.0.1:{free_port('127.0.0.1')}"
+        argv = [sys.executable, "-m", "vr.node", "--id", "0", "--peers", peer, "--data", str(directory)]
+        argv += ["--format", "--cluster", str(CLUSTER), "--log", str(directory / "node.log")]
+        if bug:
+            argv += ["--bug", bug]
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        client = Client(peer, cluster=CLUSTER, timeout_s=0.3, seed=9)
+        try:
+            statuses_seen[name] = wait_until(
+                lambda: client.status(0), timeout_s=15, what=f"{name} node status"
+            )
+            assert client.write("k", 1) is None, "a one-replica cluster commits on its own"
+        finally:
+            client.close()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+            (directory / "replica.vr").unlink()
+    assert statuses_seen["plain"]["node"]["bugs"] == []
+    assert statuses_seen["buggy"]["node"]["bugs"] == ["no-client-table"]
