@@ -26,6 +26,15 @@ KEYS_LISTED_MAX = 64
 KEYS_ALL_LISTED_MAX = 1000
 
 
+def _key(key: Any) -> Any:
+    """Keys as dict keys: an unhashable one (a map) by its repr."""
+    try:
+        hash(key)
+    except TypeError:
+        return repr(key)
+    return key
+
+
 class _Index:
     """Completion times by outcome, and ok-write / write-invoke times per key, sorted for bisecting.
 
@@ -41,13 +50,12 @@ class _Index:
                 continue
             if op.type == "invoke":
                 if op.f in WRITE_FS:
-                    self.last_write_invoke[op.key] = max(
-                        op.time_ns, self.last_write_invoke.get(op.key, op.time_ns)
-                    )
+                    key = _key(op.key)
+                    self.last_write_invoke[key] = max(op.time_ns, self.last_write_invoke.get(key, op.time_ns))
                 continue
             self.times[op.type].append(op.time_ns)
             if op.type == "ok" and op.f in WRITE_FS:
-                self.ok_writes[op.key].append(op.time_ns)
+                self.ok_writes[_key(op.key)].append(op.time_ns)
         for values in (*self.times.values(), *self.ok_writes.values()):
             values.sort()
 

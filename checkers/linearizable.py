@@ -20,6 +20,7 @@ and never a hang.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -52,6 +53,38 @@ class KeyOutcome:
     op_count: int
     result: SearchResult | None
     seconds: float
+
+
+def _deep_freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted(((_deep_freeze(k), _deep_freeze(v)) for k, v in value.items()), key=repr))
+    if isinstance(value, list | tuple):
+        return tuple(_deep_freeze(v) for v in value)
+    if isinstance(value, set | frozenset):
+        return frozenset(_deep_freeze(v) for v in value)
+    return value
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def hashable_values(operations: Sequence[Operation]) -> list[Operation]:
+    """Ops whose values (maps, say) cannot be hashed get frozen copies: the search memoizes on states."""
+    out = list(operations)
+    for i, op in enumerate(out):
+        if not (_hashable(op.value_in) and _hashable(op.value_out) and _hashable(op.key)):
+            out[i] = dataclasses.replace(
+                op,
+                key=_deep_freeze(op.key),
+                value_in=_deep_freeze(op.value_in),
+                value_out=_deep_freeze(op.value_out),
+            )
+    return out
 
 
 def split_by_key(operations: Sequence[Operation]) -> dict[Any, list[Operation]]:
@@ -158,6 +191,7 @@ def check_linearizable(
     if getattr(the_model, "nil_reads_unknown", False):
         # A nil read that matches any state constrains nothing: leave it out.
         operations = [op for op in operations if not (op.f == "read" and op.value_out is None)]
+    operations = hashable_values(operations)
     keyed = list(split_by_key(operations).items())
     deadline_s = INFINITY if time_limit_s is None else started + time_limit_s
     outcomes = _run_all(

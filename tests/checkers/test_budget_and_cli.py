@@ -203,3 +203,13 @@ def test_cli_writes_an_edn_copy_that_checks_the_same(tmp_path: Path) -> None:
     assert main(["check", str(source), "--to-edn", str(copy)]) == 1
     assert main(["check", str(copy), "--initial", "nil", "--nil-reads", "empty"]) == 1
     assert read_history(copy)[0].f == read_history(source)[0].f
+
+
+def test_map_values_are_checked_not_crashed_on(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    with HistoryWriter(path) as writer:
+        writer.append({"process": 0, "type": "invoke", "f": "write", "key": {"k": 1}, "value": {"a": [1, 2]}})
+        writer.append({"process": 0, "type": "ok", "f": "write", "key": {"k": 1}, "value": {"a": [1, 2]}})
+        writer.append({"process": 1, "type": "invoke", "f": "read", "key": {"k": 1}, "value": None})
+        writer.append({"process": 1, "type": "ok", "f": "read", "key": {"k": 1}, "value": {"a": [1, 3]}})
+    assert main(["check", str(path)]) == 1
