@@ -15,6 +15,7 @@ and a ``finally`` kills every process this test started and asserts none is left
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -409,7 +410,7 @@ def test_a_planted_bug_is_on_only_when_named(tmp_path: Path) -> None:
         client = Client(peer, cluster=CLUSTER, timeout_s=0.3, seed=9)
         try:
             statuses_seen[name] = wait_until(
-                lambda: client.status(0), timeout_s=15, what=f"{name} node status"
+                functools.partial(client.status, 0), timeout_s=15, what=f"{name} node status"
             )
             assert client.write("k", 1) is None, "a one-replica cluster commits on its own"
         finally:
