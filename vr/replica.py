@@ -771,10 +771,12 @@ class Replica:
         self.normal_heartbeat_timeout.reset()
         if header.op == self.op + 1:
             head = self.journal.header_for_op(self.op)
-            if head is not None and head.view == self.view:
-                assert header.parent == head.checksum, (
-                    f"hash chain would break in view {self.view}: {head.short()} -> {header.short()}"
-                )
+            if head is not None and head.view == self.view and header.parent != head.checksum:
+                # Two ops of one view must chain (one primary wrote both). A correct primary never
+                # sends this; bytes that claim to be it are dropped and the break is counted.
+                self._drop("prepare-chain-break")
+                self.counters["chain_breaks"] = self.counters.get("chain_breaks", 0) + 1
+                return
         self.journal.write_prepare(message)
         self.prepares[header.op] = message
         self.op = header.op
