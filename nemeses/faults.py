@@ -109,7 +109,12 @@ class PartitionNemesis:
         return {"targets": targets, "healed": healed}
 
 
+CLIENTS = Endpoint("clients", "127.0.0.1", None)  # where the controller's client connections come from
+
+
 class LossNemesis:
+    """Random drop of a fraction of packets between chosen nodes and everyone, clients included."""
+
     kind = "loss"
 
     def __init__(
@@ -127,8 +132,16 @@ class LossNemesis:
         targets = sorted(self._rng.sample(nodes, self._rng.randint(1, len(nodes))))
         pairs = [(a, b) for a in nodes for b in nodes if a != b and (a in targets or b in targets)]
         drops = [Drop(self._endpoints[a], self._endpoints[b], self._fraction) for a, b in pairs]
+        # A target's replies to clients are lost too: clients then retry the same request, which is
+        # what a replica's client table exists for (VR.md bug #13).
+        drops += [Drop(self._endpoints[t], CLIENTS, self._fraction) for t in targets]
         self._firewall.apply(self.kind, drops)
-        self._active = {"targets": targets, "fraction": self._fraction, "rules": len(drops)}
+        self._active = {
+            "targets": targets,
+            "fraction": self._fraction,
+            "rules": len(drops),
+            "replies_to_clients": True,
+        }
         return dict(self._active)
 
     def stop(self) -> dict[str, Any]:
