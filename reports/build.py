@@ -11,6 +11,7 @@ only through jinja2's autoescaping, escaped JSON, or the page script's
 from __future__ import annotations
 
 import json
+import math
 import time
 from importlib import resources
 from pathlib import Path
@@ -56,8 +57,22 @@ def environment() -> jinja2.Environment:
 
 def script_json(value: Any) -> str:
     """JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` survive literally."""
-    text = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+    try:
+        text = json.dumps(value, separators=(",", ":"), default=str, allow_nan=False)
+    except ValueError:  # NaN or Infinity in a history value: JSON.parse would reject them
+        text = json.dumps(_finite(value), separators=(",", ":"), default=str, allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _finite(value: Any) -> Any:
+    """The value with every non-finite float replaced by its name ("NaN", "Infinity")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _reason(run: Run, anomalies: list[anomaly_view.Anomaly]) -> str:
@@ -184,7 +199,7 @@ def write_run_report(run_dir: Path) -> Path:
     columns = timeline_columns(run.ops, bars)
     bar_index = anomaly_view.BarIndex(run.ops, bars)
     found = anomaly_view.anomalies(run.results, bar_index)
-    perf = perfdata.prepare(run.ops, t0_ns=columns["t0_ns"])
+    perf = perfdata.prepare_or_explain(run.ops, t0_ns=columns["t0_ns"])
     nodes = node_view.load_nodes(run_dir)
     clock = node_view.clock_from_test(run.test, t0_ns=columns["t0_ns"], end_ns=columns["end_ns"])
     columns["faults"] = perf.timeline_faults

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers.availability import availability
-from checkers.history import Op
+from checkers.history import HistoryFormatError, Op
 from checkers.perf import (
     FaultWindow,
     fault_windows,
@@ -225,3 +225,25 @@ def write_plots(perf: Perf, run_dir: Path) -> list[dict[str, str]]:
         (run_dir / name).write_bytes(png)
         written.append({"file": name, "title": title, "base64": base64.b64encode(png).decode("ascii")})
     return written
+
+
+def prepare_or_explain(ops: Sequence[Op], *, t0_ns: int) -> Perf:
+    """``prepare``, or an empty Perf with the reason when the checkers reject the history's pairing."""
+    try:
+        return prepare(ops, t0_ns=t0_ns)
+    except HistoryFormatError as exc:
+        return Perf(
+            t0_ns=t0_ns,
+            bucket_ns=bucket_for(0),
+            windows=[],
+            timeline_faults=[],
+            fault_summary="unknown",
+            fault_kinds=[],
+            latency=[],
+            quantiles={},
+            throughput={},
+            availability_rows=[],
+            availability_note="Not computed: the checkers cannot pair this history's ops.",
+            never_recovered=[],
+            warnings=[f"performance, faults and availability are not shown: {exc}"],
+        )

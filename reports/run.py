@@ -55,10 +55,37 @@ def load_run(run_dir: Path) -> Run:
         try:
             ops = read_history(history, "jsonl")
         except HistoryFormatError as exc:
+            ops, skipped = read_leniently(history)
+            warnings.append(
+                f"history.jsonl does not pass the checkers' reader ({exc}); the report shows the "
+                f"{len(ops):,} op(s) that parse"
+                + (f" and skips {skipped:,} line(s) that do not" if skipped else "")
+            )
+        except (OSError, UnicodeDecodeError) as exc:
             warnings.append(f"history.jsonl could not be read, so the timeline and plots are empty: {exc}")
     else:
         warnings.append("history.jsonl is missing, so the timeline and plots are empty")
     return Run(run_dir, test, results, ops, warnings)
+
+
+def read_leniently(path: Path) -> tuple[list[Op], int]:
+    """Every line that is a valid op on its own, and how many lines were skipped.
+
+    For the report only: a history the checkers reject (a torn last line from
+    a killed controller, a completion with no invocation) is still worth
+    drawing, because the drawing is how a person sees what is wrong with it.
+    """
+    ops: list[Op] = []
+    skipped = 0
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                ops.append(Op.from_json(json.loads(line)))
+            except (ValueError, HistoryFormatError):
+                skipped += 1
+    return ops, skipped
 
 
 def _read_json_object(path: Path, warnings: list[str]) -> dict[str, Any]:

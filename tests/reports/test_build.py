@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from checkers.history import Op
 from reports.build import write_run_report
 from reports.index import write_index
 from tests.reports.handmade import partition_history, write_run
@@ -90,8 +91,17 @@ def test_unreadable_history_still_gives_a_report(tmp_path: Path) -> None:
         '{"index": 0, "time_ns": 1, "process": 0, "type": "invoke", "f": "read"}\n{"ind', encoding="utf-8"
     )
     html = write_run_report(run).read_text(encoding="utf-8")
-    assert "history.jsonl could not be read" in html
-    assert _timeline_data(html)["count"] == 0
+    assert "does not pass the checkers&#39; reader" in html and "skips 1 line(s)" in html
+    assert _timeline_data(html)["count"] == 1  # the op that parses is still drawn
+
+
+def test_history_the_checkers_cannot_pair_is_still_drawn(tmp_path: Path) -> None:
+    orphan = [*partition_history(), Op(19, partition_history()[-1].time_ns + 1, 7, "ok", "read", "a", 1)]
+    run = write_run(tmp_path / "s" / "x" / "20261122T030000", orphan, results=None, test=TEST)
+    html = write_run_report(run).read_text(encoding="utf-8")
+    assert "has no invocation before it" in html
+    assert _timeline_data(html)["count"] == 11  # the orphan completion is drawn as a point
+    assert "performance, faults and availability are not shown" in html
 
 
 def test_index_lists_runs_newest_first_with_verdicts(tmp_path: Path) -> None:
