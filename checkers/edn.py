@@ -84,6 +84,8 @@ _TOKEN = re.compile(
     re.VERBOSE | re.DOTALL,
 )
 
+_ATOM, _CLOSE, _OPEN, _STRING, _DISCARD, _TAG, _CHAR, _BADSTRING, _END, _OTHER = range(1, 11)
+_MISSING = object()
 _INT = re.compile(r"[+-]?(?:0|[1-9][0-9]*)N?\Z")
 _FLOAT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?M?\Z")
 _RATIO = re.compile(r"[+-]?[0-9]+/[0-9]+\Z")
@@ -207,54 +209,66 @@ def _parse(text: str) -> tuple[list[Any], list[int], _Frame | None]:
     """
     top = _Frame("", 0)
     stack: list[_Frame] = [top]
+    frame = top
     first_collection: _Frame | None = None
     atoms: dict[str, Any] = {}  # the same keywords and numbers recur on every line
+    missing = _MISSING
     for match in _TOKEN.finditer(text):
-        kind = match.lastgroup
-        if kind == "end":
-            break
-        token = match.group(kind)  # type: ignore[arg-type]
-        offset = match.start(kind)  # type: ignore[arg-type]
-        if kind == "atom":
-            if token in atoms:
-                value: Any = atoms[token]
-            else:
-                value = atoms[token] = _atom(text, token, offset)
-        elif kind == "open":
+        kind = match.lastindex or _OTHER
+        if kind == _ATOM:
+            token = match[kind]
+            value: Any = atoms.get(token, missing)
+            if value is missing:
+                value = atoms[token] = _atom(text, token, match.start(kind))
+        elif kind == _OPEN:
+            offset = match.start(kind)
+            token = match[kind]
             frame = _Frame(token, offset)
             if first_collection is None and len(stack) == 1 and token in "[(":
                 first_collection = frame
             stack.append(frame)
             continue
-        elif kind == "close":
-            frame = stack.pop()
-            if frame is top:
-                raise _error(text, f"unexpected {token!r} with nothing open", offset)
-            if _CLOSERS[frame.opener] != token:
-                raise _error(text, f"expected {_CLOSERS[frame.opener]!r} but found {token!r}", offset)
+        elif kind == _CLOSE:
+            token = match[kind]
+            closed = stack.pop()
+            if closed is top:
+                raise _error(text, f"unexpected {token!r} with nothing open", match.start(kind))
+            if _CLOSERS[closed.opener] != token:
+                raise _error(
+                    text, f"expected {_CLOSERS[closed.opener]!r} but found {token!r}", match.start(kind)
+                )
+            if closed.discards:
+                raise _error(text, "#_ discards nothing before the collection closes", match.start(kind))
+            value = _build(text, closed.opener, closed.items, closed.offset)
+            frame = stack[-1]
             if frame.discards:
-                raise _error(text, "#_ discards nothing before the collection closes", offset)
-            value = _build(text, frame.opener, frame.items, frame.offset)
-            offset = frame.offset
-        elif kind == "string":
-            value = _string(text, token, offset)
-        elif kind == "discard":
-            stack[-1].discards += 1
+                frame.discards -= 1
+                continue
+            frame.items.append(value)
+            if frame is top or frame is first_collection:
+                frame.starts.append(closed.offset)
             continue
-        elif kind == "tag":
+        elif kind == _STRING:
+            value = _string(text, match[kind], match.start(kind))
+        elif kind == _DISCARD:
+            frame.discards += 1
+            continue
+        elif kind == _TAG:
             continue  # tagged literal: the tag is dropped, the next form is kept
-        elif kind == "char":
-            value = _char(token)
-        elif kind == "badstring":
-            raise _error(text, "string is never closed (missing '\"')", offset)
+        elif kind == _CHAR:
+            value = _char(match[kind])
+        elif kind == _END:
+            break
+        elif kind == _BADSTRING:
+            raise _error(text, "string is never closed (missing '\"')", match.start(kind))
         else:
-            raise _error(text, f"unexpected character {token!r}", offset)
-        frame = stack[-1]
+            raise _error(text, f"unexpected character {match[kind]!r}", match.start(kind))
         if frame.discards:
             frame.discards -= 1
             continue
         frame.items.append(value)
-        frame.starts.append(offset)
+        if frame is top or frame is first_collection:
+            frame.starts.append(match.start(kind))
     if len(stack) > 1:
         frame = stack[-1]
         raise _error(
