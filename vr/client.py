@@ -345,8 +345,10 @@ class Client:
         sent_to = self.primary
         self._channels[sent_to].queue(data, tag, connect_timeout_s=self.timeout_s)
         next_retry = start + self.timeout_s
+        failed_over = False  # the believed primary refused or dropped us: try everyone at once, once
         while True:
-            for reply in self._poll(min(deadline, next_retry)):
+            watch = None if failed_over else self._channels[sent_to]
+            for reply in self._poll(min(deadline, next_retry), watch=watch):
                 header = reply.header
                 if header.client != self.client_id or header.request != message.header.request:
                     continue  # a late answer to an earlier request, or to someone else
@@ -362,6 +364,9 @@ class Client:
             now = time.monotonic()
             if now >= deadline:
                 break
+            if not failed_over and self._channels[sent_to].sock is None:
+                failed_over = True
+                next_retry = now  # a dead primary's refusal need not cost a whole timeout
             if now >= next_retry:
                 self.retries += 1
                 for channel in self._channels:
@@ -373,10 +378,10 @@ class Client:
         errors = "; ".join(c.error for c in self._channels if c.error) or "nothing sent"
         raise RequestFailed("unavailable", value=errors)
 
-    def _poll(self, until: float) -> list[Message]:
-        """Wait for socket events until ``until`` (monotonic s) or the first message; return messages."""
+    def _poll(self, until: float, *, watch: _Channel | None = None) -> list[Message]:
+        """Wait for socket events until ``until`` (monotonic s), the first message, or ``watch`` closing."""
         messages: list[Message] = []
-        while not messages:
+        while not messages and not (watch is not None and watch.sock is None):
             remaining = until - time.monotonic()
             if remaining <= 0:
                 break

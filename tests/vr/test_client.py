@@ -398,3 +398,14 @@ def test_a_black_holed_primary_does_not_hold_the_client(make_client: Callable[..
             assert channel.error is not None and "no answer within" in channel.error
     finally:
         hole.close()
+
+
+def test_a_refused_primary_fails_over_at_once_not_after_a_timeout(make_client: Callable[..., Client]) -> None:
+    """Replica 0 (believed primary) has no listener: its refusal triggers the retry to all at once."""
+    scripted = ScriptedReplicas(3, kv_script(replica_answering=1))
+    scripted.listening = (1, 2)
+    with scripted as replicas:
+        client = make_client(replicas.peers, timeout_s=30.0, deadline_s=60.0)
+        assert client.write("k", 1) is None  # would take 30 s if the refusal waited for the timeout
+        assert client.retries == 1
+        assert "errno" in (client._channels[0].error or "") or "refused" in (client._channels[0].error or "")
