@@ -288,3 +288,34 @@ def test_recovering_head_uncertain_head_waits_for_a_start_view() -> None:
     assert restarted.status()["status"] == "recovering_head"
     run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=4000, what="converged")
     assert restarted.status_name == Status.NORMAL
+
+
+def test_events_name_every_recovery_path_a_run_exercised() -> None:
+    """The event sink hears each kind the harness draws (contracts §3) when that path runs."""
+    cluster = quiet_cluster(client_count=3, requests=150)
+    run_until(cluster, lambda: replies(cluster) >= 5, ticks_max=1000, what="5 replies")
+    primary = normal_primary(cluster)
+    assert primary is not None
+    backup = (primary.replica + 1) % cluster.replica_count
+    cluster.crash(backup, power_loss=False)
+    cluster.down_until[backup] = 10**9
+    run_until(
+        cluster,
+        lambda: (p := normal_primary(cluster)) is not None and p.commit_min > 3 * SIM_LAYOUT.slot_count,
+        ticks_max=20000,
+        what="three rings of commits",
+    )
+    cluster.restart(backup)  # far behind: state transfer
+    cluster.crash(primary.replica, power_loss=True)  # view change
+    cluster.down_until[primary.replica] = cluster.now + 100
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=8000, what="converged")
+    kinds = {kind for _, _, kind, _ in cluster.events}
+    expected = {
+        "view_change_started",
+        "view_change_completed",
+        "became_primary",
+        "recovered_from_disk",
+        "checkpoint",
+        "state_transfer",
+    }
+    assert expected <= kinds, expected - kinds

@@ -137,6 +137,7 @@ class SimCluster:
         for i, storage in enumerate(self.storages):
             format_data_file(storage, cluster=cluster, replica=i, replica_count=replica_count, layout=layout)
         self.replicas: list[Replica | None] = [None] * replica_count
+        self.events: list[tuple[int, int, str, dict[str, object]]] = []
         self.down_until: list[int] = [0] * replica_count
         self.flush_due: list[int | None] = [None] * replica_count
         self.clock_offset_ns: list[int] = [0] * replica_count
@@ -180,12 +181,17 @@ class SimCluster:
             seed=self.rng.getrandbits(64),
             bugs=self.bugs,
             wall_clock_ns=functools.partial(self.wall_clock_ns, i),
+            emit=functools.partial(self._emit, i),
             options=self.options,
         )
         replica.commit_hook = self.checker.on_commit
         self.replicas[i] = replica
         self._schedule_flush(i)
         self.checker.observe_view(i, replica.view, replica.log_view)
+
+    def _emit(self, replica: int, kind: str, **fields: object) -> None:
+        """The replicas' event sink: kept in memory (tests check which recovery paths ran)."""
+        self.events.append((self.now, replica, kind, fields))
 
     def wall_clock_ns(self, i: int) -> int:
         """Replica i's wall clock: simulated time plus its (possibly jumped) offset."""
