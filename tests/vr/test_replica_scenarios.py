@@ -184,6 +184,8 @@ def test_repair_corrupted_committed_prepare_from_peers() -> None:
     run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=3000, what="converged")
     assert not restarted.journal.is_faulty(op)
     assert restarted.counters["repairs"] >= 1
+    kinds = {kind for _, replica, kind, _ in cluster.events if replica == backup}
+    assert {"storage_fault", "repaired_slot", "recovered_from_disk"} <= kinds
 
 
 def test_state_transfer_backup_down_longer_than_the_wal_ring() -> None:
