@@ -60,7 +60,7 @@ def _edn_op(element: Located, position: int, path: str | os.PathLike[str]) -> Op
             path=path,
             line=element.line,
         )
-    fields = {str(k): v for k, v in m.items() if isinstance(k, Keyword)}
+    fields = m  # keywords are str subclasses: fields["process"] finds :process
     for name in ("process", "type", "f"):
         if name not in fields:
             raise HistoryFormatError(f"op map has no :{name}", path=path, line=element.line)
