@@ -384,10 +384,16 @@ class Replica:
             if recent is not None:
                 self.commit_max = max(self.commit_max, recent.commit)
 
-        faulty = sorted(self.journal.faulty_ops())
+        faulty = self.journal.faulty_slots()  # a faulty slot may not even know its op
         self.counters["storage_faults"] += len(faulty)
         if faulty:
-            self.emit("storage_fault", ops=faulty[:32], count=len(faulty), when="recovery")
+            self.emit(
+                "storage_fault",
+                slots=faulty[:32],
+                ops=self.journal.faulty_ops()[:32],
+                count=len(faulty),
+                when="recovery",
+            )
         head_certain = self._head_certain()
         self.emit(
             "recovered_from_disk",
