@@ -22,7 +22,14 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-MARKER_KINDS = ("view_change_started", "view_change_completed", "became_primary")
+MARKER_KINDS = (
+    "view_change_started",
+    "view_change_completed",
+    "became_primary",
+    "recovered_from_disk",
+    "state_transfer",
+    "storage_fault",
+)
 # An event this far outside the history's span is from another clock (or another run).
 _SLACK_NS = 10 * 1_000_000_000
 EXCERPT_LINES_MAX = 400
@@ -165,6 +172,9 @@ def markers(nodes: list[NodeFiles], clock: Clock) -> list[dict[str, Any]]:
                 "view_change_started": f"r{replica} starts view change to v{view}",
                 "view_change_completed": f"r{replica} completes view change, v{view}",
                 "became_primary": f"r{replica} primary of v{view}",
+                "recovered_from_disk": f"r{replica} recovered from disk (v{view}, op {event.get('op')})",
+                "state_transfer": f"r{replica} state transfer (op {event.get('op')})",
+                "storage_fault": f"r{replica} storage fault ({event.get('reason', event.get('error', 'see events'))})",
             }[kind]
             found.append({"t": at, "kind": kind, "node": node.name, "view": view, "label": label})
     found.sort(key=lambda marker: marker["t"])

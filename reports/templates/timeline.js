@@ -159,6 +159,11 @@
     (T.markers || []).forEach(function (m) {
       var x = Math.round(X(m.t)) + 0.5;
       if (x < GUTTER || x > GUTTER + plotW) { return; }
+      if (m.kind === "recovered_from_disk" || m.kind === "state_transfer" || m.kind === "storage_fault") {
+        ctx.fillStyle = m.kind === "storage_fault" ? "#b00020" : "#555";
+        ctx.fillRect(x - 2, AXIS + MARKS - 6, 4, 5);
+        return;
+      }
       if (m.kind === "prefix") {
         ctx.strokeStyle = "rgba(176,0,32,0.8)";
         ctx.setLineDash([6, 3]);
@@ -424,6 +429,20 @@
     }
     var i = hit(x, y);
     if (i !== hovered) { hovered = i; redraw(); }
+    if (y >= AXIS && y < AXIS + MARKS && x >= GUTTER) {  // the strip of markers and fault labels
+      var t = T_at(x), near = (view.b - view.a) / plotW * 4, lines = [];
+      (T.faults || []).forEach(function (f) {
+        if (f.start <= t && t <= f.end) { lines.push(f.label + (f.healed ? "" : " (never healed)") + ": " + fmtTime(f.start) + " to " + fmtTime(f.end)); }
+      });
+      (T.markers || []).forEach(function (m) {
+        if (Math.abs(m.t - t) <= near) { lines.push(m.label + " at " + fmtTime(m.t)); }
+      });
+      tooltip.hidden = lines.length === 0;
+      tooltip.textContent = lines.slice(0, 12).join("\n");
+      tooltip.style.left = Math.min(x + 14, rect.width - 360) + "px";
+      tooltip.style.top = (y + 16) + "px";
+      return;
+    }
     var laneUnder = Math.floor((y - AXIS - MARKS) / laneH);
     if (x < GUTTER && laneUnder >= 0 && laneUnder < lanes.length) {
       var held = T.lane_processes[laneUnder];

@@ -102,6 +102,7 @@ def test_serve_binds_loopback_and_serves_index_reports_and_listings(server: tupl
     assert status == 200 and b"Ratchet runs" in body
     status, body, _ = _get(base + "/pm/20261122T030000/report.html")
     assert status == 200 and b"Anomaly found" in body
+    assert b'href="../../zip/pm/20261122T030000"' in body  # shown when served; resolves to /zip/pm/...
     status, body, kind = _get(base + "/pm/20261122T030000/history.jsonl")
     assert status == 200 and kind.startswith("text/plain") and body.count(b"\n") == 19
     status, body, _ = _get(base + "/latest/")
