@@ -1,0 +1,1 @@
+"""The report templates, CSS and JavaScript (package data, inlined into every page at build time)."""
