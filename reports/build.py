@@ -34,6 +34,7 @@ from reports.run import (
     seed_of,
     verdict_of,
 )
+from reports.summaries import summary as checker_summary
 from reports.timeline import pair_bars, timeline_columns
 
 REPORT_NAME = "report.html"
@@ -112,16 +113,11 @@ def _checker_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, entry in checkers.items() if isinstance(checkers, dict) else []:
         valid = entry.get("valid") if isinstance(entry, dict) else entry
-        summary = ""
-        if isinstance(entry, dict):
-            summary = next(
-                (str(entry[k]) for k in ("summary", "reason", "error", "message") if entry.get(k)), ""
-            )
         rows.append(
             {
                 "name": name,
                 "verdict": verdict_of(valid),
-                "summary": summary[:300],
+                "summary": checker_summary(name, entry),
                 "evidence": json.dumps(entry, indent=2, default=str)[:200_000],
             }
         )
