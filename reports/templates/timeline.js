@@ -493,6 +493,18 @@
       canvas.scrollIntoView({ block: "center" });
     });
   });
+  canvas.tabIndex = 0;  // keyboard: + and - zoom, arrows pan, 0 shows the whole run, a goes to the anomaly
+  canvas.addEventListener("keydown", function (ev) {
+    var middle = GUTTER + plotW / 2, step = (view.b - view.a) / 5;
+    if (ev.key === "+" || ev.key === "=") { zoom(1 / 1.6, middle); }
+    else if (ev.key === "-") { zoom(1.6, middle); }
+    else if (ev.key === "ArrowLeft") { view.a -= step; view.b -= step; redraw(); }
+    else if (ev.key === "ArrowRight") { view.a += step; view.b += step; redraw(); }
+    else if (ev.key === "0") { view.a = full.a; view.b = full.b; redraw(); }
+    else if (ev.key === "a") { focusAnomaly(); }
+    else { return; }
+    ev.preventDefault();
+  });
   window.addEventListener("resize", function () { layout(); redraw(); });
 
   layout();

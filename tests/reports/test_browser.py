@@ -145,6 +145,11 @@ def test_100k_op_report_stays_responsive(browser: Any, tmp_path: Path) -> None:
     drawn_zoomed = page.evaluate("window.ratchetTimeline.drawnOps")
     print(f"100k ops: zoomed draw {page.evaluate('window.ratchetTimeline.lastDrawMs'):.1f} ms")
     assert 0 < drawn_zoomed < drawn_whole
+    page.focus("#timeline-canvas")
+    page.keyboard.press("0")  # keyboard: back to the whole run
+    _wait_for(page, f"window.ratchetTimeline.drawnOps === {drawn_whole}")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("window.ratchetTimeline.view()")["a"] > before["a"]
     page.click("#tl-reset")
     _wait_for(page, f"window.ratchetTimeline.drawnOps === {drawn_whole}")
     page.click("#tl-anomaly")  # zoomed out, a pixel holds dozens of ops: zoom onto the anomaly first
