@@ -139,6 +139,11 @@ def _node_sections(
         if node.events_bad_lines:
             note += f"; {node.events_bad_lines} unreadable event line(s) skipped"
         has_events = (node.directory / "events.jsonl").is_file()
+        others = sorted(
+            p.name + ("/" if p.is_dir() else "")
+            for p in node.directory.iterdir()
+            if p.name not in ("node.log", "events.jsonl")
+        )
         sections.append(
             {
                 "name": node.name,
@@ -147,6 +152,7 @@ def _node_sections(
                 "log": f"{relative}/node.log" if node.log_path is not None else None,
                 "events": f"{relative}/events.jsonl" if has_events else None,
                 "event_count": len(node.events),
+                "others": [(name, f"{relative}/{name}") for name in others[:20]],
             }
         )
     return sections

@@ -152,4 +152,5 @@ def test_report_of_a_real_run_places_node_events_and_logs(tmp_path: Path) -> Non
         html.count('<div class="hot">') > 0
     )  # node-log lines near the anomaly, placed by the nodes' own clocks
     assert "Planted bug" in html and "read-from-backup" in html
+    assert 'href="nodes/n1/output.log"' in html  # every other file of a node is linked too
     assert "ratchet run --bug read-from-backup" in html
