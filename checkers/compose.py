@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from checkers.availability import availability
-from checkers.history import Op
+from checkers.history import Op, pair_events
 from checkers.linearizable import check_linearizable
 from checkers.models import Model
 from checkers.perf import perf
@@ -38,10 +38,13 @@ def check_history(
     require_recovery: bool = False,
 ) -> dict[str, Any]:
     """``{"valid": ..., "checkers": {"linearizable", "stats", "perf", "availability"}}``."""
+    events = pair_events(ops)  # one pairing pass, shared
     checkers: dict[str, dict[str, Any]] = {
-        "linearizable": check_linearizable(ops, model=model, time_limit_s=time_limit_s, memory_mb=memory_mb),
+        "linearizable": check_linearizable(
+            ops, model=model, time_limit_s=time_limit_s, memory_mb=memory_mb, events=events
+        ),
         "stats": stats(ops),
-        "perf": perf(ops, bucket_ns=bucket_ns),
+        "perf": perf(ops, bucket_ns=bucket_ns, events=events),
         "availability": availability(ops, require_recovery=require_recovery),
     }
     return {"valid": combine_validity(c["valid"] for c in checkers.values()), "checkers": checkers}

@@ -155,7 +155,10 @@ class Operation:
         return self.ret is None
 
 
-def pair_events(ops: Iterable[Op]) -> list[tuple[int, Op, int | None, Op | None]]:
+PairedEvent = tuple[int, Op, int | None, Op | None]
+
+
+def pair_events(ops: Iterable[Op]) -> list[PairedEvent]:
     """(call position, invocation, completion position, completion) for every client op.
 
     The raw pairing under :func:`pair`, keeping ``fail`` completions (perf and
@@ -191,7 +194,7 @@ def pair_events(ops: Iterable[Op]) -> list[tuple[int, Op, int | None, Op | None]
     return done
 
 
-def pair(ops: Iterable[Op]) -> list[Operation]:
+def pair(ops: Iterable[Op], *, events: list[PairedEvent] | None = None) -> list[Operation]:
     """Pair each invocation with the next completion from the same process (Jepsen's rule).
 
     ``fail`` completions remove their invocation; ``info`` completions, and
@@ -201,7 +204,7 @@ def pair(ops: Iterable[Op]) -> list[Operation]:
     ignored); other ops keep the invocation's value as input.
     """
     result: list[Operation] = []
-    for call, invoke, ret, completion in pair_events(ops):
+    for call, invoke, ret, completion in pair_events(ops) if events is None else events:
         if completion is not None and completion.type == "fail":
             continue
         ok = completion is not None and completion.type == "ok"

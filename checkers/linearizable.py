@@ -21,6 +21,7 @@ and never a hang.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -32,7 +33,7 @@ from typing import Any
 
 from checkers.counterexample import counterexample, op_json
 from checkers.fastpath import unique_register_check
-from checkers.history import Op, Operation, pair
+from checkers.history import Op, Operation, PairedEvent, pair
 from checkers.models import Model, UnsupportedOp, get_model
 from checkers.search import INFINITY, Budget, SearchResult, search
 
@@ -73,10 +74,16 @@ def _hashable(value: Any) -> bool:
     return True
 
 
+_PLAIN_TYPES = frozenset({int, str, type(None), bool, float})
+
+
 def hashable_values(operations: Sequence[Operation]) -> list[Operation]:
     """Ops whose values (maps, say) cannot be hashed get frozen copies: the search memoizes on states."""
     out = list(operations)
+    plain = _PLAIN_TYPES
     for i, op in enumerate(out):
+        if type(op.value_in) in plain and type(op.value_out) in plain and type(op.key) in plain:
+            continue  # the common case, without a hash per value
         if not (_hashable(op.value_in) and _hashable(op.value_out) and _hashable(op.key)):
             out[i] = dataclasses.replace(
                 op,
@@ -155,10 +162,14 @@ def _run_all(
         budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb)
         return [check_key(model, key, ops, budget) for key, ops in keyed]
     _FORKED_WORK = (model, keyed, Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers))
+    # Frozen objects are never scanned by the children's garbage collector, so the
+    # pages the history lives on stay shared instead of being copied into each worker.
+    gc.freeze()
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
             return list(pool.imap(_check_forked, range(len(keyed)), chunksize=1))
     finally:
+        gc.unfreeze()
         _FORKED_WORK = None
 
 
@@ -182,11 +193,16 @@ def check_linearizable(
     memory_mb: float = 1024.0,
     processes: int | None = None,
     counterexample_time_s: float = COUNTEREXAMPLE_TIME_S,
+    events: list[PairedEvent] | None = None,
 ) -> dict[str, Any]:
-    """The ``linearizable`` entry of results.json (contracts §5)."""
+    """The ``linearizable`` entry of results.json (contracts §5).
+
+    ``events`` is ``pair_events(ops)`` when the caller already has it (it is the
+    costly pass over a long history, and the perf checker needs it too).
+    """
     started = time.monotonic()
     the_model = get_model(model) if isinstance(model, str) else model
-    operations = pair(ops)
+    operations = pair(ops, events=events)
     ensure_supported(the_model, operations)
     if getattr(the_model, "nil_reads_unknown", False):
         # A nil read that matches any state constrains nothing: leave it out.

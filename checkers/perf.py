@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checkers.history import Op, pair_events
+from checkers.history import Op, PairedEvent, pair_events
 
 FAULT_KINDS = ("partition", "loss", "pause", "kill", "clock", "disk", "corrupt")
 
@@ -112,10 +112,10 @@ def fault_windows(ops: Sequence[Op]) -> list[FaultWindow]:
     return windows
 
 
-def latency_points(ops: Sequence[Op]) -> list[LatencyPoint]:
+def latency_points(ops: Sequence[Op], *, events: list[PairedEvent] | None = None) -> list[LatencyPoint]:
     """Every client op that completed (ok, fail or info), by invocation time."""
     points: list[LatencyPoint] = []
-    for _, invoke, _, completion in pair_events(ops):
+    for _, invoke, _, completion in pair_events(ops) if events is None else events:
         if completion is None:
             continue
         points.append(
@@ -193,12 +193,14 @@ def throughput_over_time(ops: Sequence[Op], *, bucket_ns: int) -> list[dict[str,
     ]
 
 
-def perf(ops: Sequence[Op], *, bucket_ns: int = 1_000_000_000) -> dict[str, Any]:
+def perf(
+    ops: Sequence[Op], *, bucket_ns: int = 1_000_000_000, events: list[PairedEvent] | None = None
+) -> dict[str, Any]:
     """The perf checker's entry in results.json: overall latency quantiles by f, plus the series.
 
-    Always valid: perf is evidence, not a verdict.
+    Always valid: perf is evidence, not a verdict. ``events``: ``pair_events(ops)`` if at hand.
     """
-    points = latency_points(ops)
+    points = latency_points(ops, events=events)
     by_f: dict[str, list[int]] = defaultdict(list)
     for point in points:
         if point.type == "ok":
