@@ -360,7 +360,8 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     print(
-        "fsync/op and B/op: all three nodes summed, from their storage counters; io B/op: /proc/<pid>/io; "
+        "fsync/op (FileStorage.sync() calls, fdatasync) and B/op: all three nodes summed, from their storage "
+        "counters; io B/op: /proc/<pid>/io write_bytes (page-cache write amplification shows here); "
         "lg cpu: the load generators' own CPU per op (if it approaches 1000/ops_per_s per core, the client "
         "is the bottleneck); anchor: etcd 3.4 does 4.3-4.7k writes/s at 50 clients here."
     )
