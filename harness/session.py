@@ -101,6 +101,10 @@ def execute(
                 "firewall": cluster.firewall.backend,
             },
             "namespace": _namespace_ids(),
+            "nemesis_package": {
+                "kinds": list(test.nemesis.faults),
+                "perf": [[kind, packages.COLOURS.get(kind, "#7f7f7f")] for kind in test.nemesis.faults],
+            },
         },
     )
     console.print(
@@ -207,7 +211,7 @@ def finish(
             if data.exists():
                 shutil.rmtree(data)
     report_note = _render_reports(run)
-    _print_summary(console, run, results, report_note)
+    _print_summary(console, run, results, report_note, seed=test.seed)
     code = exit_code_for_validity(valid)
     return code if outcome.completed or valid is not True else EXIT_UNKNOWN
 
@@ -234,7 +238,9 @@ def _render_reports(run: RunDir) -> str | None:
     return f"report: {path}"
 
 
-def _print_summary(console: Console, run: RunDir, results: dict[str, Any], report_note: str | None) -> None:
+def _print_summary(
+    console: Console, run: RunDir, results: dict[str, Any], report_note: str | None, *, seed: int
+) -> None:
     valid = results["valid"]
     style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
     label = {True: "VALID", False: "ANOMALY"}.get(valid, "UNKNOWN")
@@ -261,3 +267,4 @@ def _print_summary(console: Console, run: RunDir, results: dict[str, Any], repor
         console.print(f"  [red]teardown error:[/] {error}")
     if report_note:
         console.print(f"  {report_note}")
+    console.print(f"  reproduce: ratchet run --replay {run.path}   (same scenario, seed {seed})", style="dim")
