@@ -420,3 +420,39 @@ def test_a_planted_bug_is_on_only_when_named(tmp_path: Path) -> None:
             (directory / "replica.vr").unlink()
     assert statuses_seen["plain"]["node"]["bugs"] == []
     assert statuses_seen["buggy"]["node"]["bugs"] == ["no-client-table"]
+
+
+def test_a_paused_primary_is_replaced_and_rejoins_after_resume(cluster: LocalCluster) -> None:
+    """SIGSTOP the primary: the others form a view and keep committing; SIGCONT: it catches up."""
+    for replica in range(3):
+        cluster.start(replica, format_data=True)
+    client = Client(cluster.peers_text, cluster=CLUSTER, timeout_s=0.3, deadline_s=8.0, seed=10)
+    ledger = Ledger()
+    try:
+        paused = wait_for_primary(client, [0, 1, 2], what="three replicas normal in one view")
+        for n in range(5):
+            assert ledger.write(client, f"before-{n}", n)
+        cluster.processes[paused].send_signal(signal.SIGSTOP)
+        try:
+            others = [r for r in range(3) if r != paused]
+            for n in range(10):
+                ledger.write(client, f"paused-{n}", n)
+            assert any(k.startswith("paused-") for k in ledger.acknowledged), "no progress while paused"
+            assert wait_for_primary(client, others, what="a view without the paused primary") != paused
+        finally:
+            cluster.processes[paused].send_signal(signal.SIGCONT)
+        for n in range(5):
+            ledger.write(client, f"resumed-{n}", n)
+
+        def rejoined() -> bool:
+            answers = statuses(client, [0, 1, 2])
+            if len(answers) != 3 or answers[paused]["status"] != "normal":
+                return False
+            views = {a["view"] for a in answers.values()}
+            return len(views) == 1 and answers[paused]["commit"] >= max(a["commit"] for a in answers.values())
+
+        wait_until(rejoined, timeout_s=15, what=f"resumed replica {paused} back in the view and caught up")
+        ledger.check(client)
+        assert cluster.processes[paused].poll() is None
+    finally:
+        client.close()
