@@ -184,3 +184,40 @@ def test_index_filters_runs_in_the_page(browser: Any, tmp_path: Path) -> None:
     page.screenshot(path=str(tmp_path / "index.png"))
     assert page.locator(".served-only:not([hidden])").count() == 0  # zip links only under `ratchet serve`
     assert problems == []
+
+
+def test_hostile_values_stay_text_in_the_browser(browser: Any, tmp_path: Path) -> None:
+    from tests.reports.handmade import write_run
+    from tests.reports.test_escaping import HOSTILE, _hostile_history
+
+    results = {
+        "valid": False,
+        "checkers": {
+            "linearizable": {
+                "valid": False,
+                "key": HOSTILE,
+                "first_unlinearizable": {"index": 7},
+                "counterexample": {"ops": [1, 7], "explanation": f"read returned {HOSTILE}"},
+            }
+        },
+    }
+    run = write_run(
+        tmp_path / "store" / "hostile" / "20261122T030000",
+        _hostile_history(),
+        results=results,
+        test={"scenario": HOSTILE},
+        node_logs={"n1": [HOSTILE]},
+    )
+    report = write_run_report(run)
+    dialogs: list[str] = []
+    page, problems = _open(browser, report)
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.click("#tl-anomaly")
+    record = _click_op(page, 6)  # the read (6 -> 7) whose key and value are both the hostile string
+    assert HOSTILE in record  # shown as text, character for character
+    box = page.locator("#timeline-canvas").bounding_box()
+    page.mouse.move(box["x"] + 20, box["y"] + 60)  # the lane labels' tooltip
+    assert page.locator("script").count() == 3  # nothing the data carried became a script element
+    assert page.locator("#anomaly img, #nodes img, #timeline img").count() == 0
+    page.wait_for_timeout(200)
+    assert dialogs == [] and problems == []
