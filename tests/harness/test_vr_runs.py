@@ -71,6 +71,11 @@ def assert_nothing_left(run: Path) -> None:
     assert str(run) not in Path("/proc/mounts").read_text(), "a mount of the run is still there"
 
 
+def event_kinds(run: Path, node: str) -> list[str]:
+    path = run / "nodes" / node / "events.jsonl"
+    return [json.loads(line)["kind"] for line in path.read_text().splitlines() if line.strip()]
+
+
 def results(run: Path) -> dict:
     return json.loads((run / "results.json").read_text())
 
@@ -122,6 +127,8 @@ def test_partitions_every_three_node_shape_is_valid(tmp_path: Path) -> None:
     run = check_valid_run(tmp_path, proc, "partition")
     shapes = {op["value"]["shape"] for op in nemesis_completions(run) if op["f"] == "start-partition"}
     assert shapes == set(THREE_NODE_SHAPES)
+    # The cluster felt it: isolating the primary forces a view change.
+    assert any("view_change_completed" in event_kinds(run, n) for n in ("n1", "n2", "n3"))
 
 
 def test_majorities_ring_on_five_nodes_is_valid(tmp_path: Path) -> None:
@@ -150,7 +157,12 @@ def test_process_and_loss_faults_are_valid(tmp_path: Path, kind: str) -> None:
     proc = ratchet(
         tmp_path, "--nemesis", kind, "--nemesis-interval", "1.5", "--time-limit", "10", "--seed", "13"
     )
-    check_valid_run(tmp_path, proc, kind)
+    run = check_valid_run(tmp_path, proc, kind)
+    if kind == "kill":  # a killed node came back by recovering from its data file
+        killed = {
+            t for op in nemesis_completions(run) if op["f"] == "start-kill" for t in op["value"]["targets"]
+        }
+        assert any(event_kinds(run, n).count("recovered_from_disk") >= 2 for n in killed)
 
 
 # read-from-backup under kill: a restarted node catching up answers reads from a stale state (VR.md #11).
