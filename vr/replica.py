@@ -417,9 +417,9 @@ class Replica:
             self.request_start_view_timeout.start()
             self._send_request_start_view()
         elif self.log_view == self.view:
-            if self._primary_index(self.view) == self.replica and self.op == 0 and self.view == 0:
-                self._transition_to_fresh_primary()
-            elif self._primary_index(self.view) == self.replica:
+            if self._primary_index(self.view) == self.replica:
+                # Even a log that looks empty may have lost ops a backup quorum committed (the
+                # acks need not include ours): never resume leading the view we crashed in.
                 self.status_name = Status.NORMAL  # briefly: we step down at once
                 self._transition_to_view_change(self.view + 1)
             else:
@@ -1519,14 +1519,6 @@ class Replica:
         self.commit_heartbeat_timeout.start()
         self.emit("became_primary", view=self.view)
         self._primary_commit_pipeline()
-
-    def _transition_to_fresh_primary(self) -> None:
-        """A freshly formatted cluster starts in view 0 with an empty log: no view change needed."""
-        self.status_name = Status.NORMAL
-        self.heard_ticks = dict.fromkeys(range(self.replica_count), self.ticks)
-        self.commit_heartbeat_timeout.start()
-        self.repair_timeout.start()
-        self.emit("became_primary", view=self.view)
 
     def _send_request_start_view(self, *, to: int | None = None) -> None:
         if self.status_name == Status.RECOVERING_HEAD and to is None:
