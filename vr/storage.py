@@ -87,6 +87,7 @@ class FileStorage:
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
                 _lock(self._fd, self.path)
+                _advise_small_pages(self._fd)
                 os.ftruncate(self._fd, size_bytes)
                 os.fsync(self._fd)
                 _fsync_directory(os.path.dirname(os.path.abspath(self.path)))
@@ -107,6 +108,7 @@ class FileStorage:
                     f"data file {self.path} is {actual} bytes but this layout needs {size_bytes}: "
                     "it was formatted with a different layout (or truncated); refusing to open it"
                 )
+        _advise_small_pages(self._fd)
 
     @property
     def size_bytes(self) -> int:
@@ -159,6 +161,18 @@ class FileStorage:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _advise_small_pages(fd: int) -> None:
+    """Keep the page cache at the granularity we write: no readahead, and drop what is cached.
+
+    With readahead (or after big reads and writes, e.g. a format) the kernel may cache the file
+    in large folios, and a later 4 KiB pwrite then dirties, and fdatasync writes back, the whole
+    folio: H3 measured ~1 MiB written per 8 KiB journal write after reading the file. FADV_RANDOM
+    stops readahead for this open file; DONTNEED drops the (clean) pages an earlier open left.
+    """
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 def _lock(fd: int, path: str) -> None:
