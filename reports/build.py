@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,13 @@ from reports.timeline import pair_bars, timeline_columns
 REPORT_NAME = "report.html"
 SUMMARY_NAME = "report.json"
 VERDICT_TITLES = {"valid": "Valid", "anomaly": "Anomaly found", "unknown": "Unknown"}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write beside, then rename: a reader (``ratchet serve``, a browser) never sees half a page."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 def template_text(name: str) -> str:
@@ -240,7 +248,7 @@ def write_run_report(run_dir: Path) -> Path:
     context["build_s"] = f"{time.perf_counter() - started:.2f}"
     html = environment().get_template("report.html.j2").render(context)
     path = run_dir / REPORT_NAME
-    path.write_text(html, encoding="utf-8")
+    write_atomically(path, html)
     _write_summary(run, columns, perf, context)
     return path
 
@@ -257,4 +265,4 @@ def _write_summary(run: Run, columns: dict[str, Any], perf: perfdata.Perf, conte
         "faults": perf.fault_kinds,
         "nodes": context["nodes"],
     }
-    (run.directory / SUMMARY_NAME).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    write_atomically(run.directory / SUMMARY_NAME, json.dumps(summary, indent=2, default=str))

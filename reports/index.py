@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reports.build import REPORT_NAME, SUMMARY_NAME, environment, script_json, template_text
+from reports.build import REPORT_NAME, SUMMARY_NAME, environment, script_json, template_text, write_atomically
 from reports.run import fault_kinds_configured, scenario_name, seed_of, verdict_of
 
 INDEX_NAME = "index.html"
@@ -116,5 +116,5 @@ def write_index(store_dir: Path) -> Path:
         )
     )
     path = store_dir / INDEX_NAME
-    path.write_text(html, encoding="utf-8")
+    write_atomically(path, html)
     return path
