@@ -28,7 +28,13 @@ Protocol (VR.md §1 with the TigerBeetle refinements of §2):
   overwritten) takes the primary's checkpoint snapshot (REQUEST_SYNC/SYNC).
 - Restart: superblock + checkpoint snapshot + journal recovery, replay of committed
   ops; a replica whose head is uncertain (faulty slots where a newer op may hide)
-  stays in ``recovering_head`` until a start-view from a live primary proves its head.
+  stays in ``recovering_head`` until a start-view from a live primary proves its head
+  (it may vote in a *newer* view, flagged uncertain, so it never nacks by silence). A
+  restarted primary never resumes its view: it starts a view change.
+- A primary that hears from too few backups to commit stops sending heartbeats and
+  prepares (abdicates), so a one-way partition cannot keep a deaf primary in office.
+- Only PrepareOk, DoViewChange and StartView wait for the journal flush (they vouch for
+  durable state); prepares, commits, replies and repair traffic leave at once.
 
 Requests to the journal owner (H2) are in docs/requests-to-H2.md.
 """
