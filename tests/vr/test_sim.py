@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from vr.bugs import BUGS
 from vr.testing.sim import config_for_seed, main, run_seed
 
 SEEDS_DEFAULT = 200
@@ -75,3 +76,15 @@ def test_cli_refuses_unknown_bug_with_a_suggestion(capsys: pytest.CaptureFixture
     code = main(["--seed", "1", "--bug", "ack-before-fsynk"])
     assert code == 4
     assert "Did you mean 'ack-before-fsync'" in capsys.readouterr().err
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("profile", sorted(BUGS))
+def test_simulation_soak_bug_profiles_without_the_bug(profile: str) -> None:
+    """The harsher fault mixes tuned to expose each planted bug are survived by the correct replica."""
+    failures = []
+    for seed in range(1, 301):
+        result = run_seed(seed, profile=frozenset({profile}))
+        if not result.ok:
+            failures.append(f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}")
+    assert not failures, "\n".join(failures)
