@@ -13,7 +13,8 @@ ops), so a memo entry costs the same at 10 ops and at 100,000.
 
 Open-ended (``info``) ops are where histories from real faults get hard: they
 may take effect at any point after their call, or never, so each one doubles
-what a naive search explores. Five things keep them cheap here:
+what a naive search explores. Five things keep them cheap here (and a
+sixth helps everywhere):
 
 1. An open-ended op that produces nothing (a read) is dropped.
 2. One that produces only values nobody observes after its call (a write of
@@ -29,6 +30,12 @@ what a naive search explores. Five things keep them cheap here:
    it wrote. Any linearization can be rearranged to have this shape (a write
    right after it erases it, so it can be dropped), which cuts the branching
    that open-ended ops cause.
+6. A legal ok op that never changes the state (a read of the current value)
+   is placed at once, with no alternatives tried: it could be moved to this
+   point in any linearization (everything it must follow is placed, and it
+   changes no state wherever it goes), so trying others first only repeats
+   work. Not so for a write of the value already there: later, it would
+   change the state.
 
 Success is every ``ok`` op placed; open-ended ops left over never happened.
 When the search fails, the return it could never get past (the furthest any
@@ -285,6 +292,8 @@ def search(
     zobrist = _zobrist(n_ok + n_info)
     step = model.step
     needs_before = getattr(model, "needs_before", None)
+    # Ops that never change the state (they produce nothing): reads.
+    pure = [model.produces(op.f, op.value_in) == () for op in ok_ops]
     memo: set[tuple[int, Any]] = set()
     group_of = [0] * n_info
     for g, group in enumerate(groups):
@@ -302,13 +311,22 @@ def search(
     memo_max = budget.memo_entries_max
     next_progress_s = time.monotonic() + PROGRESS_EVERY_S
 
-    def candidates() -> list[int]:
-        """Ok ops invoked before the first pending return, then alive open-ended ops."""
+    def candidates(after_info: bool) -> list[int]:
+        """Ok ops invoked before the first pending return, then alive open-ended ops.
+
+        A legal ok op that never changes the state (a read of the current
+        value) is the only candidate when there is one (point 6).
+        """
         nonlocal best_frontier, stuck
         out: list[int] = []
         e = nxt[head]
         while not entry_is_ret[e]:
-            out.append(entry_op[e])
+            i = entry_op[e]
+            if pure[i] and not after_info:
+                op = ok_ops[i]
+                if step(state, op.f, op.value_in, op.value_out, True) is not ILLEGAL:
+                    return [i]
+            out.append(i)
             e = nxt[e]
         first_ret_op = entry_op[e]
         position = ok_ops[first_ret_op].ret
@@ -330,7 +348,7 @@ def search(
         out.extend(n_ok + j for j in chosen)
         return out
 
-    frames.append((candidates(), 0, state, -1))
+    frames.append((candidates(False), 0, state, -1))
     while True:
         cands, index, _, _ = frames[-1]
         if index >= len(cands):
@@ -417,7 +435,7 @@ def search(
                 )
         else:
             group_used[group_of[op_id - n_ok]] += 1
-        frames.append((candidates(), 0, before, op_id))
+        frames.append((candidates(op_id >= n_ok), 0, before, op_id))
 
 
 def _hashable(value: Any) -> Any:
