@@ -119,6 +119,9 @@ def _child_setup(libc: ctypes.CDLL, guard_read: int) -> None:
     except OSError as exc:  # /proc of the host still works for our own children's pids? no: say so.
         raise NamespaceUnavailable(f"cannot mount /proc in the run's PID namespace: {exc}") from exc
     bring_loopback_up()
+    # Our own process group: a Ctrl-C at the terminal reaches the guardian only, which forwards it
+    # once; the run's helper commands (nft, checkers) are never interrupted by it mid-way.
+    os.setpgid(0, 0)
     os.environ[ENV_MARK] = "1"
 
 

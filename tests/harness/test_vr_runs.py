@@ -236,3 +236,56 @@ def test_sigint_stops_a_vr_run_cleanly(tmp_path: Path) -> None:
     healed_lines = [line for line in verdict["teardown"] if line.startswith("healed")]
     assert len(heals) == 2 * len(healed_lines)  # each teardown heal is an invocation + completion pair
     assert_nothing_left(run)
+
+
+def test_ctrl_c_at_a_terminal_stops_the_run_once_and_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C typed at a terminal (the pty sends SIGINT to the foreground group) ends the run with exit 2."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: ratchet run on the pty
+        os.execvp(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "harness.cli",
+                "run",
+                "no-faults",
+                "--time-limit",
+                "60",
+                "--store",
+                str(tmp_path),
+            ],
+        )
+    output = b""
+
+    def read_for(seconds: float, *, until: bytes | None = None) -> None:
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until and until in output):
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                output += chunk
+
+    read_for(30, until=b"phase main")  # the live display shows the main phase: clients are running
+    read_for(2)
+    os.write(fd, b"\x03")
+    read_for(40)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 2, output.decode(errors="replace")[-2000:]
+    run = run_dir(tmp_path)
+    verdict = results(run)
+    assert verdict["reason"] == "interrupted"
+    assert verdict["teardown_errors"] == []
+    assert output.count(b"SIGINT: stopping") == 1
+    assert read_history(run / "history.jsonl")
+    assert_nothing_left(run)
