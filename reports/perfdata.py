@@ -131,8 +131,11 @@ def _recovery_text(recovery: dict[str, Any] | None, healed: bool) -> tuple[str, 
     return "; ".join(parts), bool(never)
 
 
-def _availability_rows(ops: Sequence[Op], t0_ns: int) -> tuple[list[dict[str, Any]], list[str]]:
+def _availability_rows(
+    ops: Sequence[Op], t0_ns: int, windows: Sequence[FaultWindow]
+) -> tuple[list[dict[str, Any]], list[str]]:
     result = availability(ops)
+    labels = {(w.kind, w.start_ns): window_label(w) for w in windows}
     rows: list[dict[str, Any]] = []
     never: list[str] = []
     end_ns = max((op.time_ns for op in ops), default=t0_ns)
@@ -145,6 +148,7 @@ def _availability_rows(ops: Sequence[Op], t0_ns: int) -> tuple[list[dict[str, An
         rows.append(
             {
                 "kind": window["kind"],
+                "label": labels.get((window["kind"], window["start_ns"]), window["kind"]),
                 "targets": ", ".join(compact(t, 20) for t in window.get("targets", [])) or "—",
                 "start": f"{start_ns / 1e9:.2f} s",
                 "end": f"{stop_ns / 1e9:.2f} s" if healed else "never healed",
@@ -183,7 +187,7 @@ def prepare(ops: Sequence[Op], *, t0_ns: int) -> Perf:
         outcome: [(_seconds(row["t_ns"], t0_ns), row[outcome] * 1e9 / bucket_ns) for row in throughput_rows]
         for outcome in ("ok", "fail", "info")
     }
-    rows, never = _availability_rows(ops, t0_ns)
+    rows, never = _availability_rows(ops, t0_ns, windows)
     note = "No fault windows in this history." if not rows else ""
     return Perf(
         t0_ns=t0_ns,
