@@ -261,10 +261,9 @@ class Replica:
         self.acked_op = 0  # highest op this backup acked in this view
         self.nonce = 0
         self.lease_expiry_ns = 0
-        self.outbox: list[tuple[int, int, Message]] = []
-        self.heard_ticks: dict[
-            int, int
-        ] = {}  # replica -> tick we last heard anything from it  # (replica or -1, client, message)
+        self.outbox: list[tuple[int, int, Message]] = []  # (replica or -1, client, message)
+        self.heard_ticks: dict[int, int] = {}  # replica -> tick we last heard anything from it
+        self.head_checksum_hint: tuple[int, bytes] | None = None  # (op, checksum) of a headerless head
         self.ticks = 0
         self.commit_hook: Callable[[int, Message], None] | None = None  # simulator only
 
@@ -602,9 +601,12 @@ class Replica:
         if self.op <= self.commit_min:
             return expected
         head = self.journal.header_for_op(self.op)
-        if head is None:
+        if head is not None:
+            want = head.checksum
+        elif self.head_checksum_hint is not None and self.head_checksum_hint[0] == self.op:
+            want = self.head_checksum_hint[1]  # named by a start-view whose primary lacked the header
+        else:
             return expected
-        want = head.checksum
         for op in range(self.op, self.commit_min, -1):
             expected[op] = want
             header = self.journal.header_for_op(op)
@@ -1393,7 +1395,18 @@ class Replica:
             op=self.op,
             commit=self.commit_max,
             extra=nonce,
+            context=self._head_checksum(),
         )
+
+    def _head_checksum(self) -> bytes:
+        """The checksum of our head op, even when its header is gone (the executed checkpoint op)."""
+        head = self.journal.header_for_op(self.op)
+        if head is not None:
+            return head.checksum
+        if self.op == self.commit_min:
+            return self.commit_min_checksum
+        hint = self.head_checksum_hint
+        return hint[1] if hint is not None and hint[0] == self.op else bytes(16)
 
     def _on_start_view(self, message: Message) -> None:
         header = message.header
@@ -1415,8 +1428,8 @@ class Replica:
         if any(h.command != Command.PREPARE or h.op > header.op or h.view > header.view for h in headers):
             self._drop("sv-invalid")
             return
-        if not headers or headers[-1].op != header.op:
-            self._drop("sv-invalid")
+        if (not headers or headers[-1].op != header.op) and header.context == bytes(16):
+            self._drop("sv-invalid")  # neither the head's header nor its checksum: nothing to chain from
             return
         if header.commit > header.op:
             self._drop("sv-invalid")
@@ -1452,6 +1465,7 @@ class Replica:
         self.view = header.view
         self.log_view = header.view
         self.op = head
+        self.head_checksum_hint = (head, header.context) if head == header.op else None
         self._advance_commit_max(header.commit)
         was = self.status_name
         self.status_name = Status.NORMAL
@@ -1495,6 +1509,7 @@ class Replica:
                 self.journal.set_header_as_dirty(h)
         if header.op > self.op and header.op <= self.op_prepare_max:
             self.op = header.op
+            self.head_checksum_hint = (header.op, header.context)
         if header.op > self.op_prepare_max:
             self._send(header.replica, self._message(Command.REQUEST_SYNC, op=self.commit_min))
         self._advance_commit_max(header.commit)
@@ -1607,10 +1622,10 @@ class Replica:
         by_op = {h.op: h for h in received if h.command == Command.PREPARE}
         if not by_op:
             return
-        head = self.journal.header_for_op(self.op)
-        if head is None:
+        expected = self._chain_expected()
+        if self.op not in expected:
             return
-        want = head.checksum
+        want = expected[self.op]
         for op in range(self.op, self.commit_min, -1):
             current = self.journal.header_for_op(op)
             if current is not None and current.checksum == want:
