@@ -71,3 +71,37 @@ def _adapt(event, model_name: str, rng: random.Random):
     if model_name == "set":
         return replace(event, value=tuple(sorted(rng.sample(range(3), rng.randint(0, 3)))))
     return replace(event, value=rng.randint(0, 4))
+
+
+def test_search_matches_the_unique_values_check_on_larger_histories() -> None:
+    """Beyond brute force's reach (up to 200 ops, 8 processes, 30% open-ended), the search
+    must agree with the exact O(n log n) check for unique-valued registers."""
+    from checkers.fastpath import unique_register_check
+    from checkers.generate import linearizable_history
+    from checkers.history import Op, pair
+
+    model = get_model("cas-register")
+    verdicts = {True: 0, False: 0}
+    for seed in range(200):
+        rng = random.Random(seed)
+        ops = linearizable_history(
+            rng,
+            op_count=rng.randint(20, 200),
+            keys=1,
+            processes=rng.randint(2, 8),
+            info_fraction=rng.choice([0.0, 0.1, 0.3]),
+        )
+        written = [o.value for o in ops if o.f == "write" and o.type == "invoke"]
+        perturbed = [
+            Op(o.index, o.time_ns, o.process, o.type, o.f, o.key, rng.choice(written))
+            if o.f == "read" and o.type == "ok" and written and rng.random() < 0.03
+            else o
+            for o in ops
+        ]
+        operations = pair(perturbed)
+        exact = unique_register_check(model, operations)
+        got = search(model, operations).valid
+        assert got == exact, f"seed {seed}: search {got}, unique-values check {exact}"
+        verdicts[got] += 1
+    assert verdicts[True] > 30
+    assert verdicts[False] > 30
