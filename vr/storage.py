@@ -171,6 +171,8 @@ def _advise_small_pages(fd: int) -> None:
     folio: H3 measured ~1 MiB written per 8 KiB journal write after reading the file. FADV_RANDOM
     stops readahead for this open file; DONTNEED drops the (clean) pages an earlier open left.
     """
+    if not hasattr(os, "posix_fadvise"):  # not Linux (macOS): only a performance hint, skip it
+        return
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
