@@ -882,7 +882,7 @@ class Replica:
 
     def _send_prepare_oks(self) -> None:
         """Ack the highest op n such that we durably hold every op in (commit_min, n] on our chain."""
-        if self.status_name != Status.NORMAL or self._is_primary():
+        if self.status_name != Status.NORMAL or self._is_primary() or self.log_view != self.view:
             return
         expected = self._chain_expected()
         held = self.commit_min
@@ -1434,7 +1434,7 @@ class Replica:
         if header.commit > header.op:
             self._drop("sv-invalid")
             return
-        transition = header.view > self.view or self.status_name != Status.NORMAL
+        transition = header.view > self.view or self.status_name != Status.NORMAL or self.log_view < self.view
         if transition:
             self._install_start_view(header, headers)
         else:
@@ -1463,7 +1463,11 @@ class Replica:
             if op > head:
                 del self.prepares[op]
         self.view = header.view
-        self.log_view = header.view
+        if not beyond:
+            # Only a replica that installed the view's log may claim it as its log_view: one
+            # that could not (too far behind) keeps its old log_view, so its votes are never
+            # canonical and it acks nothing in this view until it installs the log (VR.md #14).
+            self.log_view = header.view
         self.op = head
         self.head_checksum_hint = (head, header.context) if head == header.op else None
         self._advance_commit_max(header.commit)
