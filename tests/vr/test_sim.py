@@ -88,3 +88,17 @@ def test_simulation_soak_bug_profiles_without_the_bug(profile: str) -> None:
         if not result.ok:
             failures.append(f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}")
     assert not failures, "\n".join(failures)
+
+
+# Seeds that once failed, with what they found; each must keep passing.
+REGRESSION_SEEDS = [
+    (567, "ack-before-fsync"),  # a primary whose head was its checkpoint op had no header to chain from
+    (30480, None),  # a restarted primary resumed view 0 with an empty-looking log: two op 1s in one view
+    (7049, "lease-read-wall-clock"),  # a backup claimed a log_view whose log it could not hold; cut op 43
+]
+
+
+@pytest.mark.parametrize(("seed", "profile"), REGRESSION_SEEDS)
+def test_regression_seeds(seed: int, profile: str | None) -> None:
+    result = run_seed(seed, profile=frozenset({profile}) if profile else frozenset())
+    assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
