@@ -1444,30 +1444,28 @@ class Replica:
         if header.op < self.commit_min:
             self._drop("sv-behind-commit")
             return
-        beyond = header.op > self.op_prepare_max
-        if beyond:
-            # Our ring cannot hold the new view's head yet: keep only what we executed and
-            # take the primary's checkpoint (state transfer), then repair the rest.
-            head = self.commit_min
-        else:
-            head = header.op
-            for h in headers:
-                if h.op <= self.commit_min:
-                    continue
-                if self.journal.header_for_op(h.op) != h:
-                    self.journal.set_header_as_dirty(h)
-                    self.prepares.pop(h.op, None)
+        if header.op > self.op_prepare_max:
+            # Our ring cannot hold the new view's log yet. Installing part of it while claiming
+            # log_view = view would let our stale, short log win a later view change (VR.md #14;
+            # found by seed 7049); cutting our own entries would turn them into nacks. So do
+            # neither: take the primary's checkpoint first (state sync), then ask again.
+            self._drop("sv-beyond-checkpoint")
+            self._send(header.replica, self._message(Command.REQUEST_SYNC, op=self.commit_min))
+            return
+        head = header.op
+        for h in headers:
+            if h.op <= self.commit_min:
+                continue
+            if self.journal.header_for_op(h.op) != h:
+                self.journal.set_header_as_dirty(h)
+                self.prepares.pop(h.op, None)
         if self.journal.op_max() > head:
             self.journal.remove_entries_from(head + 1)
         for op in list(self.prepares):
             if op > head:
                 del self.prepares[op]
         self.view = header.view
-        if not beyond:
-            # Only a replica that installed the view's log may claim it as its log_view: one
-            # that could not (too far behind) keeps its old log_view, so its votes are never
-            # canonical and it acks nothing in this view until it installs the log (VR.md #14).
-            self.log_view = header.view
+        self.log_view = header.view
         self.op = head
         self.head_checksum_hint = (head, header.context) if head == header.op else None
         self._advance_commit_max(header.commit)
@@ -1493,10 +1491,7 @@ class Replica:
             )
         self._commit_journal()
         self._send_prepare_oks()
-        if beyond:
-            self._send(header.replica, self._message(Command.REQUEST_SYNC, op=self.commit_min))
-        else:
-            self._repair()
+        self._repair()
 
     def _catch_up_from_start_view(self, header: Header, headers: list[Header]) -> None:
         """Same view, already normal: learn the primary's head and commit without truncating."""
@@ -1671,7 +1666,12 @@ class Replica:
 
     def _on_sync(self, message: Message) -> None:
         header = message.header
-        if self.status_name != Status.NORMAL or self._is_primary() or header.view != self.view:
+        # A checkpoint holds only committed state, so any primary at our view or later may give
+        # it, whatever our status (a replica too far behind to install a start-view needs it).
+        if header.view < self.view or header.replica != self._primary_index(header.view):
+            self._drop("sync-ignored")
+            return
+        if self.status_name == Status.RECOVERING_HEAD or (self._is_primary() and header.view == self.view):
             self._drop("sync-ignored")
             return
         if header.op <= self.commit_min:
@@ -1698,7 +1698,7 @@ class Replica:
         self.acked_op = 0
         self.counters["state_transfers"] += 1
         self.emit("state_transfer", op=op, view=self.view)
-        self._send_request_start_view()
+        self._send_request_start_view(to=header.replica)
 
     # ------------------------------------------------------------------------------------------
     # Invariants
