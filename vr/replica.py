@@ -1063,8 +1063,10 @@ class Replica:
         if self.commit_hook is not None:
             self.commit_hook(self.replica, prepare)
 
-    def _maybe_checkpoint(self) -> None:
-        if self.commit_min < self.checkpoint_op + self.checkpoint_interval_ops:
+    def _maybe_checkpoint(self, *, force: bool = False) -> None:
+        if self.commit_min < self.checkpoint_op + self.checkpoint_interval_ops and not force:
+            return
+        if self.commit_min == self.checkpoint_op:
             return
         data = encode_checkpoint(
             op=self.commit_min, op_checksum=self.commit_min_checksum, machine=self.machine
@@ -1444,6 +1446,8 @@ class Replica:
         if header.op < self.commit_min:
             self._drop("sv-behind-commit")
             return
+        if header.op > self.op_prepare_max and self.commit_min > self.checkpoint_op:
+            self._maybe_checkpoint(force=True)  # what we executed may be enough to make room
         if header.op > self.op_prepare_max:
             # Our ring cannot hold the new view's log yet. Installing part of it while claiming
             # log_view = view would let our stale, short log win a later view change (VR.md #14;
