@@ -78,6 +78,7 @@ logger = logging.getLogger(__name__)
 BITSET_BITS = 128  # present/nack bitsets ride in the 16-byte parent/context fields of a DVC
 LEASE_NS = 200_000_000  # lease-read-wall-clock bug only: how long a commit "renews" the lease
 LOCAL_READ_FLAG = 1  # REPLY.extra for a read answered from local state (bugs only)
+RECOVERING_HEAD_ATTEMPTS_MAX = 5  # unanswered start-view requests before calling a new view
 
 # Messages that claim something about our journal (PrepareOk: "I durably hold every op <= n";
 # DoViewChange's present/nack bits; StartView's log) leave only after the journal flush that
@@ -241,6 +242,7 @@ class Replica:
 
         self.status_name = Status.RECOVERING
         self.head_uncertain = False  # recovering_head: a faulty slot may hide an op above our head
+        self.recovering_head_attempts = 0
         self.view = 0
         self.log_view = 0
         self.op = 0
@@ -497,7 +499,7 @@ class Replica:
             self._repair()
         if self.request_start_view_timeout.fired():
             self.request_start_view_timeout.reset()
-            self._send_request_start_view()
+            self._on_request_start_view_timeout()
         if self._is_primary_normal() and not self._primary_abdicating():
             self._primary_prepare_queued()
         self._invariants()
@@ -1127,6 +1129,17 @@ class Replica:
             for replica in range(self.replica_count):
                 if replica != self.replica and replica not in entry.ok_from:
                     self._send(replica, entry.message)
+
+    def _on_request_start_view_timeout(self) -> None:
+        if self.status_name == Status.RECOVERING_HEAD:
+            self.recovering_head_attempts += 1
+            if self.recovering_head_attempts >= RECOVERING_HEAD_ATTEMPTS_MAX:
+                # Nobody answered: the cluster may be in a lower view than ours (we kept timing
+                # out while cut off) or leaderless. Call a newer view; our vote says our head is
+                # uncertain, so it can never cut an op we may be hiding.
+                self._transition_to_view_change(self.view + 1)
+                return
+        self._send_request_start_view()
 
     def _on_normal_heartbeat_timeout(self) -> None:
         if self.status_name != Status.NORMAL or self._is_primary():

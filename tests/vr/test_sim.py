@@ -95,6 +95,7 @@ REGRESSION_SEEDS = [
     (567, "ack-before-fsync"),  # a primary whose head was its checkpoint op had no header to chain from
     (30480, None),  # a restarted primary resumed view 0 with an empty-looking log: two op 1s in one view
     (7049, "lease-read-wall-clock"),  # a backup claimed a log_view whose log it could not hold; cut op 43
+    (9077, "lease-read-wall-clock"),  # recovering_head in a view above the cluster's waited forever
 ]
 
 
