@@ -1467,6 +1467,8 @@ class Replica:
             # found by seed 7049); cutting our own entries would turn them into nacks. So do
             # neither: take the primary's checkpoint first (state sync), then ask again.
             self._drop("sv-beyond-checkpoint")
+            if self._is_primary_normal() and header.view > self.view:
+                self._transition_to_view_change(header.view)  # a deposed primary stops leading first
             self._send(header.replica, self._message(Command.REQUEST_SYNC, op=self.commit_min))
             return
         head = header.op
@@ -1688,8 +1690,8 @@ class Replica:
         if header.view < self.view or header.replica != self._primary_index(header.view):
             self._drop("sync-ignored")
             return
-        if self.status_name == Status.RECOVERING_HEAD or (self._is_primary() and header.view == self.view):
-            self._drop("sync-ignored")
+        if self.status_name == Status.RECOVERING_HEAD or self._is_primary_normal():
+            self._drop("sync-ignored")  # a (perhaps deposed) primary learns the new view first
             return
         if header.op <= self.commit_min:
             self._drop("sync-stale")

@@ -96,6 +96,8 @@ REGRESSION_SEEDS = [
     (30480, None),  # a restarted primary resumed view 0 with an empty-looking log: two op 1s in one view
     (7049, "lease-read-wall-clock"),  # a backup claimed a log_view whose log it could not hold; cut op 43
     (9077, "lease-read-wall-clock"),  # recovering_head in a view above the cluster's waited forever
+    (9034, "dvc-highest-op"),  # a deposed primary took a state sync and kept a stale pipeline
+    (9081, "dvc-highest-op"),  # ... and then refused the sync it needed
 ]
 
 
