@@ -6,72 +6,36 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from checkers.models.base import ILLEGAL, UnsupportedOp, show
+from checkers.models.base import ILLEGAL, show
+from checkers.models.register import Register
 
 
 @dataclass(frozen=True, slots=True)
-class CasRegister:
-    """Like :class:`~checkers.models.register.Register`, plus ``cas [old new]``.
+class CasRegister(Register):
+    """A :class:`~checkers.models.register.Register` plus ``cas [old new]``.
 
     A cas that took effect found ``old`` and left ``new``. A cas whose compare
     failed is recorded as ``fail`` and removed before the search, so here a
-    cas is only legal when the state equals ``old``.
+    cas is only legal when the state equals ``old``. Reads, writes and the
+    pruning rule for open-ended ops are the register's.
     """
 
     name: str = "cas-register"
-    initial: Any = None
-    nil_reads_unknown: bool = False
     fs: frozenset[str] = frozenset({"read", "write", "cas"})
 
-    def init(self) -> Any:
-        return self.initial
-
     def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
-        if f == "read":
-            if not known or value_out == state or (value_out is None and self.nil_reads_unknown):
-                return state
-            return ILLEGAL
-        if f == "write":
-            return value_in
         if f == "cas":
             old, new = value_in
             return new if state == old else ILLEGAL
-        raise UnsupportedOp(f"model {self.name!r} has no op {f!r} (it knows {sorted(self.fs)})")
+        return Register.step(self, state, f, value_in, value_out, known)
 
     def produces(self, f: str, value_in: Any) -> Iterable[Any] | None:
-        if f == "write":
-            return (value_in,)
-        if f == "cas":
-            return (value_in[1],)
-        return ()
+        return (value_in[1],) if f == "cas" else Register.produces(self, f, value_in)
 
     def observes(self, f: str, value_in: Any, value_out: Any) -> Iterable[Any]:
-        if f == "read":
-            return (value_out,)
-        if f == "cas":
-            return (value_in[0],)
-        return ()
-
-    def needs_before(self, info: Any, next_op: Any) -> bool:
-        """Only an op observing the value an open-ended op wrote can need it next.
-
-        A write right after it erases its effect (drop the open-ended op and
-        everything after stays legal); a read or cas right after it must observe
-        its value to be legal at all.
-        """
-        produced = self.produces(info.f, info.value_in) or ()
-        known = next_op.outcome == "ok"
-        observed = self.observes(next_op.f, next_op.value_in, next_op.value_out if known else None)
-        if not known and next_op.f == "read":
-            return False
-        return any(value in produced for value in observed)
-
-    def describe_state(self, state: Any) -> str:
-        return f"the register held {show(state)}"
+        return (value_in[0],) if f == "cas" else Register.observes(self, f, value_in, value_out)
 
     def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool, who: str) -> str:
-        if f == "read":
-            return f"read by {who} returned {show(value_out)}" if known else f"read by {who} (result unknown)"
         if f == "cas":
             return f"cas {show(value_in[0])}->{show(value_in[1])} by {who}"
-        return f"write {show(value_in)} by {who}"
+        return Register.describe_op(self, f, value_in, value_out, known, who)
