@@ -94,6 +94,7 @@ class _Channel:
         self.sent_tags: set[bytes] = set()
         self.error: str | None = None
         self.connect_started_s = 0.0
+        self._events = 0  # what the selector watches for this socket (skip no-op epoll_ctl calls)
 
     def connect(self) -> None:
         if self.sock is not None:
@@ -114,7 +115,8 @@ class _Channel:
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self.close(f"connect {self.address}: errno {code}")
             return
-        self._selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, self)
+        self._events = selectors.EVENT_READ | selectors.EVENT_WRITE
+        self._selector.register(sock, self._events, self)
 
     def queue(self, data: bytes, tag: bytes, *, connect_timeout_s: float) -> None:
         stalled = time.monotonic() - self.connect_started_s > connect_timeout_s
@@ -166,7 +168,9 @@ class _Channel:
                 break
             self.outgoing.pop(0)
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outgoing else 0)
-        self._selector.modify(self.sock, events, self)
+        if events != self._events:  # a request that went out whole changes nothing: no syscall
+            self._selector.modify(self.sock, events, self)
+            self._events = events
 
     def _receive(self) -> list[Message]:
         assert self.sock is not None
