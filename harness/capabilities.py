@@ -122,6 +122,7 @@ FAULT_NEEDS: dict[str, tuple[str, ...] | None] = {
     "loss": ("namespaces", "packet-filter"),
     "pause": ("namespaces", "signals"),
     "kill": ("namespaces", "signals"),
+    "rolling-kill": ("namespaces", "signals"),
     "clock": None,
     "disk": None,
     "corrupt": None,

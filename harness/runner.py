@@ -38,7 +38,7 @@ from checkers.history import HistoryWriter
 from harness import generator as gen
 from harness.system import Client, System
 from nemeses.firewall import Firewall
-from nemeses.packages import Package
+from nemeses.packages import HEAL_ORDER, Package
 from workloads import register
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class _ClientWorker(threading.Thread):
                 continue
             try:
                 client = self._client_for(op["process"])
-                result = register.invoke(client, op)
+                result = self.runner.workload.invoke(client, op)
                 node = client.last_node
             except Exception as exc:  # opening a client failed: outcome unknown, keep the thread alive
                 logger.exception("client thread %s failed", self.thread_id)
@@ -195,11 +195,13 @@ class Runner:
         recovery_s: float,
         client_generator: Any,
         state: RunState | None = None,
+        workload: Any = register,
     ) -> None:
         self.system, self.package, self.recorder, self.firewall = system, package, recorder, firewall
         self.concurrency, self.seed = concurrency, seed
         self.time_limit_s, self.recovery_s = time_limit_s, recovery_s
         self.client_generator = client_generator
+        self.workload = workload  # a workloads module: invoke(client, op), final_reads(keys)
         self.state = state or RunState()
         self.stop_event = threading.Event()
         self.completions: queue.Queue[tuple[Any, dict[str, Any]]] = queue.Queue()
@@ -352,7 +354,7 @@ class Runner:
         for attempt in range(FINAL_READ_ATTEMPTS):
             if attempt:
                 self.stop_event.wait(FINAL_READ_RETRY_S)
-            reads = gen.time_limit(self.recovery_s + 10, gen.clients(register.final_reads(keys)))
+            reads = gen.time_limit(self.recovery_s + 10, gen.clients(self.workload.final_reads(keys)))
             if not self.interpret(reads, stop=stopped):
                 return False
             keys = [k for k in keys if self.recorder.ok_read_index.get(k, -1) <= start_index]
@@ -366,7 +368,7 @@ class Runner:
         """Heal every fault still injected (recorded), remove Ratchet's rules, stop every node."""
         done: list[str] = []
         errors: list[str] = []
-        for kind in ("partition", "loss", "pause", "kill"):
+        for kind in HEAL_ORDER:
             nemesis = self.package.nemesis.nemeses.get(kind)
             if nemesis is None or not nemesis.active:
                 continue

@@ -24,10 +24,13 @@ from harness.errors import BadInput
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = "default"
 
-FAULT_KINDS = ("partition", "loss", "pause", "kill", "clock", "disk", "corrupt")
+FAULT_KINDS = ("partition", "loss", "pause", "kill", "rolling-kill", "clock", "disk", "corrupt")
 GRUDGES = ("one", "primary", "majority", "majorities-ring", "minority-third", "bridge", "one-way", "random")
 PROCESS_TARGETS = ("one", "primary", "minority", "majority", "all")
 WORKLOAD_FS = ("read", "write", "cas")
+WORKLOADS = ("register", "append")
+# The checker's model of one key, per workload (append is judged by checkers.append, not a model).
+WORKLOAD_MODELS = {"register": "cas-register", "append": "list-append"}
 NODES_MAX = 9
 CONCURRENCY_MAX = 256
 
@@ -156,7 +159,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "bug": Key(str, doc="planted bug the nodes run with (python3 -m vr.node --list-bugs)"),
     },
     "workload": {
-        "name": Key(str, _one_of(("register",)), "register"),
+        "name": Key(str, _one_of(WORKLOADS), "what clients do: " + ", ".join(WORKLOADS)),
         "keys": Key(int, _between(1, 1000), "independent registers"),
         "read": Key((int, float), _non_negative, "weight of reads"),
         "write": Key((int, float), _non_negative, "weight of writes"),
@@ -308,7 +311,10 @@ def build_test(
     nem = data.get("nemesis", {})
     run = data.get("run", {})
     name = data.get("name") or (Path(source).stem if source else DEFAULT_SCENARIO)
+    workload_name = workload.get("name", "register")
     spec = WorkloadSpec(
+        name=workload_name,
+        model=WORKLOAD_MODELS[workload_name],
         keys=workload.get("keys", 8),
         read=float(workload.get("read", 0.5)),
         write=float(workload.get("write", 0.3)),
@@ -380,6 +386,12 @@ def _check_combinations(test: Test, *, where: Callable[[str, str], str]) -> None
                 "'majorities-ring' needs 5). Use more nodes or other nemesis.grudges.",
                 where=where("nemesis", "grudges"),
             )
+    if "rolling-kill" in faults and test.nodes < 3:
+        raise BadInput(
+            f"rolling-kill takes a backup and then the primary down; a {test.nodes}-node cluster has no "
+            "majority left to run on. Use cluster.nodes >= 3 or the 'kill' fault.",
+            where=where("nemesis", "faults"),
+        )
     if "loss" in faults and test.nodes < 2:
         raise BadInput("packet loss between nodes needs at least 2 nodes.", where=where("nemesis", "faults"))
     if test.nemesis.interval_s * 2 > test.time_limit_s and faults:

@@ -23,6 +23,7 @@ from typing import Any
 
 from rich.console import Console
 
+import workloads
 from checkers.history import HistoryWriter
 from clusters.local import LocalCluster
 from harness import verdict
@@ -32,7 +33,6 @@ from harness.scenario import Test
 from harness.store import RunDir, create_run_dir, write_json, write_test_json
 from harness.vr_system import VRSystem
 from nemeses import packages
-from workloads import register
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +133,9 @@ def execute(
         seed=test.seed,
         time_limit_s=test.time_limit_s,
         recovery_s=test.recovery_s,
-        client_generator=register.generator(test.workload),
+        client_generator=workloads.by_name(test.workload.name).generator(test.workload),
         state=state,
+        workload=workloads.by_name(test.workload.name),
     )
     _install_signal_handlers(runner, console)
     display = None

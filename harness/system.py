@@ -48,6 +48,12 @@ class Client(Protocol):
     def last_node(self) -> str | None: ...
 
 
+class AppendClient(Client, Protocol):
+    """A client of a system whose values can be lists grown by ``append`` (the append workload)."""
+
+    def append(self, key: str, value: Any) -> Any: ...
+
+
 class System(Protocol):
     name: str
 

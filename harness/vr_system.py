@@ -59,6 +59,9 @@ class VRClient:
     def cas(self, key: str, old: Any, new: Any) -> Any:
         return self._call("cas", key, old, new)
 
+    def append(self, key: str, value: Any) -> Any:
+        return self._call("append", key, value)
+
     def close(self) -> None:
         self._client.close()
 

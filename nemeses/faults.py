@@ -10,12 +10,15 @@ means the primary at that moment) from the nemesis's own seeded rng.
 - loss: a fraction of packets between chosen nodes and the rest dropped.
 - pause: SIGSTOP, inverse SIGCONT.
 - kill: SIGKILL, inverse restart from the node's data directory.
+- rolling-kill: kill a backup, later kill the primary and restart the lagging backup; inverse
+  restart the primary.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -196,6 +199,77 @@ class KillNemesis:
         wanted = pick_targets(spec, self._system.node_names(), rng=self._rng, primary=self._system.primary)
         killed = [n for n in wanted if self._system.kill(n)]
         self._active = {"targets": killed, "spec": spec, "skipped": sorted(set(wanted) - set(killed))}
+        return dict(self._active)
+
+    def stop(self) -> dict[str, Any]:
+        targets = self._active["targets"] if self._active else []
+        restarted = []
+        for node in targets:
+            if not self._system.is_running(node):
+                self._system.start(node)
+                restarted.append(node)
+        self._active = None
+        return {"targets": targets, "restarted": restarted}
+
+
+LAG_S_DEFAULT = 1.5
+
+
+class RollingKillNemesis:
+    """Kill a backup, let the cluster commit without it, then kill the primary and restart the backup.
+
+    Why this shape: a replica that answers reads from its own state (VR.md bug #11) is wrong only
+    while it lags *and* clients ask it, and a client asks a backup only when the primary fails it
+    (a refused connection makes it try every replica at once). A backup killed for ``lag_s`` misses
+    everything committed meanwhile; restarted from its data directory just after the primary dies,
+    it comes back a normal backup with nobody to catch up from, while clients are turning to the
+    backups. On a correct cluster the same sequence is an ordinary double crash that a majority
+    survives (the primary's restart in ``stop`` forces a view change, nothing more).
+
+    ``start`` performs the whole sequence (the lag is part of the fault, so it sleeps inside);
+    what stays injected afterwards is the killed primary, restarted by ``stop``.
+    """
+
+    kind = "rolling-kill"
+
+    def __init__(
+        self,
+        *,
+        system: System,
+        rng: random.Random,
+        lag_s: float = LAG_S_DEFAULT,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._system, self._rng, self._lag_s = system, rng, lag_s
+        self._sleep = sleep or time.sleep
+        self._active: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> dict[str, Any] | None:
+        return self._active
+
+    def start(self) -> dict[str, Any]:
+        if self._active:
+            self.stop()
+        primary = self._system.primary()
+        backups = sorted(n for n in self._system.node_names() if n != primary and self._system.is_running(n))
+        if primary is None or not backups:
+            # No known primary (a view change in progress): nothing this fault can aim at now.
+            return {"targets": [], "skipped": "no primary" if primary is None else "no running backup"}
+        backup = self._rng.choice(backups)
+        if not self._system.kill(backup):
+            return {"targets": [], "skipped": f"{backup} was not running"}
+        self._sleep(self._lag_s)
+        killed_primary = self._system.kill(primary)
+        self._system.start(backup)  # from its data directory, now lag_s behind the cluster
+        down = [primary] if killed_primary else []
+        self._active = {
+            "targets": [backup, *down],
+            "lagging": backup,
+            "primary": primary,
+            "down": down,
+            "lag_s": self._lag_s,
+        }
         return dict(self._active)
 
     def stop(self) -> dict[str, Any]:

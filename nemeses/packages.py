@@ -18,10 +18,26 @@ from typing import Any
 from harness import generator as gen
 from harness.scenario import NemesisSpec
 from harness.system import System
-from nemeses.faults import KillNemesis, LossNemesis, Nemesis, PartitionNemesis, PauseNemesis
+from nemeses.faults import (
+    KillNemesis,
+    LossNemesis,
+    Nemesis,
+    PartitionNemesis,
+    PauseNemesis,
+    RollingKillNemesis,
+)
 from nemeses.firewall import Endpoint, Firewall
 
-COLOURS = {"partition": "#d62728", "loss": "#ff7f0e", "pause": "#9467bd", "kill": "#8c564b"}
+COLOURS = {
+    "partition": "#d62728",
+    "loss": "#ff7f0e",
+    "pause": "#9467bd",
+    "kill": "#8c564b",
+    "rolling-kill": "#e377c2",
+}
+# The order faults are healed in, at the end of a run and at teardown: network first, so restarted
+# nodes can talk.
+HEAL_ORDER = ("partition", "loss", "pause", "kill", "rolling-kill")
 
 
 class UnknownNemesisOp(ValueError):
@@ -75,7 +91,7 @@ def schedule(kinds: tuple[str, ...], interval_s: float) -> Any:
 
 def final(kinds: tuple[str, ...]) -> Any:
     """Stop every kind, in a fixed order (network first, so restarted nodes can talk)."""
-    order = [k for k in ("partition", "loss", "pause", "kill") if k in kinds]
+    order = [k for k in HEAL_ORDER if k in kinds]
     return [_op(f"stop-{k}") for k in order]
 
 
@@ -101,6 +117,8 @@ def build(
             nemeses[kind] = PauseNemesis(system=system, specs=spec.pause_targets, rng=rng)
         elif kind == "kill":
             nemeses[kind] = KillNemesis(system=system, specs=spec.kill_targets, rng=rng)
+        elif kind == "rolling-kill":
+            nemeses[kind] = RollingKillNemesis(system=system, rng=rng)
         else:
             raise ValueError(f"fault kind {kind!r} is not implemented (refused at validation)")
     kinds = tuple(nemeses)

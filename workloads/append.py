@@ -1,0 +1,104 @@
+"""List-append workload: ``append`` a unique value to one of a few keys, or ``read`` a key's whole list.
+
+Why: a request the cluster executes twice (a retried request a primary without
+a client table applies again, VR.md bug #13) is invisible on a register when
+the duplicate lands next to the original, but on a list the value is there
+twice in every later read. Values are unique across the run, so a read names
+exactly which appends it saw and in which order (checked by
+:mod:`checkers.append`).
+
+Keys rotate after ``ops_per_key`` operations so lists stay short (a list travels
+in one reply, and one request must fit one WAL slot).
+
+Outcomes as for the register workload (contracts §4): ok; ``fail`` for a
+definite refusal; ``info`` when the outcome is unknown.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+from harness import generator as gen
+from harness.scenario import WorkloadSpec
+from harness.system import AppendClient, OpFailed, OpIndeterminate
+
+logger = logging.getLogger(__name__)
+
+CHECKER = "append"
+OPS_PER_KEY_DEFAULT = 120
+
+
+@dataclass(frozen=True, slots=True)
+class AppendGen(gen.Generator):
+    read_weight: float
+    append_weight: float
+    keys: tuple[int, ...]  # the key in each slot
+    counts: tuple[int, ...]  # ops issued on each slot's current key
+    next_key: int
+    next_value: int
+    ops_per_key: int
+
+    def op(self, ctx: gen.Context) -> gen.Result:
+        if not ctx.free:
+            return gen.PENDING
+        slot = ctx.rng.randrange(len(self.keys))
+        f = ctx.rng.choices(("read", "append"), weights=(self.read_weight, self.append_weight))[0]
+        key = self.keys[slot]
+        next_value = self.next_value
+        if f == "read":
+            operation: dict[str, Any] = {"f": "read", "key": key, "value": None}
+        else:
+            operation = {"f": "append", "key": key, "value": next_value}
+            next_value += 1
+        filled = gen.fill_in(operation, ctx)
+        if filled is gen.PENDING:
+            return gen.PENDING
+        keys, counts = list(self.keys), list(self.counts)
+        counts[slot] += 1
+        next_key = self.next_key
+        if counts[slot] >= self.ops_per_key:
+            keys[slot], counts[slot] = next_key, 0
+            next_key += 1
+        nxt = replace(self, keys=tuple(keys), counts=tuple(counts), next_key=next_key, next_value=next_value)
+        return filled, nxt  # type: ignore[return-value]
+
+
+def generator(spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT) -> Any:
+    """The client generator for the main phase: reads with the spec's read weight, appends with the
+    rest (write + cas weights: both are "change the value" in the register workload)."""
+    base = AppendGen(
+        read_weight=spec.read,
+        append_weight=spec.write + spec.cas,
+        keys=tuple(range(spec.keys)),
+        counts=(0,) * spec.keys,
+        next_key=spec.keys,
+        next_value=1,
+        ops_per_key=ops_per_key,
+    )
+    return gen.stagger(1.0 / spec.rate_hz, base) if spec.rate_hz > 0 else base
+
+
+def final_reads(keys: list[Any]) -> list[dict[str, Any]]:
+    """One read of every key used."""
+    return [{"f": "read", "key": k, "value": None} for k in sorted(keys, key=repr)]
+
+
+def invoke(client: AppendClient, operation: dict[str, Any]) -> dict[str, Any]:
+    """Perform one op; returns the completion fields (type, value, error)."""
+    f, key, value = operation["f"], str(operation["key"]), operation.get("value")
+    try:
+        if f == "read":
+            return {"type": "ok", "value": client.read(key)}
+        if f == "append":
+            client.append(key, value)
+            return {"type": "ok", "value": value}
+        raise ValueError(f"append workload has no op {f!r}")
+    except OpFailed as exc:
+        return {"type": "fail", "value": value, "error": exc.error}
+    except OpIndeterminate as exc:
+        return {"type": "info", "value": value, "error": exc.error}
+    except (OSError, RuntimeError, ValueError) as exc:
+        logger.warning("append=unexpected-client-error f=%s key=%s error=%r", f, key, exc)
+        return {"type": "info", "value": value, "error": f"unexpected: {exc!r}"}
