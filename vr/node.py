@@ -384,7 +384,7 @@ class Node:
         """
         replica = self.replica
         assert replica is not None
-        if not replica.journal.flush_pending:
+        if not replica.flush_will_write:
             replica.flush()
             return
         self.flushes_threaded += 1
