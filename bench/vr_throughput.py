@@ -176,6 +176,14 @@ def _proc_io_write_bytes(pid: int) -> float:
     return 0.0
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent not idle (all cores, /proc/stat): with our own nodes' and
+    load generators' CPU subtracted, what the rest of the machine (other users, kernel threads) took."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def load_process(
     peers: str, threads: int, seconds: float, read_fraction: float, seed: int, queue: Any
 ) -> None:
@@ -241,6 +249,7 @@ def run_cell(
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     before = node_counters(nodes.peers, pids)
+    busy_before_s = machine_busy_s()
     began = time.monotonic()
     workers = [
         context.Process(
@@ -254,6 +263,7 @@ def run_cell(
     for worker in workers:
         worker.join(timeout=30)
     wall_s = time.monotonic() - began
+    busy_s = machine_busy_s() - busy_before_s
     after = node_counters(nodes.peers, pids)
     latencies = sorted(x for r in results for x in r["latencies_ms"])
     ok = len(latencies)
@@ -276,6 +286,9 @@ def run_cell(
         "loadgen_cpu_ms_per_op": 1000 * sum(r["cpu_s"] for r in results) / ops,
         "nodes_cpu_ms_per_op": 1000 * (after["cpu_s"] - before["cpu_s"]) / ops,
         "wall_s": wall_s,
+        "machine_busy_cores": busy_s / wall_s,
+        "other_busy_cores": (busy_s - (after["cpu_s"] - before["cpu_s"]) - sum(r["cpu_s"] for r in results))
+        / wall_s,
         "loop_share": {
             f"r{r}": {
                 part: round((after[f"r{r}:{part}_ms"] - before[f"r{r}:{part}_ms"]) / 1000 / wall_s, 2)
@@ -348,7 +361,12 @@ def main() -> int:
                     f"{row['fail']:>5} {row['info']:>5}",
                     flush=True,
                 )
-                print(f"{'':<8} node loop time share (handle/flush/tick): {row['loop_share']}", flush=True)
+                print(
+                    f"{'':<8} machine busy {row['machine_busy_cores']:.2f} of {os.cpu_count()} cores, of which "
+                    f"{row['other_busy_cores']:.2f} not ours (other processes, kernel threads); "
+                    f"node loop time share (handle/flush/tick): {row['loop_share']}",
+                    flush=True,
+                )
                 if row["info_reasons"]:
                     print(f"{'':<8} indeterminate outcomes, first few: {row['info_reasons']}", flush=True)
                 if row["dropped"]:
