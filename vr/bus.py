@@ -13,15 +13,8 @@ that sent them is closed: after garbage nothing on that stream can be trusted to
 be a frame boundary. Nothing a peer sends can raise out of the bus.
 
 Sends are queued (``send_to_replica``, ``send_to_client``) and written out by
-``flush_sends()``. The replica hands the bus only messages that may leave at once
-(it holds PrepareOk, DoViewChange and StartView in its own outbox until the journal
-flush that makes them true has returned), so a send is never early.
-
-Threads: the node may run ``replica.flush()`` on one worker thread while the event
-loop keeps reading and writing sockets (the fsync releases the GIL). So queueing a
-send, taking the queues, the client routes and the drop counters are guarded by one
-lock, and ``flush_sends()`` called off the loop thread hands the writing to the loop
-thread (asyncio transports are not thread-safe); every transport call stays there.
+``flush_sends()``, which the node calls after ``replica.flush()``: a PrepareOk or
+a Reply must never leave before the journal write it stands for is durable.
 Every queue is bounded; a slow or absent peer loses messages (counted), which VR
 already tolerates, rather than growing the node's memory without limit.
 """
@@ -34,7 +27,6 @@ import contextlib
 import logging
 import random
 import socket
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,20 +196,19 @@ class Connection(asyncio.Protocol):
     # sending ---------------------------------------------------------------------------------
 
     def queue(self, data: bytes) -> bool:
-        """Queue one encoded message (caller holds the bus lock)."""
         if self.transport is None or self.transport.is_closing():
-            self.bus._drop_locked("send-not-connected")
+            self.bus._drop("send-not-connected")
             return False
         if len(self.pending) >= SEND_QUEUE_MAX:
-            self.bus._drop_locked("send-queue-full")
+            self.bus._drop("send-queue-full")
             return False
         if not self.pending:
             self.bus._dirty.append(self)
         self.pending.append(data)
         return True
 
-    def write_pending(self, pending: list[bytes]) -> None:
-        """Write what ``flush_sends`` took from ``self.pending`` (loop thread only)."""
+    def write_pending(self) -> None:
+        pending, self.pending = self.pending, []
         transport = self.transport
         if not pending:
             return
@@ -274,9 +265,6 @@ class Bus:
         self._outbound: dict[int, Connection] = {}
         self._client_routes: dict[int, Connection] = {}
         self._dirty: list[Connection] = []
-        self._lock = threading.RLock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = threading.get_ident()
         self._last_encoded: tuple[Message, bytes] | None = None
         self._server: asyncio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -287,8 +275,6 @@ class Bus:
     async def start(self) -> None:
         """Listen on our own address and start dialling every other replica."""
         loop = asyncio.get_running_loop()
-        self._loop = loop
-        self._loop_thread = threading.get_ident()
         address = self.peers[self.replica]
         self._server = await loop.create_server(
             lambda: Connection(self, role="inbound"), address.host, address.port, reuse_address=True
@@ -371,25 +357,19 @@ class Bus:
     def _connection_lost(self, connection: Connection) -> None:
         self._inbound.discard(connection)
         self._paused.discard(connection)
-        with self._lock:
-            for client_id in connection.client_ids:
-                if self._client_routes.get(client_id) is connection:
-                    del self._client_routes[client_id]
-            connection.client_ids.clear()
+        for client_id in connection.client_ids:
+            if self._client_routes.get(client_id) is connection:
+                del self._client_routes[client_id]
+        connection.client_ids.clear()
 
     def _drop(self, reason: str, count: int = 1) -> None:
-        with self._lock:
-            self.dropped[reason] += count
-
-    def _drop_locked(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] += count
 
     def _deliver(self, message: Message, connection: Connection) -> None:
         header = message.header
         if header.replica == CLIENT_REPLICA:
             if header.client != 0:
-                with self._lock:
-                    self._route_client(header.client, connection)
+                self._route_client(header.client, connection)
         elif header.replica >= len(self.peers):
             raise InvalidMessage("replica", f"sender replica {header.replica} of {len(self.peers)}")
         self.counters["messages_received"] += 1
@@ -432,19 +412,10 @@ class Bus:
         return batch
 
     def flush_sends(self) -> None:
-        """Write every queued message out. Off the loop thread (the node's flush thread), the
-        writing is handed to the loop thread, which does it while the flush goes on to fsync."""
-        if threading.get_ident() != self._loop_thread:
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self.flush_sends)
-            return
-        with self._lock:
-            dirty, self._dirty = self._dirty, []
-            taken = [(connection, connection.pending) for connection in dirty]
-            for connection in dirty:
-                connection.pending = []
-        for connection, pending in taken:
-            connection.write_pending(pending)
+        """Write every queued message out (called after the replica's journal flush)."""
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection.write_pending()
 
     # the Bus interface the Replica uses ------------------------------------------------------
 
@@ -455,13 +426,11 @@ class Bus:
             self._inbox.append(Inbound(message, None))
             self._inbox_ready.set()
             return
-        data = self._encode(message)
-        with self._lock:
-            connection = self._outbound.get(replica)
-            if connection is None:
-                self._drop_locked("send-not-connected")
-                return
-            connection.queue(data)
+        connection = self._outbound.get(replica)
+        if connection is None:
+            self._drop("send-not-connected")
+            return
+        connection.queue(self._encode(message))
 
     def _encode(self, message: Message) -> bytes:
         """Encode, reusing the bytes of the message encoded last: a broadcast (a prepare to every
@@ -474,21 +443,17 @@ class Bus:
         return data
 
     def send_to_client(self, client_id: int, message: Message) -> None:
-        data = message.encode()
-        with self._lock:
-            connection = self._client_routes.get(client_id)
-            if connection is None:
-                self._drop_locked("send-client-unknown")
-                return
-            connection.queue(data)
+        connection = self._client_routes.get(client_id)
+        if connection is None:
+            self._drop("send-client-unknown")
+            return
+        connection.queue(message.encode())
 
     def reply_on(self, connection: Connection | None, message: Message) -> None:
         """Answer on the connection a message came on (status replies to anyone)."""
         if connection is None:
             return
-        data = message.encode()
-        with self._lock:
-            connection.queue(data)
+        connection.queue(message.encode())
 
     # introspection ---------------------------------------------------------------------------
 

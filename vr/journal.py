@@ -358,11 +358,6 @@ class Journal:
             and slot not in self._faulty
         )
 
-    @property
-    def flush_pending(self) -> bool:
-        """True if ``flush()`` has writes (and so fsyncs) to make; the node runs only those off its loop."""
-        return bool(self._staged or self._staged_reserved)
-
     def is_dirty(self, op: int) -> bool:
         return op % self.layout.slot_count in self._dirty
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import errno
 import json
 import logging
@@ -215,11 +214,6 @@ class Node:
         self.handle_ns = 0
         self.flush_ns = 0
         self.tick_ns = 0
-        self.flushes_threaded = 0
-        # One worker thread runs replica.flush() when it has journal writes to make, so the event
-        # loop keeps writing the sends the flush released (prepares, replies) and parsing what
-        # arrives while the fsyncs run (they release the GIL). See _flush.
-        self._flusher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="vr-flush")
 
     def stop(self) -> None:
         self._stop.set()
@@ -353,7 +347,7 @@ class Node:
                 for inbound in batch:
                     self._dispatch(inbound)
                 handled_ns = time.monotonic_ns()
-                await self._flush()
+                replica.flush()
                 self.handle_ns += handled_ns - began_ns
                 self.flush_ns += time.monotonic_ns() - handled_ns
                 bus.flush_sends()
@@ -362,33 +356,12 @@ class Node:
                 self.ticks += 1
                 began_ns = time.monotonic_ns()
                 replica.tick()
-                await self._flush()
+                replica.flush()
                 self.tick_ns += time.monotonic_ns() - began_ns
                 bus.flush_sends()
                 # Ticks are logical time: after a stall (a long fsync, SIGSTOP) run one tick, not a burst,
                 # so a slow node does not fire every timeout at once.
                 next_tick_s = max(next_tick_s + tick_s, now_s + tick_s / 2)
-
-    async def _flush(self) -> None:
-        """``replica.flush()``, on the flush thread when it will fsync, so the loop overlaps I/O with it.
-
-        Why this is safe: while the flush runs, this coroutine is suspended, so the replica gets no
-        other input (its inputs stay on_message/tick/flush, one at a time, in the same order as
-        inline). The event loop meanwhile only runs the bus's socket callbacks: parsing frames into
-        the inbox, and writing sends. The replica hands the bus only messages that may leave at
-        once (prepares, commits, replies to committed ops); PrepareOk, DoViewChange and StartView
-        wait in the replica's own outbox until ``journal.flush()`` has returned, which is after
-        both fsyncs. The bus is thread-safe for exactly this (vr/bus.py: sends queued under a lock,
-        a flush_sends from the flush thread is run by the loop thread). A flush with nothing to
-        write stays inline: a thread hand-off costs more than it could overlap.
-        """
-        replica = self.replica
-        assert replica is not None
-        if not replica.flush_will_write:
-            replica.flush()
-            return
-        self.flushes_threaded += 1
-        await asyncio.get_running_loop().run_in_executor(self._flusher, replica.flush)
 
     def _dispatch(self, inbound: Inbound) -> None:
         command = inbound.message.header.command
@@ -427,7 +400,6 @@ class Node:
             "handle_ms": self.handle_ns // 1_000_000,
             "flush_ms": self.flush_ns // 1_000_000,
             "tick_ms_total": self.tick_ns // 1_000_000,
-            "flushes_threaded": self.flushes_threaded,
             "tick_ms": self.config.tick_ms,
             "bugs": sorted(self.config.bugs),
             "seed": self.config.seed,
@@ -460,7 +432,6 @@ class Node:
         self.bus.flush_sends()
 
     async def _close(self) -> None:
-        self._flusher.shutdown(wait=True)  # a flush in progress (after a crash elsewhere) finishes first
         if self.bus is not None:
             await self.bus.close()
         if self.storage is not None:

@@ -504,13 +504,6 @@ class Replica:
             self._primary_prepare_queued()
         self._invariants()
 
-    @property
-    def flush_will_write(self) -> bool:
-        """True if ``flush()`` may write the journal: staged writes, or requests the primary will
-        prepare first. (The node runs only such flushes on its flush thread; false positives cost a
-        thread hand-off, never correctness.)"""
-        return bool(self.request_queue) or self.journal.flush_pending
-
     def flush(self) -> None:
         """Storage completion: group-commit the journal, then act on what became durable, then send."""
         if self._is_primary_normal() and not self._primary_abdicating():
