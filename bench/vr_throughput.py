@@ -241,10 +241,16 @@ def load_process(
 
 
 def run_cell(
-    nodes: Nodes, *, clients: int, read_fraction: float, seconds: float, seed: int
+    nodes: Nodes,
+    *,
+    clients: int,
+    read_fraction: float,
+    seconds: float,
+    seed: int,
+    threads_per_process: int = THREADS_PER_PROCESS_MAX,
 ) -> dict[str, Any]:
     pids = [p.pid for p in nodes.processes]
-    processes = max(1, -(-clients // THREADS_PER_PROCESS_MAX))
+    processes = max(1, -(-clients // threads_per_process))
     shares = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -311,6 +317,12 @@ def main() -> int:
     parser.add_argument("--workloads", default="write,mixed", help="write (100%% writes), mixed (50/50 r/w)")
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each cell")
     parser.add_argument("--tick-ms", type=int, default=10)
+    parser.add_argument(
+        "--threads-per-process",
+        type=int,
+        default=THREADS_PER_PROCESS_MAX,
+        help="closed-loop clients per load-generator process (more processes: less GIL sharing)",
+    )
     parser.add_argument("--dir", default=None, help="where the data files go (default: a fresh temp dir)")
     parser.add_argument(
         "--node-command",
@@ -349,6 +361,7 @@ def main() -> int:
                     read_fraction=workloads[name],
                     seconds=args.seconds,
                     seed=1000 * len(rows) + 7,
+                    threads_per_process=args.threads_per_process,
                 )
                 row["workload"] = name
                 rows.append(row)
