@@ -9,7 +9,7 @@ test.json), no packet-filter table on the host, no mount.
 Claims: without faults and under each fault kind the correct VR is valid;
 every partition shape is exercised at least once across the suite (all seven
 3-node shapes in one run, majorities-ring on 5 nodes); a planted bug is found
-(exit 1, the anomaly in results.json); SIGINT to ``ratchet run`` stops it
+(read-from-backup under rolling kills: exit 1, the stale read in results.json); SIGINT to ``ratchet run`` stops it
 cleanly with a readable history.
 """
 
@@ -152,7 +152,7 @@ def test_majorities_ring_on_five_nodes_is_valid(tmp_path: Path) -> None:
     assert all(len(op["value"]["grudge"]) == 5 for op in ring)
 
 
-@pytest.mark.parametrize("kind", ["pause", "kill", "loss"])
+@pytest.mark.parametrize("kind", ["pause", "kill", "loss", "rolling-kill"])
 def test_process_and_loss_faults_are_valid(tmp_path: Path, kind: str) -> None:
     proc = ratchet(
         tmp_path, "--nemesis", kind, "--nemesis-interval", "1.5", "--time-limit", "10", "--seed", "13"
@@ -165,36 +165,54 @@ def test_process_and_loss_faults_are_valid(tmp_path: Path, kind: str) -> None:
         assert any(event_kinds(run, n).count("recovered_from_disk") >= 2 for n in killed)
 
 
-# read-from-backup under kill: a restarted node catching up answers reads from a stale state (VR.md #11).
-# no-client-table (duplicate execution, #13) is rarely visible to a register workload (a duplicated write is
-# usually adjacent to itself); an append workload is the right detector for it.
-@pytest.mark.parametrize(("bug", "nemesis"), [("read-from-backup", "kill")])
-def test_a_planted_bug_is_found(tmp_path: Path, bug: str, nemesis: str) -> None:
-    proc = ratchet(
-        tmp_path,
-        "--bug",
-        bug,
-        "--nemesis",
-        nemesis,
-        "--nemesis-interval",
-        "2",
-        "--time-limit",
-        "20",
-        "--concurrency",
-        "10",
-        "--seed",
-        "2",
-    )
+# read-from-backup (VR.md #11) under rolling-kill: a backup killed for 1.5 s comes back, stale, just as the
+# primary dies, and clients (0.3 s per-attempt timeout in the scenario) turn to the backups while it still
+# answers as a normal backup. Measured: see the scenario file; a fixed seed keeps the run reproducible.
+def test_read_from_backup_is_found_by_rolling_kills(tmp_path: Path) -> None:
+    proc = ratchet(tmp_path, "rolling-kill", "--bug", "read-from-backup", "--seed", "3")
     assert proc.returncode == 1, proc.stderr[-3000:]
     run = run_dir(tmp_path)
     verdict = results(run)
     assert verdict["valid"] is False
     linearizable = verdict["checkers"]["linearizable"]
     assert linearizable["valid"] is False
-    assert linearizable["first_unlinearizable"]
+    first = linearizable["first_unlinearizable"]
+    assert first["f"] == "read" and first["outcome"] == "ok"  # a stale read: the anomaly this bug makes
+    assert str(first["key"]) == str(linearizable["key"])
     assert linearizable["counterexample"]
+    rolled = [
+        op for op in nemesis_completions(run) if op["f"] == "start-rolling-kill" and op["value"]["targets"]
+    ]
+    assert rolled and all(op["value"]["lagging"] != op["value"]["primary"] for op in rolled)
     assert (run / "nodes" / "n1" / "data").exists(), "data files are kept for a failed run"
     assert_nothing_left(run)
+
+
+# no-client-table (VR.md #13): a retried request executed twice. On a register the duplicate usually lands
+# next to itself and is invisible; the append workload makes it a value listed twice in every later read.
+def test_no_client_table_is_found_by_the_append_workload(tmp_path: Path) -> None:
+    proc = ratchet(tmp_path, "append-kill", "--bug", "no-client-table", "--seed", "1")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    run = run_dir(tmp_path)
+    verdict = results(run)
+    assert verdict["valid"] is False
+    append = verdict["checkers"]["append"]
+    assert append["valid"] is False
+    first = append["first_anomaly"]
+    assert first["kind"] == "duplicate"  # the anomaly this bug makes
+    assert first["op"]["f"] == "read" and first["op"]["key"] == append["key"]
+    listed = first["op"]["value_out"]
+    assert len(listed) > len(set(listed))
+    assert_nothing_left(run)
+
+
+def test_append_workload_under_kills_is_valid_on_the_correct_cluster(tmp_path: Path) -> None:
+    proc = ratchet(tmp_path, "append-kill", "--time-limit", "10", "--seed", "13")
+    run = check_valid_run(tmp_path, proc, "kill")
+    append = results(run)["checkers"]["append"]
+    assert append["valid"] is True and append["key_count"] >= 8
+    ops = read_history(run / "history.jsonl")
+    assert any(op.f == "read" and op.type == "ok" and op.value and len(op.value) > 3 for op in ops)
 
 
 def test_sigint_stops_a_vr_run_cleanly(tmp_path: Path) -> None:
