@@ -177,9 +177,9 @@ def check_append(ops: Sequence[Op], *, events: list[PairedEvent] | None = None) 
     """
     operations = pair(ops, events=events)
     failed_values: dict[Any, set[Any]] = defaultdict(set)
-    for op in ops:
-        if op.type == "fail" and op.f == "append" and not op.is_nemesis:
-            failed_values[op.key].add(op.value)
+    for event in ops:
+        if event.type == "fail" and event.f == "append" and not event.is_nemesis:
+            failed_values[event.key].add(event.value)
     by_key: dict[Any, list[Operation]] = defaultdict(list)
     for operation in operations:
         if operation.f in ("append", "read"):
