@@ -27,22 +27,10 @@ def _workload_name(run_dir: Path) -> str:
 
 
 def check_append_run(run_dir: Path) -> dict[str, Any]:
-    from checkers.append import check_append
-    from checkers.availability import availability
-    from checkers.compose import combine_validity
-    from checkers.history import pair_events, read_history
-    from checkers.perf import perf
-    from checkers.stats import stats
+    from checkers.append import check_append_history
+    from checkers.history import read_history
 
-    ops = read_history(run_dir / "history.jsonl", "jsonl")
-    events = pair_events(ops)
-    checkers: dict[str, dict[str, Any]] = {
-        "append": check_append(ops, events=events),
-        "stats": stats(ops),
-        "perf": perf(ops, events=events),
-        "availability": availability(ops),
-    }
-    return {"valid": combine_validity(c["valid"] for c in checkers.values()), "checkers": checkers}
+    return check_append_history(read_history(run_dir / "history.jsonl", "jsonl"))
 
 
 def check(run_dir: Path) -> dict[str, Any]:
