@@ -168,7 +168,8 @@ def test_process_and_loss_faults_are_valid(tmp_path: Path, kind: str) -> None:
 # read-from-backup (VR.md #11) under rolling-kill: a backup killed for 1.5 s comes back, stale, just as the
 # primary dies, and clients (0.3 s per-attempt timeout in the scenario) turn to the backups while it still
 # answers as a normal backup. Measured: see the scenario file. A seed fixes the faults, not the cluster's
-# timing: one 20 s run found it in 17 of 18 tries here, so the claim is "within two runs" (seeds 3, then 4).
+# timing: one 20 s run found it in 20 of 24 tries here (fewer when the machine is busy), so the claim is
+# "within two runs" (seeds 3, then 4).
 def test_read_from_backup_is_found_by_rolling_kills(tmp_path: Path) -> None:
     for seed in ("3", "4"):
         store = tmp_path / f"seed-{seed}"
