@@ -209,22 +209,3 @@ def check_append(ops: Sequence[Op], *, events: list[PairedEvent] | None = None) 
         result["key"] = key
         result["first_anomaly"] = {"kind": kind, "explanation": why, "op": _describe(op)}
     return result
-
-
-def check_append_history(ops: Sequence[Op]) -> dict[str, Any]:
-    """The content of ``results.json`` for an append run: this checker in place of ``linearizable``,
-    beside the same stats, perf and availability checkers, folded false > unknown > true."""
-    from checkers.availability import availability
-    from checkers.compose import combine_validity
-    from checkers.history import pair_events
-    from checkers.perf import perf
-    from checkers.stats import stats
-
-    events = pair_events(ops)
-    checkers: dict[str, dict[str, Any]] = {
-        "append": check_append(ops, events=events),
-        "stats": stats(ops),
-        "perf": perf(ops, events=events),
-        "availability": availability(ops),
-    }
-    return {"valid": combine_validity(c["valid"] for c in checkers.values()), "checkers": checkers}

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from checkers.append import check_append
 from checkers.availability import availability
 from checkers.history import Op, pair_events
 from checkers.linearizable import check_linearizable
 from checkers.models import Model
 from checkers.perf import perf
 from checkers.stats import stats
+
+LIST_APPEND = "list-append"  # the append workload's model: judged by checkers.append
 
 
 def combine_validity(values: Iterable[bool | str]) -> bool | str:
@@ -37,12 +40,21 @@ def check_history(
     bucket_ns: int = 1_000_000_000,
     require_recovery: bool = False,
 ) -> dict[str, Any]:
-    """``{"valid": ..., "checkers": {"linearizable", "stats", "perf", "availability"}}``."""
+    """``{"valid": ..., "checkers": {<history checker>, "stats", "perf", "availability"}}``.
+
+    The history checker is ``linearizable`` for a model, or ``append`` for
+    ``model="list-append"``: an append history's anomalies (duplicates, lost or
+    reordered appends) are found pairwise, with no search.
+    """
     events = pair_events(ops)  # one pairing pass, shared
-    checkers: dict[str, dict[str, Any]] = {
-        "linearizable": check_linearizable(
+    checkers: dict[str, dict[str, Any]] = {}
+    if model == LIST_APPEND:
+        checkers["append"] = check_append(ops, events=events)
+    else:
+        checkers["linearizable"] = check_linearizable(
             ops, model=model, time_limit_s=time_limit_s, memory_mb=memory_mb, events=events
-        ),
+        )
+    checkers |= {
         "stats": stats(ops),
         "perf": perf(ops, bucket_ns=bucket_ns, events=events),
         "availability": availability(ops, require_recovery=require_recovery),
