@@ -169,9 +169,9 @@ def test_process_and_loss_faults_are_valid(tmp_path: Path, kind: str) -> None:
 # primary dies, and clients (0.3 s per-attempt timeout in the scenario) turn to the backups while it still
 # answers as a normal backup. Measured: see the scenario file. A seed fixes the faults, not the cluster's
 # timing: one 20 s run found it in 20 of 24 tries here (fewer when the machine is busy), so the claim is
-# "within two runs" (seeds 3, then 4).
+# "within three runs" (seeds 3, 4, 5): at that rate all three miss about once in 200 suites.
 def test_read_from_backup_is_found_by_rolling_kills(tmp_path: Path) -> None:
-    for seed in ("3", "4"):
+    for seed in ("3", "4", "5"):
         store = tmp_path / f"seed-{seed}"
         proc = ratchet(store, "rolling-kill", "--bug", "read-from-backup", "--seed", seed)
         if proc.returncode != 0:
