@@ -154,8 +154,15 @@ class LossNemesis:
         return {"targets": targets, "healed": healed}
 
 
-class PauseNemesis:
-    kind = "pause"
+class _NodeNemesis:
+    """A fault applied to whole nodes picked by a target spec (one, primary, minority, all, ...).
+
+    Subclasses say what the fault does to one node (``_apply``, True when it took
+    effect) and how ``stop`` undoes it; picking targets and recording what was
+    applied or skipped is shared.
+    """
+
+    kind = ""
 
     def __init__(self, *, system: System, specs: Sequence[str], rng: random.Random) -> None:
         self._system, self._specs, self._rng = system, tuple(specs), rng
@@ -165,44 +172,45 @@ class PauseNemesis:
     def active(self) -> dict[str, Any] | None:
         return self._active
 
+    def _apply(self, node: str) -> bool:
+        raise NotImplementedError
+
     def start(self) -> dict[str, Any]:
         if self._active:
             self.stop()
         spec = self._rng.choice(self._specs)
         wanted = pick_targets(spec, self._system.node_names(), rng=self._rng, primary=self._system.primary)
-        paused = [n for n in wanted if self._system.pause(n)]
-        self._active = {"targets": paused, "spec": spec, "skipped": sorted(set(wanted) - set(paused))}
+        applied = [n for n in wanted if self._apply(n)]
+        self._active = {"targets": applied, "spec": spec, "skipped": sorted(set(wanted) - set(applied))}
         return dict(self._active)
 
+    def _targets(self) -> list[str]:
+        """The nodes to heal. ``stop`` clears ``active`` only after healing them, so a heal that
+        raises leaves the fault active for teardown to retry."""
+        return list(self._active["targets"]) if self._active else []
+
+
+class PauseNemesis(_NodeNemesis):
+    kind = "pause"
+
+    def _apply(self, node: str) -> bool:
+        return self._system.pause(node)
+
     def stop(self) -> dict[str, Any]:
-        targets = self._active["targets"] if self._active else []
+        targets = self._targets()
         resumed = [n for n in targets if self._system.resume(n)]
         self._active = None
         return {"targets": targets, "resumed": resumed}
 
 
-class KillNemesis:
+class KillNemesis(_NodeNemesis):
     kind = "kill"
 
-    def __init__(self, *, system: System, specs: Sequence[str], rng: random.Random) -> None:
-        self._system, self._specs, self._rng = system, tuple(specs), rng
-        self._active: dict[str, Any] | None = None
-
-    @property
-    def active(self) -> dict[str, Any] | None:
-        return self._active
-
-    def start(self) -> dict[str, Any]:
-        if self._active:
-            self.stop()
-        spec = self._rng.choice(self._specs)
-        wanted = pick_targets(spec, self._system.node_names(), rng=self._rng, primary=self._system.primary)
-        killed = [n for n in wanted if self._system.kill(n)]
-        self._active = {"targets": killed, "spec": spec, "skipped": sorted(set(wanted) - set(killed))}
-        return dict(self._active)
+    def _apply(self, node: str) -> bool:
+        return self._system.kill(node)
 
     def stop(self) -> dict[str, Any]:
-        targets = self._active["targets"] if self._active else []
+        targets = self._targets()
         restarted = []
         for node in targets:
             if not self._system.is_running(node):
