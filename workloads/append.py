@@ -16,15 +16,16 @@ definite refusal; ``info`` when the outcome is unknown.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 from typing import Any
 
 from harness import generator as gen
 from harness.scenario import WorkloadSpec
-from harness.system import AppendClient, OpFailed, OpIndeterminate
+from harness.system import AppendClient
+from workloads.register import complete, final_reads
 
-logger = logging.getLogger(__name__)
+__all__ = ["AppendGen", "final_reads", "generator", "invoke"]
+
 
 CHECKER = "append"
 OPS_PER_KEY_DEFAULT = 120
@@ -80,25 +81,16 @@ def generator(spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT) -> 
     return gen.stagger(1.0 / spec.rate_hz, base) if spec.rate_hz > 0 else base
 
 
-def final_reads(keys: list[Any]) -> list[dict[str, Any]]:
-    """One read of every key used."""
-    return [{"f": "read", "key": k, "value": None} for k in sorted(keys, key=repr)]
-
-
 def invoke(client: AppendClient, operation: dict[str, Any]) -> dict[str, Any]:
     """Perform one op; returns the completion fields (type, value, error)."""
     f, key, value = operation["f"], str(operation["key"]), operation.get("value")
-    try:
+
+    def perform() -> dict[str, Any]:
         if f == "read":
             return {"type": "ok", "value": client.read(key)}
         if f == "append":
             client.append(key, value)
             return {"type": "ok", "value": value}
         raise ValueError(f"append workload has no op {f!r}")
-    except OpFailed as exc:
-        return {"type": "fail", "value": value, "error": exc.error}
-    except OpIndeterminate as exc:
-        return {"type": "info", "value": value, "error": exc.error}
-    except (OSError, RuntimeError, ValueError) as exc:
-        logger.warning("append=unexpected-client-error f=%s key=%s error=%r", f, key, exc)
-        return {"type": "info", "value": value, "error": f"unexpected: {exc!r}"}
+
+    return complete(perform, f=f, key=key, value=value)

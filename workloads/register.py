@@ -22,6 +22,7 @@ refusal (cas mismatch, or nothing was sent); ``info`` for an unknown outcome
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -107,24 +108,38 @@ def final_reads(keys: list[Any]) -> list[dict[str, Any]]:
     return [{"f": "read", "key": k, "value": None} for k in sorted(keys, key=repr)]
 
 
+def complete(perform: Callable[[], dict[str, Any]], *, f: str, key: str, value: Any) -> dict[str, Any]:
+    """Run one client call and classify its outcome (shared by every workload).
+
+    ``fail`` only when the client knows the op did not and will not happen;
+    anything else that went wrong after sending is ``info`` (unknown), never
+    ``fail``: calling a maybe-applied op failed would let a checker miss it.
+    """
+    try:
+        return perform()
+    except OpFailed as exc:
+        return {"type": "fail", "value": value, "error": exc.error}
+    except OpIndeterminate as exc:
+        return {"type": "info", "value": value, "error": exc.error}
+    except (OSError, RuntimeError, ValueError) as exc:
+        logger.warning("workload=unexpected-client-error f=%s key=%s error=%r", f, key, exc)
+        return {"type": "info", "value": value, "error": f"unexpected: {exc!r}"}
+
+
 def invoke(client: Client, operation: dict[str, Any]) -> dict[str, Any]:
     """Perform one op; returns the completion fields (type, value, error)."""
     f, key, value = operation["f"], str(operation["key"]), operation.get("value")
-    try:
+
+    def perform() -> dict[str, Any]:
         if f == "read":
             return {"type": "ok", "value": client.read(key)}
         if f == "write":
             client.write(key, value)
             return {"type": "ok", "value": value}
         if f == "cas":
-            old, new = value  # type: ignore[misc]
+            old, new = value
             client.cas(key, old, new)
             return {"type": "ok", "value": value}
         raise ValueError(f"register workload has no op {f!r}")
-    except OpFailed as exc:
-        return {"type": "fail", "value": value, "error": exc.error}
-    except OpIndeterminate as exc:
-        return {"type": "info", "value": value, "error": exc.error}
-    except (OSError, RuntimeError, ValueError) as exc:
-        logger.warning("register=unexpected-client-error f=%s key=%s error=%r", f, key, exc)
-        return {"type": "info", "value": value, "error": f"unexpected: {exc!r}"}
+
+    return complete(perform, f=f, key=key, value=value)
