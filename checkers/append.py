@@ -34,6 +34,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from checkers.counterexample import op_json
 from checkers.history import Op, Operation, PairedEvent, pair
 
 ANOMALY_KINDS = (
@@ -55,22 +56,6 @@ def _as_list(value: Any) -> tuple[Any, ...] | None:
     if isinstance(value, list | tuple):
         return tuple(value)
     return None
-
-
-def _describe(op: Operation) -> dict[str, Any]:
-    return {
-        "id": op.id,
-        "process": op.process,
-        "f": op.f,
-        "key": op.key,
-        "value_in": op.value_in,
-        "value_out": op.value_out,
-        "outcome": op.outcome,
-        "invoke_index": op.invoke_index,
-        "complete_index": op.complete_index,
-        "call_ns": op.call_ns,
-        "return_ns": op.return_ns,
-    }
 
 
 def _is_prefix(short: tuple[Any, ...], long: tuple[Any, ...]) -> bool:
@@ -195,7 +180,7 @@ def check_append(ops: Sequence[Op], *, events: list[PairedEvent] | None = None) 
     for _, kind, why, op, key in found:
         bucket = examples.setdefault(kind, [])
         if len(bucket) < EXAMPLES_PER_KIND:
-            bucket.append({"key": key, "explanation": why, "op": _describe(op)})
+            bucket.append({"key": key, "explanation": why, "op": op_json(op)})
     result: dict[str, Any] = {
         "valid": not found,
         "key_count": len(by_key),
@@ -207,5 +192,5 @@ def check_append(ops: Sequence[Op], *, events: list[PairedEvent] | None = None) 
     if found:
         _, kind, why, op, key = found[0]
         result["key"] = key
-        result["first_anomaly"] = {"kind": kind, "explanation": why, "op": _describe(op)}
+        result["first_anomaly"] = {"kind": kind, "explanation": why, "op": op_json(op)}
     return result
