@@ -18,13 +18,17 @@ rule every stale read would shrink to a lone "read 3" with no write, which is
 minimal but tells nobody anything. So an op is removed together with the
 observers it alone explained (an op never explains itself, and a read with
 no possible writer anywhere in the history is exempt: that *is* the anomaly).
-The counterexample always holds the first op that cannot be linearized, and
-fails *at that op*: a shrink that would make it fail earlier is refused, since
-that failure would be one the removal manufactured (a read left without the
-write that made it legal in the real history). It is minimal in this sense:
-removing any one of its ops (with the reads only it explained) leaves a
-history that is linearizable, or that fails first at an op the real history
-shows to be fine.
+Explained statically is not always enough: take away "write 4" and a "read 3"
+may still have a cas 4->3 beside it, but no 4 left early enough for that cas
+to happen before the read returned. The search then gets stuck at that read,
+an op the real history shows is fine: the removal manufactured the failure.
+So a removal also takes with it, one at a time, every op where the search
+gets stuck that is not the op being explained (:func:`remove`).
+
+The counterexample always holds the first op that cannot be linearized and
+fails at that op. It is minimal in the literal sense, checked by the tests on
+every invalid corpus file: removing any one of its ops (with what that
+removal leaves unexplained, as above) leaves a linearizable history.
 
 Then every order of the counterexample's ops that real time allows is
 replayed against the model, and each dead end is written out: "after write 3
@@ -156,6 +160,62 @@ def initial_only(model: Model, ops: Sequence[Operation]) -> frozenset[int]:
     return frozenset(allowed)
 
 
+@dataclasses.dataclass(frozen=True)
+class Settled:
+    """How :func:`settle` ended: the search's verdict, where it got stuck, and how many searches it took."""
+
+    valid: bool | str
+    stuck_op: int | None
+    checks: int
+
+
+def settle(
+    model: Model,
+    ops: Sequence[Operation],
+    stuck_id: int,
+    exempt: frozenset[int],
+    initial_ok: frozenset[int] | None,
+    budget: Budget | None = None,
+) -> tuple[list[Operation], Settled]:
+    """Drop from ``ops`` what a removal left unexplained, until it is linearizable or fails at ``stuck_id``.
+
+    First the observers no remaining op can explain (:func:`_explained`), then,
+    one at a time, each op other than ``stuck_id`` where the search gets stuck:
+    in the real history that op was fine, so its failure is one the removal
+    manufactured, and it goes with the removal. If ``stuck_id`` itself is left
+    unexplained it goes too, and the rest settles the same way.
+    """
+    current = list(ops)
+    keep = stuck_id
+    checks = 0
+    while True:
+        explained = _explained(model, current, keep, exempt, initial_ok)
+        if explained is None:
+            keep = -1
+            explained = _explained(model, current, keep, exempt, initial_ok) or []
+        current = explained
+        checks += 1
+        result = search(model, current, budget)
+        done = result.valid is not False or result.stuck_op is None or result.stuck_op == keep
+        if done or result.stuck_op not in {op.id for op in current}:
+            return current, Settled(result.valid, result.stuck_op, checks)
+        current = [op for op in current if op.id != result.stuck_op]
+
+
+def remove(
+    model: Model, ops: Sequence[Operation], removed_id: int, stuck_id: int
+) -> tuple[list[Operation], Settled]:
+    """``ops`` without op ``removed_id`` and what that removal leaves unexplained (see :func:`settle`).
+
+    The minimality the tests check: for every op of a counterexample, this is
+    linearizable.
+    """
+    exempt = unexplainable(model, ops)
+    initial_ok = initial_only(model, ops)
+    rest = [op for op in ops if op.id != removed_id]
+    return settle(model, rest, stuck_id, exempt, initial_ok)
+
+
 def _cut(operations: Sequence[Operation], stuck: Operation) -> list[Operation]:
     """Ops called before the stuck op returned; those still running then become open-ended."""
     assert stuck.ret is not None
@@ -192,18 +252,12 @@ class _Shrinker:
         return time.monotonic() > self.deadline_s
 
     def still_fails(self, ops: Sequence[Operation]) -> list[Operation] | None:
-        """The explained version of ``ops`` if it still fails *at the stuck op*.
-
-        Failing somewhere earlier would be a failure the removal created (a read
-        left without the write that made it legal), not the one being explained.
-        """
-        explained = _explained(self.model, ops, self.stuck_id, self.exempt, self.initial_ok)
-        if explained is None:
-            return None
-        self.checks += 1
+        """What :func:`settle` leaves of ``ops`` if it still fails *at the stuck op*; else None."""
         budget = Budget(deadline_s=min(self.deadline_s, time.monotonic() + 2.0), memory_mb=self.memory_mb)
-        result = search(self.model, explained, budget)
-        return explained if result.valid is False and result.stuck_op == self.stuck_id else None
+        rest, result = settle(self.model, ops, self.stuck_id, self.exempt, self.initial_ok, budget)
+        self.checks += result.checks
+        stuck_here = result.valid is False and result.stuck_op == self.stuck_id
+        return rest if stuck_here else None
 
     def window(self, ops: list[Operation], stuck: Operation) -> list[Operation]:
         """Smallest doubling window of ops finishing after ``stuck.call - width`` that still fails."""
