@@ -589,10 +589,15 @@ class Replica:
         if cached is not None and cached.header.checksum == checksum:
             return cached
         header = self.journal.header_for_op(op)
-        if header is None or header.checksum != checksum or not self.journal.has_prepare(header):
-            return None  # reading a slot we never wrote would wrongly mark it faulty
+        believed = header is not None and header.checksum == checksum
+        held = believed and self.journal.has_prepare(header)
+        if believed and not held:
+            return None  # dirty (never written here) or faulty (known bad): reading proves nothing
+        # Asked even without a header belief: a torn header sector can leave a slot faulty with
+        # its prepare intact, and that copy may be the last one (the journal re-verifies it and,
+        # for a slot it does not believe it holds, returns None without I/O or marking anything).
         message = self.journal.read_prepare(op, checksum)
-        if message is None:
+        if message is None and held:
             self.counters["storage_faults"] += 1
             self.emit("storage_fault", ops=[op], count=1, when="read")
         return message
@@ -1600,6 +1605,10 @@ class Replica:
             if header is None or header.checksum != want or not self.journal.has_prepare(header):
                 cached = self.prepares.get(op)
                 if cached is not None and cached.header.checksum == want:
+                    continue
+                local = self._prepare_message(op, want) if header is None or header.checksum != want else None
+                if local is not None:
+                    self._on_repair(local)  # our own intact copy: the chain vouches for it
                     continue
                 if requests < self.options.repair_prepares_max:
                     requests += 1

@@ -2,7 +2,8 @@
 
 The default suite runs 200 consecutive seeds (each a different swarm configuration:
 cluster size, loss, duplication, delay, partitions, crashes with and without power
-loss, WAL corruption within the fault atlas); ``-m soak`` runs many more. A failure
+loss, power cuts in the middle of a flush, WAL corruption within the fault atlas);
+``-m soak`` runs many more. A failure
 message carries the command that reproduces it exactly.
 """
 
@@ -62,6 +63,7 @@ def test_seeds_exercise_faults() -> None:
     assert totals["lost"] > 0
     assert totals["duplicated"] > 0
     assert totals["blocked"] > 0
+    assert totals["power_cuts"] > 0
     assert config_for_seed(1) == config_for_seed(1)
 
 
@@ -105,3 +107,32 @@ REGRESSION_SEEDS = [
 def test_regression_seeds(seed: int, profile: str | None) -> None:
     result = run_seed(seed, profile=frozenset({profile}) if profile else frozenset())
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
+
+
+def test_regression_intact_prepare_in_a_faulty_slot_is_served() -> None:
+    """Seed 111 under power cuts: op 16's header sector was torn on both replicas holding it.
+
+    Its prepare was intact on both, but a slot with no header belief was never read, so no
+    replica served (or re-staged) the last good copies and the cluster stalled at commit 0.
+    """
+    result = run_seed(111, power_cut_probability=0.1, corrupt_probability=0.01)
+    assert result.stats["power_cuts"] > 0
+    assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
+
+
+def test_simulation_under_storage_stress() -> None:
+    """Power cuts mid-flush (torn prepares, torn header sectors) and rot on top of the swarm's faults."""
+    failures, power_cuts = [], 0
+    for seed in range(1, 101):
+        result = run_seed(seed, power_cut_probability=0.05, corrupt_probability=0.01)
+        power_cuts += result.stats["power_cuts"]
+        if not result.ok:
+            failures.append(f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}")
+    assert not failures, "\n".join(failures)
+    assert power_cuts > 100
+
+
+def test_cli_forced_fault_rates_are_part_of_the_reproduce_line() -> None:
+    result = run_seed(3, power_cut_probability=0.05, corrupt_probability=0.01)
+    assert result.reproduce() == "python -m vr.testing.sim --seed 3 --power-cuts 0.05 --corruption 0.01"
+    assert main(["--seed", "3", "--power-cuts", "0.05", "--corruption", "0.01"]) == 0

@@ -20,7 +20,7 @@ from vr.message import CLIENT_REPLICA, Command, Message, Operation, make_message
 from vr.replica import Replica, ReplicaOptions, Status, format_data_file
 from vr.testing.network import Network, NetworkOptions
 from vr.testing.state_checker import ObservedReply, StateChecker
-from vr.testing.storage import SimStorage, wal_sectors
+from vr.testing.storage import PowerCut, SimStorage, wal_sectors
 
 SIM_LAYOUT = Layout(slot_count=32, prepare_size_max=8192, snapshot_size_max=64 * 1024, view_headers_max=16)
 SIM_OPTIONS = ReplicaOptions(pipeline_max=4)
@@ -38,6 +38,7 @@ class FaultOptions:
     crash_max_down: int | None = None  # replicas down at once (default f: a quorum stays up)
     read_error_probability: float = 0.0  # per tick: EIO on one committed prepare slot (atlas-limited)
     read_error_ticks: int = 100  # how long an injected read error window lasts
+    power_cut_probability: float = 0.0  # per flush: the power goes at its 1st or 2nd sync
 
 
 @dataclass(slots=True)
@@ -150,6 +151,7 @@ class SimCluster:
             "corruptions": 0,
             "clock_jumps": 0,
             "read_errors": 0,
+            "power_cuts": 0,
         }
         self.read_errors_until: list[int] = [0] * replica_count
         for i in range(replica_count):
@@ -280,21 +282,50 @@ class SimCluster:
             due = self.flush_due[i]
             if replica is not None and due is not None and due <= self.now:
                 self.flush_due[i] = None
-                replica.flush()
+                self._flush(i, replica)
         for client in self.clients:
             self._client_tick(client)
         for i, replica in enumerate(self.replicas):
             if replica is not None:
                 self.checker.observe_view(i, replica.view, replica.log_view)
 
-    def _inject_faults(self) -> None:
+    def _flush(self, i: int, replica: Replica) -> None:
+        """``replica.flush()``, unless the power goes at one of its syncs (writes still in flight).
+
+        Between two inputs nothing is in flight (writes are synchronous), so a crash
+        between steps never tears a write; this is how torn prepares and torn header
+        sectors reach recovery. Power cuts respect ``crash_max_down`` like crashes.
+        """
+        storage = self.storages[i]
+        armed = (
+            self.faults_enabled
+            and self.faults.power_cut_probability > 0
+            and self.rng.random() < self.faults.power_cut_probability
+            and self._down_count() < self._down_max()
+        )
+        if armed:
+            storage.arm_power_cut(after_syncs=self.rng.randint(1, 2))
+        try:
+            replica.flush()
+        except PowerCut:
+            self.stats["power_cuts"] += 1
+            self._trace(f"power-cut replica={i} in_flight={storage.in_flight_write_count}")
+            self.crash(i, power_loss=True)
+        finally:
+            storage.disarm_power_cut()
+
+    def _down_count(self) -> int:
+        return sum(1 for r in self.replicas if r is None)
+
+    def _down_max(self) -> int:
         f = (self.replica_count - 1) // 2
-        down_max = f if self.faults.crash_max_down is None else self.faults.crash_max_down
+        return f if self.faults.crash_max_down is None else self.faults.crash_max_down
+
+    def _inject_faults(self) -> None:
         for i, replica in enumerate(self.replicas):
             if replica is None or self.rng.random() >= self.faults.crash_probability:
                 continue
-            down = sum(1 for r in self.replicas if r is None)
-            if down >= down_max:
+            if self._down_count() >= self._down_max():
                 continue
             self.crash(i, power_loss=self.rng.random() < self.faults.power_loss_probability)
         if self.faults.corrupt_probability and self.rng.random() < self.faults.corrupt_probability:

@@ -29,7 +29,7 @@ from vr.testing.cluster import SIM_LAYOUT, SIM_OPTIONS, FaultOptions, SimCluster
 from vr.testing.network import NetworkOptions
 from vr.testing.state_checker import Violation
 
-_Options = TypeVar("_Options", NetworkOptions, FaultOptions)
+_Options = TypeVar("_Options", NetworkOptions, FaultOptions, "SimConfig")
 
 SAFETY_TICKS_MAX = 4000
 LIVENESS_TICKS_MAX = 3000
@@ -59,6 +59,7 @@ class SimResult:
     stats: dict[str, int] = field(default_factory=dict)
     config: SimConfig | None = None
     profile: frozenset[str] = frozenset()
+    overrides: tuple[tuple[str, float], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -72,7 +73,12 @@ class SimResult:
         bugs = "".join(f" --bug {b}" for b in sorted(self.bugs))
         if self.profile != self.bugs:
             bugs += "".join(f" --profile {b}" for b in sorted(self.profile))
-        return f"python -m vr.testing.sim --seed {self.seed}{bugs}"
+        flags = "".join(f" --{_FLAGS[name]} {value}" for name, value in self.overrides)
+        return f"python -m vr.testing.sim --seed {self.seed}{bugs}{flags}"
+
+
+# FaultOptions a person may force from the command line (to hammer one fault), and their flags.
+_FLAGS = {"power_cut_probability": "power-cuts", "corrupt_probability": "corruption"}
 
 
 def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimConfig:
@@ -98,6 +104,8 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         flush_delay_ticks_max=rng.randint(0, 4),
         clock_jump_probability=0.0,
         read_error_probability=rng.choice([0.0, 0.0, 0.005, 0.02]),
+        # Its own stream, so adding it left every other seed's configuration as it was.
+        power_cut_probability=random.Random(seed ^ 0xC07).choice([0.0, 0.0, 0.01, 0.03]) if not bugs else 0.0,
     )
     if "ack-before-fsync" in bugs:
         faults = _replace(
@@ -168,12 +176,23 @@ def run_seed(
     profile: frozenset[str] | None = None,
     log: Callable[[str], None] | None = None,
     liveness_ticks_max: int = LIVENESS_TICKS_MAX,
+    power_cut_probability: float | None = None,
+    corrupt_probability: float | None = None,
 ) -> SimResult:
-    """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix."""
+    """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix, the probabilities override it."""
     config = config_for_seed(seed, profile=bugs if profile is None else profile)
+    forced = {"power_cut_probability": power_cut_probability, "corrupt_probability": corrupt_probability}
+    overrides = tuple((name, value) for name, value in forced.items() if value is not None)
+    if overrides:
+        config = _replace(config, faults=_replace(config.faults, **dict(overrides)))
     logging.getLogger("vr").setLevel(logging.DEBUG if log is not None else logging.CRITICAL)
     result = SimResult(
-        seed=seed, bugs=bugs, outcome="ok", config=config, profile=bugs if profile is None else profile
+        seed=seed,
+        bugs=bugs,
+        outcome="ok",
+        config=config,
+        profile=bugs if profile is None else profile,
+        overrides=overrides,
     )
     cluster: SimCluster | None = None
     try:
@@ -236,6 +255,16 @@ def _liveness_detail(cluster: SimCluster) -> str:
     return "; ".join(parts)
 
 
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vr.testing.sim", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=None, help="the seed to run (default: random)")
@@ -246,6 +275,18 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=None,
         help="fault mix tuned for this bug (default: the --bug ones)",
+    )
+    parser.add_argument(
+        "--power-cuts",
+        type=_probability,
+        default=None,
+        help="per-flush probability that the power goes mid-flush (torn writes); overrides the seed's",
+    )
+    parser.add_argument(
+        "--corruption",
+        type=_probability,
+        default=None,
+        help="per-tick probability of corrupting one committed WAL entry (atlas-limited)",
     )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
     args = parser.parse_args(argv)
@@ -259,7 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0
     for seed in range(first, first + args.seeds):
         log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
-        result = run_seed(seed, bugs=bugs, profile=profile, log=log)
+        result = run_seed(
+            seed,
+            bugs=bugs,
+            profile=profile,
+            log=log,
+            power_cut_probability=args.power_cuts,
+            corrupt_probability=args.corruption,
+        )
         line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
         print(line + (f" detail={result.detail}" if result.detail else ""))
         if not result.ok:

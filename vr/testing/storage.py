@@ -180,6 +180,7 @@ class SimStorage:
         self._syncs_until_power_cut = after_syncs
 
     def disarm_power_cut(self) -> None:
+        """Forget an armed power cut whose sync never came (a flush with nothing to write)."""
         self._syncs_until_power_cut = None
 
     def corrupt(self, offset: int, size: int) -> int:
