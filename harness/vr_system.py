@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clusters.local import LocalCluster
-from harness.system import OpFailed, OpIndeterminate
+from harness.system import LocalNodes, OpFailed, OpIndeterminate
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class VRClient:
         self._client.close()
 
 
-class VRSystem:
+class VRSystem(LocalNodes):
     name = "vr"
 
     def __init__(
@@ -91,9 +91,6 @@ class VRSystem:
         self._status_lock = threading.Lock()  # the nemesis and the progress display both ask
 
     # -- layout -------------------------------------------------------------------
-
-    def node_names(self) -> tuple[str, ...]:
-        return self.cluster.names()
 
     def addresses(self) -> list[str]:
         return [n.address for n in self.cluster.nodes]
@@ -157,21 +154,9 @@ class VRSystem:
             lines.append(f"{node}: {state}" + (f"; last output: {' | '.join(tail)}" if tail else ""))
         return "; ".join(lines)
 
-    def kill(self, node: str) -> bool:
-        return self.cluster.kill(node)
-
-    def pause(self, node: str) -> bool:
-        return self.cluster.pause(node)
-
-    def resume(self, node: str) -> bool:
-        return self.cluster.resume(node)
-
-    def is_running(self, node: str) -> bool:
-        return self.cluster.is_running(node)
-
     def teardown(self, *, keep_data: bool) -> list[str]:
         """Stop every node; remove data directories unless asked to keep them. Returns what it did."""
-        done = [f"stopped {name}" for name in self.cluster.stop_all()]
+        done = self.stop_all()
         with self._status_lock:
             if self._status_client is not None:
                 self._status_client.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clusters.local import LocalCluster
-from harness.system import OpFailed, OpIndeterminate
+from harness.system import LocalNodes, OpFailed, OpIndeterminate
 
 SERVER = Path(__file__).resolve()
 
@@ -136,7 +136,7 @@ class KVClient:
         self._buffer = b""
 
 
-class KVSystem:
+class KVSystem(LocalNodes):
     name = "kv"
 
     def __init__(
@@ -150,9 +150,6 @@ class KVSystem:
     ) -> None:
         self.cluster, self.nodes_dir, self.volatile, self.broken = cluster, nodes_dir, volatile, broken
         self.client_timeout_s = client_timeout_s
-
-    def node_names(self) -> tuple[str, ...]:
-        return self.cluster.names()
 
     def node_files(self, node: str) -> dict[str, Path]:
         base = self.nodes_dir / node
@@ -173,18 +170,6 @@ class KVSystem:
             self.start(node)
         if not self.wait_healthy(timeout_s=3):
             raise RuntimeError("kv servers did not start")
-
-    def kill(self, node: str) -> bool:
-        return self.cluster.kill(node)
-
-    def pause(self, node: str) -> bool:
-        return self.cluster.pause(node)
-
-    def resume(self, node: str) -> bool:
-        return self.cluster.resume(node)
-
-    def is_running(self, node: str) -> bool:
-        return self.cluster.is_running(node)
 
     def open_client(self, *, process: int, seed: int) -> KVClient:
         first = self.cluster.nodes[0]
@@ -211,7 +196,7 @@ class KVSystem:
         return False
 
     def teardown(self, *, keep_data: bool) -> list[str]:
-        return [f"stopped {name}" for name in self.cluster.stop_all()]
+        return self.stop_all()
 
 
 if __name__ == "__main__" and sys.argv[1] == "serve":
