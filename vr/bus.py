@@ -302,6 +302,10 @@ class Bus:
     async def _dial_forever(self, peer: int) -> None:
         loop = asyncio.get_running_loop()
         address = self.peers[peer]
+        # Leave from our own listen address, not the kernel's pick (127.0.0.1 for every local node):
+        # a packet filter then tells replicas apart by source address (nemeses.firewall).
+        own_host = self.peers[self.replica].host
+        local_addr = None if own_host in ("", "0.0.0.0", "::") else (own_host, 0)
         backoff_s = RECONNECT_BACKOFF_MIN_S
         while not self._closing:
             try:
@@ -310,6 +314,7 @@ class Bus:
                         lambda: Connection(self, role="outbound", peer_replica=peer),
                         address.host,
                         address.port,
+                        local_addr=local_addr,
                     ),
                     self.connect_timeout_s,
                 )
