@@ -54,11 +54,13 @@ from vr.layout import Layout
 from vr.message import (
     CLIENT_OPERATIONS,
     HEADER_SIZE,
+    MESSAGE_SIZE_MAX,
     Command,
     Header,
     InvalidMessage,
     Message,
     Operation,
+    checksum,
     decode_headers,
     decode_message,
     encode_batch,
@@ -116,6 +118,7 @@ class ReplicaOptions:
     request_start_view_ticks: int = 20
     repair_prepares_max: int = 16
     headers_reply_max: int = 64
+    sync_chunk_bytes: int = 256 * 1024  # state sync sends the checkpoint in pieces this big
 
 
 class Status:
@@ -123,6 +126,16 @@ class Status:
     VIEW_CHANGE = "view_change"
     RECOVERING = "recovering"
     RECOVERING_HEAD = "recovering_head"
+
+
+@dataclass(slots=True)
+class SyncTransfer:
+    """A checkpoint arriving in pieces (state sync): which one, and the bytes so far."""
+
+    op: int
+    checksum: bytes
+    size: int
+    data: bytearray = field(default_factory=bytearray)
 
 
 @dataclass(slots=True)
@@ -251,6 +264,8 @@ class Replica:
         self.commit_max = 0
         self.checkpoint_op = 0
         self.checkpoint_data = b""
+        self.checkpoint_checksum = checksum(b"")
+        self.sync_transfer: SyncTransfer | None = None
         self.machine = StateMachine()
 
         self.pipeline: list[PipelineEntry] = []
@@ -359,6 +374,7 @@ class Replica:
         self.commit_min_checksum = op_checksum
         self.checkpoint_op = op
         self.checkpoint_data = data
+        self.checkpoint_checksum = checksum(data)
         recovery = self.journal.recover(op_checkpoint=op, solo=self.replica_count == 1)
         self.view = state.view
         self.log_view = state.log_view
@@ -995,9 +1011,7 @@ class Replica:
             self.commit_min + 1 <= primary_head - self.layout.slot_count + self.options.pipeline_max * 2
             or primary_head > self.op_prepare_max
         ):
-            self._send(
-                self._primary_index(self.view), self._message(Command.REQUEST_SYNC, op=self.commit_min)
-            )
+            self._request_sync(self._primary_index(self.view))
         elif primary_head > self.op:
             self._send_request_start_view(to=header.replica)
         self._commit_journal()
@@ -1091,6 +1105,7 @@ class Replica:
     def _checkpoint_installed(self, ref: SnapshotRef, data: bytes) -> None:
         self.checkpoint_op = ref.op
         self.checkpoint_data = data
+        self.checkpoint_checksum = ref.checksum
         self._superblock_update(checkpoint=ref)
         self.journal.set_op_checkpoint(ref.op)
         self.counters["checkpoints"] += 1
@@ -1480,7 +1495,7 @@ class Replica:
             self._drop("sv-beyond-checkpoint")
             if self._is_primary_normal() and header.view > self.view:
                 self._transition_to_view_change(header.view)  # a deposed primary stops leading first
-            self._send(header.replica, self._message(Command.REQUEST_SYNC, op=self.commit_min))
+            self._request_sync(header.replica)
             return
         head = header.op
         for h in headers:
@@ -1540,7 +1555,7 @@ class Replica:
             self.op = header.op
             self.head_checksum_hint = (header.op, header.context)
         if header.op > self.op_prepare_max:
-            self._send(header.replica, self._message(Command.REQUEST_SYNC, op=self.commit_min))
+            self._request_sync(header.replica)
         self._advance_commit_max(header.commit)
         self._commit_journal()
         self._repair()
@@ -1681,24 +1696,50 @@ class Replica:
             return  # never nack: we may hold it but have lost it (faulty) — say nothing
         self._send(message.header.replica, prepare)
 
+    def _request_sync(self, primary: int) -> None:
+        """Ask for the primary's checkpoint, or for the next piece of the one arriving."""
+        transfer = self.sync_transfer
+        if transfer is not None and transfer.op > self.commit_min:
+            message = self._message(
+                Command.REQUEST_SYNC,
+                op=self.commit_min,
+                context=transfer.checksum,
+                request=len(transfer.data),
+            )
+        else:
+            message = self._message(Command.REQUEST_SYNC, op=self.commit_min)
+        self._send(primary, message)
+
     def _on_request_sync(self, message: Message) -> None:
+        """Send one piece of our checkpoint: from the offset asked for, if it is still this checkpoint."""
+        header = message.header
         if not self._is_primary_normal():
             self._drop("sync-not-primary")
             return
-        if self.checkpoint_op <= message.header.op:
+        if self.checkpoint_op <= header.op:
             self._drop("sync-not-ahead")
             return
-        if len(self.checkpoint_data) + HEADER_SIZE > self.layout.prepare_size_max * 16:
-            self._drop("sync-too-large")
+        data = self.checkpoint_data
+        offset = header.request if header.context == self.checkpoint_checksum else 0
+        if offset > len(data):
+            self._drop("sync-offset")
             return
+        chunk_bytes = min(self.options.sync_chunk_bytes, MESSAGE_SIZE_MAX - HEADER_SIZE)
         self._send(
-            message.header.replica,
+            header.replica,
             self._message(
-                Command.SYNC, body=self.checkpoint_data, op=self.checkpoint_op, commit=self.commit_max
+                Command.SYNC,
+                body=data[offset : offset + chunk_bytes],
+                op=self.checkpoint_op,
+                commit=self.commit_max,
+                context=self.checkpoint_checksum,
+                request=offset,
+                extra=len(data),
             ),
         )
 
     def _on_sync(self, message: Message) -> None:
+        """One piece of a checkpoint; once all of it is here and its checksum holds, install it."""
         header = message.header
         # A checkpoint holds only committed state, so any primary at our view or later may give
         # it, whatever our status (a replica too far behind to install a start-view needs it).
@@ -1711,8 +1752,36 @@ class Replica:
         if header.op <= self.commit_min:
             self._drop("sync-stale")
             return
+        if header.extra > self.layout.snapshot_size_max:
+            self._drop("sync-invalid")
+            return
+        transfer = self.sync_transfer
+        if header.request == 0 and (
+            transfer is None or (transfer.op, transfer.checksum) != (header.op, header.context)
+        ):
+            transfer = self.sync_transfer = SyncTransfer(
+                op=header.op, checksum=header.context, size=header.extra
+            )
+        if (
+            transfer is None
+            or (transfer.op, transfer.checksum, transfer.size) != (header.op, header.context, header.extra)
+            or header.request != len(transfer.data)
+            or len(transfer.data) + len(message.body) > transfer.size
+            or (not message.body and len(transfer.data) < transfer.size)
+        ):
+            self._drop("sync-out-of-order")  # a duplicate, a late piece, or another checkpoint's
+            return
+        transfer.data += message.body
+        if len(transfer.data) < transfer.size:
+            self._request_sync(header.replica)
+            return
+        self.sync_transfer = None
+        data = bytes(transfer.data)
+        if checksum(data) != transfer.checksum:
+            self._drop("sync-invalid")
+            return
         try:
-            op, op_checksum, machine = decode_checkpoint(message.body)
+            op, op_checksum, machine = decode_checkpoint(data)
         except (ValueError, KeyError, json.JSONDecodeError, UnicodeDecodeError):
             self._drop("sync-invalid")
             return
@@ -1727,11 +1796,11 @@ class Replica:
             del self.prepares[stale]
         if self.op < op:
             self.op = op
-        ref = self.snapshots.write(op, message.body, checkpoint=self.superblock.state.checkpoint)
-        self._checkpoint_installed(ref, message.body)
+        ref = self.snapshots.write(op, data, checkpoint=self.superblock.state.checkpoint)
+        self._checkpoint_installed(ref, data)
         self.acked_op = 0
         self.counters["state_transfers"] += 1
-        self.emit("state_transfer", op=op, view=self.view)
+        self.emit("state_transfer", op=op, view=self.view, size_bytes=len(data))
         self._send_request_start_view(to=header.replica)
 
     # ------------------------------------------------------------------------------------------

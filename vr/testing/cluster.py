@@ -23,7 +23,7 @@ from vr.testing.state_checker import ObservedReply, StateChecker
 from vr.testing.storage import PowerCut, SimStorage, wal_sectors
 
 SIM_LAYOUT = Layout(slot_count=32, prepare_size_max=8192, snapshot_size_max=64 * 1024, view_headers_max=16)
-SIM_OPTIONS = ReplicaOptions(pipeline_max=4)
+SIM_OPTIONS = ReplicaOptions(pipeline_max=4, sync_chunk_bytes=512)  # state syncs come in pieces
 KEYS = ("x", "y", "z")
 
 
