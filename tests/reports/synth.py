@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -311,31 +311,92 @@ def _write_nodes(
                 )
 
 
-REAL_RUN_ARCHIVE = Path(__file__).parent / "data" / "real-partition-run.tar.gz"
+REAL_FAILING_ARCHIVE = Path(__file__).parent / "data" / "real-failing-run.tar.gz"
+# What a report of a stored run reads (reports/run.py, reports/nodes.py), and nothing else: the
+# nodes' data files (replica.vr, ~100 MB each) and the rendered report are left out.
+ARCHIVED_RUN_FILES = ("test.json", "history.jsonl", "results.json", "ratchet.log")
+ARCHIVED_NODE_FILES = ("node.log", "events.jsonl", "output.log")
 
 
-def real_failing_run(store: Path) -> Synthetic:
-    """A real stored run (3 VR nodes, partitions, 20 s; `ratchet run` at 03:39 UTC, seed 5) made to fail.
+def archive_real_run(run_dir: Path, archive: Path) -> list[str]:
+    """Write ``archive`` (tar.gz) holding ``<scenario>/<stamp>/`` with only the files a report reads.
 
-    The archive holds the run's test.json, history.jsonl and node logs and
-    events as the harness wrote them. One ok read is made stale (it returns the
-    value before one a completed write had put there) and the real checkers
-    re-judge the history, so the report shows their evidence for an anomaly in
-    a history with a real run's timing, faults, view changes and logs.
+    Deterministic for a given run: names sorted, owner root, modes 0644/0755,
+    each member's mtime the run's start and the gzip header's mtime zero, so
+    re-archiving the same run gives the same bytes. Returns the member names.
+    """
+    import gzip
+    import io
+    import tarfile
+
+    run_dir = Path(run_dir)
+    stamp = int(datetime.strptime(run_dir.name, "%Y%m%dT%H%M%S").replace(tzinfo=UTC).timestamp())
+    paths = [run_dir / name for name in ARCHIVED_RUN_FILES if (run_dir / name).is_file()]
+    for node in sorted(p for p in (run_dir / "nodes").iterdir() if p.is_dir()):
+        paths += [node / name for name in ARCHIVED_NODE_FILES if (node / name).is_file()]
+    directories = sorted({p.parent for p in paths} | {run_dir.parent, run_dir, run_dir / "nodes"})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted([*directories, *paths]):
+            relative = path.relative_to(run_dir.parent.parent).as_posix()
+            info = tarfile.TarInfo(relative)
+            info.mtime, info.uid, info.gid, info.uname, info.gname = stamp, 0, 0, "root", "root"
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                data = path.read_bytes()
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    with archive.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(buffer.getvalue())
+    return [p.relative_to(run_dir.parent.parent).as_posix() for p in paths]
+
+
+@dataclass(frozen=True, slots=True)
+class RealRun:
+    """A real stored run, extracted as the harness wrote it (nothing edited)."""
+
+    run_dir: Path
+    results: dict[str, Any]
+    history: list[dict[str, Any]]
+    test: dict[str, Any]
+
+
+def real_failing_run(store: Path) -> RealRun:
+    """A real run that failed: `ratchet run scenarios/rolling-kill.toml --bug read-from-backup --seed 3`.
+
+    3 VR nodes under rolling kills for 20 s with the planted read-from-backup
+    bug; the checkers found a stale read (exit 1). The archive holds the run's
+    test.json, history.jsonl, results.json, ratchet.log and each node's logs
+    and events as the harness wrote them; it is extracted under
+    ``store/<scenario>/<stamp>/`` unchanged. Regenerate it from a new run with
+    ``python -m tests.reports.synth archive STORE/<scenario>/<stamp>``.
     """
     import tarfile
 
-    scenario = store / "default"
-    scenario.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(REAL_RUN_ARCHIVE) as archive:
-        archive.extractall(scenario, filter="data")
-    run_dir = next(p for p in scenario.iterdir() if p.is_dir())
-    history = run_dir / "history.jsonl"
-    records = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
-    anomaly_indices = _plant_stale_read(records)
-    with history.open("w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, separators=(",", ":")) + "\n")
-    _write_results(run_dir)
-    op_count = sum(1 for r in records if r["type"] == "invoke")
-    return Synthetic(run_dir, op_count, [], anomaly_indices)
+    store.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(REAL_FAILING_ARCHIVE) as archive:
+        archive.extractall(store, filter="data")
+        run_dir = store / min((m.name for m in archive.getmembers() if m.name.count("/") == 1), key=len)
+    history = [
+        json.loads(line)
+        for line in (run_dir / "history.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    return RealRun(
+        run_dir,
+        json.loads((run_dir / "results.json").read_text(encoding="utf-8")),
+        history,
+        json.loads((run_dir / "test.json").read_text(encoding="utf-8")),
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "archive":
+        sys.exit("usage: python -m tests.reports.synth archive STORE/<scenario>/<stamp>")
+    for member in archive_real_run(Path(sys.argv[2]), REAL_FAILING_ARCHIVE):
+        print(member)
+    print(f"{REAL_FAILING_ARCHIVE}: {REAL_FAILING_ARCHIVE.stat().st_size:,} bytes")

@@ -7,6 +7,8 @@ when either is missing. Screenshots land in the test's tmp dir.
 
 from __future__ import annotations
 
+import itertools
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -96,27 +98,75 @@ def _click_op(page: Any, history_index: int) -> str:
     return page.text_content("#timeline-record")
 
 
+def _fault_shading(page: Any, t_ns: float) -> list[int]:
+    """The RGB of the timeline canvas at time ``t_ns`` in the top row of the marker strip (the
+    shaded fault bands cover it; op bars do not), as timeline.js places it: gutter 74 px, axis 20 px."""
+    return page.evaluate(
+        """(t) => {
+        const c = document.getElementById('timeline-canvas');
+        const v = window.ratchetTimeline.view();
+        const ratio = window.devicePixelRatio || 1;
+        const plotW = c.clientWidth - 74 - 8;
+        const x = Math.round((74 + (t - v.a) / (v.b - v.a) * plotW) * ratio);
+        const y = Math.round((20 + 1) * ratio);
+        return Array.from(c.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3));
+    }""",
+        t_ns,
+    )
+
+
 def test_failing_run_report_opens_draws_and_explains(browser: Any, tmp_path: Path) -> None:
-    run = synth.real_failing_run(tmp_path / "store")  # a real VR run's files, one read made stale
+    run = synth.real_failing_run(tmp_path / "store")  # a real run that failed, as the harness stored it
+    linearizable = run.results["checkers"]["linearizable"]
+    counterexample = linearizable["counterexample"]["ops"]
+    stale_read = linearizable["first_unlinearizable"]
     report = write_run_report(run.run_dir)
     page, problems = _open(browser, report)
+
+    # the verdict banner: anomaly, and the exact command that reproduces it
+    assert page.text_content("#verdict h1") == "Anomaly found"
+    assert page.get_attribute("#verdict", "class") == "banner anomaly"
+    reproduce = page.text_content("#reproduce")
+    assert reproduce.startswith("ratchet run scenarios/rolling-kill.toml")
+    assert "--bug read-from-backup" in reproduce and "--seed 3" in reproduce
+
+    # the timeline draws, with the kill windows shaded where the history's nemesis ops put them
     assert page.evaluate("window.ratchetTimeline.drawnOps") > 100
     assert _canvas_painted_pixels(page) > 10_000
-    # the anomaly section and the link from it to the timeline
+    data = json.loads(page.text_content("#timeline-data"))
+    kills = [f for f in data["faults"] if f["kind"] == "rolling-kill"]
+    assert len(kills) >= 2
+    gaps = [(a["end"] + b["start"]) / 2 for a, b in itertools.pairwise(kills) if b["start"] > a["end"]]
+    assert gaps
+    for fault in kills:
+        r, g, b = _fault_shading(page, (fault["start"] + fault["end"]) / 2)
+        assert max(r, g, b) < 250, f"{fault['label']} is not shaded"
+    assert all(_fault_shading(page, t) == [255, 255, 255] for t in gaps)  # between the kills: not shaded
+    box = page.locator("#timeline-canvas").bounding_box()
+    view = page.evaluate("window.ratchetTimeline.view()")
+    first = kills[0]
+    x = 74 + ((first["start"] + first["end"]) / 2 - view["a"]) / (view["b"] - view["a"]) * (box["width"] - 82)
+    page.mouse.move(box["x"] + x, box["y"] + 20 + 9)  # hover the band's label strip
+    assert first["label"] in page.text_content("#timeline-tooltip")
+
+    # the anomaly section lists every op of the counterexample, each linked to the timeline
     assert page.is_visible("#anomaly .story")
-    link = page.locator("#anomaly table a[data-history-index]").first
-    linked = int(link.get_attribute("data-history-index"))
-    link.click()
-    _wait_for(page, f"window.ratchetTimeline.selectedHistoryIndex() === {linked}")
-    # zoom onto the anomaly, then click the read that cannot be linearized
+    links = page.locator("#anomaly table a[data-history-index]")
+    linked = {int(links.nth(i).get_attribute("data-history-index")) for i in range(links.count())}
+    assert {op["invoke_index"] for op in counterexample} <= linked
+    page.locator(f'#anomaly table a[data-history-index="{stale_read["invoke_index"]}"]').first.click()
+    _wait_for(page, f"window.ratchetTimeline.selectedHistoryIndex() === {stale_read['invoke_index']}")
+
+    # zoom onto the anomaly, then click the stale read in the timeline: its record, as stored
+    page.click("#tl-reset")
     page.click("#tl-anomaly")
     page.wait_for_timeout(100)
-    record = _click_op(page, run.anomaly_indices[2])
-    assert (
-        f'"index": {run.anomaly_indices[2]}' in record
-        and '"f": "read"' in record
-        and '"type": "ok"' in record
-    )
+    record = _click_op(page, stale_read["invoke_index"])
+    completion = run.history[stale_read["complete_index"]]
+    assert completion["type"] == "ok" and completion["f"] == "read"
+    assert f'"index": {stale_read["invoke_index"]},' in record
+    assert f'"index": {completion["index"]}, "time_ns": {completion["time_ns"]},' in record
+    assert f'"value": {json.dumps(completion["value"])},' in record and '"type": "ok"' in record
     page.screenshot(path=str(tmp_path / "failing-run.png"), full_page=True)
     page.hover("#timeline-canvas", position={"x": 300, "y": 60})
     assert problems == []

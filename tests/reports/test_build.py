@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from html import escape
 from pathlib import Path
 
 from checkers.history import Op
@@ -137,20 +139,97 @@ def test_index_lists_runs_newest_first_with_verdicts(tmp_path: Path) -> None:
     assert "<option>partition-majority</option>" in html and "<option>kill</option>" in html
 
 
-def test_report_of_a_real_run_places_node_events_and_logs(tmp_path: Path) -> None:
+def _nemesis_windows(history: list[dict]) -> list[tuple[str, int, int, list[str]]]:
+    """Fault windows read straight from a history (contracts §4): nemesis records come in pairs
+    (invocation, completion); a window runs from a start-<kind> completion to the next stop-<kind>
+    completion of that kind. Returns (kind, start ns, stop ns, targets)."""
+    nemesis = [r for r in history if r["process"] == "nemesis"]
+    completions = nemesis[1::2]
+    assert [r["f"] for r in nemesis[0::2]] == [r["f"] for r in completions]  # paired as documented
+    open_: dict[str, dict] = {}
+    windows = []
+    for record in completions:
+        action, kind = record["f"].split("-", 1)
+        if action == "start":
+            open_.setdefault(kind, record)
+        elif kind in open_:
+            start = open_.pop(kind)
+            windows.append((kind, start["time_ns"], record["time_ns"], start["value"]["targets"]))
+    assert not open_  # every fault of this run was healed
+    return windows
+
+
+def test_report_of_a_real_failing_run_shows_its_faults_anomaly_and_logs(tmp_path: Path) -> None:
+    from reports.nodes import MARKER_KINDS
+    from tests.reports.synth import real_failing_run
+
+    run = real_failing_run(tmp_path / "store")  # `ratchet run rolling-kill --bug read-from-backup --seed 3`
+    linearizable = run.results["checkers"]["linearizable"]
+    assert run.results["valid"] is False and linearizable["valid"] is False  # as the run judged it
+    html = write_run_report(run.run_dir).read_text(encoding="utf-8")
+    data = _timeline_data(html)
+
+    assert 'class="banner anomaly"' in html
+    first = linearizable["first_unlinearizable"]
+    why = linearizable["counterexample"]["orders"][0]["explanation"]  # the checker's words
+    assert f"read by p{first['process']} returned {first['value_out']}, but the register held" in why
+    assert f'<p class="reason">linearizable: {escape(why)}</p>' in html  # the banner's one line
+    command = run.test["command_line"]
+    assert command[2:6] == ["run", "scenarios/rolling-kill.toml", "--bug", "read-from-backup"]
+    assert command[6:8] == ["--seed", "3"]
+    assert shlex.join(["ratchet", *command[2:]]) in html  # the exact command that reproduces it
+    assert "Planted bug" in html and "read-from-backup" in html
+
+    invokes = [r for r in run.history if r["type"] == "invoke"]
+    nemesis_pairs = sum(1 for r in run.history if r["process"] == "nemesis") // 2
+    assert data["count"] == len(invokes) + nemesis_pairs  # one bar per client op and per nemesis op
+    windows = _nemesis_windows(run.history)
+    assert len(windows) >= 2 and {kind for kind, *_ in windows} == {"rolling-kill"}
+    t0 = run.history[0]["time_ns"]
+    assert [(f["kind"], f["start"], f["end"], f["healed"]) for f in data["faults"]] == [
+        (kind, start - t0, stop - t0, True) for kind, start, stop, _targets in windows
+    ]
+    for fault, (_kind, _start, _stop, targets) in zip(data["faults"], windows, strict=True):
+        assert fault["label"] == "rolling-kill · " + ", ".join(targets)  # who was killed
+
+    counterexample = linearizable["counterexample"]["ops"]
+    assert data["anomaly_indices"] == sorted(op["invoke_index"] for op in counterexample)
+    anomaly = html[
+        html.index('<section id="anomaly"') : html.index("</section>", html.index('<section id="anomaly"'))
+    ]
+    for op in counterexample:
+        assert f'data-history-index="{op["invoke_index"]}"' in anomaly
+
+    events = [
+        json.loads(line)
+        for node in sorted((run.run_dir / "nodes").iterdir())
+        for line in (node / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    for kind in ("view_change_started", "became_primary", "recovered_from_disk"):
+        assert sum(1 for m in data["markers"] if m["kind"] == kind) == sum(
+            1 for e in events if e["kind"] == kind
+        )
+    assert {m["kind"] for m in data["markers"]} <= {*MARKER_KINDS, "prefix"}
+    prefix = [m for m in data["markers"] if m["kind"] == "prefix"]
+    through = linearizable["linearizable_through_event"]
+    assert [m["t"] for m in prefix] == [run.history[through]["time_ns"] - t0]
+    assert html.count('<div class="hot">') > 0  # node-log lines near the anomaly, by the nodes' clocks
+    assert 'href="nodes/n1/output.log"' in html  # every other file of a node is linked too
+
+
+def test_ratchet_report_rechecks_the_real_failing_run_to_the_same_verdict(tmp_path: Path) -> None:
+    from harness.cli import main
     from tests.reports.synth import real_failing_run
 
     run = real_failing_run(tmp_path / "store")
-    html = write_run_report(run.run_dir).read_text(encoding="utf-8")
-    data = _timeline_data(html)
-    assert data["count"] > 2900
-    assert len(data["faults"]) == 5 and all(f["kind"] == "partition" for f in data["faults"])
-    kinds = {m["kind"] for m in data["markers"]}
-    assert {"view_change_started", "became_primary", "prefix"} <= kinds  # from the nodes' events.jsonl
-    assert all(-10e9 <= m["t"] <= data["end_ns"] + 10e9 for m in data["markers"])
-    assert (
-        html.count('<div class="hot">') > 0
-    )  # node-log lines near the anomaly, placed by the nodes' own clocks
-    assert "Planted bug" in html and "read-from-backup" in html
-    assert 'href="nodes/n1/output.log"' in html  # every other file of a node is linked too
-    assert "ratchet run --bug read-from-backup" in html
+    stored = run.results["checkers"]["linearizable"]
+    assert main(["report", str(run.run_dir)]) == 1  # anomaly, as `ratchet run` exited
+    rechecked = json.loads((run.run_dir / "results.json").read_text(encoding="utf-8"))
+    again = rechecked["checkers"]["linearizable"]
+    assert rechecked["valid"] is False and again["valid"] is False
+    assert again["key"] == stored["key"]
+    assert again["first_unlinearizable"]["id"] == stored["first_unlinearizable"]["id"]
+    assert [op["id"] for op in again["counterexample"]["ops"]] == [
+        op["id"] for op in stored["counterexample"]["ops"]
+    ]
+    assert 'class="banner anomaly"' in (run.run_dir / "report.html").read_text(encoding="utf-8")
