@@ -190,6 +190,13 @@ def timeline_columns(ops: Sequence[Op], bars: list[Bar] | None = None) -> dict[s
         "errors": error_table.values,
         "nodes": node_table.values,
         "ops": columns,
+        # The node an invocation itself names (the harness records none; the completion names the
+        # node that answered), by bar position, so an op's record shows each line as stored.
+        "invoke_nodes": {
+            str(position): node_table.code(op.node)
+            for position, op in enumerate(invokes)
+            if op.node is not None
+        },
         "count": len(bars),
     }
 

@@ -15,6 +15,7 @@
   var C = T.ops;
   var n = T.count;
   var lanes = T.lanes;
+  var invokeNodes = T.invoke_nodes || {};
   var tooltip = document.getElementById("timeline-tooltip");
   var record = document.getElementById("timeline-record");
   var status = document.getElementById("timeline-status");
@@ -324,14 +325,16 @@
       process: processValue(i), f: T.fs[C.f[i]],
       key: C.k[i] >= 0 ? T.keys[C.k[i]] : null
     };
-    function one(index, type, rel, value, error) {
+    function one(index, type, rel, value, error, node) {
       var r = { index: index, time_ns: "__TIME__", process: base.process, type: type, f: base.f,
-        key: base.key, value: value, error: error, node: C.n[i] >= 0 ? T.nodes[C.n[i]] : null };
+        key: base.key, value: value, error: error, node: node >= 0 ? T.nodes[node] : null };
       return JSON.stringify(r, null, 1).replace("\"__TIME__\"", absTime(rel)).replace(/\n\s*/g, " ");
     }
-    var lines = [one(C.ii[i], nemesis ? "info" : "invoke", C.s[i], C.vi[i], null)];
+    // C.n is the bar's node (the completion's, else the invocation's); the invocation's own is apart
+    var invokeNode = invokeNodes.hasOwnProperty(String(i)) ? invokeNodes[String(i)] : -1;
+    var lines = [one(C.ii[i], nemesis ? "info" : "invoke", C.s[i], C.vi[i], null, invokeNode)];
     if (C.ci[i] >= 0) {
-      lines.push(one(C.ci[i], OUTCOME[C.o[i]], C.e[i], C.vc[i], C.er[i] >= 0 ? T.errors[C.er[i]] : null));
+      lines.push(one(C.ci[i], OUTCOME[C.o[i]], C.e[i], C.vc[i], C.er[i] >= 0 ? T.errors[C.er[i]] : null, C.n[i]));
     } else {
       lines.push("(no completion in the history: the op was still open when it ended)");
     }

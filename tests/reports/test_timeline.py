@@ -87,3 +87,19 @@ def test_empty_history_gives_empty_columns() -> None:
 def test_completion_without_invocation_is_kept_as_a_point() -> None:
     bars = pair_bars([op(0, 1, 4, "ok", "read", "k", 1)])
     assert len(bars) == 1 and bars[0].invoke is bars[0].completion
+
+
+def test_an_invocations_own_node_is_kept_apart_from_the_answering_node() -> None:
+    history = [
+        op(0, 0, 0, "invoke", "read", "a"),  # the harness's invocations name no node
+        op(1, 2, 0, "ok", "read", "a", 1, node="n3"),
+        op(2, 3, 1, "invoke", "write", "a", 2, node="n1"),  # one that does, answered elsewhere
+        op(3, 5, 1, "ok", "write", "a", 2, node="n2"),
+        op(4, 6, 2, "invoke", "read", "a", node="n2"),  # never completed: only its own node
+    ]
+    columns = timeline_columns(history)
+    ops, nodes = columns["ops"], columns["nodes"]
+    row = {ii: position for position, ii in enumerate(ops["ii"])}
+    assert [nodes[ops["n"][row[i]]] for i in (0, 2, 4)] == ["n3", "n2", "n2"]  # the bar's node
+    invoke_nodes = {int(position): nodes[code] for position, code in columns["invoke_nodes"].items()}
+    assert invoke_nodes == {row[2]: "n1", row[4]: "n2"}  # the invocation at 0 named none
