@@ -242,6 +242,7 @@ def write_run_report(run_dir: Path) -> Path:
         "availability": perf.availability_rows,
         "availability_note": perf.availability_note,
         "never_recovered": perf.never_recovered,
+        "recovered": run.results.get("recovered"),  # the harness's own health check after the final heal
         "node_sections": _node_sections(run, clock, _focus_ns(found), nodes),
         "run_dir_name": f"{run_dir.parent.name}/{run_dir.name}",
     }

@@ -131,6 +131,22 @@ def _recovery_text(recovery: dict[str, Any] | None, healed: bool) -> tuple[str, 
     return "; ".join(parts), bool(never)
 
 
+def _never_text(window: dict[str, Any], *, start_ns: int, stop_ns: int, end_ns: int) -> str:
+    """Which fault, and how long the history ran on after its heal: a key with no ok write in the
+    last two seconds of a run is not the same news as one with none in the last two minutes."""
+    where = f"the {window['kind']} fault at {start_ns / 1e9:.2f} s"
+    if window.get("stop_ns") is None:
+        return f"{where} (never healed)"
+    recovery = window.get("recovery") or {}
+    keys = recovery.get("never_recovered_keys") or []
+    more = max(0, int(recovery.get("never_recovered_count") or len(keys)) - len(keys[:8]))
+    listed = ", ".join(compact(k, 30) for k in keys[:8]) + (f" and {more} more" if more else "")
+    return (
+        f"{where} (healed at {stop_ns / 1e9:.2f} s; no ok write on key(s) {listed} "
+        f"in the {(end_ns - stop_ns) / 1e9:.2f} s the history ran on)"
+    )
+
+
 def _availability_rows(
     ops: Sequence[Op], t0_ns: int, windows: Sequence[FaultWindow]
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -161,7 +177,7 @@ def _availability_rows(
             }
         )
         if bad:
-            never.append(f"the {window['kind']} fault at {start_ns / 1e9:.2f} s")
+            never.append(_never_text(window, start_ns=start_ns, stop_ns=stop_ns, end_ns=end_ns - t0_ns))
     return rows, never
 
 

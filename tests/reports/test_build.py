@@ -139,6 +139,19 @@ def test_index_lists_runs_newest_first_with_verdicts(tmp_path: Path) -> None:
     assert "<option>partition-majority</option>" in html and "<option>kill</option>" in html
 
 
+def test_a_cluster_the_run_found_unhealthy_is_called_never_recovered(tmp_path: Path) -> None:
+    history = [
+        *partition_history()[:13],
+        Op(13, partition_history()[12].time_ns + 5_000_000, 1, "invoke", "write", "b", 9),
+        Op(14, partition_history()[12].time_ns + 40_000_000, 1, "info", "write", "b", 9),
+    ]
+    results = {"valid": True, "checkers": {}, "recovered": False}
+    run = write_run(tmp_path / "s" / "x" / "20261122T030000", history, results=results, test=TEST)
+    html = write_run_report(run).read_text(encoding="utf-8")
+    assert "<strong>The cluster never recovered</strong> after the partition fault at 0.02 s" in html
+    assert "no ok write on key(s) b in the" in html and "still unhealthy" in html
+
+
 def _nemesis_windows(history: list[dict]) -> list[tuple[str, int, int, list[str]]]:
     """Fault windows read straight from a history (contracts §4): nemesis records come in pairs
     (invocation, completion); a window runs from a start-<kind> completion to the next stop-<kind>
@@ -213,6 +226,15 @@ def test_report_of_a_real_failing_run_shows_its_faults_anomaly_and_logs(tmp_path
     prefix = [m for m in data["markers"] if m["kind"] == "prefix"]
     through = linearizable["linearizable_through_event"]
     assert [m["t"] for m in prefix] == [run.history[through]["time_ns"] - t0]
+    # a key with no ok write after the last kill's heal, in a run whose own check found it healthy
+    availability = run.results["checkers"]["availability"]
+    assert run.results["recovered"] is True and list(availability["never_recovered"]) == ["rolling-kill#3"]
+    last = availability["windows"][-1]
+    after_s = (run.history[-1]["time_ns"] - last["stop_ns"]) / 1e9
+    keys = ", ".join(str(k) for k in last["recovery"]["never_recovered_keys"])
+    assert "<strong>Not seen to recover before the history ended</strong>" in html
+    assert f"no ok write on key(s) {keys} in the {after_s:.2f} s the history ran on" in html
+    assert "The cluster never recovered" not in html and "recovered: true" in html
     assert html.count('<div class="hot">') > 0  # node-log lines near the anomaly, by the nodes' clocks
     assert 'href="nodes/n1/output.log"' in html  # every other file of a node is linked too
 
