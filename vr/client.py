@@ -359,7 +359,10 @@ class Client:
                 if header.command == Command.REPLY and header.context == tag:
                     return reply
                 if header.command == Command.EVICTION:
-                    raise RequestFailed("evicted", value=_json_or_none(reply.body))
+                    # The cluster forgot this session (client table full): the request may have
+                    # run before the eviction, so the outcome is unknown; carry on as a new client.
+                    self._new_session()
+                    raise RequestIndeterminate(f"evicted from the client table ({_json_or_none(reply.body)})")
                 if header.command == Command.REDIRECT and header.view > self.view:
                     self.view = header.view
                     if self.primary != sent_to:
@@ -378,9 +381,19 @@ class Client:
                 next_retry = now + self.timeout_s * (0.75 + 0.5 * self._rng.random())
         if any(tag in channel.sent_tags for channel in self._channels):
             errors = "; ".join(c.error for c in self._channels if c.error) or "no reply"
+            # A new session: the next request must not depend on whether this one ever ran (a
+            # cluster that never saw our request 1 would take request 2 for an evicted session).
+            self._new_session()
             raise RequestIndeterminate(f"no reply within {self.deadline_s:.1f}s after sending ({errors})")
         errors = "; ".join(c.error for c in self._channels if c.error) or "nothing sent"
+        self.request_number -= 1  # never sent: the number is free again
         raise RequestFailed("unavailable", value=errors)
+
+    def _new_session(self) -> None:
+        """Start over as a client the cluster has never seen (a fresh id, request numbers from 1)."""
+        self.client_id = self._rng.randrange(1, 1 << 64)
+        self.request_number = 0
+        self._parent = ZERO_CHECKSUM
 
     def _poll(self, until: float, *, watch: _Channel | None = None) -> list[Message]:
         """Wait for socket events until ``until`` (monotonic s), the first message, or ``watch`` closing."""

@@ -70,7 +70,7 @@ from vr.message import (
 )
 from vr.quorums import quorums
 from vr.snapshot import SnapshotRef, SnapshotStore
-from vr.state_machine import StateMachine, encode_reply_body
+from vr.state_machine import CLIENTS_MAX, StateMachine, client_seq, encode_reply_body
 from vr.storage import Storage
 from vr.superblock import SuperBlock, VSRState
 from vr.timeout import Timeout
@@ -119,6 +119,7 @@ class ReplicaOptions:
     repair_prepares_max: int = 16
     headers_reply_max: int = 64
     sync_chunk_bytes: int = 256 * 1024  # state sync sends the checkpoint in pieces this big
+    clients_max: int = CLIENTS_MAX  # client table size: every replica of a cluster must agree
 
 
 class Status:
@@ -181,10 +182,10 @@ def encode_checkpoint(*, op: int, op_checksum: bytes, machine: StateMachine) -> 
     return b"%d %s\n" % (op, op_checksum.hex().encode()) + machine.snapshot()
 
 
-def decode_checkpoint(data: bytes) -> tuple[int, bytes, StateMachine]:
+def decode_checkpoint(data: bytes, clients_max: int = CLIENTS_MAX) -> tuple[int, bytes, StateMachine]:
     first, _, rest = data.partition(b"\n")
     op_text, checksum_text = first.split(b" ")
-    return int(op_text), bytes.fromhex(checksum_text.decode()), StateMachine.restore(rest)
+    return int(op_text), bytes.fromhex(checksum_text.decode()), StateMachine.restore(rest, clients_max)
 
 
 def format_data_file(
@@ -266,7 +267,7 @@ class Replica:
         self.checkpoint_data = b""
         self.checkpoint_checksum = checksum(b"")
         self.sync_transfer: SyncTransfer | None = None
-        self.machine = StateMachine()
+        self.machine = StateMachine(self.options.clients_max)
 
         self.pipeline: list[PipelineEntry] = []
         self.request_queue: list[Message] = []
@@ -367,7 +368,7 @@ class Replica:
         return self
 
     def _open(self, state: VSRState, data: bytes) -> None:
-        op, op_checksum, machine = decode_checkpoint(data)
+        op, op_checksum, machine = decode_checkpoint(data, self.options.clients_max)
         assert op == state.checkpoint.op, (op, state.checkpoint)
         self.machine = machine
         self.commit_min = op
@@ -676,6 +677,10 @@ class Replica:
             if inflight is not None and header.request <= inflight:
                 self._drop("request-in-flight")
                 return
+            if inflight is None and not self.machine.clients.admits(header.client, header.request):
+                self._drop("request-evicted")
+                self._send_client(header.client, self._eviction(header))
+                return
         if len(self.request_queue) >= self.options.request_queue_max:
             self._drop("request-queue-full")
             return
@@ -712,6 +717,16 @@ class Replica:
             extra=LOCAL_READ_FLAG,
         )
         self._send_client(message.header.client, reply)
+
+    def _eviction(self, request: Header) -> Message:
+        """Tell a client its session was evicted from the client table (its outcome is unknown)."""
+        return self._message(
+            Command.EVICTION,
+            body=b'{"error":"evicted"}',
+            client=request.client,
+            request=request.request,
+            context=request.checksum,
+        )
 
     def _live_reply(self, stored: bytes) -> Message:
         """A stored reply re-sealed with our current view, so the client learns the primary."""
@@ -1046,13 +1061,21 @@ class Replica:
         assert header.parent == self.commit_min_checksum
         requests = split_batch(prepare.body)
         send_replies = self._is_primary_normal()
-        for request in requests:
+        for index, request in enumerate(requests):
             rh = request.header
             entry = self.machine.clients.get(rh.client)
             if "no-client-table" not in self.bugs:
                 assert entry is None or entry.request < rh.request, (
                     f"request executed twice: client={rh.client} request={rh.request} at op {header.op}"
                 )
+                if not self.machine.clients.admits(rh.client, rh.request):
+                    # Evicted between being prepared and executed: it may be a retry of a request
+                    # the evicted session already had executed, so it must not run again.
+                    if self.inflight_requests.get(rh.client) == rh.request:
+                        del self.inflight_requests[rh.client]
+                    if send_replies:
+                        self._send_client(rh.client, self._eviction(rh))
+                    continue
             result = self.machine.execute(rh.operation, request.body)
             reply = make_message(
                 command=Command.REPLY,
@@ -1068,10 +1091,16 @@ class Replica:
             )
             encoded = reply.header.encode_raw() + reply.body
             if entry is not None and entry.request >= rh.request:
-                self.machine.clients._entries.pop(rh.client)
-            self.machine.clients.record(
-                client=rh.client, request=rh.request, request_checksum=rh.checksum, reply=encoded
+                self.machine.clients.forget(rh.client)  # no-client-table bug: it ran again
+            evicted = self.machine.clients.record(
+                client=rh.client,
+                request=rh.request,
+                request_checksum=rh.checksum,
+                reply=encoded,
+                seq=client_seq(header.op, index),
             )
+            if evicted is not None:
+                self.counters["clients_evicted"] = self.counters.get("clients_evicted", 0) + 1
             if self.inflight_requests.get(rh.client) == rh.request:
                 del self.inflight_requests[rh.client]
             if send_replies:
@@ -1781,7 +1810,7 @@ class Replica:
             self._drop("sync-invalid")
             return
         try:
-            op, op_checksum, machine = decode_checkpoint(data)
+            op, op_checksum, machine = decode_checkpoint(data, self.options.clients_max)
         except (ValueError, KeyError, json.JSONDecodeError, UnicodeDecodeError):
             self._drop("sync-invalid")
             return

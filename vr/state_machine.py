@@ -8,7 +8,12 @@ every replica that executes the same ops reaches byte-identical ``snapshot()``s.
 The client table (VR.md §1.6) lives here because it is replicated state: it is
 updated only by execution, rebuilt by replay after a restart, and saved in the
 checkpoint snapshot with the store, so at-most-once survives view changes,
-restarts and state transfer alike.
+restarts and state transfer alike. It holds at most ``clients_max`` clients:
+a new client evicts the one least recently executed (by ``seq``, the position
+of its last request in the log, so every replica evicts the same one). An
+evicted client's next request cannot be told from a retry of one already
+executed, so the replica answers it with EVICTION instead of executing it,
+and the client treats that as an unknown outcome and starts a new session.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from typing import Any
 
 from vr.message import Operation
 
+CLIENTS_MAX = 4096  # clients remembered for at-most-once; part of the state machine's definition
+_BATCH_SLOTS = 1 << 16  # requests one prepare can hold, at most (for ``client_seq``)
+
+
+def client_seq(op: int, index: int) -> int:
+    """Where a request executed: its prepare's op, then its place in that prepare's batch."""
+    assert 0 <= index < _BATCH_SLOTS, index
+    return op * _BATCH_SLOTS + index
+
 
 @dataclass(frozen=True, slots=True)
 class ClientEntry:
@@ -28,47 +42,71 @@ class ClientEntry:
     request: int
     request_checksum: bytes
     reply: bytes  # the full encoded REPLY message, resent verbatim to a retrying client
+    seq: int = 0  # where in the log it executed (op and place in the batch): eviction order
 
 
 class ClientTable:
     """client id -> latest executed request (at most once per (client, request number))."""
 
-    def __init__(self) -> None:
-        self._entries: dict[int, ClientEntry] = {}
+    def __init__(self, clients_max: int = CLIENTS_MAX) -> None:
+        assert clients_max >= 1, clients_max
+        self.clients_max = clients_max
+        self._entries: dict[int, ClientEntry] = {}  # ascending seq: the first is evicted first
 
     def get(self, client: int) -> ClientEntry | None:
         return self._entries.get(client)
 
-    def record(self, *, client: int, request: int, request_checksum: bytes, reply: bytes) -> None:
-        previous = self._entries.get(client)
+    def record(
+        self, *, client: int, request: int, request_checksum: bytes, reply: bytes, seq: int = 0
+    ) -> int | None:
+        """Remember a client's latest executed request; returns the client evicted to make room."""
+        previous = self._entries.pop(client, None)
         assert previous is None or previous.request < request, (client, previous, request)
-        self._entries[client] = ClientEntry(request, request_checksum, reply)
+        assert previous is None or previous.seq <= seq, (client, previous, seq)
+        evicted = None
+        if previous is None and len(self._entries) >= self.clients_max:
+            evicted = next(iter(self._entries))
+            del self._entries[evicted]
+        self._entries[client] = ClientEntry(request, request_checksum, reply, seq)
+        return evicted
+
+    def admits(self, client: int, request: int) -> bool:
+        """False for a session we evicted: a client we do not know starts at request 1."""
+        return request == 1 or client in self._entries
+
+    def forget(self, client: int) -> None:
+        """Drop a client's entry (planted bug no-client-table only: it re-executes duplicates)."""
+        self._entries.pop(client, None)
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def to_json(self) -> list[list[Any]]:
         return [
-            [client, e.request, e.request_checksum.hex(), base64.b64encode(e.reply).decode("ascii")]
+            [client, e.request, e.request_checksum.hex(), base64.b64encode(e.reply).decode("ascii"), e.seq]
             for client, e in sorted(self._entries.items())
         ]
 
     @classmethod
-    def from_json(cls, rows: list[list[Any]]) -> ClientTable:
-        table = cls()
-        for client, request, request_checksum, reply in rows:
-            table._entries[int(client)] = ClientEntry(
-                int(request), bytes.fromhex(request_checksum), base64.b64decode(reply)
-            )
+    def from_json(cls, rows: list[list[Any]], clients_max: int = CLIENTS_MAX) -> ClientTable:
+        table = cls(clients_max)
+        entries = []
+        for row in rows:
+            client, request, request_checksum, reply = row[:4]
+            seq = int(row[4]) if len(row) > 4 else 0
+            entry = ClientEntry(int(request), bytes.fromhex(request_checksum), base64.b64decode(reply), seq)
+            entries.append((seq, int(client), entry))
+        for _, client, entry in sorted(entries, key=lambda item: item[:2]):
+            table._entries[client] = entry
         return table
 
 
 class StateMachine:
     """A key-value store: read, write, cas (fails cleanly with the current value), append (lists)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clients_max: int = CLIENTS_MAX) -> None:
         self.kv: dict[str, Any] = {}
-        self.clients = ClientTable()
+        self.clients = ClientTable(clients_max)
 
     def execute(self, operation: int, body: bytes) -> dict[str, Any]:
         """Apply one request; returns the reply body as a dict. Bad bodies get an error reply."""
@@ -107,11 +145,11 @@ class StateMachine:
         ).encode("utf-8")
 
     @classmethod
-    def restore(cls, data: bytes) -> StateMachine:
+    def restore(cls, data: bytes, clients_max: int = CLIENTS_MAX) -> StateMachine:
         state = json.loads(data.decode("utf-8"))
-        machine = cls()
+        machine = cls(clients_max)
         machine.kv = dict(state["kv"])
-        machine.clients = ClientTable.from_json(state["clients"])
+        machine.clients = ClientTable.from_json(state["clients"], clients_max)
         return machine
 
 

@@ -390,3 +390,28 @@ def test_state_transfer_of_a_checkpoint_larger_than_one_message() -> None:
     assert max(int(e[3]["size_bytes"]) for e in transfers) > MESSAGE_SIZE_MAX
     assert restarted.commit_min == cluster.checker.executed_upto
     assert restarted.machine.kv.get("big39", "").startswith("39v")
+
+
+def test_client_table_evicts_the_least_recent_client_and_refuses_its_next_request() -> None:
+    """With room for two clients and four clients writing, sessions are evicted all the time:
+    an evicted session's next request is answered EVICTION (outcome unknown), never executed,
+    the client carries on as a new session, and every replica keeps at most two clients."""
+    from vr.replica import ReplicaOptions
+
+    cluster = SimCluster(
+        seed=9,
+        replica_count=3,
+        client_count=4,
+        network=NetworkOptions(),
+        faults=FaultOptions(flush_delay_ticks_max=1),
+        options=ReplicaOptions(pipeline_max=4, clients_max=2),
+    )
+    cluster.network.auto_partitions = False
+    cluster.requests_max = 120
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=20000, what="converged")
+    assert cluster.stats["evictions"] > 0
+    for replica in alive(cluster):
+        assert len(replica.machine.clients) <= 2
+        assert replica.counters.get("clients_evicted", 0) > 0
+    snapshots = {r.machine.snapshot() for r in alive(cluster)}
+    assert len(snapshots) == 1, "every replica evicted the same clients"

@@ -73,3 +73,41 @@ def test_client_table_keeps_latest_request_per_client() -> None:
     assert entry is not None and entry.request == 2 and entry.reply == b"r2"
     assert table.get(3) is None
     assert ClientTable.from_json(table.to_json()).to_json() == table.to_json()
+
+
+def test_client_table_evicts_least_recently_executed_and_survives_a_snapshot() -> None:
+    from vr.state_machine import ClientTable, StateMachine, client_seq
+
+    table = ClientTable(clients_max=2)
+    assert (
+        table.record(client=7, request=1, request_checksum=b"a" * 16, reply=b"r", seq=client_seq(1, 0))
+        is None
+    )
+    assert (
+        table.record(client=8, request=1, request_checksum=b"b" * 16, reply=b"r", seq=client_seq(1, 1))
+        is None
+    )
+    # Client 7 runs again, so 8 is now the least recent and goes when 9 arrives.
+    assert (
+        table.record(client=7, request=2, request_checksum=b"c" * 16, reply=b"r", seq=client_seq(2, 0))
+        is None
+    )
+    assert (
+        table.record(client=9, request=1, request_checksum=b"d" * 16, reply=b"r", seq=client_seq(3, 0)) == 8
+    )
+    assert table.admits(8, 2) is False, "an evicted session's next request is refused"
+    assert table.admits(8, 1) and table.admits(7, 3) and table.admits(10, 1)
+    # The order survives a checkpoint: a restored table evicts the same client next.
+    machine = StateMachine(clients_max=2)
+    machine.clients = table
+    restored = StateMachine.restore(machine.snapshot(), clients_max=2)
+    assert restored.snapshot() == machine.snapshot()
+    assert (
+        restored.clients.record(
+            client=11, request=1, request_checksum=b"e" * 16, reply=b"r", seq=client_seq(4, 0)
+        )
+        == 7
+    )
+    assert (
+        table.record(client=11, request=1, request_checksum=b"e" * 16, reply=b"r", seq=client_seq(4, 0)) == 7
+    )

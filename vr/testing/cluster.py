@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from vr.layout import Layout
 from vr.message import CLIENT_REPLICA, Command, Message, Operation, make_message
 from vr.replica import Replica, ReplicaOptions, Status, format_data_file
+from vr.state_machine import StateMachine
 from vr.testing.network import Network, NetworkOptions
 from vr.testing.state_checker import ObservedReply, StateChecker
 from vr.testing.storage import PowerCut, SimStorage, wal_sectors
@@ -130,7 +131,7 @@ class SimCluster:
         self.network = Network(
             replica_count=replica_count, options=network, rng=random.Random(self.rng.getrandbits(64))
         )
-        self.checker = StateChecker(cluster=cluster)
+        self.checker = StateChecker(cluster=cluster, model=StateMachine(options.clients_max))
         self.storages = [
             SimStorage(layout.size_bytes, rng=random.Random(self.rng.getrandbits(64)))
             for _ in range(replica_count)
@@ -152,6 +153,7 @@ class SimCluster:
             "clock_jumps": 0,
             "read_errors": 0,
             "power_cuts": 0,
+            "evictions": 0,
         }
         self.read_errors_until: list[int] = [0] * replica_count
         for i in range(replica_count):
@@ -373,6 +375,14 @@ class SimCluster:
             or header.client != client.client_id
             or header.request != client.request_number
         ):
+            return
+        if header.command == Command.EVICTION and header.context == client.message.header.checksum:
+            # Outcome unknown (it may have run before the eviction): start a new session.
+            client.client_id = client.rng.getrandbits(63) | 1
+            client.request_number = 0
+            client.message = None
+            client.completed += 1
+            self.stats["evictions"] += 1
             return
         if header.command == Command.REDIRECT:
             if header.view > client.view:

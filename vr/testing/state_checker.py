@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vr.message import Message, decode_batch
-from vr.state_machine import StateMachine
+from vr.state_machine import StateMachine, client_seq
 
 
 class Violation(Exception):
@@ -119,7 +119,7 @@ class StateChecker:
         while self.executed_upto + 1 in self.canonical:
             op = self.executed_upto + 1
             prepare = self.canonical[op]
-            for request in decode_batch(prepare.body, cluster=self.cluster):
+            for index, request in enumerate(decode_batch(prepare.body, cluster=self.cluster)):
                 key = (request.header.client, request.header.request)
                 if key in self.results:
                     raise Violation(
@@ -127,7 +127,16 @@ class StateChecker:
                         f"client {key[0]} request {key[1]} executed at op {self.results[key][0]} and again "
                         f"at op {op}",
                     )
+                if not self.model.clients.admits(*key):
+                    continue  # an evicted session's request: replicas answer EVICTION, never run it
                 result = self.model.execute(request.header.operation, request.body)
+                self.model.clients.record(
+                    client=key[0],
+                    request=key[1],
+                    request_checksum=request.header.checksum,
+                    reply=b"",
+                    seq=client_seq(op, index),
+                )
                 self.results[key] = (op, result)
             self.kv_after[op] = json.loads(json.dumps(self.model.kv))
             self.executed_upto = op
