@@ -47,29 +47,29 @@ class LatencyPoint:
     key: Any
 
 
-def _nemesis_completions(ops: Iterable[Op]) -> list[Op]:
-    """The completion of each nemesis invocation/completion pair (both are ``info``).
+def _nemesis_pairs(ops: Iterable[Op]) -> list[tuple[Op, Op]]:
+    """(invocation, completion) of each nemesis op (both records are ``info``), by completion.
 
     Pairs are consecutive records with the same ``f``: the first is the
     invocation, the next with that ``f`` its completion. An invocation with no
     completion (the run was cut short) counts as its own completion.
     """
     open_by_f: dict[str, Op] = {}
-    completions: list[Op] = []
+    pairs: list[tuple[Op, Op]] = []
     for op in ops:
         if type(op.process) is int:  # a client op (inlined: a hot loop)
             continue
         if op.type == "invoke":
             open_by_f[op.f] = op
             continue
-        if op.f in open_by_f:
-            open_by_f.pop(op.f)
-            completions.append(op)
+        invocation = open_by_f.pop(op.f, None)
+        if invocation is not None:
+            pairs.append((invocation, op))
         else:
             open_by_f[op.f] = op
-    completions.extend(open_by_f.values())
-    completions.sort(key=lambda op: op.index)
-    return completions
+    pairs.extend((op, op) for op in open_by_f.values())
+    pairs.sort(key=lambda pair: pair[1].index)
+    return pairs
 
 
 def _kind(f: str) -> tuple[str, str] | None:
@@ -91,23 +91,29 @@ def _targets(value: Any) -> tuple[Any, ...]:
 
 
 def fault_windows(ops: Sequence[Op]) -> list[FaultWindow]:
-    """Fault windows from nemesis ops (contracts §4), in start order."""
-    started: dict[str, Op] = {}
+    """Fault windows from nemesis ops (contracts §4), in start order.
+
+    A window opens when its start op is *invoked*: the fault takes hold while
+    that op runs (a rolling kill kills its first node at once, then waits), so
+    an op in between already ran under it. Targets come from the completion.
+    """
+    started: dict[str, tuple[Op, Op]] = {}
     windows: list[FaultWindow] = []
-    for op in _nemesis_completions(ops):
+    for invocation, op in _nemesis_pairs(ops):
         parsed = _kind(op.f)
         if parsed is None:
             continue
         action, kind = parsed
         if action == "start":
             if kind not in started:
-                started[kind] = op
+                started[kind] = (invocation, op)
             continue
         start = started.pop(kind, None)
         if start is not None:
-            windows.append(FaultWindow(kind, start.time_ns, op.time_ns, _targets(start.value), start.value))
-    for kind, start in started.items():
-        windows.append(FaultWindow(kind, start.time_ns, None, _targets(start.value), start.value))
+            begun, done = start
+            windows.append(FaultWindow(kind, begun.time_ns, op.time_ns, _targets(done.value), done.value))
+    for kind, (begun, done) in started.items():
+        windows.append(FaultWindow(kind, begun.time_ns, None, _targets(done.value), done.value))
     windows.sort(key=lambda w: (w.start_ns, w.kind))
     return windows
 

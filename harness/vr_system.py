@@ -38,7 +38,11 @@ class VRClient:
 
     @property
     def last_node(self) -> str | None:
-        return self._system.node_names()[self._client.primary]
+        """The node whose reply completed the last op (None if none did): not the believed primary,
+        since after a timeout the client asks every node and a stale backup may be the one answering."""
+        answered = self._client.answered_by
+        names = self._system.node_names()
+        return names[answered] if answered is not None and 0 <= answered < len(names) else None
 
     def _call(self, method: str, *args: Any) -> Any:
         from vr.client import RequestFailed, RequestIndeterminate

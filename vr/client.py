@@ -251,6 +251,7 @@ class Client:
         self._selector = selectors.DefaultSelector()
         self._channels = [_Channel(i, address, self._selector) for i, address in enumerate(self.peers)]
         self.retries = 0
+        self.answered_by: int | None = None  # the replica whose reply completed the last request
 
     # public operations ----------------------------------------------------------------------
 
@@ -340,6 +341,7 @@ class Client:
         return _result(reply)
 
     def _exchange(self, message: Message) -> Message:
+        self.answered_by = None
         data = message.encode()
         tag = message.header.checksum
         for channel in self._channels:
@@ -357,6 +359,7 @@ class Client:
                 if header.client != self.client_id or header.request != message.header.request:
                     continue  # a late answer to an earlier request, or to someone else
                 if header.command == Command.REPLY and header.context == tag:
+                    self.answered_by = reply.header.replica
                     return reply
                 if header.command == Command.EVICTION:
                     # The cluster forgot this session (client table full): the request may have

@@ -38,11 +38,11 @@ def _history() -> list[Op]:
     return b.ops
 
 
-def test_fault_windows_run_from_start_completion_to_stop_completion() -> None:
+def test_fault_windows_run_from_start_invocation_to_stop_completion() -> None:
     windows = fault_windows(_history())
     assert [(w.kind, w.start_ns, w.stop_ns, w.targets) for w in windows] == [
-        ("partition", 12 * MS, 101 * MS, ("n1",)),
-        ("kill", 171 * MS, None, ("n2",)),
+        ("partition", 10 * MS, 101 * MS, ("n1",)),
+        ("kill", 170 * MS, None, ("n2",)),
     ]
 
 

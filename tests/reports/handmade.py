@@ -27,7 +27,7 @@ def op(
 
 
 def partition_history() -> list[Op]:
-    """Two clients on key "a", a partition from 20 ms to 60 ms (completion times), heal at 60 ms.
+    """Two clients on key "a", a partition from 18 ms (start invoked) to 60 ms (stop completed).
 
     p0: write 1 [0, 5] ok; read [10, 12] ok -> 1; write 2 [30, 80] info (retired);
     p1: cas [1, 3] [2, 4] fail; write 3 [25, 28] fail; write 4 [65, 70] ok (first ok write after heal: 10 ms);

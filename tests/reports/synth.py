@@ -26,7 +26,7 @@ class Synthetic:
 
     run_dir: Path
     op_count: int
-    fault_windows: list[tuple[str, int, int]]  # (kind, start completion ns, stop completion ns) relative
+    fault_windows: list[tuple[str, int, int]]  # (kind, start invocation ns, stop completion ns) relative
     anomaly_indices: list[int]
 
 
@@ -53,10 +53,11 @@ def write_run(
     )
     records.extend(clients)
     for kind, start, stop, targets in windows:
-        for offset, f in ((start, f"start-{kind}"), (stop, f"stop-{kind}")):
+        # The window opens when its start is invoked and closes when its stop completes (§4).
+        for invoked, f in ((start, f"start-{kind}"), (stop - 2_000_000, f"stop-{kind}")):
             value = {"targets": targets}
-            records.append(_rec(START_MONO_NS + offset - 2_000_000, "nemesis", "info", f, None, value))
-            records.append(_rec(START_MONO_NS + offset, "nemesis", "info", f, None, value))
+            records.append(_rec(START_MONO_NS + invoked, "nemesis", "info", f, None, value))
+            records.append(_rec(START_MONO_NS + invoked + 2_000_000, "nemesis", "info", f, None, value))
     records.sort(key=lambda r: r["time_ns"])
     for index, record in enumerate(records):
         record["index"] = index

@@ -154,20 +154,21 @@ def test_a_cluster_the_run_found_unhealthy_is_called_never_recovered(tmp_path: P
 
 def _nemesis_windows(history: list[dict]) -> list[tuple[str, int, int, list[str]]]:
     """Fault windows read straight from a history (contracts §4): nemesis records come in pairs
-    (invocation, completion); a window runs from a start-<kind> completion to the next stop-<kind>
-    completion of that kind. Returns (kind, start ns, stop ns, targets)."""
+    (invocation, completion); a window runs from a start-<kind> invocation to the next stop-<kind>
+    completion of that kind, with the targets of the start's completion. Returns (kind, start ns,
+    stop ns, targets)."""
     nemesis = [r for r in history if r["process"] == "nemesis"]
-    completions = nemesis[1::2]
-    assert [r["f"] for r in nemesis[0::2]] == [r["f"] for r in completions]  # paired as documented
-    open_: dict[str, dict] = {}
+    invocations, completions = nemesis[0::2], nemesis[1::2]
+    assert [r["f"] for r in invocations] == [r["f"] for r in completions]  # paired as documented
+    open_: dict[str, tuple[dict, dict]] = {}
     windows = []
-    for record in completions:
+    for invocation, record in zip(invocations, completions, strict=True):
         action, kind = record["f"].split("-", 1)
         if action == "start":
-            open_.setdefault(kind, record)
+            open_.setdefault(kind, (invocation, record))
         elif kind in open_:
-            start = open_.pop(kind)
-            windows.append((kind, start["time_ns"], record["time_ns"], start["value"]["targets"]))
+            begun, started = open_.pop(kind)
+            windows.append((kind, begun["time_ns"], record["time_ns"], started["value"]["targets"]))
     assert not open_  # every fault of this run was healed
     return windows
 

@@ -8,12 +8,12 @@ from reports.perfdata import bucket_for, prepare, window_label
 from tests.reports.handmade import MS, T0_NS, op, partition_history
 
 
-def test_fault_window_runs_from_start_completion_to_stop_completion_relative_to_first_op() -> None:
+def test_fault_window_runs_from_start_invocation_to_stop_completion_relative_to_first_op() -> None:
     perf = prepare(partition_history(), t0_ns=T0_NS)
     assert perf.timeline_faults == [
         {
             "kind": "partition",
-            "start": 20 * MS,
+            "start": 18 * MS,
             "end": 60 * MS,
             "healed": True,
             "label": "partition · n1",
@@ -28,7 +28,7 @@ def test_availability_row_has_ok_fraction_and_time_to_recover() -> None:
     (row,) = perf.availability_rows
     assert row["kind"] == "partition"
     assert row["targets"] == "n1"
-    assert (row["start_ns"], row["end_ns"]) == (20 * MS, 60 * MS)
+    assert (row["start_ns"], row["end_ns"]) == (18 * MS, 60 * MS)
     assert row["ops"] == "1"  # only p1's failed write 3 completed inside the window
     assert row["ok_fraction"] == "0.0%"
     assert row["recovery"] == "max 10.0 ms (key a) over 1 key(s)"  # heal at 60 ms, write 4 ok at 70 ms
