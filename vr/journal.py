@@ -358,6 +358,14 @@ class Journal:
             and slot not in self._faulty
         )
 
+    def holds_intact(self, op: int, checksum_expected: bytes) -> bool:
+        """True if the slot physically holds this verified prepare, whatever we believe of it.
+
+        A slot can be faulty (its header torn by a neighbour's header-sector write) while its
+        prepare is intact: that copy may be the cluster's last, so it must still be served.
+        """
+        return self._inhabited.get(op % self.layout.slot_count) == checksum_expected
+
     def is_dirty(self, op: int) -> bool:
         return op % self.layout.slot_count in self._dirty
 
@@ -879,6 +887,17 @@ class Journal:
                 self._faulty.add(slot)
                 self._dirty.add(slot)
                 self._count("faulty_slot")
+                header = read.header
+                if (
+                    header is not None
+                    and header.command == Command.PREPARE
+                    and self.op_checkpoint < header.op <= self.op_prepare_max
+                    and (prepare is None or prepare.command == Command.RESERVED or prepare.op < header.op)
+                ):
+                    # A valid header whose prepare is lost (rot, a lost or misdirected write) still
+                    # names the op and its checksum: keep that belief, faulty, so the op counts in
+                    # our head and our log (never "never had it") and is repaired by (op, checksum).
+                    self._headers[slot] = header
             elif decision in (Decision.CUT, Decision.CUT_TORN):
                 cut_slots.append(slot)
                 self._count("torn_cut" if decision == Decision.CUT_TORN else "cut")

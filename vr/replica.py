@@ -608,7 +608,7 @@ class Replica:
         header = self.journal.header_for_op(op)
         believed = header is not None and header.checksum == checksum
         held = believed and self.journal.has_prepare(header)
-        if believed and not held:
+        if believed and not held and not self.journal.holds_intact(op, checksum):
             return None  # dirty (never written here) or faulty (known bad): reading proves nothing
         # Asked even without a header belief: a torn header sector can leave a slot faulty with
         # its prepare intact, and that copy may be the last one (the journal re-verifies it and,
@@ -1650,7 +1650,7 @@ class Replica:
                 cached = self.prepares.get(op)
                 if cached is not None and cached.header.checksum == want:
                     continue
-                local = self._prepare_message(op, want) if header is None or header.checksum != want else None
+                local = self._prepare_message(op, want) if self.journal.holds_intact(op, want) else None
                 if local is not None:
                     self._on_repair(local)  # our own intact copy: the chain vouches for it
                     continue

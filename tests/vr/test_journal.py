@@ -279,7 +279,9 @@ def test_rotten_committed_prepare_is_faulty_never_truncated() -> None:
     assert recovery.faulty_slots == (5,)
     assert recovery.torn_ops == () and recovery.cut_slots == ()
     assert journal.is_faulty(5)
-    assert journal.header_for_op(5) is None  # recovery never loads a header into a faulty slot
+    # Its valid header is kept (faulty, dirty): the op stays in our log, repaired by (op, checksum).
+    assert journal.header_for_op(5) == messages[4].header
+    assert not journal.has_prepare(messages[4].header)
     assert journal.read_prepare(5, messages[4].header.checksum) is None
     for message in messages[:4] + messages[5:]:
         assert_clean(journal, message)
@@ -407,8 +409,29 @@ def test_misdirected_prepare_is_rejected_at_runtime_and_at_recovery() -> None:
     journal, recovery = reopen(storage)
     assert journal.is_faulty(3)  # header says op 3, prepare slot still reserved: case K
     assert recovery.cases.get("K") == 1
+    # The valid header is kept (faulty, dirty): op 3 still counts in our log and head, it is
+    # repaired by (op, checksum), and it is never reported as "never had it".
+    assert journal.header_for_op(3) == messages[2].header
+    assert not journal.has_prepare(messages[2].header)
+    assert 3 in journal.faulty_ops()
     assert journal.header_for_op(20) is None
     assert 20 in recovery.torn_ops  # op 3's bytes in slot 20 look like a torn append above the head
+
+
+def test_lost_prepare_of_the_head_keeps_the_head() -> None:
+    """The newest op's prepare write was lost (misdirected) after its header was written: the
+    head stays at that op, faulty, instead of shrinking to the op before it."""
+    storage, journal = make_journal()
+    messages = prepares(1, 5, parent=ROOT.header.checksum)
+    storage.misdirect_next_write(
+        intended_offset=wal_sectors(LAYOUT, 5).prepare_offset,
+        landed_offset=wal_sectors(LAYOUT, 20).prepare_offset,
+    )
+    write_and_flush(journal, messages)
+    storage.crash()
+    journal, recovery = reopen(storage)
+    assert recovery.op_max == 5
+    assert journal.header_for_op(5) == messages[4].header and journal.is_faulty(5)
 
 
 def test_copied_entry_at_the_wrong_slot_is_not_accepted() -> None:

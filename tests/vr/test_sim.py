@@ -64,6 +64,7 @@ def test_seeds_exercise_faults() -> None:
     assert totals["duplicated"] > 0
     assert totals["blocked"] > 0
     assert totals["power_cuts"] > 0
+    assert totals["misdirects"] > 0
     assert config_for_seed(1) == config_for_seed(1)
 
 
@@ -121,15 +122,36 @@ def test_regression_intact_prepare_in_a_faulty_slot_is_served() -> None:
 
 
 def test_simulation_under_storage_stress() -> None:
-    """Power cuts mid-flush (torn prepares, torn header sectors) and rot on top of the swarm's faults."""
-    failures, power_cuts = [], 0
+    """Power cuts mid-flush (torn prepares, torn header sectors), misdirected prepare writes and
+    rot, on top of the swarm's faults, all within the fault atlas."""
+    failures, power_cuts, misdirects = [], 0, 0
     for seed in range(1, 101):
-        result = run_seed(seed, power_cut_probability=0.05, corrupt_probability=0.01)
+        result = run_seed(
+            seed, power_cut_probability=0.05, corrupt_probability=0.01, misdirect_probability=0.02
+        )
         power_cuts += result.stats["power_cuts"]
+        misdirects += result.stats["misdirects"]
         if not result.ok:
             failures.append(f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}")
     assert not failures, "\n".join(failures)
     assert power_cuts > 100
+    assert misdirects > 100
+
+
+# Seeds that once failed under misdirected writes, with what they found.
+MISDIRECT_REGRESSION_SEEDS = [
+    (102, "a valid header over a lost prepare was dropped at recovery: the head shrank to op 9, "
+     "the replica's log lost committed op 10 in a view change (divergence)"),
+    (153, "op 8's header was torn on two replicas whose prepares were intact, but a faulty slot "
+     "whose header was learned again was never read: no one served the good copies (liveness)"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("seed", "found"), MISDIRECT_REGRESSION_SEEDS)
+def test_regression_seeds_misdirected_writes(seed: int, found: str) -> None:
+    result = run_seed(seed, misdirect_probability=0.05)
+    assert result.stats["misdirects"] > 0
+    assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}\n  once: {found}"
 
 
 def test_cli_forced_fault_rates_are_part_of_the_reproduce_line() -> None:

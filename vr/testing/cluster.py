@@ -40,6 +40,7 @@ class FaultOptions:
     read_error_probability: float = 0.0  # per tick: EIO on one committed prepare slot (atlas-limited)
     read_error_ticks: int = 100  # how long an injected read error window lasts
     power_cut_probability: float = 0.0  # per flush: the power goes at its 1st or 2nd sync
+    misdirect_probability: float = 0.0  # per tick: a replica's next prepare lands in another slot
 
 
 @dataclass(slots=True)
@@ -153,6 +154,7 @@ class SimCluster:
             "clock_jumps": 0,
             "read_errors": 0,
             "power_cuts": 0,
+            "misdirects": 0,
             "evictions": 0,
         }
         self.read_errors_until: list[int] = [0] * replica_count
@@ -240,6 +242,32 @@ class SimCluster:
         self.corrupted.add((target, op))
         self.stats["corruptions"] += 1
         self._trace(f"corrupt replica={target} op={op}")
+
+    def misdirect_one(self) -> None:
+        """Send one replica's next prepare write to another slot (atlas-limited, both slots).
+
+        The intended slot keeps its old bytes (a lost write the replica believes durable) and
+        the slot it lands in loses its entry: so both slots must be ones whose copy on this
+        replica the fault atlas allows to be bad.
+        """
+        alive = [i for i, r in enumerate(self.replicas) if r is not None]
+        if not alive:
+            return
+        target = self.rng.choice(alive)
+        replica = self.replicas[target]
+        assert replica is not None
+        intended = wal_sectors(self.layout, replica.op + 1)
+        if self.atlas[intended.slot] != target:
+            return
+        others = [s for s in range(self.layout.slot_count) if s != intended.slot and self.atlas[s] == target]
+        if not others:
+            return
+        landed = self.layout.prepare_offset(self.rng.choice(others))
+        self.storages[target].misdirect_next_write(
+            intended_offset=intended.prepare_offset, landed_offset=landed
+        )
+        self.stats["misdirects"] += 1
+        self._trace(f"misdirect replica={target} op={replica.op + 1} slot={intended.slot} landed={landed}")
 
     def read_error_one(self) -> None:
         """Make reads of one committed prepare slot fail with EIO for a while (atlas replica only)."""
@@ -334,6 +362,8 @@ class SimCluster:
             self.corrupt_one()
         if self.faults.read_error_probability and self.rng.random() < self.faults.read_error_probability:
             self.read_error_one()
+        if self.faults.misdirect_probability and self.rng.random() < self.faults.misdirect_probability:
+            self.misdirect_one()
         for i, until in enumerate(self.read_errors_until):
             if until and self.now >= until:
                 self.storages[i].clear_faults()

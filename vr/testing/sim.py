@@ -78,7 +78,11 @@ class SimResult:
 
 
 # FaultOptions a person may force from the command line (to hammer one fault), and their flags.
-_FLAGS = {"power_cut_probability": "power-cuts", "corrupt_probability": "corruption"}
+_FLAGS = {
+    "power_cut_probability": "power-cuts",
+    "corrupt_probability": "corruption",
+    "misdirect_probability": "misdirects",
+}
 
 
 def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimConfig:
@@ -106,6 +110,9 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         read_error_probability=rng.choice([0.0, 0.0, 0.005, 0.02]),
         # Its own stream, so adding it left every other seed's configuration as it was.
         power_cut_probability=random.Random(seed ^ 0xC07).choice([0.0, 0.0, 0.01, 0.03]) if not bugs else 0.0,
+        misdirect_probability=random.Random(seed ^ 0x3157).choice([0.0, 0.0, 0.002, 0.01])
+        if not bugs
+        else 0.0,
     )
     if "ack-before-fsync" in bugs:
         faults = _replace(
@@ -178,10 +185,15 @@ def run_seed(
     liveness_ticks_max: int = LIVENESS_TICKS_MAX,
     power_cut_probability: float | None = None,
     corrupt_probability: float | None = None,
+    misdirect_probability: float | None = None,
 ) -> SimResult:
     """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix, the probabilities override it."""
     config = config_for_seed(seed, profile=bugs if profile is None else profile)
-    forced = {"power_cut_probability": power_cut_probability, "corrupt_probability": corrupt_probability}
+    forced = {
+        "power_cut_probability": power_cut_probability,
+        "corrupt_probability": corrupt_probability,
+        "misdirect_probability": misdirect_probability,
+    }
     overrides = tuple((name, value) for name, value in forced.items() if value is not None)
     if overrides:
         config = _replace(config, faults=_replace(config.faults, **dict(overrides)))
@@ -288,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="per-tick probability of corrupting one committed WAL entry (atlas-limited)",
     )
+    parser.add_argument(
+        "--misdirects",
+        type=_probability,
+        default=None,
+        help="per-tick probability that a replica's next prepare write lands in another slot",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
     args = parser.parse_args(argv)
     try:
@@ -307,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             log=log,
             power_cut_probability=args.power_cuts,
             corrupt_probability=args.corruption,
+            misdirect_probability=args.misdirects,
         )
         line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
         print(line + (f" detail={result.detail}" if result.detail else ""))
