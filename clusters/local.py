@@ -5,10 +5,11 @@ The controller has already entered private network, mount and PID namespaces
 every firewall rule and every mount belongs to the run and disappears with it,
 even if the controller is killed with SIGKILL.
 
-Addresses: node ``i`` (0-based) listens on ``127.0.0.{i + 2}``; 127.0.0.1 is left
-to the controller, whose client connections leave from it. As root, each node
-process also runs with its own group id (``NODE_GID_BASE + i``) so the packet
-filter can tell its sockets apart (see :mod:`nemeses.firewall`).
+Addresses: node ``i`` (0-based) listens on ``127.0.0.{i + 2}`` and opens its
+connections to the other nodes from that address too (vr.bus binds them), so the
+packet filter tells nodes apart by address alone, as root or as an unprivileged
+user (see :mod:`nemeses.firewall`). 127.0.0.1 is left to the controller, whose
+client connections leave from it and are never partitioned.
 
 A node process gets its own session, so a Ctrl-C at the terminal reaches only
 the controller, which then stops the nodes in order (resume, terminate, kill).
@@ -30,7 +31,6 @@ from nemeses.firewall import Endpoint, Firewall, choose_firewall
 
 logger = logging.getLogger(__name__)
 
-NODE_GID_BASE = 61000
 BASE_PORT = 7100
 STOP_GRACE_S = 3.0
 SIGNAL_CONFIRM_S = 2.0
@@ -42,14 +42,13 @@ class LocalNode:
     index: int
     host: str
     port: int
-    gid: int | None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
     def endpoint(self) -> Endpoint:
-        return Endpoint(self.name, self.host, self.gid)
+        return Endpoint(self.name, self.host, self.port)
 
 
 class LocalCluster:
@@ -62,10 +61,8 @@ class LocalCluster:
             raise RuntimeError(
                 "LocalCluster must be created inside the run namespace (clusters.namespace.enter)"
             )
-        root = os.geteuid() == 0
         self.nodes: tuple[LocalNode, ...] = tuple(
-            LocalNode(f"n{i + 1}", i, f"127.0.0.{i + 2}", base_port + i, NODE_GID_BASE + i if root else None)
-            for i in range(node_count)
+            LocalNode(f"n{i + 1}", i, f"127.0.0.{i + 2}", base_port + i) for i in range(node_count)
         )
         self._by_name = {n.name: n for n in self.nodes}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -84,7 +81,8 @@ class LocalCluster:
 
     def spawn(self, name: str, argv: Sequence[str], *, output_path: Path) -> int:
         """Start ``argv`` as node ``name``'s process (stdout+stderr appended to ``output_path``)."""
-        node = self._by_name[name]
+        if name not in self._by_name:
+            raise KeyError(f"no node named {name!r} in {self.names()}")
         if self.is_running(name):
             raise RuntimeError(f"{name} is already running (pid {self._procs[name].pid})")
         output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +93,6 @@ class LocalCluster:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                group=node.gid,
                 close_fds=True,
             )
         self._procs[name] = proc

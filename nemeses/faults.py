@@ -112,7 +112,8 @@ class PartitionNemesis:
         return {"targets": targets, "healed": healed}
 
 
-CLIENTS = Endpoint("clients", "127.0.0.1", None)  # where the controller's client connections come from
+# Where the controller's client connections come from (no port: they only open connections).
+CLIENTS = Endpoint("clients", "127.0.0.1", port=None)
 
 
 class LossNemesis:

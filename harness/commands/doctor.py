@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from rich.console import Console
@@ -27,16 +26,6 @@ def handle(args: argparse.Namespace) -> int:
     from harness.capabilities import FAULT_NEEDS, fault_refusal, probe_all
 
     caps = probe_all()
-    if os.geteuid() != 0 and caps["packet-filter"].available:
-        from harness.capabilities import Capability
-
-        caps["packet-filter"] = Capability(
-            "packet-filter",
-            False,
-            "works in a user namespace, but as non-root the nodes cannot be told apart by the filter "
-            "(per-node group ids need root)",
-            "run ratchet as root for partition and loss faults",
-        )
     console = Console()
     table = Table(title="what this machine provides")
     for column in ("capability", "ok", "detail", "to enable"):

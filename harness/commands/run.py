@@ -9,7 +9,6 @@ run itself is :func:`harness.session.execute`.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from pathlib import Path
@@ -133,14 +132,6 @@ def resolve_test(args: argparse.Namespace) -> Any:
     caps = {"signals": capabilities.probe_signals(), "namespaces": namespaces}
     if set(test.nemesis.faults) & {"partition", "loss"}:
         caps["packet-filter"] = capabilities.probe_packet_filter()
-        if os.geteuid() != 0:
-            caps["packet-filter"] = capabilities.Capability(
-                "packet-filter",
-                False,
-                "as a non-root user the nodes cannot be told apart by the packet filter (their connections "
-                "all leave from 127.0.0.1 and per-node group ids need root)",
-                "run `ratchet run` as root",
-            )
     check_capabilities(test, caps, where=flags.get(("nemesis", "faults"), str(path)))
     return test
 

@@ -2,9 +2,9 @@
 
 Proves the local cluster's faults on plain real processes, independent of VR:
 each "node" is a tiny TCP echo server started through ``LocalCluster.spawn``
-(so it has the node's address and group id), and "can A reach B" is measured
-by a probe process running with A's group id that connects to B and expects
-its bytes echoed. Prints one JSON object with what it saw.
+on the node's address, and "can A reach B" is measured by a probe process that
+connects to B from A's address (as a VR node dials its peers) and expects its
+bytes echoed. Prints one JSON object with what it saw.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ import socket, sys
 ok = 0
 for _ in range(int(sys.argv[3])):
     try:
-        c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[4]))
+        c = socket.create_connection(
+            (sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[4]), source_address=(sys.argv[5], 0)
+        )
         c.settimeout(float(sys.argv[4])); c.sendall(b"ping"); ok += c.recv(8) == b"ping"; c.close()
     except OSError:
         pass
@@ -89,15 +91,11 @@ class EchoSystem:
 
 
 def reach(cluster: LocalCluster, src: str, dst: str, *, tries: int = 1, timeout_s: float = 0.4) -> int:
-    """How many of ``tries`` echo round trips from a process of ``src`` to ``dst`` succeed."""
+    """How many of ``tries`` echo round trips from ``src``'s address to ``dst`` succeed."""
     target = cluster.node(dst)
+    argv = [sys.executable, "-c", PROBE, target.host, str(target.port), str(tries), str(timeout_s)]
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE, target.host, str(target.port), str(tries), str(timeout_s)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-        group=cluster.node(src).gid,
+        [*argv, cluster.node(src).host], capture_output=True, text=True, timeout=30, check=True
     )
     return int(proc.stdout.strip())
 

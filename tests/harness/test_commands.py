@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,8 +60,6 @@ def test_bad_run_input_is_exit_3_with_one_paragraph(
 
 
 @pytest.mark.integration
-@pytest.mark.root
-@pytest.mark.skipif(os.geteuid() != 0, reason="the local cluster's partitions need root")
 def test_replay_reruns_the_same_scenario_and_seed(tmp_path: Path) -> None:
     scenario = tmp_path / "kv.toml"
     scenario.write_text(
@@ -93,13 +92,17 @@ def test_replay_reruns_the_same_scenario_and_seed(tmp_path: Path) -> None:
     assert a["test"] == b["test"]
 
 
-def test_partition_is_refused_up_front_for_a_non_root_user(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_partition_is_refused_up_front_where_no_packet_filter_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import harness.commands.run as run_command
-
-    monkeypatch.setattr(run_command.os, "geteuid", lambda: 1000)
-    assert main(["run", "--nemesis", "partition"]) == 3
+    """No nft and no iptables on PATH: the real probe finds neither and the run is refused, before
+    anything starts, with what was tried and what to install (as root or not: the same rule)."""
+    true = shutil.which("true")
+    assert true is not None
+    (tmp_path / "true").symlink_to(true)  # the namespace probe runs `true`; nothing else is on PATH
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["run", "--nemesis", "partition,pause"]) == 3
     err = capsys.readouterr().err.replace("\n", " ")
     assert "needs packet-filter" in err
-    assert "run `ratchet run` as root" in err
+    assert "nft: not installed; iptables: not installed" in err
+    assert "apt-get install nftables" in err

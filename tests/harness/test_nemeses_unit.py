@@ -14,9 +14,9 @@ import pytest
 
 from harness import generator as gen
 from harness.scenario import NemesisSpec, WorkloadSpec
-from nemeses import grudges, packages
+from nemeses import firewall, grudges, packages
 from nemeses.faults import pick_targets
-from nemeses.firewall import Drop, Endpoint, IptablesFirewall, NftFirewall
+from nemeses.firewall import Drop, Endpoint, FirewallError, IptablesFirewall, NftFirewall
 from workloads import register
 
 NODES = {n: [f"n{i + 1}" for i in range(n)] for n in (3, 5, 7)}
@@ -90,16 +90,42 @@ def test_pick_targets() -> None:
     assert pick_targets("primary", nodes, rng=random.Random(1), primary=lambda: None)[0] in nodes
 
 
-def test_nft_and_iptables_rules_name_sender_and_receiver() -> None:
-    a, b = Endpoint("n1", "127.0.0.2", 61000), Endpoint("n2", "127.0.0.3", None)
+def test_nft_and_iptables_rules_name_sender_receiver_and_its_listening_port() -> None:
+    a, b = Endpoint("n1", "127.0.0.2", 7100), Endpoint("n2", "127.0.0.3", 7101)
+    clients = Endpoint("clients", "127.0.0.1", port=None)
     nft = NftFirewall()._match(Drop(a, b, 0.25))
-    assert (
-        nft == 'meta skgid 61000 ip daddr 127.0.0.3 numgen random mod 100 < 25 counter drop comment "n1->n2"'
+    assert nft == (
+        "ip saddr 127.0.0.2 ip daddr 127.0.0.3 tcp dport 7101 "
+        'numgen random mod 100 < 25 counter drop comment "n1->n2"'
     )
-    assert NftFirewall()._match(Drop(b, a)).startswith("ip saddr 127.0.0.3 ip daddr 127.0.0.2 ")
-    rule = IptablesFirewall()._rule(Drop(a, b))
-    assert rule[:4] == ["-m", "owner", "--gid-owner", "61000"]
+    assert NftFirewall()._match(Drop(b, clients)) == (
+        'ip saddr 127.0.0.3 ip daddr 127.0.0.1 counter drop comment "n2->clients"'
+    )
+    rule = IptablesFirewall()._rule(Drop(a, b, 0.25))
+    assert rule[:8] == ["-s", "127.0.0.2", "-d", "127.0.0.3", "-p", "tcp", "--dport", "7101"]
+    assert rule[rule.index("--probability") + 1] == "0.25"
     assert rule[-2:] == ["-j", "DROP"]
+    assert "--dport" not in IptablesFirewall()._rule(Drop(b, clients))
+
+
+def test_endpoints_must_be_ipv4_addresses() -> None:
+    with pytest.raises(FirewallError, match="not an IPv4 address"):
+        Endpoint("n1", "localhost", 7100)
+
+
+def test_read_back_must_match_addresses_port_and_chance_not_only_names() -> None:
+    a, b = Endpoint("n1", "127.0.0.2", 7100), Endpoint("n2", "127.0.0.3", 7101)
+    drops = [Drop(a, b, 0.25)]
+    firewall.check_read_back("nft", "loss", drops, [("n1->n2", "127.0.0.2", "127.0.0.3", 7101, 25)])
+    for wrong in (
+        ("n1->n2", "127.0.0.1", "127.0.0.3", 7101, 25),  # another sender
+        ("n1->n2", "127.0.0.2", "127.0.0.3", None, 25),  # every port
+        ("n1->n2", "127.0.0.2", "127.0.0.3", 7101, None),  # every packet
+    ):
+        with pytest.raises(FirewallError, match="do not match"):
+            firewall.check_read_back("nft", "loss", drops, [wrong])
+    with pytest.raises(FirewallError, match="do not match"):
+        firewall.check_read_back("nft", "loss", drops, [])
 
 
 def test_combined_schedule_flips_each_kind_and_final_stops_all() -> None:

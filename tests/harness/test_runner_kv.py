@@ -29,7 +29,9 @@ RUN_KV = HERE / "run_kv.py"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="partitions on the local cluster need root"),
+    pytest.mark.skipif(
+        os.geteuid() != 0, reason="checks the host's ruleset (nft list tables), which needs root"
+    ),
 ]
 
 
