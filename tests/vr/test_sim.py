@@ -2,7 +2,8 @@
 
 The default suite runs 200 consecutive seeds (each a different swarm configuration:
 cluster size, loss, duplication, delay, partitions, crashes with and without power
-loss, power cuts in the middle of a flush, WAL corruption within the fault atlas);
+loss, power cuts in the middle of a flush, WAL corruption and misdirected writes within the
+fault atlas, superblock rot);
 ``-m soak`` runs many more. A failure
 message carries the command that reproduces it exactly.
 """
@@ -65,6 +66,7 @@ def test_seeds_exercise_faults() -> None:
     assert totals["blocked"] > 0
     assert totals["power_cuts"] > 0
     assert totals["misdirects"] > 0
+    assert totals["superblock_corruptions"] > 0
     assert config_for_seed(1) == config_for_seed(1)
 
 
@@ -123,19 +125,26 @@ def test_regression_intact_prepare_in_a_faulty_slot_is_served() -> None:
 
 def test_simulation_under_storage_stress() -> None:
     """Power cuts mid-flush (torn prepares, torn header sectors), misdirected prepare writes and
-    rot, on top of the swarm's faults, all within the fault atlas."""
-    failures, power_cuts, misdirects = [], 0, 0
+    rot of WAL entries and of superblock copies, on top of the swarm's faults, all within the
+    fault atlas (one copy of a committed entry; one superblock copy per replica between opens)."""
+    failures, power_cuts, misdirects, superblock_rot = [], 0, 0, 0
     for seed in range(1, 101):
         result = run_seed(
-            seed, power_cut_probability=0.05, corrupt_probability=0.01, misdirect_probability=0.02
+            seed,
+            power_cut_probability=0.05,
+            corrupt_probability=0.01,
+            misdirect_probability=0.02,
+            superblock_corrupt_probability=0.02,
         )
         power_cuts += result.stats["power_cuts"]
         misdirects += result.stats["misdirects"]
+        superblock_rot += result.stats["superblock_corruptions"]
         if not result.ok:
             failures.append(f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}")
     assert not failures, "\n".join(failures)
     assert power_cuts > 100
     assert misdirects > 100
+    assert superblock_rot > 100
 
 
 # Seeds that once failed under misdirected writes, with what they found.

@@ -41,6 +41,7 @@ class FaultOptions:
     read_error_ticks: int = 100  # how long an injected read error window lasts
     power_cut_probability: float = 0.0  # per flush: the power goes at its 1st or 2nd sync
     misdirect_probability: float = 0.0  # per tick: a replica's next prepare lands in another slot
+    superblock_corrupt_probability: float = 0.0  # per tick: rot one superblock copy of one replica
 
 
 @dataclass(slots=True)
@@ -155,9 +156,11 @@ class SimCluster:
             "read_errors": 0,
             "power_cuts": 0,
             "misdirects": 0,
+            "superblock_corruptions": 0,
             "evictions": 0,
         }
         self.read_errors_until: list[int] = [0] * replica_count
+        self.superblock_rotten: list[bool] = [False] * replica_count  # a copy rotted since the last open
         for i in range(replica_count):
             self._open(i)
         self.clients = [
@@ -218,6 +221,7 @@ class SimCluster:
         self._trace(f"crash replica={i} power_loss={power_loss}")
 
     def restart(self, i: int) -> None:
+        self.superblock_rotten[i] = False  # opening rewrites every copy that lost the state
         self.stats["restarts"] += 1
         self._trace(f"restart replica={i}")
         self._open(i)
@@ -242,6 +246,23 @@ class SimCluster:
         self.corrupted.add((target, op))
         self.stats["corruptions"] += 1
         self._trace(f"corrupt replica={target} op={op}")
+
+    def corrupt_superblock_one(self) -> None:
+        """Rot one of a replica's superblock copies, at most one per replica between two opens.
+
+        An update is durable once 3 of the 4 copies read back and an open needs 2 equal ones,
+        so one rotten copy must never cost the replica its view or log_view (VR.md §2.7).
+        """
+        target = self.rng.randrange(self.replica_count)
+        if self.superblock_rotten[target]:
+            return
+        copy = self.rng.randrange(self.layout.superblock_copies)
+        self.storages[target].corrupt(
+            self.layout.superblock_copy_offset(copy), self.layout.superblock_copy_size
+        )
+        self.superblock_rotten[target] = True
+        self.stats["superblock_corruptions"] += 1
+        self._trace(f"corrupt-superblock replica={target} copy={copy}")
 
     def misdirect_one(self) -> None:
         """Send one replica's next prepare write to another slot (atlas-limited, both slots).
@@ -364,6 +385,11 @@ class SimCluster:
             self.read_error_one()
         if self.faults.misdirect_probability and self.rng.random() < self.faults.misdirect_probability:
             self.misdirect_one()
+        if (
+            self.faults.superblock_corrupt_probability
+            and self.rng.random() < self.faults.superblock_corrupt_probability
+        ):
+            self.corrupt_superblock_one()
         for i, until in enumerate(self.read_errors_until):
             if until and self.now >= until:
                 self.storages[i].clear_faults()

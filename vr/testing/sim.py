@@ -82,6 +82,7 @@ _FLAGS = {
     "power_cut_probability": "power-cuts",
     "corrupt_probability": "corruption",
     "misdirect_probability": "misdirects",
+    "superblock_corrupt_probability": "superblock-rot",
 }
 
 
@@ -111,6 +112,9 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         # Its own stream, so adding it left every other seed's configuration as it was.
         power_cut_probability=random.Random(seed ^ 0xC07).choice([0.0, 0.0, 0.01, 0.03]) if not bugs else 0.0,
         misdirect_probability=random.Random(seed ^ 0x3157).choice([0.0, 0.0, 0.002, 0.01])
+        if not bugs
+        else 0.0,
+        superblock_corrupt_probability=random.Random(seed ^ 0x5B).choice([0.0, 0.0, 0.002, 0.01])
         if not bugs
         else 0.0,
     )
@@ -186,6 +190,7 @@ def run_seed(
     power_cut_probability: float | None = None,
     corrupt_probability: float | None = None,
     misdirect_probability: float | None = None,
+    superblock_corrupt_probability: float | None = None,
 ) -> SimResult:
     """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix, the probabilities override it."""
     config = config_for_seed(seed, profile=bugs if profile is None else profile)
@@ -193,6 +198,7 @@ def run_seed(
         "power_cut_probability": power_cut_probability,
         "corrupt_probability": corrupt_probability,
         "misdirect_probability": misdirect_probability,
+        "superblock_corrupt_probability": superblock_corrupt_probability,
     }
     overrides = tuple((name, value) for name, value in forced.items() if value is not None)
     if overrides:
@@ -306,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="per-tick probability that a replica's next prepare write lands in another slot",
     )
+    parser.add_argument(
+        "--superblock-rot",
+        type=_probability,
+        default=None,
+        help="per-tick probability of rotting one superblock copy of one replica (one per open)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
     args = parser.parse_args(argv)
     try:
@@ -326,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             power_cut_probability=args.power_cuts,
             corrupt_probability=args.corruption,
             misdirect_probability=args.misdirects,
+            superblock_corrupt_probability=args.superblock_rot,
         )
         line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
         print(line + (f" detail={result.detail}" if result.detail else ""))
