@@ -62,6 +62,27 @@ def done(cluster: SimCluster) -> bool:
     return cluster.requests_issued >= cluster.requests_max and cluster.pending_requests() == 0
 
 
+def take_a_backup_down(cluster: SimCluster) -> tuple[Replica, int]:
+    """After the first replies, crash one backup and keep it down; (the primary, the backup)."""
+    run_until(cluster, lambda: replies(cluster) >= 3, ticks_max=1000, what="3 replies")
+    primary = normal_primary(cluster)
+    assert primary is not None
+    backup = (primary.replica + 2) % cluster.replica_count
+    cluster.crash(backup, power_loss=False)
+    cluster.down_until[backup] = 10**9
+    return primary, backup
+
+
+def bring_back_until_converged(cluster: SimCluster, backup: int, *, ticks_max: int) -> Replica:
+    """Restart the backup and run until every request is answered and the replicas agree."""
+    cluster.restart(backup)
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=ticks_max, what="converged")
+    restarted = cluster.replicas[backup]
+    assert restarted is not None
+    assert restarted.commit_min == cluster.checker.executed_upto
+    return restarted
+
+
 def test_normal_operation_three_replicas_commit_and_reply() -> None:
     """Every request completes, replies match one sequential execution, and all replicas converge."""
     cluster = quiet_cluster(requests=30)
@@ -200,24 +221,15 @@ def test_state_transfer_backup_down_longer_than_the_wal_ring() -> None:
     """A backup down while the cluster commits more ops than its WAL ring holds catches up by
     taking the primary's checkpoint snapshot (state sync) and then repairing the suffix."""
     cluster = quiet_cluster(client_count=3, requests=200)
-    run_until(cluster, lambda: replies(cluster) >= 3, ticks_max=1000, what="3 replies")
-    primary = normal_primary(cluster)
-    assert primary is not None
-    backup = (primary.replica + 2) % cluster.replica_count
-    cluster.crash(backup, power_loss=False)
-    cluster.down_until[backup] = 10**9
+    _, backup = take_a_backup_down(cluster)
     run_until(
         cluster,
         lambda: (p := normal_primary(cluster)) is not None and p.commit_min > 3 * SIM_LAYOUT.slot_count,
         ticks_max=20000,
         what="three rings of commits",
     )
-    cluster.restart(backup)
-    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=6000, what="converged")
-    restarted = cluster.replicas[backup]
-    assert restarted is not None
+    restarted = bring_back_until_converged(cluster, backup, ticks_max=6000)
     assert restarted.counters["state_transfers"] >= 1
-    assert restarted.commit_min == cluster.checker.executed_upto
 
 
 def test_client_retry_executes_once_and_gets_the_same_reply() -> None:
@@ -351,12 +363,7 @@ def test_state_transfer_of_a_checkpoint_larger_than_one_message() -> None:
     )
     cluster.network.auto_partitions = False
     cluster.requests_max = 150
-    run_until(cluster, lambda: replies(cluster) >= 3, ticks_max=1000, what="3 replies")
-    primary = normal_primary(cluster)
-    assert primary is not None
-    backup = (primary.replica + 2) % cluster.replica_count
-    cluster.crash(backup, power_loss=False)
-    cluster.down_until[backup] = 10**9
+    primary, backup = take_a_backup_down(cluster)
     value = "v" * 50_000
     for k in range(40):  # 40 keys of 50 kB: about 2 MB of state
         request = make_message(
@@ -381,14 +388,10 @@ def test_state_transfer_of_a_checkpoint_larger_than_one_message() -> None:
         ticks_max=40000,
         what="three rings of commits and a checkpoint over 1 MiB",
     )
-    cluster.restart(backup)
-    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=20000, what="converged")
-    restarted = cluster.replicas[backup]
-    assert restarted is not None
+    restarted = bring_back_until_converged(cluster, backup, ticks_max=20000)
     transfers = [e for e in cluster.events if e[1] == backup and e[2] == "state_transfer"]
     assert transfers, "the backup should have caught up by state sync"
     assert max(int(e[3]["size_bytes"]) for e in transfers) > MESSAGE_SIZE_MAX
-    assert restarted.commit_min == cluster.checker.executed_upto
     assert restarted.machine.kv.get("big39", "").startswith("39v")
 
 
