@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from clusters.local import LocalCluster
+from harness.system import LocalNodes
 from nemeses import grudges
 from nemeses.faults import KillNemesis, LossNemesis, PartitionNemesis, PauseNemesis
 
@@ -52,16 +53,13 @@ print(ok)
 """
 
 
-class EchoSystem:
+class EchoSystem(LocalNodes):
     """The smallest System: echo servers as nodes (enough for pause/kill/primary)."""
 
     name = "echo"
 
     def __init__(self, cluster: LocalCluster, workdir: Path) -> None:
         self.cluster, self.workdir = cluster, workdir
-
-    def node_names(self) -> tuple[str, ...]:
-        return self.cluster.names()
 
     def start(self, node: str) -> None:
         n = self.cluster.node(node)
@@ -73,18 +71,6 @@ class EchoSystem:
         for node in self.node_names():
             self.start(node)
         time.sleep(0.4)
-
-    def kill(self, node: str) -> bool:
-        return self.cluster.kill(node)
-
-    def pause(self, node: str) -> bool:
-        return self.cluster.pause(node)
-
-    def resume(self, node: str) -> bool:
-        return self.cluster.resume(node)
-
-    def is_running(self, node: str) -> bool:
-        return self.cluster.is_running(node)
 
     def primary(self) -> str | None:
         return self.node_names()[0]
