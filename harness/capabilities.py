@@ -157,7 +157,7 @@ def fault_refusal(fault: str, caps: dict[str, Capability]) -> str | None:
     if needs is None:
         return (
             f"the {fault!r} fault is planned but not implemented in this version of Ratchet; "
-            f"choose from partition, loss, pause, kill"
+            f"choose from {', '.join(kind for kind, need in FAULT_NEEDS.items() if need is not None)}"
         )
     for need in needs:
         cap = caps.get(need)
