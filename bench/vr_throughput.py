@@ -143,6 +143,7 @@ def node_counters(peers: str, pids: list[int]) -> dict[str, Any]:
         "write_bytes": 0.0,
         "io_write_bytes": 0.0,
         "cpu_s": 0.0,
+        "cpu_user_s": 0.0,
         "commit_max": 0.0,
     }
     ticks_per_s = os.sysconf("SC_CLK_TCK")
@@ -163,6 +164,7 @@ def node_counters(peers: str, pids: list[int]) -> dict[str, Any]:
             totals["io_write_bytes"] += _proc_io_write_bytes(pid)
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             totals["cpu_s"] += (int(fields[11]) + int(fields[12])) / ticks_per_s
+            totals["cpu_user_s"] += int(fields[11]) / ticks_per_s
     return totals
 
 
@@ -192,7 +194,7 @@ def load_process(
     outcomes = {"ok": 0, "fail": 0, "info": 0}
     lock = threading.Lock()
     reasons: list[str] = []
-    start_cpu = time.process_time()
+    start_times = os.times()
     stop_at = time.monotonic() + seconds
 
     def worker(index: int) -> None:
@@ -230,11 +232,13 @@ def load_process(
         thread.start()
     for thread in pool:
         thread.join()
+    end_times = os.times()
     queue.put(
         {
             "latencies_ms": latencies_ms,
             "outcomes": outcomes,
-            "cpu_s": time.process_time() - start_cpu,
+            "cpu_s": end_times.user + end_times.system - start_times.user - start_times.system,
+            "cpu_user_s": end_times.user - start_times.user,
             "info_reasons": reasons,
         }
     )
@@ -291,6 +295,8 @@ def run_cell(
         "prepares_per_op": (after["commit_max"] - before["commit_max"]) / ops,
         "loadgen_cpu_ms_per_op": 1000 * sum(r["cpu_s"] for r in results) / ops,
         "nodes_cpu_ms_per_op": 1000 * (after["cpu_s"] - before["cpu_s"]) / ops,
+        "loadgen_user_ms_per_op": 1000 * sum(r["cpu_user_s"] for r in results) / ops,
+        "nodes_user_ms_per_op": 1000 * (after["cpu_user_s"] - before["cpu_user_s"]) / ops,
         "wall_s": wall_s,
         "machine_busy_cores": busy_s / wall_s,
         "other_busy_cores": (busy_s - (after["cpu_s"] - before["cpu_s"]) - sum(r["cpu_s"] for r in results))
@@ -372,6 +378,14 @@ def main() -> int:
                     f"{row['io_write_bytes_per_op']:>8.0f} {ops_per_prepare:>8.1f} "
                     f"{row['loadgen_cpu_ms_per_op']:>12.3f} {row['nodes_cpu_ms_per_op']:>14.3f} "
                     f"{row['fail']:>5} {row['info']:>5}",
+                    flush=True,
+                )
+                total_cpu_ms = row["loadgen_cpu_ms_per_op"] + row["nodes_cpu_ms_per_op"]
+                user_cpu_ms = row["loadgen_user_ms_per_op"] + row["nodes_user_ms_per_op"]
+                print(
+                    f"{'':<8} cpu per op: {total_cpu_ms:.3f} ms in all (nodes + load generators; "
+                    f"{user_cpu_ms:.3f} user, {total_cpu_ms - user_cpu_ms:.3f} kernel): with 2 cores the "
+                    f"ceiling is about {2000 / total_cpu_ms:.0f} ops/s",
                     flush=True,
                 )
                 print(

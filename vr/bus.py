@@ -100,6 +100,11 @@ def configure_socket(sock: socket.socket) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, user_timeout, USER_TIMEOUT_MS)
 
 
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass(frozen=True, slots=True)
 class Inbound:
     """One validated message and the connection it came on (replies to clients go back there)."""
@@ -143,10 +148,9 @@ class Connection(asyncio.Protocol):
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
         self.bus.counters["bytes_received"] += len(data)
         try:
-            self._parse()
+            self._parse(data)
         except InvalidMessage as error:
             self.bus._drop(error.reason)
             logger.info("bus=drop reason=%s connection=%s detail=%s", error.reason, self.name, error.detail)
@@ -159,31 +163,42 @@ class Connection(asyncio.Protocol):
 
     # framing ---------------------------------------------------------------------------------
 
-    def _parse(self) -> None:
-        buffer = self._buffer
+    def _parse(self, data: bytes) -> None:
+        """Deliver every whole frame in what we had plus ``data``; keep the incomplete rest.
+
+        Frames are cut straight from the received bytes: a message that arrived whole (the usual
+        case) is copied once, into its body, not first appended to a buffer and cut from that.
+        """
+        if self._buffer:
+            self._buffer += data
+            if self._header is not None and len(self._buffer) < self._header.size:
+                return  # a large frame still arriving: no copy per piece
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        length = len(data)
         offset = 0
         cluster = self.bus.cluster
+        deliver = self.bus._deliver
         while True:
-            available = len(buffer) - offset
             header = self._header
             if header is None:
-                if available < HEADER_SIZE:
+                if length - offset < HEADER_SIZE:
                     break
-                header = decode_header(memoryview(buffer)[offset : offset + HEADER_SIZE], cluster=cluster)
+                header = decode_header(data[offset : offset + HEADER_SIZE], cluster=cluster)
                 self._header = header
-            if available < header.size:
+            end = offset + header.size
+            if end > length:
                 break
-            body = bytes(buffer[offset + HEADER_SIZE : offset + header.size])
-            offset += header.size
+            body = data[offset + HEADER_SIZE : end]
+            offset = end
             self._header = None
             if checksum(body) != header.checksum_body:
                 raise InvalidMessage("body-checksum")
-            self.bus._deliver(Message(header, body), self)
+            deliver(Message(header, body), self)
             if self.transport is None:
                 break
-        if offset:
-            del buffer[:offset]
-        if buffer:
+        if offset < length:
+            self._buffer += data[offset:] if offset else data
             if self._partial_since_s is None or offset:
                 self._partial_since_s = time.monotonic()
         else:
@@ -259,7 +274,7 @@ class Bus:
         self.dropped: collections.Counter[str] = collections.Counter()
         self.counters: collections.Counter[str] = collections.Counter()
         self._inbox: collections.deque[Inbound] = collections.deque()
-        self._inbox_ready = asyncio.Event()
+        self._inbox_waiter: asyncio.Future[None] | None = None  # the node loop, parked in wait_inbox
         self._paused: set[Connection] = set()
         self._inbound: set[Connection] = set()
         self._outbound: dict[int, Connection] = {}
@@ -379,7 +394,7 @@ class Bus:
             raise InvalidMessage("replica", f"sender replica {header.replica} of {len(self.peers)}")
         self.counters["messages_received"] += 1
         self._inbox.append(Inbound(message, connection))
-        self._inbox_ready.set()
+        self._wake()
         if len(self._inbox) >= INBOX_MAX:
             connection.pause()
             self._paused.add(connection)
@@ -399,12 +414,28 @@ class Bus:
     # the node loop's side --------------------------------------------------------------------
 
     async def wait_inbox(self, timeout_s: float) -> None:
-        """Return when a message is waiting or after ``timeout_s``, whichever is first."""
+        """Return when a message is waiting or after ``timeout_s``, whichever is first.
+
+        A bare future and a timer handle, not ``wait_for(event.wait())``: that builds a task per
+        wait, and the node waits once per batch, hundreds of times a second under load.
+        """
         if self._inbox:
             return
-        self._inbox_ready.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._inbox_ready.wait(), timeout_s)
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._inbox_waiter = waiter
+        timer = loop.call_later(timeout_s, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._inbox_waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._inbox_waiter
+        if waiter is not None:
+            self._inbox_waiter = None
+            _resolve(waiter)
 
     def drain_inbox(self) -> list[Inbound]:
         """Everything readable now: one batch for the replica, then one journal flush."""
@@ -429,7 +460,7 @@ class Bus:
         if replica == self.replica:
             # A replica that messages itself gets it back through the same inbox as everyone else.
             self._inbox.append(Inbound(message, None))
-            self._inbox_ready.set()
+            self._wake()
             return
         connection = self._outbound.get(replica)
         if connection is None:

@@ -17,8 +17,8 @@ import enum
 import hashlib
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any
 
 HEADER_SIZE = 128
 MESSAGE_SIZE_MAX = 1024 * 1024
@@ -32,6 +32,9 @@ ZERO_CHECKSUM = bytes(CHECKSUM_SIZE)
 
 _HEADER_STRUCT = struct.Struct("<16s16s16s16sQIBBBBQQQQQQ")
 assert _HEADER_STRUCT.size == HEADER_SIZE
+# Header bytes 16..128: every field but the checksum, i.e. exactly what the header checksum covers.
+_TAIL_STRUCT = struct.Struct("<16s16s16sQIBBBBQQQQQQ")
+assert _TAIL_STRUCT.size == HEADER_SIZE - 16
 
 _U64_MAX = (1 << 64) - 1
 
@@ -80,6 +83,7 @@ class Command(enum.IntEnum):
 
 
 _COMMAND_VALUES = frozenset(int(c) for c in Command)
+_COMMAND_BY_VALUE: dict[int, Command] = {int(c): c for c in Command}
 
 
 class Operation(enum.IntEnum):
@@ -119,10 +123,14 @@ class Header:
     client: int = 0
     request: int = 0
     extra: int = 0
+    # The 128 bytes on the wire, kept only when they are known to be these fields with a correct
+    # checksum (this header was sealed here, or received and its checksum verified), so encoding it
+    # again (a request copied into a prepare, a reply stored and sent) is not a second pack and hash.
+    # Empty otherwise. Not a field of the record: never compared, hashed, printed or copied by replace.
+    _wire: bytes = field(default=b"", init=False, repr=False, compare=False)
 
-    def _pack(self, checksum_value: bytes) -> bytes:
-        return _HEADER_STRUCT.pack(
-            checksum_value,
+    def _tail(self) -> bytes:
+        return _TAIL_STRUCT.pack(
             self.checksum_body,
             self.parent,
             self.context,
@@ -142,28 +150,32 @@ class Header:
 
     def calculate_checksum(self) -> bytes:
         """The checksum these fields should carry: blake2b-128 of header bytes 16..128."""
-        return checksum(self._pack(ZERO_CHECKSUM)[CHECKSUM_SIZE:])
+        return checksum(self._tail())
 
     def sealed(self) -> Header:
         """A copy whose checksum field is correct for its other fields."""
-        # Spelled out rather than dataclasses.replace: this runs for every message built.
-        return Header(
-            self.calculate_checksum(),
-            self.checksum_body,
-            self.parent,
-            self.context,
-            self.cluster,
-            self.size,
-            self.command,
-            self.replica,
-            self.operation,
-            self.protocol,
-            self.view,
-            self.op,
-            self.commit,
-            self.client,
-            self.request,
-            self.extra,
+        tail = self._tail()
+        value = checksum(tail)
+        return _new_header(
+            (
+                value,
+                self.checksum_body,
+                self.parent,
+                self.context,
+                self.cluster,
+                self.size,
+                self.command,
+                self.replica,
+                self.operation,
+                self.protocol,
+                self.view,
+                self.op,
+                self.commit,
+                self.client,
+                self.request,
+                self.extra,
+            ),
+            value + tail,
         )
 
     def valid_checksum(self) -> bool:
@@ -171,11 +183,16 @@ class Header:
 
     def encode(self) -> bytes:
         """The 128 bytes with the checksum computed (filled in) from the other fields."""
-        return self._pack(self.calculate_checksum())
+        if self._wire:
+            return self._wire
+        tail = self._tail()
+        return checksum(tail) + tail
 
     def encode_raw(self) -> bytes:
         """The 128 bytes exactly as held, even an invalid checksum (a journal marking a slot faulty)."""
-        return self._pack(self.checksum)
+        if self._wire:
+            return self._wire  # held only when the held checksum is the correct one
+        return self.checksum + self._tail()
 
     def replace(self, **changes: object) -> Header:
         """A sealed copy with some fields changed."""
@@ -211,16 +228,85 @@ class Header:
         )
 
 
-def make_header(*, command: Command, cluster: int, body: bytes = b"", **fields: object) -> Header:
+# Building a Header through its generated __init__ costs a checked object.__setattr__ per field
+# (it is frozen); headers are built several times per client op, so the codec fills the slots
+# directly. Only this module does so, and only with values it packed or unpacked itself.
+_FIELD_SETTERS = tuple(vars(Header)[f.name].__set__ for f in dataclasses.fields(Header) if f.init)
+_set_command = vars(Header)["command"].__set__
+_set_wire = vars(Header)["_wire"].__set__
+_new_object = object.__new__
+
+
+def _new_header(values: tuple[Any, ...], wire: bytes) -> Header:
+    """A Header of the 16 field values in wire order (``command`` as an int or Command), and its
+    128 wire bytes if (and only if) they are exactly these fields with a correct checksum, else b""."""
+    header: Header = _new_object(Header)
+    for set_field, value in zip(_FIELD_SETTERS, values):  # noqa: B905 (always 16: packed or unpacked here)
+        set_field(header, value)
+    _set_command(header, _COMMAND_BY_VALUE[values[6]])
+    _set_wire(header, wire)
+    return header
+
+
+def make_header(
+    *,
+    command: Command,
+    cluster: int,
+    body: bytes = b"",
+    parent: bytes = ZERO_CHECKSUM,
+    context: bytes = ZERO_CHECKSUM,
+    replica: int = 0,
+    operation: int = 0,
+    protocol: int = PROTOCOL,
+    view: int = 0,
+    op: int = 0,
+    commit: int = 0,
+    client: int = 0,
+    request: int = 0,
+    extra: int = 0,
+) -> Header:
     """A sealed header with ``size`` and ``checksum_body`` filled in for ``body``."""
-    header = Header(
-        command=command,
-        cluster=cluster,
-        size=HEADER_SIZE + len(body),
-        checksum_body=checksum(body),
-        **fields,  # type: ignore[arg-type]
+    checksum_body = checksum(body)
+    size = HEADER_SIZE + len(body)
+    tail = _TAIL_STRUCT.pack(
+        checksum_body,
+        parent,
+        context,
+        cluster,
+        size,
+        int(command),
+        replica,
+        operation,
+        protocol,
+        view,
+        op,
+        commit,
+        client,
+        request,
+        extra,
     )
-    return header.sealed()
+    value = checksum(tail)
+    return _new_header(
+        (
+            value,
+            checksum_body,
+            parent,
+            context,
+            cluster,
+            size,
+            command,
+            replica,
+            operation,
+            protocol,
+            view,
+            op,
+            commit,
+            client,
+            request,
+            extra,
+        ),
+        value + tail,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +324,7 @@ class Message:
         return self.header.command
 
 
-def make_message(*, command: Command, cluster: int, body: bytes = b"", **fields: object) -> Message:
+def make_message(*, command: Command, cluster: int, body: bytes = b"", **fields: Any) -> Message:
     """A message whose header is sealed with the body's size and checksum."""
     if HEADER_SIZE + len(body) > MESSAGE_SIZE_MAX:
         raise ValueError(f"message of {HEADER_SIZE + len(body)} bytes exceeds {MESSAGE_SIZE_MAX}")
@@ -250,45 +336,6 @@ def root_prepare(cluster: int) -> Message:
     return Message(Header.root(cluster), b"")
 
 
-def _fields_from_tuple(values: tuple[object, ...]) -> Header:
-    (
-        checksum_value,
-        checksum_body,
-        parent,
-        context,
-        cluster,
-        size,
-        command,
-        replica,
-        operation,
-        protocol,
-        view,
-        op,
-        commit,
-        client,
-        request,
-        extra,
-    ) = values
-    return Header(
-        checksum=checksum_value,  # type: ignore[arg-type]
-        checksum_body=checksum_body,  # type: ignore[arg-type]
-        parent=parent,  # type: ignore[arg-type]
-        context=context,  # type: ignore[arg-type]
-        cluster=cluster,  # type: ignore[arg-type]
-        size=size,  # type: ignore[arg-type]
-        command=Command(cast(int, command)),
-        replica=replica,  # type: ignore[arg-type]
-        operation=operation,  # type: ignore[arg-type]
-        protocol=protocol,  # type: ignore[arg-type]
-        view=view,  # type: ignore[arg-type]
-        op=op,  # type: ignore[arg-type]
-        commit=commit,  # type: ignore[arg-type]
-        client=client,  # type: ignore[arg-type]
-        request=request,  # type: ignore[arg-type]
-        extra=extra,  # type: ignore[arg-type]
-    )
-
-
 def decode_header(buf: bytes | bytearray | memoryview, *, cluster: int | None = None) -> Header:
     """Parse and validate 128 header bytes (checksum, protocol, command, size, cluster if given).
 
@@ -298,7 +345,7 @@ def decode_header(buf: bytes | bytearray | memoryview, *, cluster: int | None = 
     if len(buf) < HEADER_SIZE:
         raise InvalidMessage("truncated", f"{len(buf)} bytes, a header is {HEADER_SIZE}")
     raw = bytes(buf[:HEADER_SIZE])
-    if checksum(raw[CHECKSUM_SIZE:]) != raw[:CHECKSUM_SIZE]:
+    if checksum(memoryview(raw)[CHECKSUM_SIZE:]) != raw[:CHECKSUM_SIZE]:
         raise InvalidMessage("header-checksum")
     values = _HEADER_STRUCT.unpack(raw)
     if values[9] != PROTOCOL:
@@ -310,18 +357,18 @@ def decode_header(buf: bytes | bytearray | memoryview, *, cluster: int | None = 
         raise InvalidMessage("size", f"size {size} outside [{HEADER_SIZE}, {MESSAGE_SIZE_MAX}]")
     if cluster is not None and values[4] != cluster:
         raise InvalidMessage("cluster", f"cluster {values[4]}, expected {cluster}")
-    return _fields_from_tuple(values)
+    return _new_header(values, raw)  # the checksum was verified: these are its exact wire bytes
 
 
 def decode_header_unchecked(buf: bytes | bytearray | memoryview) -> Header:
     """Parse 128 bytes without validation (for journals inspecting possibly-corrupt slots)."""
     if len(buf) < HEADER_SIZE:
         raise InvalidMessage("truncated", f"{len(buf)} bytes, a header is {HEADER_SIZE}")
-    values = _HEADER_STRUCT.unpack(bytes(buf[:HEADER_SIZE]))
+    values = _HEADER_STRUCT.unpack_from(buf)
     command = values[6]
     if command not in _COMMAND_VALUES:
         raise InvalidMessage("command", f"unknown command {command}")
-    return _fields_from_tuple(values)
+    return _new_header(values, b"")  # unverified: no wire bytes, encode() recomputes the checksum
 
 
 def decode_message(buf: bytes | bytearray | memoryview, *, cluster: int) -> Message:
@@ -363,18 +410,30 @@ def split_batch(body: bytes) -> list[Message]:
     """
     messages: list[Message] = []
     offset = 0
-    while offset < len(body):
-        header = decode_header_unchecked(body[offset : offset + HEADER_SIZE])
-        end = offset + header.size
-        assert header.size >= HEADER_SIZE and end <= len(body), "prepare batch framing is corrupt"
-        messages.append(Message(header, body[offset + HEADER_SIZE : end]))
+    length = len(body)
+    unpack_from = _HEADER_STRUCT.unpack_from
+    while offset < length:
+        assert offset + HEADER_SIZE <= length, "prepare batch framing is corrupt"
+        values = unpack_from(body, offset)
+        if values[6] not in _COMMAND_VALUES:
+            raise InvalidMessage("command", f"unknown command {values[6]}")
+        end = offset + values[5]
+        assert values[5] >= HEADER_SIZE and end <= length, "prepare batch framing is corrupt"
+        messages.append(Message(_new_header(values, b""), body[offset + HEADER_SIZE : end]))
         offset = end
     return messages
 
 
 def encode_batch(requests: Sequence[Message]) -> bytes:
-    """A prepare body: the full request messages, concatenated."""
-    return b"".join(m.encode() for m in requests)
+    """A prepare body: the full request messages, concatenated.
+
+    A request received off the wire keeps its verified header bytes, so it is copied, not re-sealed.
+    """
+    parts: list[bytes] = []
+    for message in requests:
+        parts.append(message.header.encode())
+        parts.append(message.body)
+    return b"".join(parts)
 
 
 def decode_batch(body: bytes, *, cluster: int) -> list[Message]:

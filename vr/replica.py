@@ -472,11 +472,14 @@ class Replica:
             self._drop("cluster")
             return
         command = header.command
-        if command != Command.REQUEST and 0 <= header.replica < self.replica_count:
-            self.heard_ticks[header.replica] = self.ticks
         if command == Command.REQUEST:
+            # No invariant check here: a request only queues (or is answered from the client
+            # table); it changes nothing _invariants covers, and flush() checks them right after.
             self._on_request(message)
-        elif command in (Command.PING, Command.PONG, Command.STATUS_REQUEST, Command.STATUS_REPLY):
+            return
+        if 0 <= header.replica < self.replica_count:
+            self.heard_ticks[header.replica] = self.ticks
+        if command in (Command.PING, Command.PONG, Command.STATUS_REQUEST, Command.STATUS_REPLY):
             return
         elif not (0 <= header.replica < self.replica_count) or (
             header.replica == self.replica
@@ -697,10 +700,12 @@ class Replica:
             return "request-too-large"
         if self.status_name != Status.NORMAL:
             return "request-not-normal"
-        if self._is_primary() and self.commit_min < self.commit_max:
-            return "request-primary-behind"  # the client table is only complete once we executed all
-        if self._is_primary() and any(entry.message is None for entry in self.pipeline):
-            return "request-primary-repairing"
+        if self._is_primary():
+            if self.commit_min < self.commit_max:
+                return "request-primary-behind"  # the client table is only complete once we executed all
+            for entry in self.pipeline:
+                if entry.message is None:
+                    return "request-primary-repairing"
         return None
 
     def _reply_locally(self, message: Message) -> None:
@@ -758,13 +763,15 @@ class Replica:
             op = self.op + 1
             if op > self.op_prepare_max:
                 break
-            batch: list[Message] = []
+            queue = self.request_queue
+            count = 0
             size = 0
-            while self.request_queue and size + self.request_queue[0].header.size <= body_max:
-                request = self.request_queue.pop(0)
-                batch.append(request)
-                size += request.header.size
-            assert batch, "a single request larger than a prepare slot was admitted"
+            while count < len(queue) and size + queue[count].header.size <= body_max:
+                size += queue[count].header.size
+                count += 1
+            assert count, "a single request larger than a prepare slot was admitted"
+            batch = queue[:count]
+            del queue[:count]
             head = self.journal.header_for_op(self.op)
             if head is not None:
                 parent = head.checksum
