@@ -57,6 +57,7 @@ class WorkloadSpec:
     rate_hz: float = 200.0  # total ops/s across all clients; 0 = as fast as they can
     client_timeout_s: float = 1.0
     model: str = "cas-register"  # the checker's model of one key (checkers.models)
+    clients: str = "primary"  # where a request goes first: the believed primary, or the client's node
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,9 @@ class Key:
     doc: str = ""
 
 
+CLIENT_ROUTES = ("primary", "nodes")
+
+
 SCHEMA: dict[str, dict[str, Key]] = {
     "": {
         "name": Key(str, doc="scenario name (store/<name>/...)"),
@@ -166,6 +170,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cas": Key((int, float), _non_negative, "weight of compare-and-set"),
         "rate": Key((int, float), _non_negative, "ops/s over all clients, 0 = unlimited"),
         "client_timeout_s": Key((int, float), _positive, "per-request timeout"),
+        "clients": Key(
+            str,
+            _one_of(CLIENT_ROUTES),
+            "where each request goes first: 'primary' (the one the client believes leads) or "
+            "'nodes' (client process p is bound to node p mod N, as Jepsen's clients are; a backup "
+            "redirects it)",
+        ),
     },
     "nemesis": {
         "faults": Key(list, _one_of(FAULT_KINDS), "fault kinds: " + ", ".join(FAULT_KINDS)),
@@ -321,6 +332,7 @@ def build_test(
         cas=float(workload.get("cas", 0.2)),
         rate_hz=float(workload.get("rate", 200.0)),
         client_timeout_s=float(workload.get("client_timeout_s", 1.0)),
+        clients=workload.get("clients", "primary"),
     )
     if spec.read + spec.write + spec.cas <= 0:
         raise BadInput(

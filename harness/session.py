@@ -74,6 +74,7 @@ def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
         bug=test.bug,
         seed=test.seed,
         client_timeout_s=test.workload.client_timeout_s,
+        bind_clients_to_nodes=test.workload.clients == "nodes",
     )
 
 

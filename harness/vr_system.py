@@ -30,11 +30,13 @@ STARTUP_TIMEOUT_S = 15.0
 class VRClient:
     """Adapts ``vr.client.Client`` to the harness's two exceptions (fail / info)."""
 
-    def __init__(self, system: VRSystem, *, seed: int, timeout_s: float) -> None:
+    def __init__(self, system: VRSystem, *, seed: int, timeout_s: float, home: int | None = None) -> None:
         from vr.client import Client
 
         self._system = system
-        self._client = Client(system.addresses(), cluster=system.cluster_id, timeout_s=timeout_s, seed=seed)
+        self._client = Client(
+            system.addresses(), cluster=system.cluster_id, timeout_s=timeout_s, seed=seed, home=home
+        )
 
     @property
     def last_node(self) -> str | None:
@@ -82,7 +84,9 @@ class VRSystem(LocalNodes):
         seed: int,
         client_timeout_s: float,
         cluster_id: int = 1,
+        bind_clients_to_nodes: bool = False,
     ) -> None:
+        self.bind_clients_to_nodes = bind_clients_to_nodes
         self.cluster = cluster
         self.nodes_dir = nodes_dir
         self.bug = bug
@@ -175,7 +179,8 @@ class VRSystem(LocalNodes):
     # -- clients and status -------------------------------------------------------
 
     def open_client(self, *, process: int, seed: int) -> VRClient:
-        return VRClient(self, seed=seed, timeout_s=self.client_timeout_s)
+        home = process % len(self.node_names()) if self.bind_clients_to_nodes else None
+        return VRClient(self, seed=seed, timeout_s=self.client_timeout_s, home=home)
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         """Status of every running, unpaused node that answers within STATUS_TIMEOUT_S."""

@@ -234,8 +234,14 @@ class Client:
         client_id: int | None = None,
         seed: int | None = None,
         deadline_s: float | None = None,
+        home: int | None = None,
     ) -> None:
         self.peers = parse_peers(peers) if isinstance(peers, str) else [_address(p) for p in peers]
+        if home is not None and not 0 <= home < len(self.peers):
+            raise ValueError(f"home={home} is not a replica index (0..{len(self.peers) - 1})")
+        # Jepsen-style binding: every request goes first to this replica (a backup redirects it to
+        # the primary), so a replica that wrongly answers by itself is asked too.
+        self.home = home
         if timeout_s <= 0:
             raise ValueError(f"timeout_s={timeout_s} must be positive")
         self.cluster = cluster
@@ -348,7 +354,7 @@ class Client:
             channel.forget_unsent()
         start = time.monotonic()
         deadline = start + self.deadline_s
-        sent_to = self.primary
+        sent_to = self.primary if self.home is None else self.home
         self._channels[sent_to].queue(data, tag, connect_timeout_s=self.timeout_s)
         next_retry = start + self.timeout_s
         failed_over = False  # the believed primary refused or dropped us: try everyone at once, once
@@ -366,8 +372,8 @@ class Client:
                     # run before the eviction, so the outcome is unknown; carry on as a new client.
                     self._new_session()
                     raise RequestIndeterminate(f"evicted from the client table ({_json_or_none(reply.body)})")
-                if header.command == Command.REDIRECT and header.view > self.view:
-                    self.view = header.view
+                if header.command == Command.REDIRECT and header.view >= self.view:
+                    self.view = header.view  # "not me": a backup of our view, or a newer view
                     if self.primary != sent_to:
                         sent_to = self.primary
                         self._channels[sent_to].queue(data, tag, connect_timeout_s=self.timeout_s)

@@ -23,6 +23,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "bug": ("cluster", "bug"),
     "keys": ("workload", "keys"),
     "rate": ("workload", "rate"),
+    "clients": ("workload", "clients"),
     "nemesis_interval": ("nemesis", "interval_s"),
     "time_limit": ("run", "time_limit_s"),
     "concurrency": ("run", "concurrency"),
@@ -50,6 +51,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--concurrency", type=int, help="client threads")
     parser.add_argument("--rate", type=float, help="target ops/s over all clients (0 = unlimited)")
     parser.add_argument("--keys", type=int, help="independent registers")
+    parser.add_argument(
+        "--clients",
+        metavar="ROUTE",
+        help="where requests go first: primary (default) or nodes (client p bound to node p mod N, Jepsen-style)",
+    )
     parser.add_argument("--nodes", type=int, help="replica count")
     parser.add_argument("--seed", type=int, help="seed of every random choice (default: random, recorded)")
     parser.add_argument("--bug", help="run the nodes with this planted bug (python -m vr.node --list-bugs)")

@@ -78,6 +78,13 @@ def test_out_of_range_and_unknown_fault(tmp_path: Path) -> None:
         load(write(tmp_path, '[nemesis]\nfaults = ["partiton"]\n'))
 
 
+def test_clients_route_to_the_primary_unless_bound_to_nodes(tmp_path: Path) -> None:
+    assert load(write(tmp_path, "")).workload.clients == "primary"
+    assert load(write(tmp_path, '[workload]\nclients = "nodes"\n')).workload.clients == "nodes"
+    with pytest.raises(BadInput, match=r"'node' is not one of primary, nodes .*did you mean 'nodes'"):
+        load(write(tmp_path, '[workload]\nclients = "node"\n'))
+
+
 def test_invalid_toml_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match="not valid TOML"):
         load(write(tmp_path, "[cluster\nnodes = 3\n"))
