@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from vr.bus import USER_TIMEOUT_MS, Address, Bus, parse_address, parse_peers
+from vr.bus import RECEIVE_BUFFER_BYTES, USER_TIMEOUT_MS, Address, Bus, parse_address, parse_peers
 from vr.message import (
     CLIENT_REPLICA,
     HEADER_SIZE,
@@ -290,6 +290,44 @@ def test_byte_at_a_time_delivery_still_frames_correctly() -> None:
                 await bus.wait_inbox(5.0)
                 got.extend(i.message.header.request for i in bus.drain_inbox())
             assert got == [1, 2]
+            assert dict(bus.dropped) == {}
+            writer.close()
+        finally:
+            await bus.close()
+
+    run(body)
+
+
+def test_frames_larger_than_one_read_and_many_frames_per_read_arrive_whole() -> None:
+    """The bus reads into a fixed buffer (vr.bus.RECEIVE_BUFFER_BYTES): a frame several buffers
+    long, and hundreds of small frames written at once, both come out whole and in order."""
+
+    async def body() -> None:
+        peers = make_peers(3)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(7))
+        await bus.start()
+        try:
+            _, writer = await open_raw(peers[0])
+            big_body = json.dumps({"key": "big", "value": "x" * (3 * RECEIVE_BUFFER_BYTES)}).encode()
+            big = make_message(
+                command=Command.REQUEST,
+                cluster=CLUSTER,
+                body=big_body,
+                replica=CLIENT_REPLICA,
+                operation=Operation.WRITE,
+                client=12,
+                request=1,
+            ).encode()
+            small = b"".join(request(client=12, number=n) for n in range(2, 302))
+            assert len(small) > RECEIVE_BUFFER_BYTES
+            writer.write(big + small)
+            await writer.drain()
+            got: list[tuple[int, int]] = []
+            while len(got) < 301:
+                await bus.wait_inbox(5.0)
+                got.extend((i.message.header.request, len(i.message.body)) for i in bus.drain_inbox())
+            assert got[0] == (1, len(big_body))
+            assert [number for number, _ in got] == list(range(1, 302))
             assert dict(bus.dropped) == {}
             writer.close()
         finally:

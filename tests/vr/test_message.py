@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 
@@ -25,6 +26,7 @@ from vr.message import (
     encode_headers,
     make_message,
     root_prepare,
+    split_batch,
 )
 
 CLUSTER = 7
@@ -197,3 +199,32 @@ def test_replace_reseals() -> None:
     unsealed = Header(command=Command.PING, cluster=1)
     assert not unsealed.valid_checksum()
     assert decode_header(unsealed.encode()) == unsealed.sealed()
+
+
+def _uncached(header: Header) -> Header:
+    """The same fields built through the plain constructor (no kept wire bytes)."""
+    return Header(**{f.name: getattr(header, f.name) for f in dataclasses.fields(Header) if f.init})
+
+
+def test_kept_wire_bytes_always_equal_a_fresh_encoding() -> None:
+    request = _request(3)
+    decoded = decode_message(request.encode(), cluster=CLUSTER).header
+    for header in (request.header, decoded, request.header.sealed(), request.header.replace(view=4)):
+        fresh = _uncached(header)
+        assert header == fresh
+        assert header.encode() == fresh.encode() == header.encode_raw() == fresh.encode_raw()
+        assert decode_header(header.encode(), cluster=CLUSTER) == header
+    assert request.header.replace(view=4).view == 4
+    assert decode_header(request.header.replace(view=4).encode(), cluster=CLUSTER).view == 4
+
+
+def test_a_bad_checksum_inside_a_batch_is_not_passed_off_as_valid() -> None:
+    """split_batch trusts the prepare's body checksum, not each request's: a request header with a
+    wrong checksum comes out as it is (encode_raw), and encode() computes the right one afresh."""
+    good = _request(1).encode()
+    bad = bytes(16) + good[16:]
+    (header,) = [m.header for m in split_batch(bad)]
+    assert not header.valid_checksum()
+    assert header.encode_raw() == bad[:HEADER_SIZE]
+    assert header.encode() == good[:HEADER_SIZE]
+    assert encode_batch(split_batch(good + good)) == good + good
