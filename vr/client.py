@@ -50,6 +50,8 @@ from vr.message import (
 REQUEST_SIZE_MAX = PREPARE_SIZE_MAX - HEADER_SIZE
 DEADLINE_TIMEOUTS = 5  # default overall deadline of a call, in per-attempt timeouts
 RECEIVE_CHUNK_BYTES = 1 << 16
+# json.dumps with any non-default argument builds a new encoder per call; a client encodes per op.
+_REQUEST_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 class ClientError(Exception):
@@ -132,7 +134,8 @@ class _Channel:
 
     def forget_unsent(self) -> None:
         """Drop frames not yet started (a previous call's); a half-sent one must finish to keep framing."""
-        self.outgoing = [frame for frame in self.outgoing if frame.offset > 0]
+        if self.outgoing:
+            self.outgoing = [frame for frame in self.outgoing if frame.offset > 0]
         self.sent_tags.clear()
 
     def on_event(self, mask: int) -> list[Message]:
@@ -324,7 +327,7 @@ class Client:
 
     def _call(self, operation: Operation, request_body: dict[str, Any]) -> Any:
         try:
-            body = json.dumps(request_body, separators=(",", ":")).encode()
+            body = _REQUEST_ENCODER.encode(request_body).encode()
         except (TypeError, ValueError) as error:
             raise RequestFailed("unencodable", value=str(error)) from None
         if HEADER_SIZE + len(body) > REQUEST_SIZE_MAX:
