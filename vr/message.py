@@ -129,14 +129,15 @@ class Header:
     # Empty otherwise. Not a field of the record: never compared, hashed, printed or copied by replace.
     _wire: bytes = field(default=b"", init=False, repr=False, compare=False)
 
-    def _tail(self) -> bytes:
-        return _TAIL_STRUCT.pack(
+    def _fields_after_checksum(self) -> tuple[Any, ...]:
+        """Every field but the checksum, in wire order (the command stays an IntEnum: struct packs it)."""
+        return (
             self.checksum_body,
             self.parent,
             self.context,
             self.cluster,
             self.size,
-            int(self.command),
+            self.command,
             self.replica,
             self.operation,
             self.protocol,
@@ -148,35 +149,19 @@ class Header:
             self.extra,
         )
 
+    def _tail(self) -> bytes:
+        return _TAIL_STRUCT.pack(*self._fields_after_checksum())
+
     def calculate_checksum(self) -> bytes:
         """The checksum these fields should carry: blake2b-128 of header bytes 16..128."""
         return checksum(self._tail())
 
     def sealed(self) -> Header:
         """A copy whose checksum field is correct for its other fields."""
-        tail = self._tail()
+        fields = self._fields_after_checksum()
+        tail = _TAIL_STRUCT.pack(*fields)
         value = checksum(tail)
-        return _new_header(
-            (
-                value,
-                self.checksum_body,
-                self.parent,
-                self.context,
-                self.cluster,
-                self.size,
-                self.command,
-                self.replica,
-                self.operation,
-                self.protocol,
-                self.view,
-                self.op,
-                self.commit,
-                self.client,
-                self.request,
-                self.extra,
-            ),
-            value + tail,
-        )
+        return _new_header((value, *fields), value + tail)
 
     def valid_checksum(self) -> bool:
         return self.checksum == self.calculate_checksum()

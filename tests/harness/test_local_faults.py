@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from nemeses import grudges
+from tests.harness.leftovers import netns_users
 
 PROBE = Path(__file__).with_name("netprobe.py")
 
@@ -118,18 +119,6 @@ def test_pause_stops_and_resumes_and_kill_restarts() -> None:
     assert result["leftover"] == []
 
 
-def _netns_users(inode: int) -> list[int]:
-    users = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / "net").st_ino == inode:
-                    users.append(int(entry.name))
-            except OSError:
-                continue
-    return users
-
-
 @pytest.mark.root
 @pytest.mark.skipif(os.geteuid() != 0, reason="reading the host's ruleset (nft list tables) needs root")
 def test_sigkill_of_the_controller_takes_nodes_rules_and_namespace_with_it() -> None:
@@ -142,14 +131,14 @@ def test_sigkill_of_the_controller_takes_nodes_rules_and_namespace_with_it() -> 
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         info = json.loads(line)
-        assert _netns_users(info["netns"]), "the run namespace should be in use while the run holds it"
+        assert netns_users(info["netns"]), "the run namespace should be in use while the run holds it"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _netns_users(info["netns"]):
+    while time.monotonic() < deadline and netns_users(info["netns"]):
         time.sleep(0.1)
-    assert _netns_users(info["netns"]) == []  # no process left in it: namespace and its rules are gone
+    assert netns_users(info["netns"]) == []  # no process left in it: namespace and its rules are gone
     host_rules = subprocess.run(
         ["nft", "list", "tables"], capture_output=True, text=True, timeout=10, check=True
     )

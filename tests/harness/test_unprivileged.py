@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from nemeses import grudges
+from tests.harness.leftovers import netns_users
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY_UID = 65534
@@ -131,17 +132,6 @@ def unprivileged() -> Iterator[tuple[Runner, Path]]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _netns_in_use(inode: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / "net").st_ino == inode:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
 def test_doctor_offers_partition_and_loss_to_an_unprivileged_user(unprivileged: tuple[Runner, Path]) -> None:
     run, _ = unprivileged
     proc = run("-m", "harness.cli", "doctor", timeout_s=60)
@@ -206,7 +196,7 @@ def test_partition_and_loss_run_valid_as_an_unprivileged_user(unprivileged: tupl
     assert max(views, default=0) > 1, f"no view change after startup (views {views})"
 
     test_json = json.loads((run_dir / "test.json").read_text())
-    assert not _netns_in_use(test_json["namespace"]["net"]), "the run's network namespace still exists"
+    assert not netns_users(test_json["namespace"]["net"]), "the run's network namespace still exists"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=10, check=True).stdout
     assert str(run_dir) not in ps, "a node process of the run is still running"
     assert str(run_dir) not in Path("/proc/mounts").read_text(), "a mount of the run is still there"

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from checkers.history import read_history
+from tests.harness.leftovers import netns_users
 
 pytestmark = [
     pytest.mark.integration,
@@ -53,20 +54,9 @@ def run_dir(store: Path) -> Path:
     return (store / "latest").resolve()
 
 
-def netns_in_use(inode: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / "net").st_ino == inode:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
 def assert_nothing_left(run: Path) -> None:
     test_json = json.loads((run / "test.json").read_text())
-    assert not netns_in_use(test_json["namespace"]["net"]), "the run's network namespace still exists"
+    assert not netns_users(test_json["namespace"]["net"]), "the run's network namespace still exists"
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, timeout=10, check=True).stdout
     assert str(run) not in ps, "a node process of the run is still running"
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10, check=True)
