@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 # Limits, each with the reason it exists.
 SEND_QUEUE_MAX = 4096  # messages queued for one connection between two flushes
 WRITE_BUFFER_MAX_BYTES = 8 * MESSAGE_SIZE_MAX  # unsent bytes in a transport before we call the peer slow
-RECEIVE_BUFFER_BYTES = 16 * 1024  # one read (a larger frame takes several); x CONNECTIONS_MAX = 16 MiB at most
+# One read's buffer (a larger frame takes several reads); x CONNECTIONS_MAX = 16 MiB at most.
+RECEIVE_BUFFER_BYTES = 16 * 1024
 INBOX_MAX = 8192  # decoded messages waiting for the node loop before reading pauses
 CONNECTIONS_MAX = 1024  # inbound connections (clients + replicas) before new ones are refused
 CLIENT_ROUTES_MAX = 65536  # client id -> connection entries remembered
