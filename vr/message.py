@@ -158,10 +158,7 @@ class Header:
 
     def sealed(self) -> Header:
         """A copy whose checksum field is correct for its other fields."""
-        fields = self._fields_after_checksum()
-        tail = _TAIL_STRUCT.pack(*fields)
-        value = checksum(tail)
-        return _new_header((value, *fields), value + tail)
+        return _seal(self._fields_after_checksum())
 
     def valid_checksum(self) -> bool:
         return self.checksum == self.calculate_checksum()
@@ -251,34 +248,13 @@ def make_header(
     extra: int = 0,
 ) -> Header:
     """A sealed header with ``size`` and ``checksum_body`` filled in for ``body``."""
-    checksum_body = checksum(body)
-    size = HEADER_SIZE + len(body)
-    tail = _TAIL_STRUCT.pack(
-        checksum_body,
-        parent,
-        context,
-        cluster,
-        size,
-        int(command),
-        replica,
-        operation,
-        protocol,
-        view,
-        op,
-        commit,
-        client,
-        request,
-        extra,
-    )
-    value = checksum(tail)
-    return _new_header(
+    return _seal(
         (
-            value,
-            checksum_body,
+            checksum(body),
             parent,
             context,
             cluster,
-            size,
+            HEADER_SIZE + len(body),
             command,
             replica,
             operation,
@@ -289,9 +265,15 @@ def make_header(
             client,
             request,
             extra,
-        ),
-        value + tail,
+        )
     )
+
+
+def _seal(fields_after_checksum: tuple[Any, ...]) -> Header:
+    """A header from every field but the checksum (wire order), packed and hashed once."""
+    tail = _TAIL_STRUCT.pack(*fields_after_checksum)
+    value = checksum(tail)
+    return _new_header((value, *fields_after_checksum), value + tail)
 
 
 @dataclass(frozen=True, slots=True)
