@@ -418,3 +418,51 @@ def test_client_table_evicts_the_least_recent_client_and_refuses_its_next_reques
         assert replica.counters.get("clients_evicted", 0) > 0
     snapshots = {r.machine.snapshot() for r in alive(cluster)}
     assert len(snapshots) == 1, "every replica evicted the same clients"
+
+
+def test_prepare_nagle_holds_a_partial_batch_while_a_prepare_is_in_flight_until_the_next_tick() -> None:
+    """With prepare_nagle (the default), a primary with a prepare in flight does not start another
+    for a batch that is not full: the request waits, growing the batch, until the pipeline drains
+    or the next tick. Without it the primary prepares at once (a deeper pipeline of small batches)."""
+    import json
+
+    from vr.message import CLIENT_REPLICA, Message, Operation
+    from vr.replica import ReplicaOptions
+
+    def request(client: int, cluster: SimCluster) -> Message:
+        return make_message(
+            command=Command.REQUEST,
+            cluster=cluster.cluster,
+            body=json.dumps({"key": f"n{client}", "value": client}).encode(),
+            client=client,
+            request=1,
+            operation=Operation.WRITE,
+            replica=CLIENT_REPLICA,
+        )
+
+    for nagle in (True, False):
+        cluster = SimCluster(
+            seed=3,
+            replica_count=3,
+            client_count=1,
+            network=NetworkOptions(),
+            faults=FaultOptions(flush_delay_ticks_max=1),
+            options=ReplicaOptions(pipeline_max=4, prepare_nagle=nagle),
+        )
+        cluster.network.auto_partitions = False
+        cluster.requests_max = 3
+        run_until(cluster, lambda c=cluster: done(c) and c.converged(), ticks_max=5000, what="converged")
+        primary = normal_primary(cluster)
+        assert primary is not None and not primary.pipeline
+        # From here the test delivers by hand and never steps the cluster: no PrepareOk comes back.
+        primary.on_message(request(2_000_001, cluster))
+        primary.flush()
+        assert len(primary.pipeline) == 1, "an empty pipeline prepares at once, Nagle or not"
+        primary.on_message(request(2_000_002, cluster))
+        primary.flush()
+        if nagle:
+            assert len(primary.pipeline) == 1 and len(primary.request_queue) == 1
+            primary.tick()
+            assert len(primary.pipeline) == 2 and not primary.request_queue, "the next tick prepares it"
+        else:
+            assert len(primary.pipeline) == 2 and not primary.request_queue
