@@ -420,10 +420,10 @@ def test_client_table_evicts_the_least_recent_client_and_refuses_its_next_reques
     assert len(snapshots) == 1, "every replica evicted the same clients"
 
 
-def test_prepare_nagle_holds_a_partial_batch_while_a_prepare_is_in_flight_until_the_next_tick() -> None:
+def test_prepare_nagle_holds_a_partial_batch_while_a_prepare_is_in_flight_for_a_whole_tick() -> None:
     """With prepare_nagle (the default), a primary with a prepare in flight does not start another
     for a batch that is not full: the request waits, growing the batch, until the pipeline drains
-    or the next tick. Without it the primary prepares at once (a deeper pipeline of small batches)."""
+    or a whole tick has passed. Without it the primary prepares at once (a deeper pipeline of small batches)."""
     import json
 
     from vr.message import CLIENT_REPLICA, Message, Operation
@@ -462,7 +462,9 @@ def test_prepare_nagle_holds_a_partial_batch_while_a_prepare_is_in_flight_until_
         primary.flush()
         if nagle:
             assert len(primary.pipeline) == 1 and len(primary.request_queue) == 1
+            primary.tick()  # the request has not waited a whole tick yet
+            assert len(primary.pipeline) == 1 and len(primary.request_queue) == 1
             primary.tick()
-            assert len(primary.pipeline) == 2 and not primary.request_queue, "the next tick prepares it"
+            assert len(primary.pipeline) == 2 and not primary.request_queue, "a whole tick later it goes"
         else:
             assert len(primary.pipeline) == 2 and not primary.request_queue
