@@ -1,9 +1,9 @@
-"""Checker figures: the shared corpus, and generated histories up to 1M ops. Printed, never asserted.
+"""Checker figures: the public corpus, and generated histories up to 1M ops. Printed, never asserted.
 
     python bench/checker.py            # corpus + 10k/100k/1M, 0% and 50% cas
     python bench/checker.py --quick    # corpus + 10k/100k only
 
-Corpus: every file in ../shared/corpus/MANIFEST.tsv read and checked (all
+Corpus: every file in tests/data/corpus/MANIFEST.tsv read and checked (all
 checkers, as ``ratchet check`` does) in this one process; total, median, max,
 the slowest five with their op counts, and whether each verdict matched.
 
@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"
 
 
 def bench_corpus() -> None:

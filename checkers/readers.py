@@ -1,6 +1,6 @@
 """Read other tools' histories into :class:`~checkers.history.Op` records, and write EDN.
 
-Two foreign shapes matter (see ``../shared/corpus/README.md``):
+Two foreign shapes matter (see ``tests/data/corpus/README.md``):
 
 * **Jepsen EDN**, either one op map per top-level form (``history.edn`` as
   Jepsen writes it) or one vector/list of maps spread over lines with comments

@@ -198,7 +198,7 @@ def test_register_semantics_follow_the_source_unless_overridden(tmp_path: Path) 
 
 
 def test_cli_writes_an_edn_copy_that_checks_the_same(tmp_path: Path) -> None:
-    source = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "porcupine-etcd" / "etcd_000.log"
+    source = Path(__file__).resolve().parents[1] / "data" / "corpus" / "porcupine-etcd" / "etcd_000.log"
     copy = tmp_path / "copy.edn"
     assert main(["check", str(source), "--to-edn", str(copy)]) == 1
     assert main(["check", str(copy), "--initial", "nil", "--nil-reads", "empty"]) == 1

@@ -1,8 +1,9 @@
-"""Every public history in ../shared/corpus gets the verdict its source project asserts.
+"""Every public history in tests/data/corpus gets the verdict its source project asserts.
 
-The manifest is read at run time from the shared folder beside the repository
-(the CI clone has ``shared/`` next to it); nothing is copied into the project.
-A file the manifest lists but the folder lacks is a failure, not a skip.
+The histories are byte-for-byte copies from Porcupine and Knossos (see
+tests/data/corpus/NOTICE.md); the manifest names each one's source and the
+verdict that project's own tests assert. A file the manifest lists but the
+folder lacks is a failure, not a skip.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from harness.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "corpus"
+CORPUS = REPO / "tests" / "data" / "corpus"
 MANIFEST = CORPUS / "MANIFEST.tsv"
 EXIT_FOR = {"linearizable": 0, "not-linearizable": 1}
 
@@ -33,7 +34,7 @@ ROWS = _rows()
 
 
 def test_manifest_is_present_and_complete() -> None:
-    assert MANIFEST.is_file(), f"the shared corpus manifest is missing: expected {MANIFEST}"
+    assert MANIFEST.is_file(), f"the corpus manifest is missing: expected {MANIFEST}"
     assert len(ROWS) >= 150, f"{MANIFEST} lists only {len(ROWS)} files"
     assert {row["expected"] for row in ROWS} == set(EXIT_FOR)
 
