@@ -12,9 +12,12 @@ view change when the primary is cut off), and must leave nothing behind.
 When pytest runs as root, the command is dropped to uid 65534 with ``setpriv``.
 The interpreter lives under a directory nobody may enter (pyenv under /root), so
 the drop happens inside a private mount namespace made for the command, where a
-tmpfs hides that directory and only the interpreter's prefix is bind-mounted
-back at its own path: the unprivileged process sees the Python it needs and
-nothing else of /root, and the host's permissions are never changed. When
+tmpfs hides that directory and only the interpreter's prefix (and the checkout,
+when it is cloned under /root too) is bind-mounted back at its own path: the
+unprivileged process sees the Python and the code it needs and nothing else of
+/root, and the host's permissions are never changed. Inside a
+virtual environment the child is started by the venv's own interpreter path, so
+it finds the venv's packages; the venv's directory is exposed like the prefix. When
 pytest itself runs unprivileged, the commands run as that user directly. Where
 this cannot work (no setpriv/unshare, the checkout unreadable, user namespaces
 disabled), the test is skipped with the exact reason.
@@ -90,9 +93,13 @@ def unprivileged() -> Iterator[tuple[Runner, Path]]:
         missing = [tool for tool in ("setpriv", "unshare", "mount") if shutil.which(tool) is None]
         if missing:
             pytest.skip(f"dropping to an unprivileged user needs {', '.join(missing)} (util-linux)")
-    python = Path(os.path.realpath(sys.executable))
-    exposed = sorted({Path(os.path.realpath(sys.base_prefix)), Path(os.path.realpath(sys.prefix))})
-    for path in [*exposed, REPO]:
+    # The interpreter by the path this process was started with, not its resolved target: in a
+    # virtual environment that path is the venv's bin/python, whose pyvenv.cfg gives the child the
+    # venv's site-packages (the resolved base interpreter would not see the installed packages).
+    python = Path(sys.executable).absolute()
+    prefixes = {Path(os.path.realpath(sys.base_prefix)), Path(os.path.realpath(sys.prefix))}
+    exposed = sorted(prefixes | {REPO})
+    for path in exposed:
         if not (path.stat().st_mode & stat.S_IROTH and _others_may_enter(path)):
             pytest.skip(f"{path} is not readable by other users (mode {stat.filemode(path.stat().st_mode)})")
     if not root and _hidden_ancestor(REPO) is not None:
@@ -102,7 +109,11 @@ def unprivileged() -> Iterator[tuple[Runner, Path]]:
         (scratch / "stage").mkdir()
         (scratch / "home").mkdir()
         script = scratch / "as-nobody.sh"
-        script.write_text(_wrapper_script([p for p in exposed if _hidden_ancestor(p) is not None]))
+        hidden = [p for p in exposed if _hidden_ancestor(p) is not None]
+        # A directory inside another exposed one comes back with it (a venv inside the checkout).
+        script.write_text(
+            _wrapper_script([p for p in hidden if not any(p.is_relative_to(o) and p != o for o in hidden)])
+        )
         if root:
             os.chown(scratch / "home", NOBODY_UID, NOBODY_UID)
         scratch.chmod(0o755)
