@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -41,8 +42,17 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(f"{message}. Run `{self.prog} --help` for the accepted flags.")
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source)."""
+    try:
+        return importlib.metadata.version("ratchet")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed: run `pip install -e .` in the checkout)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ratchet", description="Jepsen-style fault injection for a VR cluster.")
+    parser.add_argument("--version", action="version", version=f"ratchet {version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _command_modules():
         module.register(subparsers)
@@ -53,7 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = Console(stderr=True)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help and --version print, then end the command successfully
+            return 0 if exc.code is None else int(exc.code)
         if getattr(args, "handler", None) is None:
             parser.print_help(sys.stderr)
             return EXIT_BAD_INPUT
