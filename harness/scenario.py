@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import BadInput
+from harness.retention import KEEP_DATA
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = "default"
@@ -89,6 +90,7 @@ class Test:
     seed: int
     recovery_s: float
     store_dir: str
+    keep_data: str = "on-failure"  # node data files after the run: always, on-failure, never
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -192,6 +194,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "seed": Key(int, _between(0, 2**63 - 1), "seed of every random choice"),
         "recovery_s": Key((int, float), _between(1, 600), "how long the final phase waits for recovery"),
         "store": Key(str, doc="store directory"),
+        "keep_data": Key(
+            str, _one_of(KEEP_DATA), "node data files after the run: always, on-failure (default), never"
+        ),
     },
 }
 
@@ -365,6 +370,7 @@ def build_test(
         seed=int(run.get("seed", seed_if_absent)),
         recovery_s=float(run.get("recovery_s", 10.0)),
         store_dir=run.get("store", "store"),
+        keep_data=run.get("keep_data", "on-failure"),
     )
     _check_combinations(test, where=where)
     if capabilities is not None:

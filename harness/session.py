@@ -28,6 +28,7 @@ from checkers.history import HistoryWriter
 from clusters.local import LocalCluster
 from harness import verdict
 from harness.errors import EXIT_UNKNOWN, exit_code_for_validity
+from harness.retention import should_delete_data
 from harness.runner import Outcome, Recorder, Runner, RunState
 from harness.scenario import Test
 from harness.store import RunDir, create_run_dir, write_json, write_test_json
@@ -207,7 +208,7 @@ def finish(
     results["elapsed_s"] = round(elapsed_s, 3)
     write_json(run.results, results)
     valid = results["valid"]
-    if valid is True:
+    if should_delete_data(test.keep_data, valid):
         for node in system.node_names():
             data = system.node_files(node)["data"]
             if data.exists():

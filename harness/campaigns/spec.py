@@ -40,6 +40,7 @@ RUN_FLAGS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "time_limit": ("--time-limit", (int, float)),
     "concurrency": ("--concurrency", int),
     "recovery": ("--recovery", (int, float)),
+    "keep_data": ("--keep-data", str),
 }
 TOP_KEYS = ("name", "description", "seeds", "seed_base", "defaults", "run")
 RUN_KEYS = ("scenario", "bug", "expect", "cluster", *RUN_FLAGS)

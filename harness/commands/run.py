@@ -30,6 +30,7 @@ FLAG_KEYS: dict[str, tuple[str, str]] = {
     "seed": ("run", "seed"),
     "recovery": ("run", "recovery_s"),
     "store": ("run", "store"),
+    "keep_data": ("run", "keep_data"),
 }
 
 
@@ -63,6 +64,11 @@ def register(subparsers: Any) -> None:
         "--recovery", type=float, metavar="S", help="how long to wait for recovery after healing"
     )
     parser.add_argument("--store", help="store directory (default: store)")
+    parser.add_argument(
+        "--keep-data",
+        metavar="WHEN",
+        help="keep node data files after the run: always, on-failure (default), never",
+    )
     parser.add_argument("--replay", metavar="RUN_DIR", help="re-run a stored run's scenario with its seed")
     parser.add_argument("--no-progress", action="store_true", help="no live display (logs only)")
     parser.set_defaults(handler=handle)

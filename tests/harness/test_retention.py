@@ -101,3 +101,51 @@ def test_keep_data_policy() -> None:
     assert should_delete_data("on-failure", True) and not should_delete_data("on-failure", False)
     assert not should_delete_data("on-failure", "unknown")
     assert not should_delete_data("always", True) and should_delete_data("never", False)
+
+
+@pytest.mark.integration
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="a real run in private namespaces")
+def test_keep_data_always_keeps_a_valid_runs_node_data(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "no-faults",
+            "--time-limit",
+            "3",
+            "--seed",
+            "1",
+            "--keep-data",
+            "always",
+            "--store",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = (tmp_path / "latest").resolve()
+    assert sorted(p.parent.name for p in run.glob("nodes/*/data")) == ["n1", "n2", "n3"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "no-faults",
+            "--time-limit",
+            "3",
+            "--keep-data",
+            "sometimes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 3 and "keep_data" in proc.stderr and "Traceback" not in proc.stderr
