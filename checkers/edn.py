@@ -99,6 +99,10 @@ _CHAR_NAMES = {
     "backspace": "\b",
 }
 _CLOSERS = {"[": "]", "(": ")", "{": "}", "#{": "}"}
+# How deep collections may nest. The parser itself is iterative, but everything that
+# walks a value afterwards (conversion, hashing, printing) recurses; a history's ops
+# nest a few levels, so a hostile file is refused here with its line and column.
+DEPTH_MAX = 100
 
 
 def _where(text: str, offset: int) -> tuple[int, int]:
@@ -223,6 +227,8 @@ def _parse(text: str) -> tuple[list[Any], list[int], _Frame | None]:
         elif kind == _OPEN:
             offset = match.start(kind)
             token = match[kind]
+            if len(stack) > DEPTH_MAX:
+                raise _error(text, f"collections nest deeper than {DEPTH_MAX} levels", offset)
             frame = _Frame(token, offset)
             if first_collection is None and len(stack) == 1 and token in "[(":
                 first_collection = frame

@@ -19,6 +19,7 @@ the end of the history. Nemesis ops are not client operations and are left out.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -32,6 +33,11 @@ OP_TYPES = ("invoke", "ok", "fail", "info")
 COMPLETION_TYPES = ("ok", "fail", "info")
 NEMESIS_PROCESS = "nemesis"
 FORMATS = ("jsonl", "edn", "porcupine")
+# How deep a value may nest (lists in lists). Real values are an [old new] pair or a
+# list of appended numbers; the bound keeps a hostile file from exhausting the stack.
+VALUE_DEPTH_MAX = 100
+
+log = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "info"]
 
@@ -53,11 +59,40 @@ class HistoryFormatError(ValueError):
         super().__init__(where + message)
 
 
-def freeze(value: Any) -> Any:
+def freeze(value: Any, depth: int = 0) -> Any:
     """Lists become tuples (recursively) so values can be hashed and compared as states."""
     if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
+        if depth >= VALUE_DEPTH_MAX:
+            raise HistoryFormatError(f"a value nests lists deeper than {VALUE_DEPTH_MAX} levels")
+        return tuple(freeze(v, depth + 1) for v in value)
     return value
+
+
+def decode_torn_tail(raw: bytes) -> str | None:
+    """The text of a last line cut mid-write, or None when it is not text at all.
+
+    A cut can split a multi-byte character, so up to 3 undecodable bytes at the
+    very end are dropped; anything else that is not UTF-8 was never written as text.
+    """
+    for cut in range(4):
+        try:
+            return raw[: len(raw) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def warn_torn(path: str | os.PathLike[str], line: int, size: int, reason: str) -> None:
+    """Say on stderr (the checkers' logger) that a torn last line was left out."""
+    log.warning(
+        "%s:%d: the last line is torn (%d bytes with no newline at the end, %s): a crashed writer or "
+        "a full disk leaves this; it is left out and the %d line(s) before it are checked",
+        path,
+        line,
+        size,
+        reason,
+        line - 1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,26 +321,56 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Op]:
 
 
 def read_jsonl_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
-    """Ops and the line each came from. A blank line is skipped; a torn last line
-    (a killed writer) is reported like any other malformed line."""
+    """Ops and the line each came from. A blank line is skipped.
+
+    The writer appends whole lines, so a last line with no newline that does not
+    parse is one it was writing when it died (or the disk filled): it is left out
+    with a warning. Any other malformed line is a :class:`HistoryFormatError`.
+    """
     ops: list[Op] = []
     lines: list[int] = []
-    with open(path, encoding="utf-8") as file:
-        for line_number, line in enumerate(file, start=1):
+    with open(path, "rb") as file:
+        for line_number, raw in enumerate(file, start=1):
+            last = not raw.endswith(b"\n")  # only the file's last line can lack one
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                tail = decode_torn_tail(raw) if last else None
+                if tail is not None and tail.lstrip().startswith("{"):
+                    warn_torn(path, line_number, len(raw), "cut inside a character")
+                    break
+                raise HistoryFormatError(
+                    f"not UTF-8 text ({exc.reason} at column {exc.start + 1}); a history.jsonl holds "
+                    "one JSON object per line",
+                    path=path,
+                    line=line_number,
+                ) from None
             if not line.strip():
                 continue
             try:
                 decoded = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise HistoryFormatError(
-                    f"not valid JSON ({exc.msg} at column {exc.colno})", path=path, line=line_number
-                ) from None
-            op = _from_json_fast(decoded)
-            if op is None:
-                try:
+                op = _from_json_fast(decoded)
+                if op is None:
                     op = Op.from_json(decoded)
-                except HistoryFormatError as exc:
-                    raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
+            except json.JSONDecodeError as exc:
+                if last and line.lstrip().startswith("{"):
+                    warn_torn(
+                        path, line_number, len(raw), f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+                    )
+                    break
+                raise HistoryFormatError(
+                    f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})",
+                    path=path,
+                    line=line_number,
+                ) from None
+            except RecursionError:
+                raise HistoryFormatError(
+                    f"a value nests deeper than {VALUE_DEPTH_MAX} levels (the JSON cannot be read)",
+                    path=path,
+                    line=line_number,
+                ) from None
+            except HistoryFormatError as exc:
+                raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
             ops.append(op)
             lines.append(line_number)
     return ops, lines

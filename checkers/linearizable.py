@@ -109,6 +109,15 @@ def ensure_supported(model: Model, operations: Sequence[Operation]) -> None:
             f"(it knows {sorted(model.fs)})"
             + ("; did you mean --model cas-register?" if unknown == ["cas"] else "")
         )
+    op_problem = getattr(model, "op_problem", None)
+    if op_problem is not None:  # values of the wrong shape: bad input, never a crash in the search
+        for op in operations:
+            problem = op_problem(op.f, op.value_in, op.value_out, op.outcome == "ok")
+            if problem:
+                raise UnsupportedOp(
+                    f"op index {op.invoke_index} (process {op.process!r}, {op.f}): {problem} "
+                    f"(model {model.name!r})"
+                )
 
 
 def check_key(model: Model, key: Any, operations: Sequence[Operation], budget: Budget) -> KeyOutcome:

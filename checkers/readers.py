@@ -18,12 +18,20 @@ otherwise its position.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable
 from typing import Any
 
 from checkers.edn import EdnError, EdnList, Keyword, Located, Symbol, dumps, load_elements, loads
-from checkers.history import COMPLETION_TYPES, OP_TYPES, HistoryFormatError, Op
+from checkers.history import (
+    COMPLETION_TYPES,
+    OP_TYPES,
+    HistoryFormatError,
+    Op,
+    decode_torn_tail,
+    warn_torn,
+)
 
 _CLIENT_FS_WITH_TUPLES = ("read", "write", "cas", "append", "add")
 
@@ -43,12 +51,26 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _read_text(path: str | os.PathLike[str]) -> str:
+def _read_text(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """The file's whole lines and its last line when that has no newline (else "").
+
+    The last line is kept apart so a reader can leave it out when it is torn
+    (a writer that crashed, a full disk); it may end in a cut character.
+    """
+    with open(path, "rb") as file:
+        raw = file.read()
+    cut = raw.rfind(b"\n") + 1
     try:
-        with open(path, encoding="utf-8") as file:
-            return file.read()
+        body = raw[:cut].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise HistoryFormatError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path) from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise HistoryFormatError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path, line=line
+        ) from None
+    tail = decode_torn_tail(raw[cut:])
+    if tail is None:
+        raise HistoryFormatError("not UTF-8 text (in the last line)", path=path, line=raw.count(b"\n") + 1)
+    return body, tail
 
 
 def _edn_op(element: Located, position: int, path: str | os.PathLike[str]) -> Op:
@@ -139,14 +161,24 @@ def read_jepsen_edn(path: str | os.PathLike[str]) -> list[Op]:
 
 
 def read_jepsen_edn_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
-    """Ops and the line each op map starts on."""
-    text = _read_text(path)
+    """Ops and the line each op map starts on.
+
+    A last line with no newline that breaks the file is left out with a warning
+    when the lines before it read on their own (one op map per line, cut mid-write).
+    """
+    body, tail = _read_text(path)
     try:
-        elements = load_elements(text)
+        elements = load_elements(body + tail)
     except EdnError as exc:
-        raise HistoryFormatError(
-            f"malformed EDN: {exc.reason} (column {exc.column})", path=path, line=exc.line
-        ) from None
+        elements = None
+        if tail.lstrip().startswith("{") and exc.line == body.count("\n") + 1:
+            with contextlib.suppress(EdnError):
+                elements = load_elements(body)
+        if elements is None:
+            raise HistoryFormatError(
+                f"malformed EDN: {exc.reason} (column {exc.column})", path=path, line=exc.line
+            ) from None
+        warn_torn(path, exc.line, len(tail.encode()), exc.reason)
     ops: list[Op] = []
     lines: list[int] = []
     for element in elements:
@@ -173,46 +205,59 @@ def read_porcupine_log(path: str | os.PathLike[str]) -> list[Op]:
 
 
 def read_porcupine_log_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
-    """Ops and their line numbers."""
-    text = _read_text(path)
+    """Ops and their line numbers. A torn last line (no newline, does not read) is left out."""
+    body, tail = _read_text(path)
     ops: list[Op] = []
     lines: list[int] = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
+    last_line = body.count("\n") + 1
+    for line_number, line in enumerate((*body.splitlines(), tail) if tail else body.splitlines(), start=1):
         at = line.find(_PORCUPINE_MARK)
         if at < 0:
             continue
-        fields = line[at + len(_PORCUPINE_MARK) :].split(None, 3)
-        if len(fields) < 3:
-            raise HistoryFormatError(
-                "expected '<process> <type> <f> <value>' after 'jepsen.util - '", path=path, line=line_number
-            )
-        process_text, type_text, f_text = fields[0], fields[1], fields[2]
-        value_text = fields[3].strip() if len(fields) == 4 else "nil"
-        if process_text.lstrip("-").isdigit():
-            process: int | str = int(process_text)
-        elif process_text.startswith(":"):
-            process = process_text[1:]
-        else:
-            raise HistoryFormatError(
-                f"process {process_text!r} is neither an integer nor a keyword", path=path, line=line_number
-            )
-        op_type = type_text.lstrip(":")
-        if op_type not in OP_TYPES:
-            raise HistoryFormatError(
-                f"type {type_text!r} is not one of :invoke :ok :fail :info", path=path, line=line_number
-            )
         try:
-            value = _porcupine_value(value_text)
-        except EdnError as exc:
-            raise HistoryFormatError(
-                f"value {value_text!r} is not EDN ({exc.reason})", path=path, line=line_number
-            ) from None
-        error = None
-        if value == "timed-out" and op_type in COMPLETION_TYPES:
-            error, value = "timed-out", None
-        ops.append(Op(len(ops), len(ops), process, op_type, f_text.lstrip(":"), None, value, error, None))
+            op = _porcupine_op(line[at + len(_PORCUPINE_MARK) :], len(ops), path, line_number)
+        except HistoryFormatError as exc:
+            if tail and line_number == last_line:
+                warn_torn(path, line_number, len(tail.encode()), exc.reason)
+                break
+            raise
+        ops.append(op)
         lines.append(line_number)
     return ops, lines
+
+
+def _porcupine_op(rest: str, position: int, path: str | os.PathLike[str], line_number: int) -> Op:
+    """One Jepsen console line after ``jepsen.util - ``: ``<process> <type> <f> <value>``."""
+    fields = rest.split(None, 3)
+    if len(fields) < 3:
+        raise HistoryFormatError(
+            "expected '<process> <type> <f> <value>' after 'jepsen.util - '", path=path, line=line_number
+        )
+    process_text, type_text, f_text = fields[0], fields[1], fields[2]
+    value_text = fields[3].strip() if len(fields) == 4 else "nil"
+    if process_text.lstrip("-").isdigit():
+        process: int | str = int(process_text)
+    elif process_text.startswith(":"):
+        process = process_text[1:]
+    else:
+        raise HistoryFormatError(
+            f"process {process_text!r} is neither an integer nor a keyword", path=path, line=line_number
+        )
+    op_type = type_text.lstrip(":")
+    if op_type not in OP_TYPES:
+        raise HistoryFormatError(
+            f"type {type_text!r} is not one of :invoke :ok :fail :info", path=path, line=line_number
+        )
+    try:
+        value = _porcupine_value(value_text)
+    except EdnError as exc:
+        raise HistoryFormatError(
+            f"value {value_text!r} is not EDN ({exc.reason})", path=path, line=line_number
+        ) from None
+    error = None
+    if value == "timed-out" and op_type in COMPLETION_TYPES:
+        error, value = "timed-out", None
+    return Op(position, position, process, op_type, f_text.lstrip(":"), None, value, error, None)
 
 
 def _porcupine_value(text: str) -> Any:

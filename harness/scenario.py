@@ -13,6 +13,10 @@ validation, so a flag and a key are checked by the same code.
 from __future__ import annotations
 
 import difflib
+import math
+import os
+import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -32,7 +36,7 @@ WORKLOAD_FS = ("read", "write", "cas")
 WORKLOADS = ("register", "append")
 # The checker's model of one key, per workload (append is judged by checkers.append, not a model).
 WORKLOAD_MODELS = {"register": "cas-register", "append": "list-append"}
-NODES_MAX = 9
+NODES_MAX = 9  # odd counts only: VR runs on N = 2f+1 replicas
 CONCURRENCY_MAX = 256
 
 # Smallest cluster each grudge makes sense on (fewer nodes: nothing to cut the way it says).
@@ -128,7 +132,55 @@ def _fraction(v: Any) -> str | None:
 
 
 def _between(lo: float, hi: float) -> Check:
-    return lambda v: None if lo <= v <= hi else f"must be between {lo} and {hi}"
+    def check(v: Any) -> str | None:
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"must be a finite number between {lo} and {hi}"
+        return None if lo <= v <= hi else f"must be between {lo} and {hi}"
+
+    return check
+
+
+def _finite(check: Check) -> Check:
+    """NaN compares false with everything, so it would pass every range check: refuse it first."""
+
+    def finite_check(v: Any) -> str | None:
+        if isinstance(v, float) and not math.isfinite(v):
+            return "must be a finite number"
+        return check(v)
+
+    return finite_check
+
+
+def _replica_count(v: Any) -> str | None:
+    if not 1 <= v <= NODES_MAX:
+        return f"must be between 1 and {NODES_MAX}"
+    if v % 2 == 0:
+        return (
+            f"must be odd: VR runs on N = 2f+1 replicas to tolerate f failures, and an even count "
+            f"adds a replica but no tolerance (use {v - 1} or {v + 1})"
+        )
+    return None
+
+
+# A scenario's name becomes a directory under the store: one path component, no traversal.
+_NAME = re.compile(r"[\w][\w.-]{0,99}")
+RESERVED_NAMES = ("latest", "index.html")
+
+
+def scenario_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run directory under the store, or None when it can."""
+    if not _NAME.fullmatch(name):
+        return (
+            "must be 1 to 100 letters, digits, '_', '-' or '.', not starting with '.' or '-' "
+            "(it names a directory inside the store, so no '/', '..' or absolute paths)"
+        )
+    if name in RESERVED_NAMES:
+        return f"is reserved: the store keeps its own {name!r} there"
+    return None
+
+
+def _scenario_name(v: Any) -> str | None:
+    return scenario_name_problem(v)
 
 
 def _one_of(choices: tuple[str, ...]) -> Check:
@@ -156,22 +208,22 @@ CLIENT_ROUTES = ("primary", "nodes")
 
 SCHEMA: dict[str, dict[str, Key]] = {
     "": {
-        "name": Key(str, doc="scenario name (store/<name>/...)"),
+        "name": Key(str, _scenario_name, "scenario name (store/<name>/...)"),
         "description": Key(str, doc="one line for `ratchet scenarios`"),
     },
     "cluster": {
         "kind": Key(str, _one_of(("local",)), "where nodes run: local"),
-        "nodes": Key(int, _between(1, NODES_MAX), "replica count"),
+        "nodes": Key(int, _replica_count, "replica count (odd: 1, 3, 5, ...)"),
         "bug": Key(str, doc="planted bug the nodes run with (python3 -m vr.node --list-bugs)"),
     },
     "workload": {
         "name": Key(str, _one_of(WORKLOADS), "what clients do: " + ", ".join(WORKLOADS)),
         "keys": Key(int, _between(1, 1000), "independent registers"),
-        "read": Key((int, float), _non_negative, "weight of reads"),
-        "write": Key((int, float), _non_negative, "weight of writes"),
-        "cas": Key((int, float), _non_negative, "weight of compare-and-set"),
-        "rate": Key((int, float), _non_negative, "ops/s over all clients, 0 = unlimited"),
-        "client_timeout_s": Key((int, float), _positive, "per-request timeout"),
+        "read": Key((int, float), _finite(_non_negative), "weight of reads"),
+        "write": Key((int, float), _finite(_non_negative), "weight of writes"),
+        "cas": Key((int, float), _finite(_non_negative), "weight of compare-and-set"),
+        "rate": Key((int, float), _finite(_non_negative), "ops/s over all clients, 0 = unlimited"),
+        "client_timeout_s": Key((int, float), _finite(_positive), "per-request timeout"),
         "clients": Key(
             str,
             _one_of(CLIENT_ROUTES),
@@ -182,9 +234,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "nemesis": {
         "faults": Key(list, _one_of(FAULT_KINDS), "fault kinds: " + ", ".join(FAULT_KINDS)),
-        "interval_s": Key((int, float), _positive, "seconds between fault changes"),
+        "interval_s": Key((int, float), _finite(_positive), "seconds between fault changes"),
         "grudges": Key(list, _one_of(GRUDGES), "partition shapes"),
-        "loss_fraction": Key((int, float), _fraction, "packet drop probability"),
+        "loss_fraction": Key((int, float), _finite(_fraction), "packet drop probability"),
         "pause_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes pause picks"),
         "kill_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes kill picks"),
     },
@@ -258,14 +310,26 @@ def resolve_scenario_path(name_or_path: str | None) -> Path:
     """A path to a .toml file, or the name of one under scenarios/."""
     if name_or_path is None:
         name_or_path = DEFAULT_SCENARIO
+    if not name_or_path.strip():
+        raise BadInput(
+            "the scenario argument is empty; give a scenario name (`ratchet scenarios` lists them) "
+            "or a path to a .toml file.",
+            where="SCENARIO",
+        )
     path = Path(name_or_path)
     if path.suffix == ".toml" or "/" in name_or_path:
-        if not path.is_file():
-            raise BadInput(f"scenario file {name_or_path!r} does not exist.", where=name_or_path)
+        problem = _file_problem(path)
+        if problem:
+            raise BadInput(f"the scenario {problem}.", where=name_or_path)
         return path
     candidate = SCENARIO_DIR / f"{name_or_path}.toml"
     if candidate.is_file():
         return candidate
+    if path.exists() or path.is_symlink():
+        problem = _file_problem(path)
+        if problem:
+            raise BadInput(f"the scenario {problem}.", where=name_or_path)
+        return path  # a file without the .toml suffix, named on purpose
     known = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
     close = difflib.get_close_matches(name_or_path, known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -276,16 +340,84 @@ def resolve_scenario_path(name_or_path: str | None) -> Path:
     )
 
 
+def _file_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable regular file (in words), or None."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"file {str(path)!r} is a symlink to {os.readlink(path)!r}, which does not exist"
+        return f"file {str(path)!r} does not exist"
+    except OSError as exc:  # ELOOP, EACCES on a parent, ENAMETOOLONG, ...
+        return f"file {str(path)!r} cannot be opened: {exc.strerror}"
+    if stat.S_ISDIR(mode):
+        return f"{str(path)!r} is a directory, not a scenario file; give the path to a .toml file in it"
+    if not stat.S_ISREG(mode):
+        return f"{str(path)!r} is not a regular file (a device, pipe or socket); give a .toml file"
+    return None
+
+
+SCENARIO_BYTES_MAX = 1 << 20  # a scenario is a few hundred bytes; a megabyte is not a scenario
+
+
 def read_table(path: Path) -> dict[str, Any]:
+    """The parsed, schema-checked table of a scenario file (BadInput naming the file otherwise)."""
+    problem = _file_problem(path)
+    if problem:
+        raise BadInput(f"the scenario {problem}.", where=str(path))
     try:
         with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInput(f"not valid TOML: {exc}.", where=str(path)) from exc
+            raw = handle.read(SCENARIO_BYTES_MAX + 1)
     except OSError as exc:
         raise BadInput(f"cannot read the scenario: {exc.strerror}.", where=str(path)) from exc
+    if len(raw) > SCENARIO_BYTES_MAX:
+        raise BadInput(
+            f"the scenario file is larger than {SCENARIO_BYTES_MAX} bytes; a scenario is a small TOML file.",
+            where=str(path),
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise BadInput(
+            f"not UTF-8 text (byte {exc.start}, line {line}: {exc.reason}); a scenario is a TOML file.",
+            where=str(path),
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise BadInput(f"not valid TOML: {exc}.", where=str(path)) from None
+    if not data:
+        raise BadInput(
+            "the scenario file is empty (no keys). Start from a named scenario such as "
+            "scenarios/default.toml, or run `ratchet run no-faults` for a run without faults.",
+            where=str(path),
+        )
     validate_table(data, where=str(path))
     return data
+
+
+def parse_fault_list(text: str, *, flag: str) -> list[str]:
+    """A comma-separated flag value (``--nemesis``, ``--grudges``) as a list.
+
+    ``none`` is the explicit way to ask for no faults; an empty value or one of
+    only commas names nothing, which is a typo more often than a wish, so it is
+    refused rather than silently running without faults.
+    """
+    if text.strip().lower() == "none":
+        return []
+    items = [part.strip() for part in text.split(",")]
+    if not any(items):
+        raise BadInput(
+            f"{flag} {text!r} names nothing; give comma-separated names (e.g. {flag} partition,kill), "
+            f"or {flag} none to leave them out on purpose."
+        )
+    if not all(items):
+        raise BadInput(
+            f"{flag} {text!r} has an empty item between commas; give comma-separated names "
+            f"(e.g. {flag} partition,kill)."
+        )
+    return items
 
 
 def merge_overrides(data: dict[str, Any], overrides: Mapping[tuple[str, str], Any]) -> dict[str, Any]:
@@ -306,9 +438,11 @@ def build_test(
     flag_names: Mapping[tuple[str, str], str] | None = None,
     capabilities: Mapping[str, Any] | None = None,
     known_bugs: tuple[str, ...] | None = None,
+    check_store: bool = False,
 ) -> Test:
     """Validate the merged table and freeze it. ``flag_names`` maps (section, key) to the CLI flag
-    that set it, so an error names the flag rather than the file."""
+    that set it, so an error names the flag rather than the file. ``check_store`` also asks the
+    file system whether the store can hold a run (for ``ratchet run``, not for listings)."""
     flag_names = flag_names or {}
     where_file = source or "(defaults)"
 
@@ -327,6 +461,12 @@ def build_test(
     nem = data.get("nemesis", {})
     run = data.get("run", {})
     name = data.get("name") or (Path(source).stem if source else DEFAULT_SCENARIO)
+    problem = scenario_name_problem(name)
+    if problem:  # a name taken from the file's name, which the schema never saw
+        raise BadInput(
+            f"the scenario's name {name!r} (from the file name) {problem}; set `name = ...` in the file.",
+            where=where_file,
+        )
     workload_name = workload.get("name", "register")
     spec = WorkloadSpec(
         name=workload_name,
@@ -373,6 +513,12 @@ def build_test(
         keep_data=run.get("keep_data", "on-failure"),
     )
     _check_combinations(test, where=where)
+    if check_store:
+        from harness.store import store_dir_problem  # the store imports this module
+
+        problem = store_dir_problem(test.store_dir)
+        if problem:
+            raise BadInput(f"the store {test.store_dir!r} {problem}.", where=where("run", "store"))
     if capabilities is not None:
         check_capabilities(test, capabilities, where=where("nemesis", "faults"))
     if known_bugs is not None and bug is not None and bug not in known_bugs:

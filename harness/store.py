@@ -8,16 +8,21 @@ relative symlink, so the store can be moved or archived).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import platform
+import stat
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.scenario import Test
+from harness.errors import BadInput
+from harness.scenario import Test, scenario_name_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +56,86 @@ def versions() -> dict[str, str]:
     return {"ratchet": ratchet, "python": platform.python_version(), "kernel": platform.release()}
 
 
+def store_dir_problem(store: str) -> str | None:
+    """Why ``store`` cannot hold runs (in words, after "the store X"), or None when it can.
+
+    Asked before anything starts, so a bad ``--store`` is refused with nothing
+    created: an existing directory must accept a new entry, and a missing one
+    needs its nearest existing ancestor to be a directory that does (both are
+    tried with a temporary directory that is removed at once).
+    """
+    if not store.strip():
+        return "is empty; give a directory (default: store)"
+    if "\0" in store:
+        return "contains a NUL byte"
+    path = Path(store)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"is a symlink to {os.readlink(path)!r}, which does not exist"
+        mode = None
+    except NotADirectoryError:
+        return "cannot be used: a part of the path before its last name is a file, not a directory"
+    except OSError as exc:
+        return f"cannot be used: {exc.strerror}"
+    if mode is not None and not stat.S_ISDIR(mode):
+        return "is a file, not a directory; give a directory (it is created when missing)"
+    probe_dir = path
+    while mode is None:
+        probe_dir = probe_dir.parent
+        try:
+            mode = probe_dir.stat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"cannot be created: {str(probe_dir)!r} {exc.strerror}"
+        if not stat.S_ISDIR(mode):
+            return f"cannot be created: {str(probe_dir)!r} is a file, not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".ratchet-probe-", dir=probe_dir))
+    except OSError as exc:
+        return f"cannot be written: creating a directory in {str(probe_dir)!r} fails ({exc.strerror})"
+    return None
+
+
 def create_run_dir(store: Path, scenario: str, *, now_s: float | None = None) -> RunDir:
+    """A new ``store/<scenario>/<stamp>/`` (with ``nodes/``), and ``latest`` pointing at it.
+
+    The scenario name is one path component (never ``..`` or absolute), so the run
+    directory is always inside the store; a store that cannot be written is bad
+    input, and the directories made before the failure are removed again.
+    """
+    problem = scenario_name_problem(scenario)
+    if problem:
+        raise BadInput(f"the scenario name {scenario!r} {problem}.", where="name")
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now_s if now_s is not None else time.time()))
     base = store / scenario
-    base.mkdir(parents=True, exist_ok=True)
-    path = base / stamp
-    suffix = 1
-    while True:
-        try:
-            path.mkdir()
-            break
-        except FileExistsError:
-            suffix += 1
-            path = base / f"{stamp}-{suffix}"
-    (path / "nodes").mkdir()
-    point_latest(store, path)
+    made: list[Path] = [p for p in (base, *base.parents) if not p.exists() and not p.is_symlink()]
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        path = base / stamp
+        suffix = 1
+        while True:
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                suffix += 1
+                path = base / f"{stamp}-{suffix}"
+        made.insert(0, path)
+        (path / "nodes").mkdir()
+        made.insert(0, path / "nodes")
+        point_latest(store, path)
+    except OSError as exc:
+        for directory in made:  # deepest first: nothing of a run that never started stays behind
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise BadInput(
+            f"cannot create a run directory in the store {str(store)!r}: {exc.strerror}.", where="--store"
+        ) from None
     return RunDir(path)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from typing import Any, Protocol
 
+from checkers.history import HistoryFormatError
+
 
 class _Illegal:
     """The op cannot take effect in this state."""
@@ -32,8 +34,13 @@ class _Illegal:
 ILLEGAL: Any = _Illegal()
 
 
-class UnsupportedOp(ValueError):
-    """The history holds an op the model does not know (e.g. cas for a plain register)."""
+class UnsupportedOp(HistoryFormatError):
+    """The history holds an op the model does not know (e.g. cas for a plain register),
+    or one whose value has the wrong shape for it (a cas whose value is not ``[old new]``).
+
+    It is a :class:`~checkers.history.HistoryFormatError`: the history is bad input
+    for this model, and every reader of a history already reports those.
+    """
 
 
 class Model(Protocol):
@@ -65,6 +72,10 @@ class Model(Protocol):
         ...
 
     def describe_state(self, state: Any) -> str: ...
+
+    # Optional: ``op_problem(f, value_in, value_out, known) -> str | None`` says why an op's
+    # values do not fit the model (checked once, before any search); a model whose ops
+    # take any value leaves it out.
 
     def describe_op(self, f: str, value_in: Any, value_out: Any, known: bool, who: str) -> str: ...
 

@@ -23,6 +23,12 @@ class CasRegister(Register):
     name: str = "cas-register"
     fs: frozenset[str] = frozenset({"read", "write", "cas"})
 
+    def op_problem(self, f: str, value_in: Any, value_out: Any, known: bool) -> str | None:
+        """A cas carries ``[old new]``; reads and writes take any value."""
+        if f == "cas" and not (isinstance(value_in, tuple) and len(value_in) == 2):
+            return f"a cas value must be [old new], got {show(value_in)}"
+        return None
+
     def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
         if f == "cas":
             old, new = value_in

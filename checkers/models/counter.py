@@ -9,6 +9,10 @@ from typing import Any
 from checkers.models.base import ILLEGAL, UnsupportedOp, show
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True, slots=True)
 class Counter:
     """State is an integer starting at 0; reads must return it exactly."""
@@ -18,6 +22,14 @@ class Counter:
 
     def init(self) -> Any:
         return 0
+
+    def op_problem(self, f: str, value_in: Any, value_out: Any, known: bool) -> str | None:
+        """Adds carry a number (or nothing, for 1); reads return one."""
+        if f in ("add", "increment") and value_in is not None and not _is_number(value_in):
+            return f"a counter {f} must carry a number, got {show(value_in)}"
+        if f == "read" and known and value_out is not None and not _is_number(value_out):
+            return f"a counter read must return a number, got {show(value_out)}"
+        return None
 
     def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
         if f in ("add", "increment"):

@@ -19,6 +19,12 @@ class SetModel:
     def init(self) -> Any:
         return frozenset()
 
+    def op_problem(self, f: str, value_in: Any, value_out: Any, known: bool) -> str | None:
+        """A read returns a collection of elements (or nil before any add)."""
+        if f == "read" and known and value_out is not None and not isinstance(value_out, tuple | frozenset):
+            return f"a set read must return a list or set of elements, got {show(value_out)}"
+        return None
+
     def step(self, state: Any, f: str, value_in: Any, value_out: Any, known: bool) -> Any:
         if f == "add":
             return state | {value_in}

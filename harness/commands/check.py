@@ -88,6 +88,11 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="write results.json (to PATH, or beside the history when no PATH is given)",
     )
+    parser.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a history with no operations (judged valid) instead of refusing it as bad input",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -104,12 +109,44 @@ def _read(args: argparse.Namespace) -> list[Any]:
             "history.jsonl, a Jepsen .edn or a Porcupine etcd .log."
         )
     try:
-        return read_history(path, args.format)
+        ops = read_history(path, args.format)
     except HistoryFormatError as exc:
         where = f"{exc.path or path}:{exc.line}" if exc.line is not None else str(exc.path or path)
         raise BadInput(f"{exc.reason}. The history was not checked.", where=where) from None
-    except (UnicodeDecodeError, OSError) as exc:
-        raise BadInput(f"cannot read the history: {exc}.", where=str(path)) from None
+    except OSError as exc:
+        raise BadInput(f"cannot read the history: {exc.strerror}.", where=str(path)) from None
+    if not ops and not getattr(args, "allow_empty", False):
+        raise BadInput(_no_operations(args.format), where=str(path))
+    return ops
+
+
+def _check_writable(target: Path, flag: str) -> None:
+    """Refuse an output path whose directory is missing or is not one, before any work is done."""
+    parent = target.parent
+    if target.is_dir():
+        raise BadInput(f"{flag} {str(target)!r} is a directory; give a file path.", where=flag)
+    if not parent.is_dir():
+        raise BadInput(
+            f"{flag} {str(target)!r}: the directory {str(parent)!r} does not exist (or is not a directory).",
+            where=flag,
+        )
+
+
+def _no_operations(format: str | None) -> str:
+    """Why a history with no operations at all is refused, and how to read it anyway.
+
+    (One with only nemesis events is a real, if dull, history: Knossos's corpus has one.)
+    """
+    hint = ""
+    if format == "porcupine":
+        hint = (
+            " A Porcupine etcd log has lines with 'jepsen.util - <process> <type> <f> <value>'; "
+            "this file has none, so it is probably another format (leave out --format to detect it)."
+        )
+    return (
+        f"the history holds no operations, so there is nothing to check.{hint} Pass --allow-empty if an empty "
+        "history is what you expect."
+    )
 
 
 def _model(args: argparse.Namespace, format: str) -> Any:
@@ -140,6 +177,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"--time-limit must be positive seconds, got {args.time_limit:g}.")
     if args.memory_limit <= 0:
         raise BadInput(f"--memory-limit must be positive megabytes, got {args.memory_limit:g}.")
+    if args.results:
+        _check_writable(Path(args.results), "--results")
+    if args.to_edn:
+        _check_writable(Path(args.to_edn), "--to-edn")
     ops = _read(args)
     model = _model(args, args.format or detect_format(args.history))
     if args.to_edn:
@@ -158,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"{exc.reason}.", where=args.history) from None
     if args.results is not None:
         target = Path(args.results) if args.results else Path(args.history).with_name("results.json")
-        target.write_text(json.dumps(results, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        try:
+            target.write_text(json.dumps(results, indent=2, default=_json_default) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise BadInput(f"cannot write results.json: {exc.strerror}.", where=str(target)) from None
     _print(Console(), args.history, results)
     return exit_code_for_validity(results["valid"])
 

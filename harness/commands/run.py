@@ -74,10 +74,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=handle)
 
 
-def _csv(text: str) -> list[str]:
-    return [] if text.strip() in ("", "none") else [p.strip() for p in text.split(",") if p.strip()]
-
-
 def overrides_from_args(
     args: argparse.Namespace,
 ) -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], str]]:
@@ -88,11 +84,13 @@ def overrides_from_args(
         if value is not None:
             overrides[where] = value
             flags[where] = "--" + attr.replace("_", "-")
+    from harness.scenario import parse_fault_list
+
     if args.nemesis is not None:
-        overrides[("nemesis", "faults")] = _csv(args.nemesis)
+        overrides[("nemesis", "faults")] = parse_fault_list(args.nemesis, flag="--nemesis")
         flags[("nemesis", "faults")] = "--nemesis"
     if args.grudges is not None:
-        overrides[("nemesis", "grudges")] = _csv(args.grudges)
+        overrides[("nemesis", "grudges")] = parse_fault_list(args.grudges, flag="--grudges")
         flags[("nemesis", "grudges")] = "--grudges"
     return overrides, flags
 
@@ -137,6 +135,7 @@ def resolve_test(args: argparse.Namespace) -> Any:
         seed_if_absent=random.SystemRandom().randrange(1 << 31),
         flag_names=flags,
         known_bugs=tuple(BUGS),
+        check_store=True,
     )
     namespaces = capabilities.probe_namespaces()
     if not namespaces.available:

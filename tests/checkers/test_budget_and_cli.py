@@ -83,7 +83,11 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 @pytest.mark.parametrize(
     ("content", "line", "words"),
     [
-        ('{"index":0,"time_ns":0,"process":0,"type":"invoke","f":"read"}\n{"index":1,', 2, "not valid JSON"),
+        (
+            '{"index":0,"time_ns":0,"process":0,"type":"invoke","f":"read"}\n{"index":1,\n',
+            2,
+            "not valid JSON",
+        ),
         ('{"index":0,"time_ns":0,"process":0,"type":"invoke","f":"read","colour":1}\n', 1, "unknown field"),
         ('{"index":0,"time_ns":0,"process":0,"type":"ok","f":"read","value":1}\n', 1, "no invocation"),
     ],

@@ -43,8 +43,8 @@ def test_doctor_lists_faults_and_what_is_missing(capsys: pytest.CaptureFixture[s
         (["--nemesis", "clock"], "'clock' fault is planned but not implemented"),
         (["--nemesis", "partiton"], "did you mean 'partition'"),
         (
-            ["--nodes", "2", "--nemesis", "partition", "--grudges", "majority"],
-            "cannot be partitioned as majority",
+            ["--nodes", "3", "--nemesis", "partition", "--grudges", "majorities-ring"],
+            "cannot be partitioned as majorities-ring",
         ),
         (["no-such-scenario"], "no scenario named 'no-such-scenario'"),
         (["--replay", "/nonexistent/run"], "is not a stored run"),

@@ -84,7 +84,7 @@ def test_rolling_kill_without_a_known_primary_does_nothing() -> None:
 def test_rolling_kill_is_healed_last_and_needs_three_nodes(tmp_path: Path) -> None:
     assert packages.final(("rolling-kill", "partition"))[-1]["f"] == "stop-rolling-kill"
     path = tmp_path / "s.toml"
-    path.write_text('[cluster]\nnodes = 2\n[nemesis]\nfaults = ["rolling-kill"]\ninterval_s = 2\n')
+    path.write_text('[cluster]\nnodes = 1\n[nemesis]\nfaults = ["rolling-kill"]\ninterval_s = 2\n')
     with pytest.raises(BadInput, match="rolling-kill"):
         build_test(read_table(path), source=str(path), seed_if_absent=1, capabilities=ALL_CAPS)
 

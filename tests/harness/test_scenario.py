@@ -79,7 +79,7 @@ def test_out_of_range_and_unknown_fault(tmp_path: Path) -> None:
 
 
 def test_clients_route_to_the_primary_unless_bound_to_nodes(tmp_path: Path) -> None:
-    assert load(write(tmp_path, "")).workload.clients == "primary"
+    assert load(write(tmp_path, "[workload]\nkeys = 8\n")).workload.clients == "primary"
     assert load(write(tmp_path, '[workload]\nclients = "nodes"\n')).workload.clients == "nodes"
     with pytest.raises(BadInput, match=r"'node' is not one of primary, nodes .*did you mean 'nodes'"):
         load(write(tmp_path, '[workload]\nclients = "node"\n'))
@@ -90,11 +90,15 @@ def test_invalid_toml_is_bad_input(tmp_path: Path) -> None:
         load(write(tmp_path, "[cluster\nnodes = 3\n"))
 
 
-def test_two_nodes_cannot_be_split_into_majority_and_minority(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, '[cluster]\nnodes = 2\n[nemesis]\nfaults = ["partition"]\ngrudges = ["majority"]\n'
-    )
-    with pytest.raises(BadInput, match="2-node cluster cannot be partitioned as majority"):
+def test_even_node_counts_are_refused_because_vr_runs_on_2f_plus_1(tmp_path: Path) -> None:
+    for nodes in (2, 4):
+        with pytest.raises(BadInput, match=r"must be odd: VR runs on N = 2f\+1"):
+            load(write(tmp_path, f"[cluster]\nnodes = {nodes}\n"))
+
+
+def test_one_node_cannot_be_partitioned(tmp_path: Path) -> None:
+    path = write(tmp_path, '[cluster]\nnodes = 1\n[nemesis]\nfaults = ["partition"]\n')
+    with pytest.raises(BadInput, match="1-node cluster has no network links"):
         load(path)
 
 
