@@ -26,6 +26,7 @@ from typing import Any
 from harness.errors import BadInput
 from harness.retention import KEEP_DATA
 
+# scenarios/ beside harness/: the checkout's folder, or the package data a wheel installs there.
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = "default"
 
