@@ -113,6 +113,7 @@ def write_index(store_dir: Path) -> Path:
             counts=counts,
             scenarios=sorted({row.scenario for row in rows}),
             data_json=script_json(data),
+            has_campaigns=(store_dir / "campaigns" / INDEX_NAME).is_file(),
         )
     )
     path = store_dir / INDEX_NAME

@@ -28,6 +28,29 @@ JUNIT_XML = "junit.xml"
 FORMAT = 1
 
 
+def build_id() -> str:
+    """The build of the system under test: a digest of vr/'s sources, with Ratchet's version.
+
+    Two executions with the same build ran the same replica code, so an outcome that flips
+    between them is the schedule's doing (flaky), not a change's.
+    """
+    import hashlib
+    from importlib import metadata
+
+    import vr
+
+    digest = hashlib.sha256()
+    root = Path(vr.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    try:
+        version = metadata.version("ratchet")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"{version}+vr.{digest.hexdigest()[:12]}"
+
+
 def campaign_document(
     *,
     campaign: Any,
@@ -50,6 +73,7 @@ def campaign_document(
         "source": campaign.source,
         "digest": campaign.digest,
         "seeds": list(campaign.seeds),
+        "build": build_id(),
         "shards": [list(shard)],
         "matrix_size": matrix_size,
         "started_at": started_at,

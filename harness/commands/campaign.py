@@ -205,8 +205,10 @@ def run_campaign(
 
 def _update_index(store: Path, console: Any) -> None:
     try:
+        from reports.campaigns import write_campaigns_index
         from reports.index import write_index
 
+        write_campaigns_index(store)
         write_index(store)
     except Exception as exc:  # the index is a convenience: its failure is reported beside the result
         console.print(f"[yellow]index not updated:[/] {type(exc).__name__}: {exc}")
