@@ -100,3 +100,12 @@ def test_installed_wheel_finds_a_scenario_by_name_and_knows_its_version(
     assert Path(found.strip()).is_relative_to(installed.parent / "lib")
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert _step([installed / "ratchet", "--version"], cwd=cwd, env=env).strip() == f"ratchet {declared}"
+
+
+def test_installed_wheel_ships_the_campaigns(installed: Path, tmp_path: Path) -> None:
+    cwd, env = _elsewhere(tmp_path)
+    listed = _step([installed / "ratchet", "campaign", "smoke", "--list"], cwd=cwd, env=env)
+    shipped = tomllib.loads((REPO / "scenarios" / "campaigns" / "smoke.toml").read_text())
+    assert len(listed.strip().splitlines()) == len(shipped["run"]) * shipped.get("seeds", 1)
+    for name in ("nightly", "selftest"):
+        assert _step([installed / "ratchet", "campaign", name, "--list"], cwd=cwd, env=env).strip()
