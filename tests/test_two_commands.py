@@ -6,9 +6,16 @@ repository reads files from beside it (a user's clone has no sibling folders).
 
 from __future__ import annotations
 
+import glob
+import os
 import re
+import shlex
+import shutil
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,10 +31,53 @@ def _readme_commands() -> list[str]:
     return [line for line in section if line.startswith("apt-get update && ")][:2]
 
 
+def _apt_packages(command: str) -> list[str]:
+    words = shlex.split(command.split("&&")[1])
+    return [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
+
+
+# What each package the test command installs gives the suite, as a probe a test can make.
+PACKAGE_PROBES = {
+    "python3": lambda: shutil.which("python3") is not None,
+    "python3-venv": lambda: sys.prefix != sys.base_prefix or shutil.which("python3") is not None,
+    "nftables": lambda: shutil.which("nft") is not None,
+    "iptables": lambda: shutil.which("iptables") is not None,
+    "procps": lambda: shutil.which("ps") is not None,
+    "fuse3": lambda: shutil.which("fusermount3") is not None,
+    "libfaketime": lambda: bool(glob.glob("/usr/lib/*/faketime/libfaketime*.so*")),
+    "faketime": lambda: shutil.which("faketime") is not None,
+    "chromium": lambda: os.access("/usr/bin/chromium", os.X_OK),
+}
+
+
 def test_readme_has_the_main_job_and_the_test_command() -> None:
+    """Both make their own venv (PEP 668 refuses a system-wide pip) and keep apt's extras out."""
     main_job, tests = _readme_commands()
-    assert main_job.endswith("&& ratchet run")
-    assert tests.endswith("&& python -m pytest")
+    assert main_job.endswith(
+        "&& python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/ratchet run"
+    )
+    assert tests.endswith(
+        "&& python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest"
+    )
+    for command in (main_job, tests):
+        assert "apt-get install -y --no-install-recommends " in command
+        assert {"python3", "python3-venv", "nftables"} <= set(_apt_packages(command))
+        assert " pip install" not in command.replace(".venv/bin/pip install", "")
+
+
+def test_every_package_of_the_test_command_is_there() -> None:
+    """After the README's test command (on CI: always) every package it installs can be found.
+
+    A package the suite needs but the command forgets makes tests skip quietly; this makes the
+    gap loud on CI, and names it (with a skip) on a developer's machine.
+    """
+    _, tests = _readme_commands()
+    packages = _apt_packages(tests)
+    assert set(packages) == set(PACKAGE_PROBES), "keep PACKAGE_PROBES in step with the README's list"
+    missing = [name for name in packages if not PACKAGE_PROBES[name]()]
+    if missing and os.environ.get("CI") != "true":
+        pytest.skip(f"not installed here: {', '.join(missing)} (the README's test command installs them)")
+    assert not missing, f"the README's test command ran, yet these are missing: {', '.join(missing)}"
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
