@@ -22,7 +22,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,8 +79,11 @@ class LocalCluster:
     def names(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes)
 
-    def spawn(self, name: str, argv: Sequence[str], *, output_path: Path) -> int:
-        """Start ``argv`` as node ``name``'s process (stdout+stderr appended to ``output_path``)."""
+    def spawn(
+        self, name: str, argv: Sequence[str], *, output_path: Path, env: Mapping[str, str] | None = None
+    ) -> int:
+        """Start ``argv`` as node ``name``'s process (stdout+stderr appended to ``output_path``);
+        ``env`` adds to the controller's environment (a clock nemesis preloads libfaketime)."""
         if name not in self._by_name:
             raise KeyError(f"no node named {name!r} in {self.names()}")
         if self.is_running(name):
@@ -94,6 +97,7 @@ class LocalCluster:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
+                env={**os.environ, **env} if env else None,
             )
         self._procs[name] = proc
         self._all.append((name, proc))

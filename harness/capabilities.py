@@ -9,14 +9,17 @@ not permitted is the common failure in containers and CI.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 PROBE_TIMEOUT_S = 10
+FAKETIME_TOLERANCE_S = 60.0  # the probe sets +-1 h; anything within a minute of it is the fake clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +99,60 @@ def probe_signals() -> Capability:
 
 
 def probe_faketime() -> Capability:
-    libs = glob.glob("/usr/lib/*/faketime/libfaketime*.so*") + glob.glob("/usr/lib/faketime/libfaketime*.so*")
-    if libs:
-        return Capability("libfaketime", True, f"found {libs[0]} (clock faults: not wired in this version)")
-    return Capability("libfaketime", False, "libfaketime not found", "apt-get install libfaketime faketime")
+    """libfaketime really shifts a child's ``time.time()``, and follows its control file live.
+
+    A child Python with libfaketime preloaded (as nemeses.clock starts nodes) reports its wall
+    and monotonic clocks twice: with the control file at +1 hour, then, after the file was
+    replaced, at -1 hour. The wall clock must follow both and the monotonic clock neither.
+    """
+    from nemeses.clock import ClockSetting, control_env, find_libfaketime, write_setting
+
+    how = "apt-get install libfaketime faketime"
+    library = find_libfaketime()
+    if library is None:
+        return Capability("libfaketime", False, "libfaketime.so.1 not found", how)
+    with tempfile.TemporaryDirectory(prefix="ratchet-faketime-") as tmp:
+        control = Path(tmp) / "probe.faketime"
+        write_setting(control, ClockSetting(offset_ms=3_600_000))
+        env = {**os.environ, **control_env(library=library, control_file=control, fake_monotonic=False)}
+        script = "import sys,time\nfor _ in sys.stdin: print(time.time(), time.monotonic(), flush=True)\n"
+        try:
+            with subprocess.Popen(
+                [sys.executable, "-c", script],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            ) as proc:  # fmt: skip
+                assert proc.stdin is not None and proc.stdout is not None
+                shifts = []
+                for offset_ms in (3_600_000, -3_600_000):
+                    write_setting(control, ClockSetting(offset_ms=offset_ms))
+                    proc.stdin.write("\n")
+                    proc.stdin.flush()
+                    line = proc.stdout.readline().split()
+                    if len(line) != 2:
+                        proc.kill()
+                        detail = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+                        return Capability(
+                            "libfaketime", False, f"a child with {library} preloaded failed: "
+                            f"{detail[-1] if detail else 'no output'}", how,
+                        )  # fmt: skip
+                    wall_s, mono_s = (float(x) for x in line)
+                    shifts.append((wall_s - time.time(), mono_s - time.monotonic(), offset_ms / 1000))
+                proc.stdin.close()
+                proc.wait(timeout=PROBE_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+            return Capability("libfaketime", False, f"probing {library} failed: {exc}", how)
+    wrong = [s for s in shifts if abs(s[0] - s[2]) > FAKETIME_TOLERANCE_S or abs(s[1]) > FAKETIME_TOLERANCE_S]
+    if wrong:
+        got = ", ".join(f"wall {w:+.1f} s (wanted {t:+.0f}), monotonic {m:+.1f} s" for w, m, t in shifts)
+        return Capability(
+            "libfaketime", False, f"{library} preloaded does not shift a child's clock as set: {got}", how
+        )
+    return Capability(
+        "libfaketime",
+        True,
+        f"{library}: a child's time.time() followed its control file live (+1 h, then -1 h; "
+        f"measured {shifts[0][0]:+.1f} s, {shifts[1][0]:+.1f} s), its monotonic clock stayed real",
+    )
 
 
 def probe_fuse() -> Capability:
@@ -138,7 +191,7 @@ FAULT_NEEDS: dict[str, tuple[str, ...] | None] = {
     "pause": ("namespaces", "signals"),
     "kill": ("namespaces", "signals"),
     "rolling-kill": ("namespaces", "signals"),
-    "clock": None,
+    "clock": ("namespaces", "libfaketime"),
     "disk": None,
     "corrupt": None,
 }

@@ -33,6 +33,8 @@ DEFAULT_SCENARIO = "default"
 FAULT_KINDS = ("partition", "loss", "pause", "kill", "rolling-kill", "clock", "disk", "corrupt")
 GRUDGES = ("one", "primary", "majority", "majorities-ring", "minority-third", "bridge", "one-way", "random")
 PROCESS_TARGETS = ("one", "primary", "minority", "majority", "all")
+CLOCK_MODES = ("bump", "strobe", "skew", "freeze")  # nemeses.clock
+SCHEDULES = ("mix", "together")
 WORKLOAD_FS = ("read", "write", "cas")
 WORKLOADS = ("register", "append")
 # The checker's model of one key, per workload (append is judged by checkers.append, not a model).
@@ -74,6 +76,12 @@ class NemesisSpec:
     loss_fraction: float = 0.3
     pause_targets: tuple[str, ...] = ("one", "primary", "minority")
     kill_targets: tuple[str, ...] = ("one", "primary", "minority")
+    schedule: str = "mix"  # mix: kinds flip independently; together: all start, then all stop
+    clock_modes: tuple[str, ...] = CLOCK_MODES
+    clock_targets: tuple[str, ...] = ("one", "primary", "minority")
+    clock_max_ms: int = 262_144
+    clock_rates: tuple[float, ...] = (0.5, 1.5, 2.0)
+    clock_monotonic: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +117,17 @@ class Test:
         fields = dict(data)
         fields["workload"] = WorkloadSpec(**fields["workload"])
         nem = dict(fields["nemesis"])
-        for key in ("faults", "grudges", "pause_targets", "kill_targets"):
-            nem[key] = tuple(nem[key])
+        for key in (
+            "faults",
+            "grudges",
+            "pause_targets",
+            "kill_targets",
+            "clock_modes",
+            "clock_targets",
+            "clock_rates",
+        ):
+            if key in nem:
+                nem[key] = tuple(nem[key])
         fields["nemesis"] = NemesisSpec(**nem)
         return Test(**fields)
 
@@ -184,6 +201,18 @@ def _scenario_name(v: Any) -> str | None:
     return scenario_name_problem(v)
 
 
+def _rates(v: Any) -> str | None:
+    """Clock rates as libfaketime writes them: "x1.5" (> 0 and at most 20; 0 would stop the node)."""
+    for item in v:
+        try:
+            rate = float(item[1:]) if item.startswith("x") else None
+        except ValueError:
+            rate = None
+        if rate is None or not 0 < rate <= 20:
+            return f"{item!r} is not a rate like 'x1.5' (more than 0, at most 20)"
+    return None if v else "must name at least one rate"
+
+
 def _one_of(choices: tuple[str, ...]) -> Check:
     def check(v: Any) -> str | None:
         items = v if isinstance(v, list) else [v]
@@ -240,6 +269,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "loss_fraction": Key((int, float), _finite(_fraction), "packet drop probability"),
         "pause_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes pause picks"),
         "kill_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes kill picks"),
+        "schedule": Key(
+            str,
+            _one_of(SCHEDULES),
+            "mix: each kind flips on its own; together: all kinds start, then all stop",
+        ),
+        "clock_modes": Key(list, _one_of(CLOCK_MODES), "clock faults: " + ", ".join(CLOCK_MODES)),
+        "clock_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes clock faults pick"),
+        "clock_max_ms": Key(
+            int, _between(4, 86_400_000), "largest clock bump / strobe, ms (log-uniform from 4)"
+        ),
+        "clock_rates": Key(list, _rates, "clock rates a skew draws from, e.g. ['x1.5']"),
+        "clock_monotonic": Key(bool, doc="fake the monotonic clock too (VR's timeouts run on it)"),
     },
     "run": {
         "time_limit_s": Key((int, float), _between(1, 86_400), "length of the main phase"),
@@ -293,7 +334,7 @@ def _validate_value(section: str, key: str, value: Any, *, where: str) -> None:
     spec = SCHEMA[section][key]
     name = f"{section}.{key}" if section else key
     kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
-    if isinstance(value, bool) or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         raise BadInput(
             f"{name} must be {_type_name(spec.kind)}, got {value!r} ({type(value).__name__}).", where=where
         )
@@ -496,6 +537,12 @@ def build_test(
         loss_fraction=float(nem.get("loss_fraction", 0.3)),
         pause_targets=tuple(nem.get("pause_targets", ("one", "primary", "minority"))),
         kill_targets=tuple(nem.get("kill_targets", ("one", "primary", "minority"))),
+        schedule=nem.get("schedule", "mix"),
+        clock_modes=tuple(dict.fromkeys(nem.get("clock_modes", CLOCK_MODES))),
+        clock_targets=tuple(nem.get("clock_targets", ("one", "primary", "minority"))),
+        clock_max_ms=int(nem.get("clock_max_ms", 262_144)),
+        clock_rates=tuple(float(r[1:]) for r in nem.get("clock_rates", ("x0.5", "x1.5", "x2"))),
+        clock_monotonic=bool(nem.get("clock_monotonic", False)),
     )
     test = Test(
         name=name,

@@ -68,6 +68,20 @@ def _configure_logging(run: RunDir) -> None:
 SystemFactory = Callable[[LocalCluster, RunDir, Test], Any]
 
 
+def clock_control(cluster: LocalCluster, run: RunDir, test: Test) -> Any:
+    """Per-node clock control files (nemeses.clock) when the scenario injects clock faults, else None."""
+    if "clock" not in test.nemesis.faults:
+        return None
+    from nemeses.clock import ClockControl, find_libfaketime
+
+    library = find_libfaketime()
+    if library is None:  # validation refuses this first; a run started anyway says why
+        raise RuntimeError("clock faults need libfaketime (apt-get install libfaketime faketime)")
+    return ClockControl(
+        run.path / "clock", cluster.names(), library=library, fake_monotonic=test.nemesis.clock_monotonic
+    )
+
+
 def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
     return VRSystem(
         cluster,
@@ -76,6 +90,7 @@ def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
         seed=test.seed,
         client_timeout_s=test.workload.client_timeout_s,
         bind_clients_to_nodes=test.workload.clients == "nodes",
+        clock=clock_control(cluster, run, test),
     )
 
 
@@ -122,6 +137,7 @@ def execute(
         firewall=cluster.firewall,
         endpoints=cluster.endpoints(),
         rng=random.Random(test.seed ^ 0x4E454D),
+        clock=getattr(system, "clock", None),
     )
     writer = HistoryWriter(run.history)
     recorder = Recorder(writer)

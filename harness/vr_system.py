@@ -16,10 +16,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clusters.local import LocalCluster
 from harness.system import LocalNodes, OpFailed, OpIndeterminate
+
+if TYPE_CHECKING:
+    from nemeses.clock import ClockControl
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +88,10 @@ class VRSystem(LocalNodes):
         client_timeout_s: float,
         cluster_id: int = 1,
         bind_clients_to_nodes: bool = False,
+        clock: ClockControl | None = None,
     ) -> None:
         self.bind_clients_to_nodes = bind_clients_to_nodes
+        self.clock = clock  # when set, every node reads its clock through it (nemeses.clock)
         self.cluster = cluster
         self.nodes_dir = nodes_dir
         self.bug = bug
@@ -138,7 +143,10 @@ class VRSystem(LocalNodes):
         files = self.node_files(node)
         files["data"].mkdir(parents=True, exist_ok=True)
         format_data = node not in self._formatted
-        self.cluster.spawn(node, self.argv(node, format_data=format_data), output_path=files["output"])
+        env = self.clock.env(node) if self.clock is not None else None
+        self.cluster.spawn(
+            node, self.argv(node, format_data=format_data), output_path=files["output"], env=env
+        )
         self._formatted.add(node)
         self._starts[node] = self._starts.get(node, 0) + 1
 

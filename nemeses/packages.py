@@ -18,6 +18,7 @@ from typing import Any
 from harness import generator as gen
 from harness.scenario import NemesisSpec
 from harness.system import System
+from nemeses.clock import ClockControl, ClockNemesis
 from nemeses.faults import (
     KillNemesis,
     LossNemesis,
@@ -34,10 +35,11 @@ COLOURS = {
     "pause": "#9467bd",
     "kill": "#8c564b",
     "rolling-kill": "#e377c2",
+    "clock": "#17becf",
 }
 # The order faults are healed in, at the end of a run and at teardown: network first, so restarted
 # nodes can talk.
-HEAL_ORDER = ("partition", "loss", "pause", "kill", "rolling-kill")
+HEAL_ORDER = ("partition", "loss", "clock", "pause", "kill", "rolling-kill")
 
 
 class UnknownNemesisOp(ValueError):
@@ -89,6 +91,19 @@ def schedule(kinds: tuple[str, ...], interval_s: float) -> Any:
     return gen.stagger(interval_s, gen.mix(flips))
 
 
+def together(kinds: tuple[str, ...], interval_s: float) -> Any:
+    """Every ~interval_s all kinds start (in the order listed), then all stop (heal order), ...
+
+    For faults that matter only in combination: a primary whose clock stopped *and* that is cut
+    off from its peers (a clock fault alone or a partition alone is harmless to a lease).
+    """
+    if not kinds:
+        return None
+    starts = [_op(f"start-{k}") for k in kinds]
+    stops = [_op(f"stop-{k}") for k in HEAL_ORDER if k in kinds]
+    return gen.cycle([gen.sleep(interval_s), *starts, gen.sleep(interval_s), *stops])
+
+
 def final(kinds: tuple[str, ...]) -> Any:
     """Stop every kind, in a fixed order (network first, so restarted nodes can talk)."""
     order = [k for k in HEAL_ORDER if k in kinds]
@@ -102,6 +117,7 @@ def build(
     firewall: Firewall,
     endpoints: Mapping[str, Endpoint],
     rng: random.Random,
+    clock: ClockControl | None = None,
 ) -> Package:
     nemeses: dict[str, Nemesis] = {}
     for kind in spec.faults:
@@ -119,12 +135,25 @@ def build(
             nemeses[kind] = KillNemesis(system=system, specs=spec.kill_targets, rng=rng)
         elif kind == "rolling-kill":
             nemeses[kind] = RollingKillNemesis(system=system, rng=rng)
+        elif kind == "clock":
+            if clock is None:
+                raise ValueError("the clock fault needs the nodes started with a ClockControl")
+            nemeses[kind] = ClockNemesis(
+                system=system,
+                control=clock,
+                modes=spec.clock_modes,
+                specs=spec.clock_targets,
+                rng=rng,
+                max_offset_ms=spec.clock_max_ms,
+                rates=spec.clock_rates,
+                strobe_duration_ms_max=spec.interval_s * 1000,
+            )
         else:
             raise ValueError(f"fault kind {kind!r} is not implemented (refused at validation)")
     kinds = tuple(nemeses)
     return Package(
         nemesis=Combined(nemeses),
-        generator=schedule(kinds, spec.interval_s),
+        generator=(together if spec.schedule == "together" else schedule)(kinds, spec.interval_s),
         final_generator=final(kinds),
         kinds=kinds,
         perf=tuple((k, COLOURS.get(k, "#7f7f7f")) for k in kinds),

@@ -143,6 +143,8 @@ def resolve_test(args: argparse.Namespace) -> Any:
     caps = {"signals": capabilities.probe_signals(), "namespaces": namespaces}
     if set(test.nemesis.faults) & {"partition", "loss"}:
         caps["packet-filter"] = capabilities.probe_packet_filter()
+    if "clock" in test.nemesis.faults:
+        caps["libfaketime"] = capabilities.probe_faketime()
     check_capabilities(test, caps, where=flags.get(("nemesis", "faults"), str(path)))
     return test
 

@@ -21,6 +21,7 @@ ALL_CAPS = {
     "namespaces": Capability("namespaces", True, "ok"),
     "packet-filter": Capability("packet-filter", True, "ok"),
     "signals": Capability("signals", True, "ok"),
+    "libfaketime": Capability("libfaketime", True, "ok"),
 }
 
 
@@ -122,8 +123,12 @@ def test_a_fault_this_machine_cannot_inject_is_refused_with_how_to_enable(tmp_pa
     path = write(tmp_path, '[nemesis]\nfaults = ["partition"]\n')
     with pytest.raises(BadInput, match=r"needs packet-filter.*apt-get install nftables"):
         load(path, capabilities=caps)
-    with pytest.raises(BadInput, match="'clock' fault is planned but not implemented"):
-        load(write(tmp_path, '[nemesis]\nfaults = ["clock"]\n'), capabilities=ALL_CAPS)
+    no_faketime = {
+        **ALL_CAPS,
+        "libfaketime": Capability("libfaketime", False, "not found", "apt-get install libfaketime"),
+    }
+    with pytest.raises(BadInput, match=r"'clock' fault needs libfaketime.*apt-get install libfaketime"):
+        load(write(tmp_path, '[nemesis]\nfaults = ["clock"]\n'), capabilities=no_faketime)
 
 
 def test_flags_override_the_file_and_errors_name_the_flag(tmp_path: Path) -> None:
