@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from checkers.compose import check_history
+from checkers.compose import check_history, combine_validity
+from checkers.convergence import check_run_dir
 from checkers.history import read_history
 
 CHECK_BUDGET_S_MIN = 60.0
@@ -45,8 +46,13 @@ def check_run(
     path = Path(run_dir)
     default_model, default_budget_s = _test_settings(path)
     ops = read_history(path / "history.jsonl", "jsonl")
-    return check_history(
+    results = check_history(
         ops,
         model=model or default_model,
         time_limit_s=time_limit_s if time_limit_s is not None else default_budget_s,
     )
+    convergence = check_run_dir(path)  # the replicas compared directly, when the run asked them
+    if convergence is not None:
+        results["checkers"]["convergence"] = convergence
+        results["valid"] = combine_validity(c["valid"] for c in results["checkers"].values())
+    return results

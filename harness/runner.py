@@ -196,6 +196,7 @@ class Runner:
         client_generator: Any,
         state: RunState | None = None,
         workload: Any = register,
+        convergence: Any = None,
     ) -> None:
         self.system, self.package, self.recorder, self.firewall = system, package, recorder, firewall
         self.concurrency, self.seed = concurrency, seed
@@ -203,6 +204,7 @@ class Runner:
         self.client_generator = client_generator
         self.workload = workload  # a workloads module: invoke(client, op), final_reads(keys)
         self.state = state or RunState()
+        self.convergence = convergence  # harness.convergence.ConvergenceMonitor, or None
         self.stop_event = threading.Event()
         self.completions: queue.Queue[tuple[Any, dict[str, Any]]] = queue.Queue()
         self.rng = random.Random(seed)
@@ -312,6 +314,8 @@ class Runner:
             logger.exception("run failed")
             error = f"{type(exc).__name__}: {exc}"
         finally:
+            if self.convergence is not None:
+                self.convergence.stop()
             self.state.phase = "teardown"
             interrupted = self.stop_event.is_set()
             self._drain(0.5 if interrupted or error else DRAIN_AFTER_STOP_S)
@@ -332,6 +336,8 @@ class Runner:
     def _phases(self) -> tuple[bool, bool | None]:
         stopped = self.stop_event.is_set
         self.state.phase = "main"
+        if self.convergence is not None:
+            self.convergence.start()
         self.state.main_deadline_ns = time.monotonic_ns() + gen.seconds_to_ns(self.time_limit_s)
         main = gen.time_limit(self.time_limit_s, gen.clients(self.client_generator, self.package.generator))
         nemesis_failed = lambda: bool(self.state.nemesis_errors)  # noqa: E731
@@ -345,7 +351,11 @@ class Runner:
         if stopped():
             return False, recovered
         self.state.phase = "final reads"
-        return self._final_reads(stopped), recovered
+        completed = self._final_reads(stopped)
+        if completed and self.convergence is not None:
+            self.state.phase = "convergence"
+            self.convergence.final(stopped)
+        return completed, recovered
 
     def _final_reads(self, stopped: Callable[[], bool]) -> bool:
         """Read every key used; keys whose read did not come back ok are tried again (bounded)."""

@@ -27,6 +27,7 @@ import workloads
 from checkers.history import HistoryWriter
 from clusters.local import LocalCluster
 from harness import verdict
+from harness.convergence import ConvergenceMonitor
 from harness.errors import EXIT_UNKNOWN, exit_code_for_validity
 from harness.retention import should_delete_data
 from harness.runner import Outcome, Recorder, Runner, RunState
@@ -142,6 +143,13 @@ def execute(
     writer = HistoryWriter(run.history)
     recorder = Recorder(writer)
     state = RunState()
+    monitor = (
+        ConvergenceMonitor(
+            system, run_dir=run.path, active_faults=lambda: state.active_faults, phase=lambda: state.phase
+        )
+        if hasattr(system, "convergence")
+        else None
+    )
     runner = Runner(
         system=system,
         package=package,
@@ -154,6 +162,7 @@ def execute(
         client_generator=workloads.by_name(test.workload.name).generator(test.workload),
         state=state,
         workload=workloads.by_name(test.workload.name),
+        convergence=monitor,
     )
     _install_signal_handlers(runner, console)
     display = None

@@ -212,6 +212,32 @@ class VRSystem(LocalNodes):
                 continue
         return found
 
+    def convergence(self, query: dict[str, Any]) -> dict[str, dict[str, Any] | str]:
+        """Every node's ``convergence`` report (contracts §3) for ``query``, or why it gave none."""
+        from vr.client import Client, ClientError
+
+        found: dict[str, dict[str, Any] | str] = {}
+        with self._status_lock:
+            if self._status_client is None:
+                self._status_client = Client(
+                    self.addresses(),
+                    cluster=self.cluster_id,
+                    timeout_s=STATUS_TIMEOUT_S,
+                    seed=self.seed ^ 0x5EED,
+                )
+            for node in self.node_names():
+                if not self.cluster.is_running(node) or self.cluster.is_paused(node):
+                    found[node] = "not running" if not self.cluster.is_running(node) else "paused"
+                    continue
+                try:
+                    status = self._status_client.status(self.cluster.node(node).index, {"convergence": query})
+                except ClientError as exc:
+                    found[node] = f"no answer: {exc}"
+                    continue
+                report = status.get("convergence")
+                found[node] = report if isinstance(report, dict) else "no convergence report in its status"
+        return found
+
     def primary(self) -> str | None:
         normal = [s for s in self.statuses().values() if s.get("status") == "normal"]
         if not normal:

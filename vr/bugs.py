@@ -18,7 +18,7 @@ class Bug:
     name: str
     description: str  # one line: what the replica does wrong
     exposed_by: str  # the fault (and anomaly) that shows it
-    catalog: int  # VR.md §4 item
+    catalog: int  # VR.md §4 item; 0 for a bug outside that catalog
 
 
 BUGS: dict[str, Bug] = {
@@ -71,6 +71,14 @@ BUGS: dict[str, Bug] = {
             11,
         ),
         Bug(
+            "diverge-backup",
+            "the highest-numbered backup of the view applies each committed write with a different "
+            "value (a state-machine slip on one replica only)",
+            "none needed: its state silently differs from the others' at the same op; clients see it "
+            "only if it becomes primary -> replicas diverge (convergence checker)",
+            0,
+        ),
+        Bug(
             "lease-read-wall-clock",
             "the primary answers reads locally while a lease measured on the wall clock has not expired",
             "clock skew or pause of a deposed primary -> stale read (S)",
@@ -99,7 +107,8 @@ def describe() -> str:
     """The text ``python -m vr.node --list-bugs`` prints: name, what is wrong, what exposes it."""
     lines = []
     for bug in BUGS.values():
-        lines.append(f"{bug.name}  (VR.md bug #{bug.catalog})")
+        where = f"VR.md bug #{bug.catalog}" if bug.catalog else "outside VR.md's catalog"
+        lines.append(f"{bug.name}  ({where})")
         lines.append(f"    wrong:      {bug.description}")
         lines.append(f"    exposed by: {bug.exposed_by}")
     return "\n".join(lines)

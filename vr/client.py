@@ -281,8 +281,11 @@ class Client:
         """The replica this client believes is primary (``view % replica_count``)."""
         return self.view % len(self.peers)
 
-    def status(self, replica: int) -> dict[str, Any]:
-        """Ask one replica for its status (contracts §3); raises RequestIndeterminate if it is silent."""
+    def status(self, replica: int, query: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Ask one replica for its status (contracts §3); raises RequestIndeterminate if it is silent.
+
+        ``query`` (e.g. ``{"convergence": {"keys": True}}``) asks for more than the plain status.
+        """
         if not 0 <= replica < len(self.peers):
             raise RequestFailed("bad-replica", value=replica)
         nonce = self._rng.randrange(1, 1 << 64)
@@ -292,6 +295,7 @@ class Client:
             replica=CLIENT_REPLICA,
             client=self.client_id,
             request=nonce,
+            body=json.dumps(query, separators=(",", ":")).encode() if query else b"",
         )
         tag = message.header.checksum
         channel = self._channels[replica]

@@ -37,7 +37,7 @@ from vr.bus import Address, Bus, Inbound, parse_peers
 from vr.events import EventLog
 from vr.journal import JournalError
 from vr.layout import Layout
-from vr.message import Command, make_message
+from vr.message import HEADER_SIZE, MESSAGE_SIZE_MAX, Command, make_message
 from vr.replica import Replica, format_data_file
 from vr.storage import FileStorage
 from vr.superblock import SuperBlockError
@@ -408,13 +408,27 @@ class Node:
         return status
 
     def _answer_status(self, inbound: Inbound) -> None:
-        assert self.bus is not None
+        assert self.bus is not None and self.replica is not None
         request = inbound.message.header
+        query = _status_query(inbound.message.body)
+        if query is None:
+            self.bus.dropped["status-request-invalid"] += 1
+            return
         status = self.status()
+        if "convergence" in query:
+            status["convergence"] = self.replica.convergence(**query["convergence"])
+        body = json.dumps(status, default=str).encode()
+        if len(body) > MESSAGE_SIZE_MAX - HEADER_SIZE and "convergence" in status:
+            status["convergence"]["state"].pop("key_hashes", None)
+            for probe in status["convergence"]["probes"].values():
+                if probe is not None:
+                    probe.pop("key_hashes", None)
+            status["convergence"]["key_hashes_dropped"] = "too many keys for one status reply"
+            body = json.dumps(status, default=str).encode()
         reply = make_message(
             command=Command.STATUS_REPLY,
             cluster=self.config.cluster,
-            body=json.dumps(status, default=str).encode(),
+            body=body,
             replica=self.config.replica,
             view=int(status.get("view", 0)),
             client=request.client,
@@ -438,6 +452,42 @@ class Node:
         if self.storage is not None:
             self.storage.close()
         self.events.close()
+
+
+VALUES_MAX = 32  # keys whose current values one convergence query may ask for
+
+
+def _status_query(body: bytes) -> dict[str, Any] | None:
+    """A STATUS_REQUEST body: empty, or JSON ``{"convergence": {"probe_op"?, "keys"?, "values"?}}``.
+
+    None for anything else (network bytes: counted and dropped, never a crash).
+    """
+    if not body:
+        return {}
+    try:
+        query = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(query, dict) or set(query) - {"convergence"}:
+        return None
+    if "convergence" not in query:
+        return {}
+    wanted = query["convergence"]
+    if not isinstance(wanted, dict) or set(wanted) - {"probe_op", "keys", "values"}:
+        return None
+    values = wanted.get("values", [])
+    if (
+        not isinstance(values, list)
+        or len(values) > VALUES_MAX
+        or not all(isinstance(k, str) for k in values)
+    ):
+        return None
+    probe_op = wanted.get("probe_op")
+    if probe_op is not None and (type(probe_op) is not int or not 0 <= probe_op < 1 << 63):
+        return None
+    if type(wanted.get("keys", False)) is not bool:
+        return None
+    return {"convergence": {"probe_op": probe_op, "keys": wanted.get("keys", False), "values": values}}
 
 
 def _preallocate(storage: FileStorage, path: str, size_bytes: int) -> None:

@@ -48,7 +48,8 @@ import dataclasses
 import json
 import logging
 import random
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -100,6 +101,9 @@ class Bus(Protocol):
 
 
 Emit = Callable[..., None]
+
+PREFIX_WINDOW = 256  # executed (op, checksum) pairs kept for the harness's prefix comparison
+STATE_PROBES_MAX = 4  # "hash the state when you execute op N" requests held at once
 
 
 def _no_emit(kind: str, **fields: Any) -> None:
@@ -182,6 +186,19 @@ def _bitset(bits: set[int]) -> bytes:
 def _bits(raw: bytes) -> set[int]:
     value = int.from_bytes(raw, "little")
     return {i for i in range(BITSET_BITS) if value >> i & 1}
+
+
+def _diverged_write(body: bytes) -> bytes:
+    """The ``diverge-backup`` planted bug's write: same key, a different value (negated, or marked)."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(request, dict):
+        return body
+    value = request.get("value")
+    request["value"] = -value if isinstance(value, int) and value else f"{value}~diverged"
+    return json.dumps(request, separators=(",", ":")).encode()
 
 
 def encode_checkpoint(*, op: int, op_checksum: bytes, machine: StateMachine) -> bytes:
@@ -298,6 +315,10 @@ class Replica:
         self.head_checksum_hint: tuple[int, bytes] | None = None  # (op, checksum) of a headerless head
         self.ticks = 0
         self.commit_hook: Callable[[int, Message], None] | None = None  # simulator only
+        # For the harness's convergence check (contracts §3): the last executed ops' checksums, and
+        # op -> state digest taken when that op executed (None: armed, not yet reached).
+        self.executed_recent: deque[tuple[int, bytes]] = deque(maxlen=PREFIX_WINDOW)
+        self.state_probes: dict[int, dict[str, Any] | None] = {}
 
         self.counters: dict[str, Any] = {
             "view_changes": 0,
@@ -387,6 +408,7 @@ class Replica:
         self.machine = machine
         self.commit_min = op
         self.commit_min_checksum = op_checksum
+        self.executed_recent.append((op, op_checksum))
         self.checkpoint_op = op
         self.checkpoint_data = data
         self.checkpoint_checksum = checksum(data)
@@ -575,6 +597,68 @@ class Replica:
             "checkpoint": self.checkpoint_op,
             "counters": {**self.counters, "dropped": dict(self.counters["dropped"])},
         }
+
+    def convergence(
+        self, *, probe_op: int | None = None, keys: bool = False, values: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """What the harness compares across replicas (contracts §3): executed prefix and state hashes.
+
+        ``prefix`` lists the last executed ops' checksums (the hash chain makes one equal
+        checksum vouch for the whole prefix below it); ``state`` hashes the state machine at
+        ``commit_min``, computed now. ``probe_op`` arms a probe: the state is hashed when that
+        op executes, so replicas still moving under load are compared at one common op.
+        ``keys`` adds per-key value hashes, asked for only once hashes differ; ``values`` the
+        current values of the keys named (to show how they differ).
+        """
+        if probe_op is not None:
+            self._arm_state_probe(probe_op)
+        state: dict[str, Any] = {"op": self.commit_min, **self.machine.digest().to_json()}
+        if keys:
+            state["key_hashes"] = self.machine.key_hashes()
+        if values:
+            state["values"] = {key: self.machine.kv.get(key) for key in values}
+        probes: dict[str, Any] = {}
+        for op, probe in self.state_probes.items():
+            if probe is not None and not keys:
+                probe = {k: v for k, v in probe.items() if k != "key_hashes"}
+            probes[str(op)] = probe
+        return {
+            "commit_min": self.commit_min,
+            "commit_checksum": self.commit_min_checksum.hex(),
+            "prefix": [[op, c.hex()] for op, c in self.executed_recent],
+            "state": state,
+            "probes": probes,
+        }
+
+    def _arm_state_probe(self, op: int) -> None:
+        if op in self.state_probes:
+            return
+        while len(self.state_probes) >= STATE_PROBES_MAX:
+            del self.state_probes[next(iter(self.state_probes))]
+        if op > self.commit_min:
+            self.state_probes[op] = None
+        elif op == self.commit_min:
+            self.state_probes[op] = None
+            self._take_state_probe(op)
+        else:
+            self.state_probes[op] = {"op": op, "skipped": "already executed when the probe was armed"}
+
+    def _take_state_probe(self, op: int) -> None:
+        """The state right after executing ``op`` (off the hot path: only for armed ops)."""
+        self.state_probes[op] = {
+            "op": op,
+            **self.machine.digest().to_json(),
+            "key_hashes": self.machine.key_hashes(),
+        }
+
+    def _state_jumped(self, op: int) -> None:
+        """State sync installed the state at ``op``: probes it jumped over will never be taken."""
+        self.executed_recent.append((op, self.commit_min_checksum))
+        for armed, probe in list(self.state_probes.items()):
+            if probe is None and armed == op:
+                self._take_state_probe(op)
+            elif probe is None and armed < op:
+                self.state_probes[armed] = {"op": armed, "skipped": f"state sync jumped to op {op}"}
 
     # ------------------------------------------------------------------------------------------
     # Helpers
@@ -1110,7 +1194,14 @@ class Replica:
                     if send_replies:
                         self._send_client(rh.client, self._eviction(rh))
                     continue
-            result = self.machine.execute(rh.operation, request.body)
+            body = request.body
+            if (
+                "diverge-backup" in self.bugs
+                and rh.operation == Operation.WRITE
+                and self.replica == max(set(range(self.replica_count)) - {self._primary_index(self.view)})
+            ):
+                body = _diverged_write(body)
+            result = self.machine.execute(rh.operation, body)
             reply = make_message(
                 command=Command.REPLY,
                 cluster=self.cluster,
@@ -1150,6 +1241,9 @@ class Replica:
         self.commit_min_checksum = header.checksum
         self.prepares.pop(header.op, None)
         self.counters["commits"] += 1
+        self.executed_recent.append((header.op, header.checksum))
+        if self.state_probes and header.op in self.state_probes:
+            self._take_state_probe(header.op)
         if self.commit_hook is not None:
             self.commit_hook(self.replica, prepare)
 
@@ -1856,6 +1950,7 @@ class Replica:
         self.machine = machine
         self.commit_min = op
         self.commit_min_checksum = op_checksum
+        self._state_jumped(op)
         self._advance_commit_max(max(op, header.commit))
         for stale in [o for o in self.prepares if o <= op]:
             del self.prepares[stale]

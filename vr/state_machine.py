@@ -19,6 +19,7 @@ and the client treats that as an unknown outcome and starts a new session.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,22 @@ class StateMachine:
             {"kv": self.kv, "clients": self.clients.to_json()}, sort_keys=True, separators=(",", ":")
         ).encode("utf-8")
 
+    def digest(self) -> StateDigest:
+        """Hashes of the state as it is now, for comparing replicas at the same op (contracts §3).
+
+        Computed on demand (a whole serialization), never per op: the harness asks at quiet
+        points. ``kv`` and ``clients`` are hashed apart so a mismatch says which part differs.
+        """
+        return StateDigest(
+            kv=_hash(_canonical(self.kv)),
+            clients=_hash(_canonical(self.clients.to_json())),
+            keys=len(self.kv),
+        )
+
+    def key_hashes(self) -> dict[str, str]:
+        """key -> short hash of its value: two replicas' maps name the keys whose values differ."""
+        return {key: _hash(_canonical(value))[:KEY_HASH_HEX] for key, value in self.kv.items()}
+
     @classmethod
     def restore(cls, data: bytes, clients_max: int = CLIENTS_MAX) -> StateMachine:
         state = json.loads(data.decode("utf-8"))
@@ -151,6 +168,29 @@ class StateMachine:
         machine.kv = dict(state["kv"])
         machine.clients = ClientTable.from_json(state["clients"], clients_max)
         return machine
+
+
+KEY_HASH_HEX = 16  # 64 bits per key: enough to tell two values apart, small enough to send
+
+
+@dataclass(frozen=True, slots=True)
+class StateDigest:
+    """What two replicas that executed the same ops must agree on (hex blake2b-128)."""
+
+    kv: str
+    clients: str
+    keys: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kv": self.kv, "clients": self.clients, "keys": self.keys}
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def encode_reply_body(result: dict[str, Any]) -> bytes:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from vr.bugs import BUGS, parse_bugs
 from vr.testing.cluster import SIM_LAYOUT, SIM_OPTIONS, FaultOptions, SimCluster
+from vr.testing.convergence import check_replicas_converged
 from vr.testing.network import NetworkOptions
 from vr.testing.state_checker import Violation
 
@@ -252,6 +253,7 @@ def run_seed(
         else:
             result.outcome = "liveness"
             result.detail = _liveness_detail(cluster)
+        check_replicas_converged(cluster.replicas)
     except Violation as violation:
         result.outcome = "violation"
         result.detail = str(violation)
