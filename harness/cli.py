@@ -13,10 +13,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -59,7 +61,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ClosedPipeSafe:
+    """A text stream whose reader may leave early (``ratchet ... | head``).
+
+    The first write or flush that meets a closed pipe points the stream's file
+    descriptor at /dev/null, so the command finishes its work and exits with its
+    own code (a verdict, not 1 for a BrokenPipeError), and the interpreter's
+    final flush has nothing to complain about.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.closed_pipe = False
+
+    def _drop_output(self) -> None:
+        self.closed_pipe = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no real descriptor (a test's capture): just stop writing
+            pass
+
+    def write(self, text: str) -> int:
+        if self.closed_pipe:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._drop_output()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.closed_pipe:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._drop_output()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _guard_pipes() -> tuple[TextIO, TextIO]:
+    """Wrap stdout and stderr (once); returns the originals, restored when the command ends."""
+    original = (sys.stdout, sys.stderr)
+    if not isinstance(sys.stdout, _ClosedPipeSafe):
+        sys.stdout = _ClosedPipeSafe(sys.stdout)  # type: ignore[assignment]
+    if not isinstance(sys.stderr, _ClosedPipeSafe):
+        sys.stderr = _ClosedPipeSafe(sys.stderr)  # type: ignore[assignment]
+    return original
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    original = _guard_pipes()
+    try:
+        return _main(argv)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = original
+
+
+def _main(argv: Sequence[str] | None) -> int:
     err = Console(stderr=True)
     try:
         parser = build_parser()

@@ -1,4 +1,6 @@
-"""Live progress on stderr: phase, elapsed/remaining, ok/fail/info per second, faults, primary.
+"""Progress on stderr: a live display on a terminal, a heartbeat line otherwise.
+
+The live display: phase, elapsed/remaining, ok/fail/info per second, faults, primary.
 
 Runs in its own daemon thread and only reads the runner's counters and state;
 the current primary is asked of the system every few seconds (a status round
@@ -96,12 +98,7 @@ class Progress:
             Text(f"fail {counts.get('fail', 0)} ({rates['fail']:.0f}/s)", style="yellow"),
             Text(f"info {counts.get('info', 0)} ({rates['info']:.0f}/s)", style="magenta"),
         )
-        faults = (
-            ", ".join(
-                f"{k}[{','.join(map(str, v.get('targets', [])))}]" for k, v in state.active_faults.items()
-            )
-            or "none"
-        )
+        faults = faults_text(state.active_faults)
         table.add_row(
             Text(f"faults: {faults}", style="red" if state.active_faults else "dim"),
             Text(f"primary: {self._primary or '?'}"),
@@ -115,3 +112,46 @@ class Progress:
             while not self._stop.wait(REFRESH_S):
                 live.update(self._render())
             live.update(self._render())
+
+
+HEARTBEAT_S = 5.0
+
+
+def faults_text(active_faults: dict[str, Any]) -> str:
+    """``partition[n1], pause[n3]``: the faults in force, with their targets; ``none`` when there are none."""
+    return (
+        ", ".join(f"{k}[{','.join(map(str, v.get('targets', [])))}]" for k, v in active_faults.items())
+        or "none"
+    )
+
+
+class Heartbeat:
+    """Without a terminal: one plain line every few seconds (elapsed, phase, ops, faults active).
+
+    A log or a CI job then shows the run is alive and what it is doing, with no
+    cursor movement and no line wrapping. Never asks the nodes anything.
+    """
+
+    def __init__(self, *, recorder: Recorder, state: RunState, console: Console, every_s: float) -> None:
+        self.recorder, self.state, self.console, self.every_s = recorder, state, console, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def line(self) -> str:
+        state, counts = self.state, self.recorder.counts
+        elapsed = (time.monotonic_ns() - state.started_ns) / 1e9 if state.started_ns else 0.0
+        return (
+            f"[{_fmt_s(elapsed)}] {state.phase}: ok {counts.get('ok', 0)}, fail {counts.get('fail', 0)}, "
+            f"info {counts.get('info', 0)}; faults active: {faults_text(state.active_faults)}"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.console.print(Text(self.line()), soft_wrap=True)

@@ -24,7 +24,9 @@ checkers rely on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import random
 import threading
@@ -32,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from checkers.history import HistoryWriter
@@ -49,23 +52,70 @@ FINAL_READ_ATTEMPTS = 3
 FINAL_READ_RETRY_S = 1.0
 
 
-class Recorder:
-    """Thread-safe history appender; the lock also orders timestamps."""
+INTERRUPTED = "interrupted"
 
-    def __init__(self, writer: HistoryWriter) -> None:
+
+class Recorder:
+    """Thread-safe history appender; the lock also orders timestamps.
+
+    A write that fails (a full disk: ENOSPC) never raises into a worker: the
+    torn line is cut off so the file ends at its last whole line, ``on_write_error``
+    is told (the session frees its reserve and stops the run), and the op is
+    written again once; if that fails too the history stays as it is and later
+    ops are counted in ``dropped``. Indices are assigned here, so they stay
+    consecutive across the re-opened file.
+    """
+
+    def __init__(
+        self, writer: HistoryWriter, *, on_write_error: Callable[[OSError], None] | None = None
+    ) -> None:
         self._writer = writer
         self._lock = threading.Lock()
         self._closed = False
+        self._on_write_error = on_write_error
+        self.write_error: OSError | None = None
+        self.frozen = False  # the history could not be written even after the error was handled
+        self.dropped = 0
         self.counts: Counter[str] = Counter()
         self.keys: set[Any] = set()
         self.ok_read_index: dict[Any, int] = {}  # key -> index of its latest ok read
         self.last_index = -1
+
+    def _append(self, entry: dict[str, Any]) -> bool:
+        """Write one line; on an OSError cut the torn line, report, retry once. False: not written."""
+        try:
+            self._writer.append(entry)
+            return True
+        except OSError as exc:
+            self._abandon_writer()
+            if self.write_error is None:
+                self.write_error = exc
+                if self._on_write_error is not None:
+                    try:
+                        self._on_write_error(exc)
+                    except Exception:  # the handler is best effort; the history is what matters here
+                        logger.exception("handling a history write error failed")
+        try:
+            self._writer = HistoryWriter(self._writer.path)
+            self._writer.append(entry)
+            return True
+        except OSError:
+            self._abandon_writer()
+            self.frozen = True
+            return False
+
+    def _abandon_writer(self) -> None:
+        """Close the failed writer (its buffer cannot be flushed) and cut the file at its last newline."""
+        with contextlib.suppress(OSError):  # the unflushed buffer is lost; the file is closed regardless
+            self._writer.close()
+        cut_torn_line(self._writer.path)
 
     def record(self, op: dict[str, Any]) -> dict[str, Any] | None:
         with self._lock:
             if self._closed:
                 return None
             entry = {
+                "index": self.last_index + 1,
                 "time_ns": time.monotonic_ns(),
                 "process": op["process"],
                 "type": op["type"],
@@ -75,20 +125,53 @@ class Recorder:
                 "error": op.get("error"),
                 "node": op.get("node"),
             }
-            written = self._writer.append(entry)
-            self.last_index = written.index
+            if self.frozen or not self._append(entry):
+                self.dropped += 1
+                return None
+            self.last_index = entry["index"]
             if entry["process"] != gen.NEMESIS:
                 self.counts[entry["type"]] += 1
                 if entry["type"] == "invoke" and entry["key"] is not None:
                     self.keys.add(entry["key"])
                 if entry["type"] == "ok" and entry["f"] == "read":
-                    self.ok_read_index[entry["key"]] = written.index
-            return {**entry, "index": written.index}
+                    self.ok_read_index[entry["key"]] = entry["index"]
+            return entry
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            self._writer.close()
+            try:
+                self._writer.close()
+            except OSError:
+                self._abandon_writer()
+
+
+def cut_torn_line(path: Path) -> int:
+    """Truncate ``path`` after its last newline (a torn last line is what a failed write leaves).
+
+    Truncating needs no free space. Returns how many bytes were cut.
+    """
+    try:
+        with open(path, "rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            end = size
+            while end > 0:
+                start = max(0, end - 65536)
+                handle.seek(start)
+                chunk = handle.read(end - start)
+                newline = chunk.rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                end = start
+            else:
+                keep = 0
+            if keep < size:
+                handle.truncate(keep)
+            return size - keep
+    except OSError:
+        logger.exception("could not cut the torn line of %s", path)
+        return 0
 
 
 @dataclass(slots=True)
@@ -206,12 +289,19 @@ class Runner:
         self.state = state or RunState()
         self.convergence = convergence  # harness.convergence.ConvergenceMonitor, or None
         self.stop_event = threading.Event()
+        self.stop_reason: str | None = None  # why stop_event was set: INTERRUPTED, or what went wrong
         self.completions: queue.Queue[tuple[Any, dict[str, Any]]] = queue.Queue()
         self.rng = random.Random(seed)
         self.workers: dict[Any, Any] = {t: t for t in range(concurrency)}
         self.workers[gen.NEMESIS] = gen.NEMESIS
         self._threads: dict[Any, _ClientWorker | _NemesisWorker] = {}
         self._busy: set[Any] = set()
+
+    def stop(self, reason: str = INTERRUPTED) -> None:
+        """Ask the run to end now (teardown still runs); the first reason given is the one recorded."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stop_event.set()
 
     # -- the interpreter --------------------------------------------------------------
 
@@ -317,8 +407,11 @@ class Runner:
             if self.convergence is not None:
                 self.convergence.stop()
             self.state.phase = "teardown"
-            interrupted = self.stop_event.is_set()
-            self._drain(0.5 if interrupted or error else DRAIN_AFTER_STOP_S)
+            stopped = self.stop_event.is_set()
+            interrupted = stopped and self.stop_reason in (None, INTERRUPTED)
+            if stopped and not interrupted and error is None:
+                error = self.stop_reason
+            self._drain(0.5 if stopped or error else DRAIN_AFTER_STOP_S)
             teardown, teardown_errors = self.teardown()
             self._stop_threads(wait_s=1.0)
         if self.state.nemesis_errors and error is None:

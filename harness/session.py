@@ -11,6 +11,8 @@ verdict. Node data directories are deleted when the run is valid and kept
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
 import random
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 import workloads
 from checkers.history import HistoryWriter
@@ -30,7 +33,7 @@ from harness import verdict
 from harness.convergence import ConvergenceMonitor
 from harness.errors import EXIT_UNKNOWN, exit_code_for_validity
 from harness.retention import should_delete_data
-from harness.runner import Outcome, Recorder, Runner, RunState
+from harness.runner import INTERRUPTED, Outcome, Recorder, Runner, RunState
 from harness.scenario import Test
 from harness.store import RunDir, create_run_dir, write_json, write_test_json
 from harness.vr_system import VRSystem
@@ -51,15 +54,22 @@ def _install_signal_handlers(runner: Runner, console: Console) -> None:
                 f"[yellow]{signal.Signals(signum).name}: stopping; healing faults and stopping nodes "
                 "(teardown always runs)[/]"
             )
-        runner.stop_event.set()
+        runner.stop(INTERRUPTED)
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
 
+class _QuietFileHandler(logging.FileHandler):
+    """ratchet.log on the store's disk: when that disk is full, losing log lines is fine, a traceback is not."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = getattr(self, "failed", 0) + 1
+
+
 def _configure_logging(run: RunDir) -> None:
-    handler = logging.FileHandler(run.path / "ratchet.log")
+    handler = _QuietFileHandler(run.path / "ratchet.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -95,6 +105,51 @@ def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
     )
 
 
+def console_for_stderr() -> Console:
+    """Rich on stderr; without a terminal, lines are never wrapped at 80 columns (logs, CI, pipes)."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, soft_wrap=True, width=max(console.width, 200))
+    return console
+
+
+RESERVE_NAME = ".reserve"
+RESERVE_BYTES = 2 << 20
+NO_SPACE = "no space left on the store's disk"
+
+
+def _reserve_space(run: RunDir) -> Path | None:
+    """Hold back a little of the store's disk, so a disk that fills mid-run can still record its end.
+
+    Released when a history write fails: the teardown's heals, results.json and
+    the report then have room. None when the disk cannot spare it (the run goes on
+    without a reserve).
+    """
+    path = run.path / RESERVE_NAME
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        finally:
+            os.close(fd)
+        return path
+    except OSError as exc:
+        logger.warning("no space reserve for the run's end: %s", exc)
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _release(reserve: Path | None) -> None:
+    if reserve is not None:
+        reserve.unlink(missing_ok=True)
+
+
+def _write_error_reason(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{NO_SPACE}: history.jsonl could not be written ({exc.strerror})"
+    return f"history.jsonl could not be written: {exc}"
+
+
 def execute(
     test: Test,
     *,
@@ -102,9 +157,14 @@ def execute(
     progress: bool,
     console: Console | None = None,
     system_factory: SystemFactory = vr_system,
+    heartbeat_s: float | None = None,
 ) -> int:
-    """The whole run; returns the exit code. ``system_factory`` builds what runs on the nodes."""
-    console = console or Console(stderr=True)
+    """The whole run; returns the exit code. ``system_factory`` builds what runs on the nodes.
+
+    ``progress`` shows the live display (a terminal); ``heartbeat_s`` prints one
+    status line that often instead (logs, CI).
+    """
+    console = console or console_for_stderr()
     run = create_run_dir(Path(test.store_dir), test.name)
     _configure_logging(run)
     cluster = LocalCluster(node_count=test.nodes)
@@ -125,10 +185,14 @@ def execute(
             },
         },
     )
+    reserve = _reserve_space(run)
     console.print(
-        f"[bold]ratchet[/] {test.name}: {test.nodes} nodes, faults "
-        f"{', '.join(test.nemesis.faults) or 'none'}, {test.time_limit_s:.0f} s, seed {test.seed}"
-        f" -> {run.path}"
+        Text.assemble(
+            ("ratchet", "bold"),
+            f" {test.name}: {test.nodes} nodes, faults "
+            f"{', '.join(test.nemesis.faults) or 'none'}, {test.time_limit_s:.0f} s, seed {test.seed}"
+            f" -> {run.path}",
+        )
     )
     system = system_factory(cluster, run, test)
 
@@ -140,8 +204,17 @@ def execute(
         rng=random.Random(test.seed ^ 0x4E454D),
         clock=getattr(system, "clock", None),
     )
+    runner_box: list[Runner] = []
+
+    def on_write_error(exc: OSError) -> None:
+        _release(reserve)  # room for the heals, results.json and the report
+        reason = _write_error_reason(exc)
+        logger.error("%s", reason)
+        if runner_box:
+            runner_box[0].stop(reason)
+
     writer = HistoryWriter(run.history)
-    recorder = Recorder(writer)
+    recorder = Recorder(writer, on_write_error=on_write_error)
     state = RunState()
     monitor = (
         ConvergenceMonitor(
@@ -164,19 +237,23 @@ def execute(
         workload=workloads.by_name(test.workload.name),
         convergence=monitor,
     )
+    runner_box.append(runner)
     _install_signal_handlers(runner, console)
-    display = None
-    if progress:
-        from harness.progress import Progress
+    display: Any = None
+    if progress or heartbeat_s:
+        from harness.progress import Heartbeat, Progress
 
-        display = Progress(
-            recorder=recorder,
-            state=state,
-            system=system,
-            title=test.name,
-            time_limit_s=test.time_limit_s,
-            console=console,
-        )
+        if progress:
+            display = Progress(
+                recorder=recorder,
+                state=state,
+                system=system,
+                title=test.name,
+                time_limit_s=test.time_limit_s,
+                console=console,
+            )
+        else:
+            display = Heartbeat(recorder=recorder, state=state, console=console, every_s=heartbeat_s or 5.0)
         display.start()
     started = time.monotonic()
     try:
@@ -185,6 +262,7 @@ def execute(
         if display is not None:
             display.stop()
         recorder.close()
+        _release(reserve)
     leftovers = cluster.leftover_processes()
     crashes = cluster.unexpected_exits()
     return finish(
@@ -196,6 +274,7 @@ def execute(
         system=system,
         console=console,
         crashes=crashes,
+        history_dropped=recorder.dropped,
     )
 
 
@@ -209,6 +288,7 @@ def finish(
     system: Any,
     console: Console,
     crashes: list[dict[str, Any]] | None = None,
+    history_dropped: int = 0,
 ) -> int:
     teardown_errors = list(outcome.teardown_errors)
     if leftovers:
@@ -216,6 +296,7 @@ def finish(
     if outcome.completed:
         try:
             results = verdict.check(run.path)
+            results["history_valid"] = results["valid"]
         except Exception as exc:  # the checker failing is reported as unknown, with the reason
             logger.exception("checking failed")
             results = {
@@ -224,15 +305,22 @@ def finish(
                 "reason": f"checking failed: {type(exc).__name__}: {exc}",
             }
     else:
-        reason = "interrupted" if outcome.interrupted else (outcome.error or "the run did not complete")
+        reason = INTERRUPTED if outcome.interrupted else (outcome.error or "the run did not complete")
         results = {"valid": "unknown", "checkers": {}, "reason": reason}
+    results["completed"] = outcome.completed
     results["teardown_errors"] = teardown_errors
     results["teardown"] = outcome.teardown
     results["recovered"] = outcome.recovered
     results["node_exits"] = crashes or []  # nodes that ended on their own: a crash is worth a look
     results["elapsed_s"] = round(elapsed_s, 3)
-    write_json(run.results, results)
+    if history_dropped:
+        results["history_dropped"] = history_dropped  # ops the full disk kept out of history.jsonl
     valid = results["valid"]
+    try:
+        write_json(run.results, results)
+    except OSError as exc:
+        logger.exception("results.json not written")
+        results.setdefault("teardown_errors", []).append(f"results.json could not be written: {exc}")
     if should_delete_data(test.keep_data, valid):
         for node in system.node_names():
             data = system.node_files(node)["data"]
@@ -266,33 +354,63 @@ def _render_reports(run: RunDir) -> str | None:
     return f"report: {path}"
 
 
+def _headline(run: RunDir, results: dict[str, Any]) -> str | None:
+    """The report banner's one line (report.json ``reason``): the same words on the terminal and the page.
+
+    For an anomaly it is the anomaly in one sentence (what, which key, which
+    node answered, when, under which faults); for a run that did not complete,
+    why. Computed again from results.json when the report could not be written.
+    """
+    try:
+        reason = json.loads((run.path / "report.json").read_text(encoding="utf-8")).get("reason")
+        if isinstance(reason, str) and reason:
+            return reason
+    except (OSError, ValueError, AttributeError):
+        pass
+    from reports.run import unfinished_reason
+
+    return unfinished_reason(results) or (str(results["reason"]) if results.get("reason") else None)
+
+
 def _print_summary(
     console: Console, run: RunDir, results: dict[str, Any], report_note: str | None, *, seed: int
 ) -> None:
+    """The verdict and what to do next. History values reach the console as plain text, never as markup."""
     valid = results["valid"]
     style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
     label = {True: "VALID", False: "ANOMALY"}.get(valid, "UNKNOWN")
-    console.print(f"[{style}]{label}[/] {run.path}")
-    if results.get("reason"):
-        console.print(f"  reason: {results['reason']}")
+    console.print(Text.assemble((label, style), f" {run.path}"))
+    headline = _headline(run, results)
+    if headline and valid is not True:
+        console.print(Text(f"  {headline}", style="bold" if valid is False else ""))
     for name, checker in results.get("checkers", {}).items():
         console.print(
-            f"  {name}: {checker.get('valid')}"
-            + (f" ({checker['summary']})" if checker.get("summary") else "")
+            Text(
+                f"  {name}: {checker.get('valid')}"
+                + (f" ({checker['summary']})" if checker.get("summary") else "")
+            )
         )
     for line in results.get("teardown", []):
-        console.print(f"  teardown: {line}", style="dim")
+        console.print(Text(f"  teardown: {line}", style="dim"))
     if results.get("recovered") is False:
         console.print(
-            "  [yellow]the cluster was not healthy again within the recovery time after the final heal[/]"
+            Text(
+                "  the cluster was not healthy again within the recovery time after the final heal",
+                style="yellow",
+            )
         )
     for exit_ in results.get("node_exits", []):
         console.print(
-            f"  [yellow]node exited on its own:[/] {exit_['node']} pid {exit_['pid']} "
-            f"exit code {exit_['exit_code']} (see nodes/{exit_['node']}/output.log)"
+            Text.assemble(
+                ("  node exited on its own:", "yellow"),
+                f" {exit_['node']} pid {exit_['pid']} exit code {exit_['exit_code']}"
+                f" (see nodes/{exit_['node']}/output.log)",
+            )
         )
     for error in results.get("teardown_errors", []):
-        console.print(f"  [red]teardown error:[/] {error}")
+        console.print(Text.assemble(("  teardown error:", "red"), f" {error}"))
     if report_note:
-        console.print(f"  {report_note}")
-    console.print(f"  reproduce: ratchet run --replay {run.path}   (same scenario, seed {seed})", style="dim")
+        console.print(Text(f"  {report_note}"))
+    console.print(
+        Text(f"  reproduce: ratchet run --replay {run.path}   (same scenario, seed {seed})", style="dim")
+    )

@@ -20,6 +20,7 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from checkers.history import Op
+from checkers.perf import FaultWindow, fault_windows
 from reports.timeline import Bar, pair_bars
 
 PROSE_FIELDS = ("explanation", "explanations", "story", "reason", "message", "summary", "error")
@@ -65,6 +66,11 @@ class Anomaly:
     history_indices: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     through_event: int | None = None  # position in the history of the end of the longest linearizable prefix
+    node: str | None = None  # the node whose reply completed the first bad op (None: no reply did)
+    answered_s: float | None = (
+        None  # when that op completed (or was invoked, if it never did), since the first op
+    )
+    faults: list[str] = field(default_factory=list)  # fault windows in force while that op ran
 
 
 class BarIndex:
@@ -73,11 +79,22 @@ class BarIndex:
     def __init__(self, ops: Sequence[Op], bars: Sequence[Bar] | None = None) -> None:
         self.t0_ns = min((op.time_ns for op in ops), default=0)
         self.end_ns = max((op.time_ns for op in ops), default=0)
+        self.windows: list[FaultWindow] = fault_windows(ops)
         self._bars: dict[int, Bar] = {}
         for bar in pair_bars(ops) if bars is None else bars:
             self._bars[bar.invoke.index] = bar
             if bar.completion is not None:
                 self._bars[bar.completion.index] = bar
+
+    def faults_during(self, start_ns: int, end_ns: int) -> list[str]:
+        """Labels of the fault windows in force at any moment of ``[start_ns, end_ns]`` (absolute)."""
+        from reports.perfdata import window_label  # perfdata builds on this module
+
+        return [
+            window_label(w)
+            for w in self.windows
+            if w.start_ns <= end_ns and (w.stop_ns is None or w.stop_ns >= start_ns)
+        ]
 
     def find(self, reference: Any) -> Bar | None:
         if isinstance(reference, bool):
@@ -317,8 +334,19 @@ def anomaly_of(name: str, entry: dict[str, Any], index: BarIndex) -> Anomaly:
         story.insert(0, furthest["explanation"])
     first = None
     first_bar = resolver.find(entry.get("first_unlinearizable"))
+    first_anomaly = entry.get("first_anomaly")
+    if first_bar is None and isinstance(first_anomaly, dict):  # the append checker names its op there
+        first_bar = resolver.find(first_anomaly.get("op"))
+        if isinstance(first_anomaly.get("explanation"), str) and first_anomaly["explanation"] not in story:
+            story.insert(0, first_anomaly["explanation"])
+    node, answered_s, faults = None, None, []
     if first_bar is not None:
         first = op_row(first_bar, index, f"op {first_bar.invoke.index}")
+        done = first_bar.completion
+        node = done.node if done is not None else None
+        answered_ns = done.time_ns if done is not None else first_bar.invoke.time_ns
+        answered_s = (answered_ns - index.t0_ns) / 1e9
+        faults = index.faults_during(first_bar.invoke.time_ns, answered_ns)
     rows: list[OpRow] = []
     seen: set[int] = set()
     for reference in ops_value if isinstance(ops_value, list) else []:
@@ -349,7 +377,32 @@ def anomaly_of(name: str, entry: dict[str, Any], index: BarIndex) -> Anomaly:
         history_indices=indices,
         notes=_notes(entry, evidence),
         through_event=through if isinstance(through, int) and not isinstance(through, bool) else None,
+        node=str(node) if node is not None else None,
+        answered_s=answered_s,
+        faults=faults,
     )
+
+
+def sentence(found: Anomaly) -> str:
+    """The anomaly in one sentence: what, which key, which node answered the bad op, when, under which faults.
+
+    The report's banner and the terminal both print this, so they never disagree.
+    """
+    parts = [found.checker]
+    if found.key is not None:
+        parts.append(f"key {found.key_text}")
+    head = ": ".join(parts)
+    if found.first is not None:
+        op = found.first.text
+        who = f"answered by {found.node}" if found.node else "with no node's reply"
+        when = f"at {found.answered_s:.2f} s into the run" if found.answered_s is not None else ""
+        under = "under " + "; ".join(found.faults) if found.faults else "with no fault active"
+        head += f": {op} (p{found.first.process}, {found.first.outcome}) {who} {when}, {under}".replace(
+            "  ", " "
+        )
+    else:
+        head += " found an anomaly" if found.key is None else ""
+    return head + (f": {found.story[0]}" if found.story else "")
 
 
 def anomalies(results: dict[str, Any], index: BarIndex) -> list[Anomaly]:

@@ -25,6 +25,7 @@ from reports import nodes as node_view
 from reports import perfdata
 from reports.run import (
     Run,
+    crashed_nodes,
     duration_s,
     load_run,
     node_names,
@@ -33,6 +34,7 @@ from reports.run import (
     reproduce_command,
     scenario_name,
     seed_of,
+    unfinished_reason,
     verdict_of,
 )
 from reports.summaries import summary as checker_summary
@@ -85,13 +87,19 @@ def _finite(value: Any) -> Any:
 
 
 def _reason(run: Run, anomalies: list[anomaly_view.Anomaly]) -> str:
-    """The banner's one line: what broke, or why the verdict is what it is."""
+    """The banner's one line: why the run ended as it did, what broke, or why the verdict is what it is."""
+    crashed = crashed_nodes(run.results)
+    unfinished = unfinished_reason(run.results)
+    if unfinished is not None:
+        if anomalies:
+            unfinished += f" ({anomaly_view.sentence(anomalies[0])})"
+        return unfinished + (f"; {crashed}" if crashed else "")
+    return _verdict_reason(run, anomalies) + (f"; {crashed}" if crashed else "")
+
+
+def _verdict_reason(run: Run, anomalies: list[anomaly_view.Anomaly]) -> str:
     if anomalies:
-        first = anomalies[0]
-        if first.story:
-            return f"{first.checker}: {first.story[0]}"
-        key = f" on key {first.key_text}" if first.key is not None else ""
-        return f"the {first.checker} checker found an anomaly{key}"
+        return anomaly_view.sentence(anomalies[0])
     checkers = run.results.get("checkers") if isinstance(run.results.get("checkers"), dict) else {}
     if run.verdict == "unknown":
         for name, entry in (checkers or {}).items():
@@ -100,7 +108,9 @@ def _reason(run: Run, anomalies: list[anomaly_view.Anomaly]) -> str:
                     (entry[k] for k in ("reason", "error", "message") if isinstance(entry.get(k), str)), None
                 )
                 return f"{name} could not decide" + (f": {why}" if why else "")
-        return "no checker reached a verdict (results.json missing or incomplete)"
+        if run.results.get("reason"):
+            return str(run.results["reason"])
+        return "no checker reached a verdict"
     if run.verdict == "valid":
         return f"all {len(checkers or {})} checkers passed"
     return "a checker reported the history invalid"

@@ -34,6 +34,52 @@ class Run:
         return verdict_of(self.results.get("valid", "unknown"))
 
 
+DID_NOT_FINISH = (
+    "the run did not finish: it wrote no results.json (its controller was killed, or the machine "
+    "stopped, before the run could record its end)"
+)
+CHECKING_FAILED = "checking failed"
+
+
+def run_completed(results: dict[str, Any]) -> bool:
+    """Did the run get to its end (contracts §5: ``completed``)?
+
+    Older results.json files have no ``completed``: a run that did not complete
+    always gave a ``reason``, and a checker failure is the only reason a
+    completed run gives.
+    """
+    if "completed" in results:
+        return results["completed"] is True
+    reason = results.get("reason")
+    return not reason or str(reason).startswith(CHECKING_FAILED)
+
+
+def unfinished_reason(results: dict[str, Any]) -> str | None:
+    """Why a run that did not complete has no verdict, in one line (None when it completed)."""
+    if run_completed(results):
+        return None
+    reason = str(results.get("reason") or "the run did not complete")
+    seen = results.get("history_valid")
+    if seen is False:
+        return f"{reason}; the part of the history it recorded already holds an anomaly (see below)"
+    if seen is True:
+        return f"{reason}; the part of the history it recorded is consistent, which says nothing of the rest"
+    return reason
+
+
+def crashed_nodes(results: dict[str, Any]) -> str | None:
+    """``a node crashed: n2 (exit code 1)``: nodes that ended on their own during the run."""
+    exits = results.get("node_exits")
+    if not isinstance(exits, list) or not exits:
+        return None
+    named = [
+        f"{e.get('node', '?')} (exit code {e.get('exit_code', '?')})" for e in exits if isinstance(e, dict)
+    ]
+    if not named:
+        return None
+    return ("a node crashed: " if len(named) == 1 else "nodes crashed: ") + ", ".join(named)
+
+
 def verdict_of(valid: Any) -> str:
     if valid is True:
         return "valid"
@@ -48,7 +94,7 @@ def load_run(run_dir: Path) -> Run:
     test = _read_json_object(run_dir / "test.json", warnings)
     results = _read_json_object(run_dir / "results.json", warnings)
     if not results:
-        results = {"valid": "unknown", "checkers": {}}
+        results = {"valid": "unknown", "checkers": {}, "completed": False, "reason": DID_NOT_FINISH}
     ops: list[Op] = []
     history = run_dir / "history.jsonl"
     if history.is_file():

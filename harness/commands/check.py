@@ -29,6 +29,7 @@ DEFAULT_MEMORY_MB = 2048.0
 
 
 def register(subparsers: Any) -> None:
+    from checkers.compose import LIST_APPEND
     from checkers.history import FORMATS
     from checkers.models import MODEL_NAMES
 
@@ -45,7 +46,13 @@ def register(subparsers: Any) -> None:
         metavar="HISTORY",
         help="history.jsonl (or a stored run directory holding one), a Jepsen .edn, or a Porcupine etcd .log",
     )
-    parser.add_argument("--model", default="cas-register", choices=MODEL_NAMES, help="default: cas-register")
+    parser.add_argument(
+        "--model",
+        default=None,
+        choices=(*MODEL_NAMES, LIST_APPEND),
+        help="default: the model of the run's test.json for a stored run, cas-register otherwise "
+        f"({LIST_APPEND} judges the append workload's histories)",
+    )
     parser.add_argument("--format", choices=FORMATS, default=None, help="default: from the extension/content")
     parser.add_argument(
         "--time-limit",
@@ -98,11 +105,13 @@ def register(subparsers: Any) -> None:
 
 def _read(args: argparse.Namespace) -> list[Any]:
     from checkers.history import HistoryFormatError, read_history
+    from harness import verdict
 
     path = Path(args.history)
     if path.is_dir() and (path / "history.jsonl").is_file():
         path = path / "history.jsonl"  # a stored run directory
         args.history = str(path)
+    args.run_dir = path.parent if path.name == "history.jsonl" and verdict.is_run_dir(path.parent) else None
     if not path.is_file():
         raise BadInput(
             f"history file {str(path)!r} does not exist (or is not a file); give the path to a "
@@ -151,10 +160,16 @@ def _no_operations(format: str | None) -> str:
 
 def _model(args: argparse.Namespace, format: str) -> Any:
     """The model, with the register semantics of the history's source unless overridden."""
+    from checkers.compose import LIST_APPEND
     from checkers.edn import EdnError, loads
     from checkers.models import get_model
     from checkers.readers import plain
+    from harness import verdict
 
+    if args.model is None:
+        args.model = verdict.model_of(args.run_dir) if args.run_dir is not None else "cas-register"
+    if args.model == LIST_APPEND:
+        return LIST_APPEND  # judged by checkers.append, no register semantics to choose
     knossos = format == "edn"
     initial: Any = 0 if knossos else None
     if args.initial is not None:
@@ -197,14 +212,31 @@ def run(args: argparse.Namespace) -> int:
         raise BadInput(f"{exc}.", where=args.history) from None
     except HistoryFormatError as exc:  # pairing problems: a completion with no invocation, ...
         raise BadInput(f"{exc.reason}.", where=args.history) from None
+    if args.run_dir is not None:  # a stored run: merged into what the run recorded (harness.verdict)
+        from harness import verdict
+
+        results = verdict.merge(verdict.recorded(args.run_dir / verdict.RESULTS_NAME), results)
     if args.results is not None:
         target = Path(args.results) if args.results else Path(args.history).with_name("results.json")
         try:
             target.write_text(json.dumps(results, indent=2, default=_json_default) + "\n", encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"cannot write results.json: {exc.strerror}.", where=str(target)) from None
-    _print(Console(), args.history, results)
+    console = Console(markup=False, soft_wrap=True)  # keys and values are data, never markup
+    _print(console, args.history, results)
+    _print_run_end(console, results)
     return exit_code_for_validity(results["valid"])
+
+
+def _print_run_end(console: Console, results: dict[str, Any]) -> None:
+    """For a stored run that did not complete: why its verdict stays unknown whatever the history says."""
+    from reports.run import unfinished_reason
+
+    if "completed" not in results:
+        return
+    reason = unfinished_reason(results)
+    if reason is not None:
+        console.print(Text(f"the run's verdict stays unknown: {reason}", style="bold yellow"))
 
 
 def _json_default(value: Any) -> Any:
@@ -223,6 +255,9 @@ def _progress_to_stderr() -> None:
 
 def _print(console: Console, history: str, results: dict[str, Any]) -> None:
     valid = results["valid"]
+    if "linearizable" not in results["checkers"]:
+        _print_append(console, history, results)
+        return
     lin = results["checkers"]["linearizable"]
     style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
     word = {True: "VALID", False: "NOT LINEARIZABLE"}.get(valid, "UNKNOWN")
@@ -240,7 +275,7 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
             f"of budget before pinning the op"
             + (f"; it got furthest at history index {lead['complete_index']}" if lead else "")
         )
-    elif valid not in (True, False):
+    elif lin["valid"] not in (True, False):
         _print_unknown(console, lin)
     stats = results["checkers"]["stats"]
     totals = stats["totals"]
@@ -256,6 +291,22 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
     )
     if stats["never_succeeded"]:
         console.print(Text(f"note: never succeeded: {', '.join(stats['never_succeeded'])}", style="yellow"))
+
+
+def _print_append(console: Console, history: str, results: dict[str, Any]) -> None:
+    valid = results["valid"]
+    entry = results["checkers"]["append"]
+    style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
+    word = {True: "VALID", False: "ANOMALY"}.get(valid, "UNKNOWN")
+    console.print(Text(word, style=style) + Text(f"  {history}"))
+    console.print(
+        Text(f"model list-append, {entry.get('op_count')} operations over {entry.get('key_count')} key(s)")
+    )
+    first = entry.get("first_anomaly")
+    if entry.get("valid") is False and isinstance(first, dict):
+        console.print(Text(f"key {entry.get('key')!r}: {first.get('kind')}: {first.get('explanation')}"))
+        counts = entry.get("anomaly_counts") or {}
+        console.print(Text("anomalies: " + ", ".join(f"{k} {v}" for k, v in counts.items())))
 
 
 def _print_failure(console: Console, lin: dict[str, Any]) -> None:

@@ -1,10 +1,11 @@
 """``ratchet report STORE_DIR``: re-check a stored run's history and re-render its report.
 
 Useful after the checkers or the report got better, or when a run's report
-was never written (the controller was killed). The new verdict replaces
-results.json (teardown errors recorded by the run are kept), then report.html
-and the store's index.html are written again. Exit code as for a run: 0 valid,
-1 anomaly, 2 unknown.
+was never written (the controller was killed). The checkers' new entries are
+merged into results.json (everything else the run recorded is kept, and a run
+that did not complete stays unknown: see :mod:`harness.verdict`), then
+report.html and the store's index.html are written again. Exit code as for a
+run: 0 valid, 1 anomaly, 2 unknown.
 """
 
 from __future__ import annotations
@@ -62,31 +63,30 @@ def resolve_run_dir(given: str) -> Path:
 
 
 def recheck(run_dir: Path) -> dict[str, Any]:
-    """Run the checkers over the stored history; returns the new results.json content."""
-    from checkers.check import check_run  # the checkers' entry point for a stored run
-    from checkers.history import HistoryFormatError
+    """Judge the stored history again, merged into what the run recorded; returns the new results.json.
 
-    previous: dict[str, Any] = {}
+    Every fact the run recorded (reason, teardown, recovered, node_exits,
+    elapsed_s, ...) is kept and only the checkers' entries are replaced; a run
+    that did not complete (or wrote no results.json) stays unknown.
+    """
+    from checkers.history import HistoryFormatError
+    from harness import verdict
+    from harness.store import write_json
+
     try:
-        previous = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        previous = {}
-    try:
-        results = check_run(run_dir)
+        results = verdict.recheck(run_dir)
     except HistoryFormatError as exc:
         raise BadInput(
             f"the stored history cannot be read: {exc}. Nothing was re-checked; `--no-check` still "
             "re-renders the report from the stored results.json.",
             where=str(run_dir / "history.jsonl"),
         ) from None
-    if isinstance(previous, dict) and previous.get("teardown_errors"):
-        results.setdefault("teardown_errors", previous["teardown_errors"])
-    (run_dir / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    write_json(run_dir / "results.json", results)
     return results
 
 
 def report(args: argparse.Namespace) -> int:
-    from reports.build import write_run_report
+    from reports.build import SUMMARY_NAME, write_run_report
     from reports.index import write_index
 
     run_dir = resolve_run_dir(args.store_dir)
@@ -102,8 +102,10 @@ def report(args: argparse.Namespace) -> int:
     if (store / "latest").exists() or (store / "index.html").exists():
         write_index(store)
     valid = results.get("valid", "unknown") if isinstance(results, dict) else "unknown"
-    print(
-        f"{path}  ({'valid' if valid is True else 'anomaly' if valid is False else 'unknown'})",
-        file=sys.stderr,
-    )
+    word = "valid" if valid is True else "anomaly" if valid is False else "unknown"
+    try:  # the banner's line: why, or the anomaly in one sentence
+        why = json.loads((run_dir / SUMMARY_NAME).read_text(encoding="utf-8")).get("reason")
+    except (OSError, ValueError, AttributeError):
+        why = None
+    print(f"{path}  ({word}{': ' + why if why and valid is not True else ''})", file=sys.stderr)
     return exit_code_for_validity(valid)

@@ -173,4 +173,37 @@ def handle(args: argparse.Namespace) -> int:
             f"[bold red]error:[/] {exc} (`ratchet doctor` shows what this machine can do)"
         )
         return 2
-    return session.execute(test, argv=sys.argv, progress=not args.no_progress and sys.stderr.isatty())
+    from harness.progress import HEARTBEAT_S
+
+    terminal = sys.stderr.isatty()
+    return session.execute(
+        test,
+        argv=recorded_argv(sys.argv, args),
+        progress=not args.no_progress and terminal,
+        heartbeat_s=None if terminal or args.no_progress else HEARTBEAT_S,
+    )
+
+
+def recorded_argv(argv: list[str], args: argparse.Namespace) -> list[str]:
+    """The command line as test.json records it: ``--replay`` names the run directory itself.
+
+    ``--replay store/latest`` would name another run tomorrow; the resolved
+    directory is the run that was replayed, for good.
+    """
+    if not args.replay:
+        return list(argv)
+    target = str(Path(args.replay).resolve())
+    out: list[str] = []
+    replace_next = False
+    for part in argv:
+        if replace_next:
+            out.append(target)
+            replace_next = False
+        elif part == "--replay":
+            out.append(part)
+            replace_next = True
+        elif part.startswith("--replay="):
+            out.append(f"--replay={target}")
+        else:
+            out.append(part)
+    return out

@@ -8,7 +8,7 @@ import shlex
 from html import escape
 from pathlib import Path
 
-from checkers.history import Op
+from checkers.history import Op, read_history
 from reports.build import write_run_report
 from reports.index import write_index
 from tests.reports.handmade import partition_history, write_run
@@ -60,7 +60,12 @@ def test_report_of_a_failing_run_has_every_section(tmp_path: Path) -> None:
     assert path == run / "report.html"
     html = path.read_text(encoding="utf-8")
     assert 'class="banner anomaly"' in html
-    assert "linearizable: read by p2 returned 4 but the register held 2" in html  # the one-line reason
+    reason = re.search(r'<p class="reason">(.*?)</p>', html, re.S)
+    assert reason is not None  # the one-line reason: what, which key, which node answered, when, faults
+    assert reason.group(1) == (
+        "linearizable: key a: read a → 4 (p2, ok) answered by n2 at 0.09 s into the run, with no fault "
+        "active: read by p2 returned 4 but the register held 2"
+    )
     assert "ratchet run scenarios/partition-majority.toml --seed 7" in html  # reproduce command
     for section in ("timeline", "anomaly", "checkers", "performance", "availability", "nodes"):
         assert f'<section id="{section}"' in html or f'<section id="{section}" class' in html
@@ -187,7 +192,11 @@ def test_report_of_a_real_failing_run_shows_its_faults_anomaly_and_logs(tmp_path
     first = linearizable["first_unlinearizable"]
     why = linearizable["counterexample"]["orders"][0]["explanation"]  # the checker's words
     assert f"read by p{first['process']} returned {first['value_out']}, but the register held" in why
-    assert f'<p class="reason">linearizable: {escape(why)}</p>' in html  # the banner's one line
+    reason = re.search(r'<p class="reason">(.*?)</p>', html, re.S)
+    assert reason is not None and reason.group(1).endswith(escape(why))  # the banner's one line ends in the why
+    bad = next(op for op in read_history(run.run_dir / "history.jsonl") if op.index == first["complete_index"])
+    assert bad.node and f"answered by {bad.node} at " in reason.group(1)  # names the node that answered
+    assert " under " in reason.group(1) or "with no fault active" in reason.group(1)
     command = run.test["command_line"]
     assert command[2:6] == ["run", "scenarios/rolling-kill.toml", "--bug", "read-from-backup"]
     assert command[6:8] == ["--seed", "3"]
