@@ -100,6 +100,13 @@ def load_run(run_dir: Path) -> Run:
     if history.is_file():
         try:
             ops = read_history(history, "jsonl")
+            torn = torn_tail_bytes(history)
+            if torn:
+                warnings.append(
+                    f"the last line of history.jsonl is torn ({torn:,} bytes with no newline at the end: "
+                    "a crashed writer or a full disk leaves this); it is left out and every line before "
+                    "it is shown and checked"
+                )
         except HistoryFormatError as exc:
             ops, skipped = read_leniently(history)
             warnings.append(
@@ -112,6 +119,18 @@ def load_run(run_dir: Path) -> Run:
     else:
         warnings.append("history.jsonl is missing, so the timeline and plots are empty")
     return Run(run_dir, test, results, ops, warnings)
+
+
+def torn_tail_bytes(path: Path) -> int:
+    """How many bytes follow the last newline of ``path`` (a line its writer never finished); 0 if none."""
+    with path.open("rb") as handle:
+        size = handle.seek(0, 2)
+        start = max(0, size - 65536)
+        handle.seek(start)
+        tail = handle.read()
+    cut = tail.rfind(b"\n")
+    rest = tail[cut + 1 :] if cut >= 0 else tail
+    return len(rest) if rest.strip() else 0
 
 
 def read_leniently(path: Path) -> tuple[list[Op], int]:
