@@ -1,7 +1,7 @@
 """A checker for list-append histories: every key is a list, ``append`` adds one unique value, ``read`` returns the list.
 
 Why a separate checker: a request executed twice (a primary without a client
-table, VR.md bug #13) writes the same value twice. On a register the second
+table, docs/vr.md bug #13) writes the same value twice. On a register the second
 write usually lands next to the first and leaves nothing to see; on a list
 the value shows up twice, forever, in every later read. Unique appended values
 make each read name exactly which appends it saw and in which order, so most

@@ -22,7 +22,7 @@ them, as the Debian 12 build (0.9.10) reads them:
 
 The monotonic clock is left real (``FAKETIME_DONT_FAKE_MONOTONIC=1``) unless a scenario
 asks for it (``nemesis.clock_monotonic``): VR's timeouts run on ticks of monotonic time,
-and a lease measured on the wall clock (VR.md bug #12) is what these faults are for.
+and a lease measured on the wall clock (docs/vr.md bug #12) is what these faults are for.
 
 The nemesis (kind ``clock``) draws, per start, one mode and its targets:
 

@@ -137,7 +137,7 @@ class LossNemesis:
         pairs = [(a, b) for a in nodes for b in nodes if a != b and (a in targets or b in targets)]
         drops = [Drop(self._endpoints[a], self._endpoints[b], self._fraction) for a, b in pairs]
         # A target's replies to clients are lost too: clients then retry the same request, which is
-        # what a replica's client table exists for (VR.md bug #13).
+        # what a replica's client table exists for (docs/vr.md bug #13).
         drops += [Drop(self._endpoints[t], CLIENTS, self._fraction) for t in targets]
         self._firewall.apply(self.kind, drops)
         self._active = {
@@ -227,7 +227,7 @@ LAG_S_DEFAULT = 1.5
 class RollingKillNemesis:
     """Kill a backup, let the cluster commit without it, then kill the primary and restart the backup.
 
-    Why this shape: a replica that answers reads from its own state (VR.md bug #11) is wrong only
+    Why this shape: a replica that answers reads from its own state (docs/vr.md bug #11) is wrong only
     while it lags *and* clients ask it, and a client asks a backup only when the primary fails it
     (a refused connection makes it try every replica at once). A backup killed for ``lag_s`` misses
     everything committed meanwhile; restarted from its data directory just after the primary dies,

@@ -3,7 +3,7 @@
 Each bug is off by default and switched on only by naming it (``--bug NAME`` on a
 node, ``--bug NAME`` in the simulator). Each is one small guarded branch at the
 place it acts (``if "name" in self.bugs:``), so reading the branch shows exactly
-what is wrong. The catalog numbers refer to VR.md §4.
+what is wrong. The catalog numbers are the entries of docs/vr.md §4.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class Bug:
     name: str
     description: str  # one line: what the replica does wrong
     exposed_by: str  # the fault (and anomaly) that shows it
-    catalog: int  # VR.md §4 item; 0 for a bug outside that catalog
+    catalog: int  # docs/vr.md §4 entry; 0 for a bug outside that catalog
 
 
 BUGS: dict[str, Bug] = {
@@ -107,7 +107,7 @@ def describe() -> str:
     """The text ``python -m vr.node --list-bugs`` prints: name, what is wrong, what exposes it."""
     lines = []
     for bug in BUGS.values():
-        where = f"VR.md bug #{bug.catalog}" if bug.catalog else "outside VR.md's catalog"
+        where = f"docs/vr.md bug #{bug.catalog}" if bug.catalog else "outside the catalog of docs/vr.md"
         lines.append(f"{bug.name}  ({where})")
         lines.append(f"    wrong:      {bug.description}")
         lines.append(f"    exposed by: {bug.exposed_by}")

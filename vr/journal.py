@@ -2,9 +2,9 @@
 
 Op ``op`` lives in slot ``op % slot_count`` of both rings (vr/layout.py). The prepare
 ring holds the whole prepare message; the header ring holds a second copy of its header,
-written only after the prepare is durable (VR.md §2.3). Keeping the entry's identity
+written only after the prepare is durable (docs/vr.md §2.2). Keeping the entry's identity
 (op, checksum) in two places is what lets recovery tell the three things a failed
-checksum can mean apart (VR.md §5, PAR):
+checksum can mean apart (docs/vr.md §5):
 
 - a **torn append** (the power went while the newest prepares were in flight: nothing
   there was ever acknowledged, safe to cut);
@@ -18,8 +18,8 @@ replica, and why. ``tests/vr/test_recovery_cases.py`` checks that every combinat
 the facts matches exactly one row. The torn-append refinement (``_torn_slots``) then
 cuts only what is provably a torn tail above the head (and discards above-head slots
 that provably never held their window's op), and only when *nothing* above the head
-looks like anything else. The planted bug ``truncate-on-checksum-mismatch`` (VR.md §4
-bug 9) is the one guarded branch that does otherwise.
+looks like anything else. The planted bug ``truncate-on-checksum-mismatch`` (docs/vr.md
+bug #9) is the one guarded branch that does otherwise.
 
 The WAL may hold ops up to ``op_checkpoint + slot_count``; writing beyond that would
 overwrite an op the snapshot does not hold yet, so it is an assertion, and the replica
@@ -76,7 +76,7 @@ class JournalError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# The recovery decision table (VR.md §2.4)
+# The recovery decision table (docs/vr.md §2.3)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -158,7 +158,7 @@ RECOVERY_CASES: tuple[Case, ...] = (
          "unless the torn-append refinement proves it the torn tail."),
     Case("C", _V, _V, "1 0 0 f 0 f f f f f",
          "A valid header for some op, prepare unreadable: rot of that op's prepare, or a torn append "
-         "over an older wrap. Never truncate on a checksum mismatch (VR.md §4 bug 9): faulty, unless "
+         "over an older wrap. Never truncate on a checksum mismatch (docs/vr.md bug #9): faulty, unless "
          "the torn-append refinement proves it the torn tail."),
     Case("D", _V, _F, "0 f 1 1 0 f f f f f",
          "Header unreadable, prepare reserved: a torn header-sector write, or a new prepare write that "
@@ -833,7 +833,7 @@ class Journal:
     def _bug_truncate_at_first_mismatch(
         self, reads: list[_SlotRead], decisions: dict[int, Decision], *, op_max: int
     ) -> None:
-        """PLANTED BUG (VR.md §4 bug 9): treat any prepare checksum mismatch as the torn tail and truncate
+        """PLANTED BUG (docs/vr.md bug #9): treat any prepare checksum mismatch as the torn tail and truncate
         the log from the first such op, committed or not (the ZooKeeper/LogCabin behaviour)."""
         n = self.layout.slot_count
         mismatched = [

@@ -8,7 +8,7 @@ One file, four zones, in this order, every zone and every item sector-aligned::
     snapshot slot 0, snapshot slot 1 (each ``snapshot_size_max`` bytes)
 
 Op ``op`` lives in WAL slot ``op % slot_count`` in both rings. The header ring is the
-redundant copy of each prepare's header (VR.md §2.3): written only after the prepare
+redundant copy of each prepare's header (docs/vr.md §2.2): written only after the prepare
 itself is durable, so a crash between the two leaves a state recovery can fix locally.
 Putting several headers in one sector keeps a group commit to a handful of sector writes;
 the price is that one torn header-sector write damages 32 neighbouring headers, which

@@ -12,7 +12,7 @@ A bad configuration ends the process before it touches the network, with exit 3
 and one paragraph (what was wrong, the value, what is accepted). The one refusal
 that matters most: a missing data file without ``--format``. A replica that lost
 its disk and came back blank would nack ops it had acknowledged, and a view change
-counting it could lose committed writes (VR.md §4 bug 10), so starting blank must
+counting it could lose committed writes (docs/vr.md bug #10), so starting blank must
 be an explicit operator decision.
 """
 
@@ -178,7 +178,7 @@ def _check_files(config: NodeConfig) -> None:
         raise BadConfiguration(
             f"the data file {config.data_path} does not exist, and the node will not start blank without "
             "--format. A replica that lost its data and came back empty would deny having ops it once "
-            "acknowledged, and a view change counting it could discard committed writes (VR.md §4 bug #10). "
+            "acknowledged, and a view change counting it could discard committed writes (docs/vr.md bug #10). "
             "If this is a brand-new replica of a brand-new cluster, start it once with --format; if it lost "
             "its disk, it must be rebuilt from its peers, not reformatted."
         )
@@ -284,7 +284,7 @@ class Node:
             raise StartupRefused(
                 f"the data file {config.data_path} cannot be trusted ({error}). The replica will not run on "
                 "state it cannot prove: restore the file, or rebuild this replica from its peers; do not "
-                "--format it back into the cluster blank (VR.md §2.8)."
+                "--format it back into the cluster blank (docs/vr.md §2.5)."
             ) from None
 
     def _open_replica(self) -> Replica:

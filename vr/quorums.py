@@ -1,4 +1,4 @@
-"""Quorum sizes per cluster size (VR.md §2.6): replication, view change, and nack.
+"""Quorum sizes per cluster size (docs/vr.md §1.8): replication, view change, and nack.
 
 Any replication quorum intersects any view-change quorum (replication + view_change >
 replica_count), so a committed op is seen by every view change. The nack quorum is the

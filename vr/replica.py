@@ -8,7 +8,7 @@ seeded ``random.Random``. It never reads a clock (the wall clock it may be given
 used only by the ``lease-read-wall-clock`` planted bug), so the simulator runs this
 exact code and a seed reproduces every step.
 
-Protocol (VR.md §1 with the TigerBeetle refinements of §2):
+Protocol (docs/vr.md §1, storage and recovery §2):
 
 - Normal operation: the primary batches client requests into prepares (a prepare body
   is a batch of request messages), keeps a pipeline of up to ``pipeline_max`` of them
@@ -39,7 +39,6 @@ Protocol (VR.md §1 with the TigerBeetle refinements of §2):
 - Only PrepareOk, DoViewChange and StartView wait for the journal flush (they vouch for
   durable state); prepares, commits, replies and repair traffic leave at once.
 
-Requests to the journal owner (H2) are in docs/requests-to-H2.md.
 """
 
 from __future__ import annotations
@@ -425,7 +424,7 @@ class Replica:
             if header.op > self.commit_min and self.journal.header_for_op(header.op) != header:
                 self.journal.set_header_as_dirty(header)
         # Entries above the durable view headers from an older view were truncated by a
-        # view change but not yet overwritten: they must not resurrect (VR.md §2.4).
+        # view change but not yet overwritten: they must not resurrect (docs/vr.md §2.3).
         op_max = self.journal.op_max()
         for candidate in range(view_head + 1, op_max + 1):
             stale = self.journal.header_for_op(candidate)
@@ -489,7 +488,7 @@ class Replica:
             self._transition_to_view_change(self.view, restarted=True)
 
     def _head_certain(self) -> bool:
-        """False if a faulty slot could hide an op newer than our head (VR.md §2.8)."""
+        """False if a faulty slot could hide an op newer than our head (docs/vr.md §2.5)."""
         faulty_slots = set(self.journal.faulty_slots())
         if not faulty_slots:
             return True
@@ -1092,7 +1091,7 @@ class Replica:
             entry.quorum = True
 
     def _primary_commit_pipeline(self) -> None:
-        """Commit contiguously from the front of the pipeline (VR.md bug #20)."""
+        """Commit contiguously from the front of the pipeline (docs/vr.md bug #20)."""
         if not self._is_primary_normal():
             return
         committed = False
@@ -1528,7 +1527,7 @@ class Replica:
         assert chosen.head >= self.commit_min, (chosen.head, self.commit_min)
         if chosen.head > self.op_prepare_max:
             # Too far behind to hold the new log in our ring: forfeit; the view-change
-            # timeout moves everyone to a view with another primary (VR.md §2.6).
+            # timeout moves everyone to a view with another primary (docs/vr.md §1.5).
             self._drop("primary-lagging")
             return
         self._install_new_view_log(chosen.headers, head=chosen.head, commit=chosen.commit)
@@ -1647,7 +1646,7 @@ class Replica:
             self._maybe_checkpoint(force=True)  # what we executed may be enough to make room
         if header.op > self.op_prepare_max:
             # Our ring cannot hold the new view's log yet. Installing part of it while claiming
-            # log_view = view would let our stale, short log win a later view change (VR.md #14;
+            # log_view = view would let our stale, short log win a later view change (docs/vr.md bug #14;
             # found by seed 7049); cutting our own entries would turn them into nacks. So do
             # neither: take the primary's checkpoint first (state sync), then ask again.
             self._drop("sv-beyond-checkpoint")
@@ -2013,9 +2012,9 @@ def choose_new_view_log(
     highest_op_bug: bool = False,
     check_consistency: bool = True,
 ) -> NewViewLog | None:
-    """The new view's log from do-view-change votes (VR.md §1.4 rule 7 with TB's nacks, §2.6).
+    """The new view's log from do-view-change votes (docs/vr.md §1.5 rules 4-5).
 
-    Canonical votes are those with the highest log_view (VR.md bug #5: never simply the
+    Canonical votes are those with the highest log_view (docs/vr.md bug #5: never simply the
     highest op); the head is the highest op among them. Above the highest commit any vote
     knows, each op is kept unless a nack quorum proves it was never replicated widely
     enough to commit (then the log is cut there: if op n was not committed, no later op

@@ -1,11 +1,11 @@
 """The replicated state: a key-value store plus the client table, advanced only by committed ops.
 
-Every operation, reads included, goes through the log (VR.md §1.7): the replica
+Every operation, reads included, goes through the log (docs/vr.md §1.7): the replica
 executes committed prepares in op order and this module turns each request in a
 prepare's batch into a reply. Nothing here reads a clock or draws randomness, so
 every replica that executes the same ops reaches byte-identical ``snapshot()``s.
 
-The client table (VR.md §1.6) lives here because it is replicated state: it is
+The client table (docs/vr.md §1.6) lives here because it is replicated state: it is
 updated only by execution, rebuilt by replay after a restart, and saved in the
 checkpoint snapshot with the store, so at-most-once survives view changes,
 restarts and state transfer alike. It holds at most ``clients_max`` clients:

@@ -9,7 +9,7 @@ layout decision above assumes it.
 
 An I/O error (EIO from the kernel, a short read) raises :class:`StorageIOError`; the
 callers treat it like corruption of the bytes they asked for (mark faulty, repair from
-peers), never like a reason to crash (VR.md §4 bug 17). A failed ``sync`` is different:
+peers), never like a reason to crash (docs/vr.md bug #17). A failed ``sync`` is different:
 after an fsync error nothing written since the last good sync can be trusted, so it
 propagates and the node restarts from what is on disk.
 """
@@ -69,9 +69,9 @@ class FileStorage:
 
     ``create=True`` makes a new file (refusing one that already exists: formatting over
     a replica's data would make it forget what it acked) and fsyncs the file and its
-    directory so the file's existence is itself durable (VR.md §4 bug 8). Without
+    directory so the file's existence is itself durable (docs/vr.md bug #8). Without
     ``create`` a missing file is refused with FileNotFoundError: a replica that lost its
-    data must not come back blank (VR.md §4 bug 10). The file is flock'ed while open, so a
+    data must not come back blank (docs/vr.md bug #10). The file is flock'ed while open, so a
     second process opening it gets an OSError (EWOULDBLOCK) instead of sharing it.
     """
 
@@ -168,7 +168,7 @@ def _advise_small_pages(fd: int) -> None:
 
     With readahead (or after big reads and writes, e.g. a format) the kernel may cache the file
     in large folios, and a later 4 KiB pwrite then dirties, and fdatasync writes back, the whole
-    folio: H3 measured ~1 MiB written per 8 KiB journal write after reading the file. FADV_RANDOM
+    folio: measured on a 6.18 kernel, ~1 MiB written per 8 KiB journal write after reading the file. FADV_RANDOM
     stops readahead for this open file; DONTNEED drops the (clean) pages an earlier open left.
     """
     if not hasattr(os, "posix_fadvise"):  # not Linux (macOS): only a performance hint, skip it

@@ -1,8 +1,8 @@
 """The superblock: the replica's durable VSR state, in several hash-chained copies.
 
 The view, the last normal view (``log_view``), the known commit, the checkpoint and the
-view-change headers must survive a crash *and* a torn or rotten sector (VR.md §2.7, §4
-bug 18): a replica whose view regressed after a restart could vote twice in one view.
+view-change headers must survive a crash *and* a torn or rotten sector (docs/vr.md §2.4,
+bug #18): a replica whose view regressed after a restart could vote twice in one view.
 So the state is written in ``layout.superblock_copies`` (4) copies, each carrying a
 ``sequence`` that grows by one per update and the ``parent`` checksum of the previous
 sequence, and each checksummed. The copy index is stored *outside* the checksum so a

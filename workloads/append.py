@@ -1,7 +1,7 @@
 """List-append workload: ``append`` a unique value to one of a few keys, or ``read`` a key's whole list.
 
 Why: a request the cluster executes twice (a retried request a primary without
-a client table applies again, VR.md bug #13) is invisible on a register when
+a client table applies again, docs/vr.md bug #13) is invisible on a register when
 the duplicate lands next to the original, but on a list the value is there
 twice in every later read. Values are unique across the run, so a read names
 exactly which appends it saw and in which order (checked by

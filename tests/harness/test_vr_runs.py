@@ -175,7 +175,7 @@ def test_process_and_loss_faults_are_valid(tmp_path: Path, kind: str) -> None:
         assert any(event_kinds(run, n).count("recovered_from_disk") >= 2 for n in killed)
 
 
-# read-from-backup (VR.md #11) under rolling-kill: a backup killed for 1.5 s comes back, stale, just as the
+# read-from-backup (docs/vr.md bug #11) under rolling-kill: a backup killed for 1.5 s comes back, stale, just as the
 # primary dies, and clients (0.3 s per-attempt timeout in the scenario) turn to the backups while it still
 # answers as a normal backup. Measured: see the scenario file. A seed fixes the faults, not the cluster's
 # timing: one 20 s run found it in 20 of 24 tries here (fewer when the machine is busy), so the claim is
@@ -238,7 +238,7 @@ def test_read_from_backup_is_found_by_partitions_with_clients_on_nodes(tmp_path:
     assert_nothing_left(run)
 
 
-# no-client-table (VR.md #13): a retried request executed twice. On a register the duplicate usually lands
+# no-client-table (docs/vr.md bug #13): a retried request executed twice. On a register the duplicate usually lands
 # next to itself and is invisible; the append workload makes it a value listed twice in every later read.
 def test_no_client_table_is_found_by_the_append_workload(tmp_path: Path) -> None:
     proc = ratchet(tmp_path, "append-kill", "--bug", "no-client-table", "--seed", "1")

@@ -322,7 +322,7 @@ def test_repairing_a_faulty_slot_makes_it_clean() -> None:
 
 
 def test_planted_bug_truncates_committed_ops_at_a_checksum_mismatch() -> None:
-    """The ZooKeeper/LogCabin behaviour (VR.md §4 bug 9), on only when named."""
+    """The ZooKeeper/LogCabin behaviour (docs/vr.md bug #9), on only when named."""
     bug = frozenset({"truncate-on-checksum-mismatch"})
     storage, journal = make_journal()
     write_and_flush(journal, prepares(1, 10, parent=ROOT.header.checksum))
@@ -732,7 +732,7 @@ def test_wrong_bytes_on_read_are_faulty_never_absent() -> None:
 
 def test_reading_a_header_only_belief_is_a_miss_not_a_fault() -> None:
     """set_header_as_dirty says what we want, not what the disk holds: reading it before its
-    prepare is written returns None without marking the slot faulty (H1's request)."""
+    prepare is written returns None without marking the slot faulty."""
     _storage, journal = make_journal()
     (message,) = prepares(1, 1, parent=ROOT.header.checksum)
     journal.set_header_as_dirty(message.header)

@@ -1,7 +1,7 @@
 """``python -m vr.node`` refuses every bad configuration with exit 3 and one paragraph.
 
 Each case runs the real module in a subprocess, exactly as an operator or the
-harness would, and checks the promise from contracts §3 and STYLE.md: a non-zero
+harness would, and checks the promise from docs/contracts.md §3: a non-zero
 exit (3), a single paragraph on stderr that names the problem, and no traceback.
 """
 

@@ -1,4 +1,4 @@
-"""The journal's recovery decision table (VR.md §2.4) as data, checked exhaustively."""
+"""The journal's recovery decision table (docs/vr.md §2.3) as data, checked exhaustively."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_every_row_has_a_reason_and_both_decisions() -> None:
 
 
 def test_no_single_slot_view_ever_truncates_a_checksum_mismatch() -> None:
-    """VR.md §4 bug 9: a prepare that fails its checksum (p_ok false) is never cut by the table."""
+    """docs/vr.md bug #9: a prepare that fails its checksum (p_ok false) is never cut by the table."""
     for values in ALL_INPUTS:
         facts = dict(zip(COLUMNS, values, strict=True))
         (case,) = matching_cases(values)

@@ -1,8 +1,8 @@
 """The new primary's choice of log from do-view-change votes (choose_new_view_log), case by case.
 
 Each case is a small cluster history written out as votes: who holds which version of
-which op in which view. The claims are VR.md §1.4 rule 7 (highest (log_view, op) wins,
-not highest op: bug #5) and the nack rules of §2.6 (cut only what a nack quorum proves
+which op in which view. The claims are docs/vr.md §1.5 rule 5 (highest (log_view, op) wins,
+not highest op: bug #5) and its nack rules (cut only what a nack quorum proves
 uncommitted; never on silence from an uncertain head; wait when nobody holds a copy).
 """
 

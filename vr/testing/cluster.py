@@ -251,7 +251,7 @@ class SimCluster:
         """Rot one of a replica's superblock copies, at most one per replica between two opens.
 
         An update is durable once 3 of the 4 copies read back and an open needs 2 equal ones,
-        so one rotten copy must never cost the replica its view or log_view (VR.md §2.7).
+        so one rotten copy must never cost the replica its view or log_view (docs/vr.md §2.4).
         """
         target = self.rng.randrange(self.replica_count)
         if self.superblock_rotten[target]:

@@ -1,6 +1,6 @@
 """The simulator's oracle: committed prefixes agree, views never regress, replies match one execution.
 
-Checks, after every step (VR.md §3.5, §6 "Oracles"):
+Checks, after every step (docs/vr.md §3.3):
 
 - **Canonical history.** Every op a replica executes must equal (by checksum) the op
   every other replica executed at that number, and hash-chain to the previous one.

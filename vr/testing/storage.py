@@ -1,7 +1,7 @@
 """A seeded in-memory disk for the simulator: lost and torn writes, bit rot, EIO, misdirects.
 
 ``SimStorage`` implements :class:`vr.storage.Storage` and lets a test or the simulator
-inject exactly the faults a real disk has (VR.md §3.2), deterministically from the
+inject exactly the faults a real disk has (docs/vr.md §3.1), deterministically from the
 ``random.Random`` it is given:
 
 - **Crash.** Every write since the last ``sync`` is still in flight. ``crash()`` models
