@@ -25,15 +25,16 @@ import json
 import logging
 import os
 import random
+import resource
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from vr import bugs as bug_registry
-from vr.bus import Address, Bus, Inbound, parse_peers
+from vr.bus import Address, Bus, BusLimits, Inbound, parse_peers
 from vr.events import EventLog
 from vr.journal import JournalError
 from vr.layout import Layout
@@ -71,6 +72,7 @@ class NodeConfig:
     bugs: frozenset[str]
     tick_ms: int
     seed: int
+    limits: BusLimits = field(default_factory=BusLimits)
 
     @property
     def data_path(self) -> str:
@@ -101,7 +103,27 @@ def _parser() -> _Parser:
     parser.add_argument("--tick-ms", type=int, default=TICK_MS_DEFAULT, help="logical tick period")
     parser.add_argument("--seed", type=int, default=None, help="seed of the replica's PRNG (default: random)")
     parser.add_argument("--list-bugs", action="store_true", help="describe the planted bugs and exit")
+    defaults = BusLimits()
+    for flag, help_text in _LIMIT_FLAGS.items():
+        parser.add_argument(flag, type=int, default=getattr(defaults, _limit_name(flag)), help=help_text)
     return parser
+
+
+def _limit_name(flag: str) -> str:
+    return flag.removeprefix("--").replace("-", "_")
+
+
+# What the node gives the connections that reach it (vr.bus.BusLimits; contracts §3).
+_LIMIT_FLAGS = {
+    "--connections-max": "inbound connections in total (also kept under RLIMIT_NOFILE)",
+    "--connections-per-host-max": "inbound connections from one source address",
+    "--replica-connections-per-peer-max": "connections kept per identified replica",
+    "--first-frame-timeout-ms": "close a connection that sends no complete frame within this time",
+    "--frame-timeout-ms": "drop a frame that does not complete within this time",
+    "--partial-frames-max-bytes": "bytes of unfinished frames held across all connections",
+    "--drop-log-burst": "log lines per drop or close reason per interval",
+    "--drop-log-interval-ms": "interval of --drop-log-burst; then one 'suppressed K' line per reason",
+}
 
 
 def parse_config(argv: Sequence[str]) -> NodeConfig | None:
@@ -133,6 +155,13 @@ def parse_config(argv: Sequence[str]) -> NodeConfig | None:
         bugs = bug_registry.parse_bugs(args.bug)
     except ValueError as error:
         raise BadConfiguration(str(error)) from None
+    limits = BusLimits(**{_limit_name(flag): getattr(args, _limit_name(flag)) for flag in _LIMIT_FLAGS})
+    problems = limits.problems()
+    if problems:
+        raise BadConfiguration(
+            f"the connection limits are not usable: {'; '.join(problems)} (flags --connections-max, "
+            "--partial-frames-max-bytes etc.; python -m vr.node --help lists them with their defaults)."
+        )
     seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(8), "little")
     config = NodeConfig(
         replica=args.id,
@@ -145,6 +174,7 @@ def parse_config(argv: Sequence[str]) -> NodeConfig | None:
         bugs=bugs,
         tick_ms=args.tick_ms,
         seed=seed,
+        limits=limits,
     )
     _check_files(config)
     return config
@@ -227,6 +257,7 @@ class Node:
             peers=config.peers,
             cluster=config.cluster,
             rng=random.Random(config.seed ^ 0xB05),
+            limits=config.limits,
         )
         try:
             await self.bus.start()
@@ -542,6 +573,19 @@ def _drop_page_cache(path: str) -> None:
 # --- process entry ---------------------------------------------------------------------------
 
 
+def _raise_fd_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard limit: every connection is a descriptor, and the
+    common soft default (1024) would otherwise cap the node below its own connection bounds."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as error:
+        logger.warning("node=fd-limit-unchanged error=%s", error)
+        return
+    logger.info("node=fd-limit soft=%d raised_from=%d", hard, soft)
+
+
 def _configure_logging(log_path: str | None) -> None:
     handler: logging.Handler = (
         logging.FileHandler(log_path, encoding="utf-8") if log_path else logging.StreamHandler(sys.stderr)
@@ -573,6 +617,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:
         print(f"vr.node: error: cannot open --log {config.log_path!r}: {error.strerror}.", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    _raise_fd_limit()
     try:
         node = Node(config)
     except OSError as error:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from vr.bus import RECEIVE_BUFFER_BYTES, USER_TIMEOUT_MS, Address, Bus, parse_address, parse_peers
+from vr.bus import RECEIVE_BUFFER_BYTES, USER_TIMEOUT_MS, Address, Bus, BusLimits, parse_address, parse_peers
 from vr.message import (
     CLIENT_REPLICA,
     HEADER_SIZE,
@@ -249,7 +250,13 @@ def test_truncated_frame_then_eof_is_counted() -> None:
 def test_slowloris_half_frame_is_cut_off_while_others_are_served() -> None:
     async def body() -> None:
         peers = make_peers(3)
-        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(4), frame_timeout_s=0.3)
+        bus = Bus(
+            replica=0,
+            peers=peers,
+            cluster=CLUSTER,
+            rng=random.Random(4),
+            limits=BusLimits(frame_timeout_ms=300),
+        )
         await bus.start()
         try:
             slow_reader, slow_writer = await open_raw(peers[0])
@@ -318,16 +325,16 @@ def test_frames_larger_than_one_read_and_many_frames_per_read_arrive_whole() -> 
                 client=12,
                 request=1,
             ).encode()
-            small = b"".join(request(client=12, number=n) for n in range(2, 302))
-            assert len(small) > RECEIVE_BUFFER_BYTES
+            small = b"".join(request(client=12, number=n) for n in range(2, 1002))
+            assert len(small) > 2 * RECEIVE_BUFFER_BYTES
             writer.write(big + small)
             await writer.drain()
             got: list[tuple[int, int]] = []
-            while len(got) < 301:
+            while len(got) < 1001:
                 await bus.wait_inbox(5.0)
                 got.extend((i.message.header.request, len(i.message.body)) for i in bus.drain_inbox())
             assert got[0] == (1, len(big_body))
-            assert [number for number, _ in got] == list(range(1, 302))
+            assert [number for number, _ in got] == list(range(1, 1002))
             assert dict(bus.dropped) == {}
             writer.close()
         finally:
@@ -341,7 +348,13 @@ def test_fuzzed_streams_never_crash_the_bus() -> None:
 
     async def body() -> None:
         peers = make_peers(3)
-        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(7), frame_timeout_s=0.5)
+        bus = Bus(
+            replica=0,
+            peers=peers,
+            cluster=CLUSTER,
+            rng=random.Random(7),
+            limits=BusLimits(frame_timeout_ms=500),
+        )
         await bus.start()
         rng = random.Random(1234)
         try:
@@ -495,3 +508,251 @@ def test_connections_abort_when_data_stays_unacknowledged() -> None:
                 await bus.close()
 
     run(body)
+
+
+# --- what a node gives the connections that reach it (BusLimits) ------------------------------
+
+
+IdleConnections = list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+
+
+async def open_idle(address: Address, count: int, *, source: str = "127.0.0.1") -> IdleConnections:
+    """``count`` connections from ``source`` that never send a byte (keep the writers: a writer
+    that is garbage-collected closes its connection)."""
+    opened = []
+    for _ in range(count):
+        opened.append(await asyncio.open_connection(address.host, address.port, local_addr=(source, 0)))
+    return opened
+
+
+async def served(bus: Bus, address: Address, client: int, *, source: str = "127.0.0.1") -> bool:
+    """A brand-new client connects, sends one request, and the bus delivers it."""
+    _, writer = await asyncio.open_connection(address.host, address.port, local_addr=(source, 0))
+    writer.write(request(client=client, number=1))
+    await writer.drain()
+    got: list[int] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0
+    while client not in got and loop.time() < deadline:
+        await bus.wait_inbox(0.2)
+        got.extend(i.message.header.client for i in bus.drain_inbox())
+    writer.close()
+    return client in got
+
+
+def test_silent_connections_are_closed_after_the_first_frame_timeout() -> None:
+    async def body() -> None:
+        peers = make_peers(3)
+        limits = BusLimits(first_frame_timeout_ms=300)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(11), limits=limits)
+        await bus.start()
+        try:
+            idle = await open_idle(peers[0], 5)
+            assert await served(bus, peers[0], client=21)  # a client that speaks is not silent
+            for reader, _ in idle:
+                assert await closed_by_peer(reader), "a silent connection was kept open"
+            await until(lambda: bus.closed["silent"] == 5, what="five silent closes counted")
+            snapshot = bus.snapshot_counters()
+            assert snapshot["closed"] == {"silent": 5}
+            assert snapshot["connections_by_kind"] == {"new": 0, "client": 0, "replica": 0}
+        finally:
+            await bus.close()
+
+    run(body)
+
+
+def test_at_the_host_bound_the_oldest_silent_connection_makes_room_for_a_new_client() -> None:
+    async def body() -> None:
+        peers = make_peers(3)
+        limits = BusLimits(connections_max=40, connections_per_host_max=10, first_frame_timeout_ms=60_000)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(12), limits=limits)
+        await bus.start()
+        try:
+            idle = await open_idle(peers[0], 25)
+            await until(lambda: bus.counters["connections_accepted"] == 25, what="25 accepted")
+            # The first 15 were evicted, oldest first, to keep the host at 10; the newest 10 stay.
+            assert bus.closed["evicted-host-max"] == 15
+            assert bus.snapshot_counters()["connections_open"] == 10
+            for reader, _ in idle[:15]:
+                assert await closed_by_peer(reader, timeout_s=2.0)
+            for number in range(5):
+                assert await served(bus, peers[0], client=100 + number), "a new client was locked out"
+            assert bus.snapshot_counters()["connections_open"] <= 10
+            assert "refused-host-max" not in bus.closed
+        finally:
+            await bus.close()
+
+    run(body)
+
+
+def test_at_the_total_bound_silent_connections_go_before_clients() -> None:
+    async def body() -> None:
+        peers = make_peers(3)
+        limits = BusLimits(connections_max=12, connections_per_host_max=10, first_frame_timeout_ms=60_000)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(13), limits=limits)
+        await bus.start()
+        try:
+            _, talker = await asyncio.open_connection(peers[0].host, peers[0].port)
+            talker.write(request(client=300, number=1))
+            await talker.drain()
+            await until(lambda: bus.snapshot_counters()["connections_by_kind"]["client"] == 1, what="client")
+            idle = await open_idle(peers[0], 8, source="127.0.0.5")
+            idle += await open_idle(peers[0], 8, source="127.0.0.6")
+            await until(lambda: bus.counters["connections_accepted"] == 17, what="17 accepted")
+            assert bus.closed["evicted-connections-max"] == 5
+            assert bus.snapshot_counters()["connections_open"] == 12
+            # The client that spoke is still connected and still served on its connection.
+            talker.write(request(client=300, number=2))
+            await talker.drain()
+            await until(lambda: any(i.message.header.request == 2 for i in bus.drain_inbox()), what="served")
+            talker.close()
+        finally:
+            await bus.close()
+
+    run(body)
+
+
+def test_a_replica_gets_through_a_host_full_of_silent_connections_and_is_never_evicted() -> None:
+    async def body() -> None:
+        peers = [Address("127.0.0.1", free_ports(1)[0]), Address("127.0.0.2", free_ports(1, "127.0.0.2")[0])]
+        limits = BusLimits(connections_per_host_max=8, first_frame_timeout_ms=60_000)
+        first = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(14), limits=limits)
+        await first.start()
+        second = Bus(replica=1, peers=peers, cluster=CLUSTER, rng=random.Random(15))
+        try:
+            idle = await open_idle(peers[0], 8, source="127.0.0.2")  # the peer's own address, full
+            await second.start()
+            await until(lambda: first.counters["hellos_received"] == 1, what="the replica's hello")
+            idle += await open_idle(peers[0], 20, source="127.0.0.2")  # more silence from that address
+            await until(lambda: first.counters["connections_accepted"] == 29, what="29 accepted")
+            kinds = first.snapshot_counters()["connections_by_kind"]
+            assert kinds == {"new": 7, "client": 0, "replica": 1}, kinds
+            message = make_message(command=Command.COMMIT, cluster=CLUSTER, replica=1, commit=5)
+            second.send_to_replica(0, message)
+            second.flush_sends()
+            await first.wait_inbox(5.0)
+            assert [i.message for i in first.drain_inbox()] == [message]  # the hello is not delivered
+            assert dict(first.dropped) == {}
+        finally:
+            await second.close()
+            await first.close()
+
+    run(body)
+
+
+def test_a_replica_hello_from_another_address_earns_no_protection() -> None:
+    async def body() -> None:
+        peers = [Address("127.0.0.1", free_ports(1)[0]), Address("127.0.0.2", free_ports(1, "127.0.0.2")[0])]
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(16))
+        await bus.start()
+        try:
+            _, writer = await asyncio.open_connection(
+                peers[0].host, peers[0].port, local_addr=("127.0.0.9", 0)
+            )
+            writer.write(make_message(command=Command.PING, cluster=CLUSTER, replica=1).encode())
+            await writer.drain()
+            await bus.wait_inbox(5.0)
+            assert [i.message.header.replica for i in bus.drain_inbox()] == [1]  # delivered as any PING
+            assert bus.counters["replica_claims_unverified"] == 1
+            assert bus.snapshot_counters()["connections_by_kind"] == {"new": 0, "client": 1, "replica": 0}
+            writer.close()
+        finally:
+            await bus.close()
+
+    run(body)
+
+
+def test_unfinished_frames_share_one_memory_budget() -> None:
+    """Ten connections each send 600 KiB of a 1 MiB frame and hang: the bus holds at most its
+    budget, sheds the largest unfinished frames (counted), and still serves a new client."""
+
+    async def body() -> None:
+        peers = make_peers(3)
+        limits = BusLimits(partial_frames_max_bytes=2 * MESSAGE_SIZE_MAX, frame_timeout_ms=60_000)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(17), limits=limits)
+        await bus.start()
+        frame = make_message(
+            command=Command.REQUEST,
+            cluster=CLUSTER,
+            body=b"x" * (MESSAGE_SIZE_MAX - HEADER_SIZE),
+            replica=CLIENT_REPLICA,
+            operation=Operation.WRITE,
+            client=500,
+            request=1,
+        ).encode()
+        writers = []
+        peak = 0
+        try:
+            for _ in range(10):
+                _, writer = await open_raw(peers[0])
+                writer.write(frame[: 600 * 1024])
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                writers.append(writer)
+                await until(lambda: bus.counters["bytes_received"] % (600 * 1024) == 0, what="read")
+                peak = max(peak, bus.partial_bytes)
+            await until(lambda: bus.counters["bytes_received"] == 10 * 600 * 1024, what="all read")
+            assert peak <= limits.partial_frames_max_bytes
+            assert bus.partial_bytes <= limits.partial_frames_max_bytes
+            assert bus.dropped["partial-frames-budget"] == 7  # 3 x 600 KiB fit in 2 MiB
+            assert bus.closed["partial-frames-budget"] == 7
+            assert await served(bus, peers[0], client=501)
+            for writer in writers:
+                writer.close()
+            await until(lambda: bus.partial_bytes == 0, what="budget returned on close")
+        finally:
+            await bus.close()
+
+    run(body)
+
+
+def test_a_frame_that_never_completes_times_out_and_returns_its_bytes() -> None:
+    async def body() -> None:
+        peers = make_peers(3)
+        limits = BusLimits(frame_timeout_ms=300)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(18), limits=limits)
+        await bus.start()
+        try:
+            reader, writer = await open_raw(peers[0])
+            writer.write(request(client=600, number=1) + request(client=600, number=2)[:-10])
+            await writer.drain()
+            await bus.wait_inbox(5.0)
+            assert [i.message.header.request for i in bus.drain_inbox()] == [1]
+            assert await closed_by_peer(reader)
+            assert bus.dropped["frame-timeout"] == 1 and bus.closed["frame-timeout"] == 1
+            assert bus.partial_bytes == 0
+            writer.close()
+        finally:
+            await bus.close()
+
+    run(body)
+
+
+def test_a_garbage_flood_is_counted_exactly_and_logged_within_a_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def body() -> None:
+        peers = make_peers(3)
+        limits = BusLimits(drop_log_burst=5, drop_log_interval_ms=60_000)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(19), limits=limits)
+        await bus.start()
+        try:
+            for _ in range(300):
+                reader, writer = await open_raw(peers[0])
+                writer.write(b"\xff" * 200)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                assert await closed_by_peer(reader)
+                writer.close()
+            await until(lambda: bus.dropped["header-checksum"] == 300, what="300 drops counted")
+            assert bus.closed["invalid-frame"] == 300
+            assert bus.snapshot_counters()["log_lines_suppressed"] == 295
+        finally:
+            await bus.close()
+
+    with caplog.at_level(logging.INFO, logger="vr.bus"):
+        run(body)
+    drop_lines = [r for r in caplog.records if "bus=drop" in r.getMessage()]
+    assert len(drop_lines) == 5
+    summaries = [r.getMessage() for r in caplog.records if "log=suppressed" in r.getMessage()]
+    assert summaries == ["log=suppressed key=drop:header-checksum suppressed=295 interval_ms=60000 logged=5"]
