@@ -15,6 +15,7 @@ from typing import Any
 
 from checkers.compose import check_history, combine_validity
 from checkers.convergence import check_run_dir
+from checkers.coverage import coverage
 from checkers.history import read_history
 
 CHECK_BUDGET_S_MIN = 60.0
@@ -51,6 +52,7 @@ def check_run(
         model=model or default_model,
         time_limit_s=time_limit_s if time_limit_s is not None else default_budget_s,
     )
+    results["coverage"] = coverage(ops, model=model or default_model)  # informative: never a verdict
     convergence = check_run_dir(path)  # the replicas compared directly, when the run asked them
     if convergence is not None:
         results["checkers"]["convergence"] = convergence

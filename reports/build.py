@@ -22,6 +22,7 @@ import jinja2
 
 from reports import anomaly as anomaly_view
 from reports import convergence as convergence_view
+from reports import coverage as coverage_view
 from reports import nodes as node_view
 from reports import perfdata
 from reports.run import (
@@ -249,6 +250,7 @@ def write_run_report(run_dir: Path) -> Path:
         "undecided": anomaly_view.undecided(run.results, bar_index),
         "checkers": _checker_rows(run.results),
         "convergence": convergence_view.section(run.results),
+        "coverage": coverage_view.rows(run.results),
         "plots": plots,
         "plots_note": "This history has no completed ops to plot." if not plots else "",
         "availability": perf.availability_rows,

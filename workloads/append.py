@@ -10,6 +10,10 @@ exactly which appends it saw and in which order (checked by
 Keys rotate after ``ops_per_key`` operations so lists stay short (a list travels
 in one reply, and one request must fit one WAL slot).
 
+Corners on purpose (``corner_rate`` of the ops, in turn): a read of a key never
+appended to, an append to a key never appended to, and a large value appended
+to a key of its own (so lists stay small).
+
 Outcomes as for the register workload (contracts §4): ok; ``fail`` for a
 definite refusal; ``info`` when the outcome is unknown.
 """
@@ -22,13 +26,14 @@ from typing import Any
 from harness import generator as gen
 from harness.scenario import WorkloadSpec
 from harness.system import AppendClient
-from workloads.register import complete, final_reads
+from workloads.register import CORNER_RATE_DEFAULT, complete, final_reads, large_value
 
 __all__ = ["AppendGen", "final_reads", "generator", "invoke"]
 
 
 CHECKER = "append"
 OPS_PER_KEY_DEFAULT = 120
+CORNERS = ("read-missing", "append-new-key", "large-value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +45,14 @@ class AppendGen(gen.Generator):
     next_key: int
     next_value: int
     ops_per_key: int
+    corner_rate: float = 0.0
+    corner_next: int = 0
 
     def op(self, ctx: gen.Context) -> gen.Result:
         if not ctx.free:
             return gen.PENDING
+        if self.corner_rate > 0 and ctx.rng.random() < self.corner_rate:
+            return self._corner(ctx)
         slot = ctx.rng.randrange(len(self.keys))
         f = ctx.rng.choices(("read", "append"), weights=(self.read_weight, self.append_weight))[0]
         key = self.keys[slot]
@@ -65,8 +74,26 @@ class AppendGen(gen.Generator):
         nxt = replace(self, keys=tuple(keys), counts=tuple(counts), next_key=next_key, next_value=next_value)
         return filled, nxt  # type: ignore[return-value]
 
+    def _corner(self, ctx: gen.Context) -> gen.Result:
+        corner = CORNERS[self.corner_next % len(CORNERS)]
+        key, value = self.next_key, self.next_value
+        if corner == "read-missing":
+            operation: dict[str, Any] = {"f": "read", "key": key, "value": None}
+        elif corner == "append-new-key":
+            operation = {"f": "append", "key": key, "value": value}
+        else:
+            operation = {"f": "append", "key": key, "value": large_value(value)}
+        filled = gen.fill_in(operation, ctx)
+        if filled is gen.PENDING:
+            return gen.PENDING
+        used = 0 if operation["f"] == "read" else 1
+        nxt = replace(self, next_key=key + 1, next_value=value + used, corner_next=self.corner_next + 1)
+        return filled, nxt  # type: ignore[return-value]
 
-def generator(spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT) -> Any:
+
+def generator(
+    spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT, corner_rate: float = CORNER_RATE_DEFAULT
+) -> Any:
     """The client generator for the main phase: reads with the spec's read weight, appends with the
     rest (write + cas weights: both are "change the value" in the register workload)."""
     base = AppendGen(
@@ -77,6 +104,7 @@ def generator(spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT) -> 
         next_key=spec.keys,
         next_value=1,
         ops_per_key=ops_per_key,
+        corner_rate=corner_rate,
     )
     return gen.stagger(1.0 / spec.rate_hz, base) if spec.rate_hz > 0 else base
 

@@ -10,6 +10,15 @@ and a fresh one takes its slot (Jepsen's "independent" keys do the same).
 cas ``old`` values are drawn from the last few values written to that key,
 so a fair share of cas ops can succeed; ``new`` is a fresh unique value.
 
+Corners on purpose: random ops on a few busy keys rarely meet some states of
+the state machine (a run has only a few ops on keys never written). So a share
+(``corner_rate``) of ops walk, in turn, through :data:`CORNERS`: a read of a key
+never written, a cas from null on a key never written (it must succeed), a
+first write, a cas from null on a written key and a cas from a value never
+written (both must fail), and a large value on a key of its own. Which state
+classes a run really reached is computed from its history afterwards
+(:mod:`checkers.coverage`), not from what was asked.
+
 The generator is a frozen value (harness.generator): its counters live in its
 state, so values are dense and a replay with the same seed asks for the same
 operations.
@@ -37,6 +46,22 @@ MODEL = "cas-register"
 RECENT_VALUES = 3
 OPS_PER_KEY_DEFAULT = 400
 FS = ("read", "write", "cas")
+CORNER_RATE_DEFAULT = 0.05
+LARGE_VALUE_BYTES = 16 * 1024  # one request must fit one WAL slot (64 KiB) with room to spare
+CORNERS = (
+    "read-missing",
+    "cas-null-missing",
+    "write-new-key",
+    "cas-null-present",
+    "cas-mismatch",
+    "large-value",
+)
+
+
+def large_value(unique: int) -> str:
+    """A value of ``LARGE_VALUE_BYTES`` that is still unique (its number comes first)."""
+    head = f"{unique}:"
+    return head + "x" * (LARGE_VALUE_BYTES - len(head))
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +73,14 @@ class RegisterGen(gen.Generator):
     next_key: int
     next_value: int
     ops_per_key: int
+    corner_rate: float = 0.0
+    corner_next: int = 0  # index into CORNERS of the next corner op
 
     def op(self, ctx: gen.Context) -> gen.Result:
         if not ctx.free:
             return gen.PENDING
+        if self.corner_rate > 0 and ctx.rng.random() < self.corner_rate:
+            return self._corner(ctx)
         slot = ctx.rng.randrange(len(self.keys))
         f = ctx.rng.choices(FS, weights=self.weights)[0]
         key = self.keys[slot]
@@ -88,8 +117,54 @@ class RegisterGen(gen.Generator):
         )
         return filled, nxt  # type: ignore[return-value]
 
+    def _corner(self, ctx: gen.Context) -> gen.Result:
+        """The next corner op; fresh keys come from the same counter as rotated keys (never reused)."""
+        corner = CORNERS[self.corner_next % len(CORNERS)]
+        value, next_key, next_value = self.next_value, self.next_key, self.next_value + 1
+        slot = ctx.rng.randrange(len(self.keys))
+        recents = list(self.recent)
+        if corner == "read-missing":
+            operation: dict[str, Any] = {"f": "read", "key": next_key, "value": None}
+            next_key, next_value = next_key + 1, value
+        elif corner == "cas-null-missing":
+            operation = {"f": "cas", "key": next_key, "value": [None, value]}
+            next_key += 1
+        elif corner == "write-new-key":
+            operation = {"f": "write", "key": next_key, "value": value}
+            next_key += 1
+        elif corner == "large-value":
+            operation = {"f": "write", "key": next_key, "value": large_value(value)}
+            next_key += 1
+        elif corner == "cas-null-present" and self.recent[slot]:
+            operation = {"f": "cas", "key": self.keys[slot], "value": [None, value]}
+            recents[slot] = (*recents[slot], value)[-RECENT_VALUES:]
+        else:  # cas-mismatch (or cas-null-present before the slot's key was written): old never written
+            operation = {"f": "cas", "key": self.keys[slot], "value": [value, value + 1]}
+            next_value = value + 2
+        filled = gen.fill_in(operation, ctx)
+        if filled is gen.PENDING:
+            return gen.PENDING
+        keys, counts = list(self.keys), list(self.counts)
+        if operation["key"] == keys[slot]:  # an op on the slot's key counts toward its rotation
+            counts[slot] += 1
+            if counts[slot] >= self.ops_per_key:
+                keys[slot], counts[slot], recents[slot] = next_key, 0, ()
+                next_key += 1
+        nxt = replace(
+            self,
+            keys=tuple(keys),
+            counts=tuple(counts),
+            recent=tuple(recents),
+            next_key=next_key,
+            next_value=next_value,
+            corner_next=self.corner_next + 1,
+        )
+        return filled, nxt  # type: ignore[return-value]
 
-def generator(spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT) -> Any:
+
+def generator(
+    spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT, corner_rate: float = CORNER_RATE_DEFAULT
+) -> Any:
     """The client generator for the main phase (unbounded: the runner's time limit ends it)."""
     base = RegisterGen(
         weights=(spec.read, spec.write, spec.cas),
@@ -99,6 +174,7 @@ def generator(spec: WorkloadSpec, *, ops_per_key: int = OPS_PER_KEY_DEFAULT) -> 
         next_key=spec.keys,
         next_value=1,
         ops_per_key=ops_per_key,
+        corner_rate=corner_rate,
     )
     return gen.stagger(1.0 / spec.rate_hz, base) if spec.rate_hz > 0 else base
 

@@ -66,3 +66,23 @@ def test_a_run_without_convergence_reports_has_no_section(tmp_path: Path) -> Non
     html = write_run_report(run).read_text()
     assert '<section id="convergence">' not in html
     assert 'href="#convergence"' not in html
+
+
+def test_state_classes_never_reached_are_listed_first_and_marked(tmp_path: Path) -> None:
+    results = {
+        "valid": True,
+        "checkers": {"linearizable": {"valid": True}},
+        "coverage": {
+            "classes": {"read-missing": 3, "cas-mismatch": 0},
+            "missing": ["cas-mismatch"],
+            "expected": {"read-missing": "ok read of a missing key", "cas-mismatch": "cas refused"},
+        },
+    }
+    run = write_run(
+        tmp_path / "store" / "no-faults" / "20261204T170000", partition_history(), results=results, test=TEST
+    )
+    html = write_run_report(run).read_text()
+    table = html[html.index('id="coverage"') :]
+    assert table.index("cas-mismatch") < table.index("read-missing")
+    assert re.search(r'<tr class="bad"><td class="mono">cas-mismatch</td><td class="num">0</td>', table)
+    assert "(never reached)" in table
