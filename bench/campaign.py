@@ -36,7 +36,11 @@ def runs_per_hour(campaign: str, seeds: int, jobs: int) -> None:
         code, err, wall_s = ratchet(
             "campaign", campaign, "--seeds", str(seeds), "--jobs", str(jobs), "--store", store
         )
-        (document_path,) = Path(store).glob("campaigns/*/*/campaign.json")
+        found = list(Path(store).glob("campaigns/*/*/campaign.json"))
+        if not found:
+            print(f"{campaign}: the campaign wrote no campaign.json (exit {code}):\n{err[-2000:]}")
+            return
+        document_path = found[0]
         document = json.loads(document_path.read_text())
         runs = [r for r in document["runs"] if r["verdict"] != "not-run"]
         run_s = sum(r["duration_s"] for r in runs)

@@ -94,6 +94,28 @@ def probe_packet_filter() -> Capability:
     )
 
 
+def probe_message_proxy() -> Capability:
+    """The message proxy's redirect (nft nat + SO_ORIGINAL_DST + SO_MARK), tried in a throwaway namespace."""
+    if shutil.which("nft") is None:
+        return Capability(
+            "message-proxy",
+            False,
+            "nft: not installed",
+            "apt-get install nftables (the proxy's redirect is an nft nat rule)",
+        )
+    ok, detail = _try([*namespace_argv(), sys.executable, "-m", "harness.vr_proxy"])
+    if ok:
+        return Capability(
+            "message-proxy", True, f"replica links redirected through a frame proxy ({_mode()})"
+        )
+    return Capability(
+        "message-proxy",
+        False,
+        detail,
+        "needs nftables with the nat table inside a network namespace (kernel nf_nat)",
+    )
+
+
 def probe_signals() -> Capability:
     return Capability("signals", True, "SIGSTOP/SIGCONT/SIGKILL to node processes (always available)")
 
@@ -192,13 +214,21 @@ FAULT_NEEDS: dict[str, tuple[str, ...] | None] = {
     "kill": ("namespaces", "signals"),
     "rolling-kill": ("namespaces", "signals"),
     "clock": ("namespaces", "libfaketime"),
+    "messages": ("namespaces", "message-proxy"),
     "disk": None,
     "corrupt": None,
 }
 
 
 def probe_all(*, include_docker: bool = True) -> dict[str, Capability]:
-    probes = [probe_namespaces(), probe_packet_filter(), probe_signals(), probe_faketime(), probe_fuse()]
+    probes = [
+        probe_namespaces(),
+        probe_packet_filter(),
+        probe_signals(),
+        probe_faketime(),
+        probe_message_proxy(),
+        probe_fuse(),
+    ]
     if include_docker:
         probes.append(probe_docker())
     return {c.name: c for c in probes}

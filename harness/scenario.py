@@ -30,7 +30,19 @@ from harness.retention import KEEP_DATA
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 DEFAULT_SCENARIO = "default"
 
-FAULT_KINDS = ("partition", "loss", "pause", "kill", "rolling-kill", "clock", "disk", "corrupt")
+FAULT_KINDS = (
+    "partition",
+    "loss",
+    "pause",
+    "kill",
+    "rolling-kill",
+    "clock",
+    "messages",
+    "disk",
+    "corrupt",
+)
+MESSAGE_MODES = ("delay", "reorder", "duplicate", "replay")  # nemeses.messages
+MESSAGE_TARGETS = ("primary", "one", "all")
 GRUDGES = ("one", "primary", "majority", "majorities-ring", "minority-third", "bridge", "one-way", "random")
 PROCESS_TARGETS = ("one", "primary", "minority", "majority", "all")
 CLOCK_MODES = ("bump", "strobe", "skew", "freeze")  # nemeses.clock
@@ -82,6 +94,10 @@ class NemesisSpec:
     clock_max_ms: int = 262_144
     clock_rates: tuple[float, ...] = (0.5, 1.5, 2.0)
     clock_monotonic: bool = False
+    message_modes: tuple[str, ...] = MESSAGE_MODES
+    message_targets: tuple[str, ...] = MESSAGE_TARGETS
+    message_probability: float = 0.2
+    message_delay_ms: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +141,8 @@ class Test:
             "clock_modes",
             "clock_targets",
             "clock_rates",
+            "message_modes",
+            "message_targets",
         ):
             if key in nem:
                 nem[key] = tuple(nem[key])
@@ -281,6 +299,18 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ),
         "clock_rates": Key(list, _rates, "clock rates a skew draws from, e.g. ['x1.5']"),
         "clock_monotonic": Key(bool, doc="fake the monotonic clock too (VR's timeouts run on it)"),
+        "message_modes": Key(
+            list, _one_of(MESSAGE_MODES), "message faults on replica links: " + ", ".join(MESSAGE_MODES)
+        ),
+        "message_targets": Key(
+            list,
+            _one_of(MESSAGE_TARGETS),
+            "links a message fault picks: those of the primary, of one node, all",
+        ),
+        "message_probability": Key(
+            (int, float), _finite(_fraction), "chance each frame on a chosen link is hit"
+        ),
+        "message_delay_ms": Key(int, _between(1, 60_000), "longest delay of a delayed frame, ms"),
     },
     "run": {
         "time_limit_s": Key((int, float), _between(1, 86_400), "length of the main phase"),
@@ -543,6 +573,10 @@ def build_test(
         clock_max_ms=int(nem.get("clock_max_ms", 262_144)),
         clock_rates=tuple(float(r[1:]) for r in nem.get("clock_rates", ("x0.5", "x1.5", "x2"))),
         clock_monotonic=bool(nem.get("clock_monotonic", False)),
+        message_modes=tuple(dict.fromkeys(nem.get("message_modes", MESSAGE_MODES))),
+        message_targets=tuple(dict.fromkeys(nem.get("message_targets", MESSAGE_TARGETS))),
+        message_probability=float(nem.get("message_probability", 0.2)),
+        message_delay_ms=int(nem.get("message_delay_ms", 300)),
     )
     test = Test(
         name=name,

@@ -93,6 +93,15 @@ def clock_control(cluster: LocalCluster, run: RunDir, test: Test) -> Any:
     )
 
 
+def message_proxy(cluster: LocalCluster, test: Test) -> Any:
+    """A proxy on every replica link (harness.vr_proxy) when the scenario injects message faults."""
+    if "messages" not in test.nemesis.faults:
+        return None
+    from harness.vr_proxy import MessageProxy
+
+    return MessageProxy({node.name: (node.host, node.port) for node in cluster.nodes})
+
+
 def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
     return VRSystem(
         cluster,
@@ -102,6 +111,7 @@ def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
         client_timeout_s=test.workload.client_timeout_s,
         bind_clients_to_nodes=test.workload.clients == "nodes",
         clock=clock_control(cluster, run, test),
+        messages=message_proxy(cluster, test),
     )
 
 
@@ -203,6 +213,7 @@ def execute(
         endpoints=cluster.endpoints(),
         rng=random.Random(test.seed ^ 0x4E454D),
         clock=getattr(system, "clock", None),
+        messages=getattr(system, "messages", None),
     )
     runner_box: list[Runner] = []
 

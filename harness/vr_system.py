@@ -89,7 +89,9 @@ class VRSystem(LocalNodes):
         cluster_id: int = 1,
         bind_clients_to_nodes: bool = False,
         clock: ClockControl | None = None,
+        messages: Any = None,
     ) -> None:
+        self.messages = messages  # a harness.vr_proxy.MessageProxy on every replica link, or None
         self.bind_clients_to_nodes = bind_clients_to_nodes
         self.clock = clock  # when set, every node reads its clock through it (nemeses.clock)
         self.cluster = cluster
@@ -151,6 +153,8 @@ class VRSystem(LocalNodes):
         self._starts[node] = self._starts.get(node, 0) + 1
 
     def setup(self) -> None:
+        if self.messages is not None and not self.messages.installed:
+            self.messages.install()  # before any node dials a peer: the redirect catches new connections
         for node in self.node_names():
             self.start(node)
         healthy = self.wait_healthy(timeout_s=STARTUP_TIMEOUT_S)
@@ -173,6 +177,8 @@ class VRSystem(LocalNodes):
     def teardown(self, *, keep_data: bool) -> list[str]:
         """Stop every node; remove data directories unless asked to keep them. Returns what it did."""
         done = self.stop_all()
+        if self.messages is not None:
+            done += self.messages.close()
         with self._status_lock:
             if self._status_client is not None:
                 self._status_client.close()

@@ -28,6 +28,7 @@ from nemeses.faults import (
     RollingKillNemesis,
 )
 from nemeses.firewall import Endpoint, Firewall
+from nemeses.messages import MessageControl, MessageNemesis
 
 COLOURS = {
     "partition": "#d62728",
@@ -36,10 +37,11 @@ COLOURS = {
     "kill": "#8c564b",
     "rolling-kill": "#e377c2",
     "clock": "#17becf",
+    "messages": "#bcbd22",
 }
 # The order faults are healed in, at the end of a run and at teardown: network first, so restarted
 # nodes can talk.
-HEAL_ORDER = ("partition", "loss", "clock", "pause", "kill", "rolling-kill")
+HEAL_ORDER = ("partition", "loss", "messages", "clock", "pause", "kill", "rolling-kill")
 
 
 class UnknownNemesisOp(ValueError):
@@ -118,6 +120,7 @@ def build(
     endpoints: Mapping[str, Endpoint],
     rng: random.Random,
     clock: ClockControl | None = None,
+    messages: MessageControl | None = None,
 ) -> Package:
     nemeses: dict[str, Nemesis] = {}
     for kind in spec.faults:
@@ -147,6 +150,18 @@ def build(
                 max_offset_ms=spec.clock_max_ms,
                 rates=spec.clock_rates,
                 strobe_duration_ms_max=spec.interval_s * 1000,
+            )
+        elif kind == "messages":
+            if messages is None:
+                raise ValueError("the messages fault needs the system's message proxy")
+            nemeses[kind] = MessageNemesis(
+                system=system,
+                control=messages,
+                modes=spec.message_modes,
+                targets=spec.message_targets,
+                probability=spec.message_probability,
+                delay_ms_max=spec.message_delay_ms,
+                rng=rng,
             )
         else:
             raise ValueError(f"fault kind {kind!r} is not implemented (refused at validation)")

@@ -145,6 +145,8 @@ def resolve_test(args: argparse.Namespace) -> Any:
         caps["packet-filter"] = capabilities.probe_packet_filter()
     if "clock" in test.nemesis.faults:
         caps["libfaketime"] = capabilities.probe_faketime()
+    if "messages" in test.nemesis.faults:
+        caps["message-proxy"] = capabilities.probe_message_proxy()
     check_capabilities(test, caps, where=flags.get(("nemesis", "faults"), str(path)))
     return test
 
