@@ -22,6 +22,7 @@ ALL_CAPS = {
     "packet-filter": Capability("packet-filter", True, "ok"),
     "signals": Capability("signals", True, "ok"),
     "libfaketime": Capability("libfaketime", True, "ok"),
+    "message-proxy": Capability("message-proxy", True, "ok"),
 }
 
 
