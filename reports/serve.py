@@ -6,6 +6,13 @@ logs, data files) as one archive to attach to a bug. It binds only to the
 loopback address, serves only files under the store (symlinks that leave it
 are refused), caps concurrent requests and archive size, and stops cleanly on
 Ctrl-C.
+
+The store is served without authentication, so loopback alone is not enough: a
+web page on another site can point a name it controls at 127.0.0.1 (DNS
+rebinding) and read the store through the visitor's browser. Such a request
+still names the attacker's host, so a request whose Host header is not this
+server's own address (127.0.0.1:PORT or localhost:PORT) is answered 421 and
+nothing else. A path that cannot name a file (a NUL byte) is answered 400.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import html
 import io
 import logging
 import shutil
+import sys
 import tempfile
 import threading
 import urllib.parse
@@ -45,9 +53,14 @@ class ZipRefused(Exception):
 def inside(store: Path, relative: str) -> Path:
     """The path under the store a URL path names; refused if it would leave the store."""
     root = store.resolve()
-    target = (root / relative.lstrip("/")).resolve()
-    if target != root and root not in target.parents:
-        raise ZipRefused(HTTPStatus.NOT_FOUND, f"{relative!r} is not inside the store")
+    try:
+        target = (root / relative.lstrip("/")).resolve()
+        if target != root and root not in target.parents:
+            raise ZipRefused(HTTPStatus.NOT_FOUND, f"{relative!r} is not inside the store")
+        if not target.is_dir():
+            raise ZipRefused(HTTPStatus.NOT_FOUND, f"no run directory {relative!r} in the store")
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte
+        raise ZipRefused(HTTPStatus.NOT_FOUND, f"no run directory {relative!r} in the store") from None
     return target
 
 
@@ -71,6 +84,45 @@ def write_zip(run_dir: Path, out: Any, *, source_bytes_max: int = ZIP_SOURCE_BYT
     return len(files)
 
 
+def allowed_hosts(port: int) -> frozenset[str]:
+    """The Host header values that name this server (lower case); the port may be left out
+    only where it is HTTP's default."""
+    hosts = {f"{HOST}:{port}", f"localhost:{port}"}
+    if port == 80:
+        hosts |= {HOST, "localhost"}
+    return frozenset(hosts)
+
+
+def path_problem(raw: str) -> str | None:
+    """Why a request target's path cannot name a file in the store, or None when it can.
+
+    The file functions take the decoded path to the filesystem: bytes that are not UTF-8, an
+    encoded surrogate, or a NUL byte would raise there, mid-request, and drop the connection.
+    """
+    try:
+        path = urllib.parse.unquote(urllib.parse.urlsplit(raw).path, errors="strict")
+    except UnicodeDecodeError:
+        return "the path is not UTF-8 once its %-escapes are decoded"
+    if "\x00" in path:
+        return "the path holds a NUL byte"
+    return None
+
+
+class StoreServer(ThreadingHTTPServer):
+    """A threading server that knows which Host headers name it."""
+
+    daemon_threads = True
+    hosts: frozenset[str] = frozenset()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is one log line; anything else keeps its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.info("client=%s went away: %s", client_address[0], error)
+            return
+        super().handle_error(request, client_address)
+
+
 class StoreHandler(SimpleHTTPRequestHandler):
     """Static files from the store, plus ``/zip/<run>`` and a zip link in directory listings."""
 
@@ -90,6 +142,29 @@ class StoreHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("client=%s %s", self.address_string(), format % args)
 
+    def parse_request(self) -> bool:
+        """Parse as usual, then refuse a Host that is not this server (DNS rebinding) and a path
+        holding a NUL byte (no file can be named by it; the file functions would raise)."""
+        if not super().parse_request():
+            return False
+        host = self.headers.get("Host")
+        hosts = getattr(self.server, "hosts", frozenset())
+        # A request without Host (HTTP/1.0) is no browser's: rebinding needs the browser's Host.
+        if host is not None and host.strip().lower() not in hosts:
+            self.close_connection = True
+            self.send_error(
+                HTTPStatus.MISDIRECTED_REQUEST,
+                "this server answers only requests addressed to itself",
+                f"Host {host[:100]!r} is not {' or '.join(sorted(hosts))}",
+            )
+            return False
+        problem = path_problem(self.path)
+        if problem is not None:
+            self.close_connection = True
+            self.send_error(HTTPStatus.BAD_REQUEST, problem)
+            return False
+        return True
+
     def handle_one_request(self) -> None:
         if not self._slots.acquire(timeout=REQUEST_TIMEOUT_S):
             self.close_connection = True
@@ -102,7 +177,10 @@ class StoreHandler(SimpleHTTPRequestHandler):
     def _outside_store(self) -> bool:
         """Whether the request's path resolves (through symlinks) outside the store; ``latest`` stays inside."""
         root = Path(self.directory).resolve()
-        resolved = Path(self.translate_path(self.path)).resolve()
+        try:
+            resolved = Path(self.translate_path(self.path)).resolve()
+        except (OSError, ValueError):  # no file can have this name: answered as not found
+            return True
         return resolved != root and root not in resolved.parents
 
     def do_GET(self) -> None:
@@ -122,9 +200,9 @@ class StoreHandler(SimpleHTTPRequestHandler):
     def _send_zip(self) -> None:
         relative = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path[len(ZIP_PREFIX) :]).rstrip("/")
         try:
+            if not relative:
+                raise ZipRefused(HTTPStatus.NOT_FOUND, "name a run directory: /zip/<scenario>/<timestamp>")
             run_dir = inside(Path(self.directory), relative)
-            if not relative or not run_dir.is_dir():
-                raise ZipRefused(HTTPStatus.NOT_FOUND, f"no run directory {relative!r} in the store")
             with tempfile.SpooledTemporaryFile(max_size=ZIP_MEMORY_BYTES_MAX) as spool:
                 write_zip(run_dir, spool)
                 size = spool.tell()
@@ -137,7 +215,9 @@ class StoreHandler(SimpleHTTPRequestHandler):
                 self.end_headers()
                 shutil.copyfileobj(spool, self.wfile)
         except ZipRefused as refused:
-            self.send_error(refused.status, str(refused))
+            # The reason goes in the page, not the status line: it quotes the path, and a status
+            # line must be Latin-1.
+            self.send_error(refused.status, None, str(refused))
 
     def list_directory(self, path: str | Any) -> io.BytesIO | None:
         """A listing of one store directory: its entries, and a link to download it as a zip."""
@@ -173,10 +253,10 @@ class StoreHandler(SimpleHTTPRequestHandler):
         return io.BytesIO(encoded)
 
 
-def make_server(store: Path, *, port: int) -> ThreadingHTTPServer:
+def make_server(store: Path, *, port: int) -> StoreServer:
     """A server bound to 127.0.0.1 (``port=0`` picks a free port); call ``serve_forever``."""
     slots = threading.BoundedSemaphore(REQUESTS_CONCURRENT_MAX)
     handler = partial(StoreHandler, directory=str(store), slots=slots)
-    server = ThreadingHTTPServer((HOST, port), handler)
-    server.daemon_threads = True
+    server = StoreServer((HOST, port), handler)
+    server.hosts = allowed_hosts(server.server_address[1])
     return server
