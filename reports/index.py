@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from reports.build import REPORT_NAME, SUMMARY_NAME, environment, script_json, template_text, write_atomically
-from reports.run import fault_kinds_configured, scenario_name, seed_of, verdict_of
+from reports.run import (
+    DID_NOT_FINISH,
+    fault_kinds_configured,
+    scenario_name,
+    seed_of,
+    unfinished_reason,
+    verdict_of,
+)
 
 INDEX_NAME = "index.html"
 RUN_MARKERS = ("test.json", "results.json", "history.jsonl")
@@ -89,9 +96,16 @@ def run_row(store_dir: Path, run: Path) -> RunRow:
         duration=f"{duration:.1f} s" if isinstance(duration, int | float) else "",
         faults=", ".join(str(f) for f in faults) if faults else "none",
         ops=f"{ops:,}" if isinstance(ops, int) else "",
-        reason=str(summary.get("reason", ""))[:200],
+        reason=str(summary.get("reason") or _reason_without_report(run, results))[:200],
         has_report=(run / REPORT_NAME).is_file(),
     )
+
+
+def _reason_without_report(run: Path, results: dict[str, Any]) -> str:
+    """Why a run that has no report.json ended as it did: from results.json, or "did not finish"."""
+    if not (run / "results.json").is_file():
+        return DID_NOT_FINISH
+    return unfinished_reason(results) or str(results.get("reason") or "")
 
 
 def write_index(store_dir: Path) -> Path:

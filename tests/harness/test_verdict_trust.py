@@ -229,3 +229,13 @@ def test_replay_of_latest_is_recorded_as_the_run_directory(tmp_path: Path) -> No
         "run",
         f"--replay={run}",
     ]
+
+
+def test_the_index_says_why_for_runs_that_have_no_report(tmp_path: Path) -> None:
+    from reports.index import write_index
+
+    store = tmp_path / "store"
+    write_run(store / "t" / "20261204T000000", register_history(), results=None, test=TEST_JSON)
+    write_run(store / "t" / "20261204T000001", register_history(), results=INTERRUPTED_RECORD, test=TEST_JSON)
+    index = write_index(store).read_text()
+    assert "the run did not finish" in index and "interrupted" in index
