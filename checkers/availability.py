@@ -4,9 +4,11 @@ Two questions a person asks after a fault: did the system keep answering while
 the fault was in force (the fraction of client ops that completed ``ok`` in
 the window), and once healed, how long until each key accepted a write again
 (time-to-recover: from the window's stop to the first ``ok`` write, cas or
-append on that key completing at or after it). A key written to after the
-heal that never gets an ``ok`` write again is called out: in a healed cluster
-that is a liveness failure, and ``require_recovery=True`` makes it invalid.
+append on that key completing at or after it). Only keys in use before the heal
+(a write invoked on them before it) count: a key first used later says when the
+workload got to it, not how fast the cluster came back. A key written to after
+the heal that never gets an ``ok`` write again is called out: in a healed
+cluster that is a liveness failure, and ``require_recovery=True`` makes it invalid.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class _Index:
         self.times: dict[str, list[int]] = {"ok": [], "fail": [], "info": []}
         self.ok_writes: dict[Any, list[int]] = defaultdict(list)
         self.last_write_invoke: dict[Any, int] = {}
+        self.first_write_invoke: dict[Any, int] = {}
         for op in ops:
             if type(op.process) is not int:  # nemesis (inlined: a hot loop)
                 continue
@@ -52,6 +55,7 @@ class _Index:
                 if op.f in WRITE_FS:
                     key = _key(op.key)
                     self.last_write_invoke[key] = max(op.time_ns, self.last_write_invoke.get(key, op.time_ns))
+                    self.first_write_invoke[key] = min(op.time_ns, self.first_write_invoke.get(key, op.time_ns))
                 continue
             self.times[op.type].append(op.time_ns)
             if op.type == "ok" and op.f in WRITE_FS:
@@ -69,13 +73,16 @@ class _Index:
         return {**counts, "total": total, "ok_fraction": counts["ok"] / total if total else None}
 
     def recovery(self, heal_ns: int) -> dict[str, Any]:
-        """Per key: ns from the heal to the first ok write completing at or after it."""
+        """Per key in use before the heal: ns from the heal to the first ok write completing at or after it."""
         first_ok: dict[Any, int] = {}
+        existed = {k for k, first in self.first_write_invoke.items() if first < heal_ns}
         for key, times in self.ok_writes.items():
+            if key not in existed:
+                continue
             i = bisect.bisect_left(times, heal_ns)
             if i < len(times):
                 first_ok[key] = times[i] - heal_ns
-        attempted = [k for k, last in self.last_write_invoke.items() if last >= heal_ns]
+        attempted = [k for k, last in self.last_write_invoke.items() if last >= heal_ns and k in existed]
         never = sorted((k for k in attempted if k not in first_ok), key=repr)
         values = sorted(first_ok.values())
         out: dict[str, Any] = {
@@ -85,6 +92,7 @@ class _Index:
             "recover_ns_max": values[-1] if values else None,
             "never_recovered_keys": never[:KEYS_LISTED_MAX],
             "never_recovered_count": len(never),
+            "keys_new_after_heal": len(self.first_write_invoke) - len(existed),  # not counted above
         }
         listed: list[tuple[Any, int]] = list(first_ok.items())
         if len(first_ok) > KEYS_ALL_LISTED_MAX:  # keep results.json small: the slowest keys tell the story

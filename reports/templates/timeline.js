@@ -3,8 +3,11 @@
 // The data is one JSON object of parallel arrays (reports/timeline.py). Bars are
 // sorted by (lane, start); within a lane the running maximum of the ends is
 // increasing, so the bars a view shows are found by binary search per lane and
-// only those are drawn. Bars narrower than a pixel that land on the same pixel
-// with the same colour are drawn once. Every string that came from the history
+// only those are drawn. Bars narrower than a pixel are counted per pixel column and
+// the column shows the share of each outcome (a run that is 89% ok looks mostly
+// green, and a single failure still gets a pixel); equal neighbouring columns are
+// drawn as one rectangle. A cas refused with cas-mismatch is an expected failure
+// (the register held another value): it is drawn in a muted red. Every string that came from the history
 // reaches the page through textContent or canvas fillText, never innerHTML.
 (function () {
   "use strict";
@@ -23,6 +26,12 @@
 
   var OUTCOME = ["ok", "fail", "info", "open"];
   var COLOUR = ["#3f9b68", "#d1495b", "#e99d19", "#9aa0a6"];
+  var EXPECTED_FAIL_COLOUR = "#e7b9bf";
+  // Drawing categories: ok, fail, expected fail (cas-mismatch), info, never completed;
+  // a pixel column stacks them top to bottom in STACK order.
+  var CAT_COLOUR = [COLOUR[0], COLOUR[1], EXPECTED_FAIL_COLOUR, COLOUR[2], COLOUR[3]];
+  var CATS = 5;
+  var STACK = [1, 3, 4, 2, 0];
   var NEMESIS_COLOUR = "#7b5ea7";
   var FAULT_COLOUR = {
     partition: "rgba(209,73,91,0.13)", loss: "rgba(233,157,25,0.15)", pause: "rgba(66,133,244,0.13)",
@@ -41,6 +50,12 @@
     else { maxEnd[i] = Math.max(maxEnd[i - 1], C.e[i]); }
     laneLast[lane] = i;
   }
+  var casMismatch = (T.errors || []).indexOf("cas-mismatch");
+  var category = new Uint8Array(n);
+  for (var q = 0; q < n; q++) {
+    var o = C.o[q];
+    category[q] = o === 0 ? 0 : o === 1 ? (C.er[q] === casMismatch && casMismatch >= 0 ? 2 : 1) : o === 2 ? 3 : 4;
+  }
   var byHistoryIndex = new Map();
   for (var j = 0; j < n; j++) {
     byHistoryIndex.set(C.ii[j], j);
@@ -58,6 +73,11 @@
   var selected = -1, hovered = -1;
   var keyFilter = -1;  // index into T.keys: ops of other keys are dimmed
   var api = { drawnOps: 0, totalOps: n, draws: 0 };
+  api.categoryCounts = function () {  // client ops per drawing category, for the legend and tests
+    var found = { ok: 0, fail: 0, expected_fail: 0, info: 0, open: 0 }, names = Object.keys(found);
+    for (var r = 0; r < n; r++) { if (lanes[C.lane[r]] !== "nemesis") { found[names[category[r]]]++; } }
+    return found;
+  };
   window.ratchetTimeline = api;
 
   function layout() {
@@ -185,42 +205,73 @@
   }
 
   function barColour(i) {
-    return lanes[C.lane[i]] === "nemesis" ? NEMESIS_COLOUR : COLOUR[C.o[i]];
+    return lanes[C.lane[i]] === "nemesis" ? NEMESIS_COLOUR : CAT_COLOUR[category[i]];
   }
 
-  // Bars narrower than a pixel go into per-pixel buckets that keep the most telling outcome
-  // (fail > info > never completed > ok), so a failure is never painted over when zoomed out;
-  // each run of equal buckets is one rectangle. Wider bars are drawn as they are.
-  var PRIORITY = [1, 4, 3, 2];            // by outcome code: ok, fail, info, open
-  var BY_PRIORITY = [-1, 0, 3, 2, 1];     // priority -> outcome code
-  var buckets = new Uint8Array(0);
-  var dimmed = new Uint8Array(0);
+  // Bars narrower than a pixel are counted per pixel column and category (ops of the chosen key
+  // apart from the others, which are drawn faint only where no chosen op falls). A column shows
+  // each category's share of the lane's height, at least one pixel for any category present, so
+  // a lone failure among hundreds of ok ops is still seen. Wider bars are drawn as they are.
+  var counts = new Uint32Array(0);
+  var fadedCounts = new Uint32Array(0);
+
+  // Segment heights of one pixel column (in STACK order), or null when it holds no op.
+  function columnHeights(source, px, h) {
+    var base = px * CATS, total = 0;
+    for (var c = 0; c < CATS; c++) { total += source[base + c]; }
+    if (!total) { return null; }
+    var heights = [0, 0, 0, 0, 0], remaining = h, largest = -1, k, count;
+    for (k = 0; k < CATS; k++) {  // one pixel for every category present, most telling first
+      count = source[base + STACK[k]];
+      if (count && remaining > 0) { heights[k] = 1; remaining--; }
+      if (count && (largest < 0 || count > source[base + STACK[largest]])) { largest = k; }
+    }
+    var spare = remaining;
+    for (k = 0; k < CATS; k++) {  // the rest by share
+      var add = Math.floor(spare * source[base + STACK[k]] / total);
+      heights[k] += add; remaining -= add;
+    }
+    heights[largest] += remaining;  // what rounding left goes to the largest share
+    return heights;
+  }
+
+  function sameHeights(a, b) {
+    if (a === null || b === null) { return a === b; }
+    for (var k = 0; k < CATS; k++) { if (a[k] !== b[k]) { return false; } }
+    return true;
+  }
+
+  function fillColumns(x, width, y, heights, alpha) {
+    ctx.globalAlpha = alpha;
+    var top = y;
+    for (var k = 0; k < CATS; k++) {
+      if (!heights[k]) { continue; }
+      ctx.fillStyle = CAT_COLOUR[STACK[k]];
+      ctx.fillRect(x, top, width, heights[k]);
+      top += heights[k];
+    }
+  }
 
   function drawBars() {
     var drawn = 0;
     var pad = laneH > 5 ? 1 : 0;
     var width = Math.ceil(plotW) + 2;
-    if (buckets.length !== width) { buckets = new Uint8Array(width); dimmed = new Uint8Array(width); }
+    if (counts.length !== width * CATS) {
+      counts = new Uint32Array(width * CATS); fadedCounts = new Uint32Array(width * CATS);
+    }
     for (var lane = 0; lane < lanes.length; lane++) {
       if (laneFirst[lane] < 0) { continue; }
       var y = laneY(lane) + pad, h = laneH - 2 * pad;
       var nemesisLane = lanes[lane] === "nemesis";
-      buckets.fill(0);
-      dimmed.fill(1);
+      counts.fill(0);
+      fadedCounts.fill(0);
       for (var i = firstVisible(lane); i <= laneLast[lane] && C.s[i] <= view.b; i++) {
         if (C.e[i] < view.a) { continue; }
         var x0 = X(C.s[i]), x1 = X(C.e[i]);
         var faded = keyFilter >= 0 && C.k[i] !== keyFilter && !nemesisLane;
         if (x1 - x0 < 1 && !nemesisLane) {
-          var px = Math.max(0, Math.floor(x0 - GUTTER));
-          var p = PRIORITY[C.o[i]];
-          if (faded) {
-            if (dimmed[px] && p > buckets[px]) { buckets[px] = p; }
-          } else if (dimmed[px]) {
-            buckets[px] = p; dimmed[px] = 0;
-          } else if (p > buckets[px]) {
-            buckets[px] = p;
-          }
+          var px = Math.min(width - 1, Math.max(0, Math.floor(x0 - GUTTER)));
+          (faded ? fadedCounts : counts)[px * CATS + category[i]]++;
           continue;
         }
         ctx.globalAlpha = faded ? 0.15 : 1;
@@ -230,12 +281,17 @@
         drawn++;
       }
       for (var start = 0; start < width; ) {
-        var code = buckets[start], dim = dimmed[start], end = start + 1;
-        if (code === 0) { start = end; continue; }
-        while (end < width && buckets[end] === code && dimmed[end] === dim) { end++; }
-        ctx.globalAlpha = dim ? 0.15 : 1;
-        ctx.fillStyle = COLOUR[BY_PRIORITY[code]];
-        ctx.fillRect(GUTTER + start, y, end - start, h);
+        var heights = columnHeights(counts, start, h), dim = false;
+        if (heights === null) { heights = columnHeights(fadedCounts, start, h); dim = true; }
+        var end = start + 1;
+        if (heights === null) { start = end; continue; }
+        while (end < width) {
+          var next = columnHeights(counts, end, h), nextDim = false;
+          if (next === null) { next = columnHeights(fadedCounts, end, h); nextDim = true; }
+          if (nextDim !== dim || !sameHeights(next, heights)) { break; }
+          end++;
+        }
+        fillColumns(GUTTER + start, end - start, y, heights, dim ? 0.15 : 1);
         drawn++;
         start = end;
       }

@@ -81,3 +81,26 @@ def test_availability_fraction_and_time_to_recover() -> None:
     assert result["valid"] is True
     assert availability(_history(), require_recovery=True)["valid"] is False
     assert result["windows"][1]["stop_ns"] is None
+
+
+def test_time_to_recover_counts_only_keys_in_use_before_the_heal() -> None:
+    """A 90 ms partition must not read as 2 s because a key was first written 2 s later."""
+    b = _Builder()
+    b.add(0, 0, "invoke", "write", "old", 1)
+    b.add(5, 0, "ok", "write", "old", 1)
+    b.add(10, "nemesis", "info", "start-partition")
+    b.add(12, "nemesis", "info", "start-partition", value={"targets": ["n1"]})
+    b.add(99, "nemesis", "info", "stop-partition")
+    b.add(100, "nemesis", "info", "stop-partition", value={"targets": ["n1"]})
+    b.add(110, 1, "invoke", "write", "old", 2)
+    b.add(130, 1, "ok", "write", "old", 2)
+    b.add(2000, 2, "invoke", "write", "new", 3)  # first used long after the heal
+    b.add(2100, 2, "ok", "write", "new", 3)
+    b.add(2200, 3, "invoke", "write", "newer", 4)  # first used after the heal, never ok
+    b.add(2300, 3, "info", "write", "newer", 4)
+    (window,) = availability(b.ops)["windows"]
+    recovery = window["recovery"]
+    assert recovery["recover_ns_by_key"] == {"old": 30 * MS}
+    assert recovery["recover_ns_max"] == 30 * MS
+    assert recovery["never_recovered_keys"] == []
+    assert recovery["keys_new_after_heal"] == 2

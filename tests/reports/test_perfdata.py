@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from reports.perfdata import bucket_for, prepare, window_label
@@ -37,12 +39,14 @@ def test_availability_row_has_ok_fraction_and_time_to_recover() -> None:
 
 
 def test_a_key_that_never_recovers_is_called_out() -> None:
+    early = [op(0, -2, 5, "invoke", "write", "b", 8), op(1, -1, 5, "ok", "write", "b", 8, node="n1")]
     history = [
-        *partition_history()[:13],
-        op(13, 65, 1, "invoke", "write", "b", 9),
-        op(14, 99, 1, "info", "write", "b", 9),
+        *early,  # b was in use before the heal: only such keys count toward recovery
+        *(dataclasses.replace(o, index=o.index + 2) for o in partition_history()[:13]),
+        op(15, 65, 1, "invoke", "write", "b", 9),
+        op(16, 99, 1, "info", "write", "b", 9),
     ]
-    perf = prepare(history, t0_ns=T0_NS)
+    perf = prepare(history, t0_ns=T0_NS - 2 * MS)
     (row,) = perf.availability_rows
     assert "NEVER RECOVERED on 1 key(s): b" in row["recovery"]
     assert row["never"] is True
