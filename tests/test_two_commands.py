@@ -47,6 +47,7 @@ PACKAGE_PROBES = {
     "libfaketime": lambda: bool(glob.glob("/usr/lib/*/faketime/libfaketime*.so*")),
     "faketime": lambda: shutil.which("faketime") is not None,
     "chromium": lambda: os.access("/usr/bin/chromium", os.X_OK),
+    "libatomic1": lambda: bool(glob.glob("/usr/lib/*/libatomic.so.1")),
 }
 
 
