@@ -29,6 +29,21 @@ from checkers.history import Op
 
 OUTCOME_CODES = {"ok": 0, "fail": 1, "info": 2, "open": 3}
 NEMESIS = "nemesis"
+VALUE_TEXT_MAX = 256  # longer strings (the workloads' large values) are cut in the page, not in the history
+VALUE_TEXT_HEAD = 48
+
+
+def shown_value(value: Any) -> Any:
+    """``value`` as the page shows it: a long string (also inside a list) cut to its head and size.
+
+    The workloads write values of 16 KiB on purpose; embedding each whole would make a long
+    run's report many megabytes. history.jsonl keeps them whole.
+    """
+    if isinstance(value, str) and len(value) > VALUE_TEXT_MAX:
+        return f"{value[:VALUE_TEXT_HEAD]}… ({len(value.encode('utf-8', 'replace'))} bytes)"
+    if isinstance(value, list | tuple) and any(isinstance(v, str) and len(v) > VALUE_TEXT_MAX for v in value):
+        return [shown_value(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +187,8 @@ def timeline_columns(ops: Sequence[Op], bars: list[Bar] | None = None) -> dict[s
             key_table.code(op.key if op.key is not None or done is None else done.key)
             for op, done in zip(invokes, dones, strict=True)
         ],
-        "vi": [op.value for op in invokes],
-        "vc": [None if done is None else done.value for done in dones],
+        "vi": [shown_value(op.value) for op in invokes],
+        "vc": [None if done is None else shown_value(done.value) for done in dones],
         "er": [error_table.code(None if done is None else done.error) for done in dones],
         "n": [node_table.code(_node(bar)) for bar in bars],
         "ii": [op.index for op in invokes],

@@ -72,3 +72,14 @@ def test_zoomed_out_columns_show_shares_and_expected_failures_are_muted(browser:
     assert pixels["muted"] > pixels["fail"] > 0, pixels  # the rare real failures still show
     assert page.evaluate("window.ratchetTimeline.drawnOps") < 24_000 / 4  # equal columns drawn once
     assert not problems, problems
+
+
+def test_large_values_are_cut_in_the_page_but_not_in_the_history() -> None:
+    from reports.timeline import shown_value, timeline_columns
+
+    big = "12:" + "x" * 16_000
+    ops = [Op(0, 0, 0, "invoke", "write", "k", big), Op(1, 5, 0, "ok", "write", "k", big, None, "n1")]
+    columns = timeline_columns(ops)
+    assert columns["ops"]["vi"] == ["12:" + "x" * 45 + "… (16003 bytes)"]
+    assert shown_value([1, big])[1].endswith("(16003 bytes)") and shown_value([1, 2]) == [1, 2]
+    assert shown_value("short") == "short" and ops[0].value == big
