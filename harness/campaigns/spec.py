@@ -18,7 +18,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,14 @@ class RunSpec:
     expect: str = "valid"
     cluster: str = "local"
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    tag: str = ""  # tells apart entries with the same scenario and bug (a digest of their overrides)
 
     def label(self) -> str:
-        return Path(self.scenario).stem + (f"+{self.bug}" if self.bug else "")
+        return (
+            Path(self.scenario).stem
+            + (f"+{self.bug}" if self.bug else "")
+            + (f"-{self.tag}" if self.tag else "")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +77,7 @@ class Cell:
     @property
     def id(self) -> str:
         """Stable, unique within a campaign, safe as a file name."""
-        extra = ""
-        if self.run.overrides:
-            digest = hashlib.sha256(repr(sorted(self.run.overrides.items())).encode()).hexdigest()
-            extra = f"-{digest[:6]}"
-        raw = f"{self.run.label()}{extra}-s{self.seed}"
+        raw = f"{self.run.label()}-s{self.seed}"
         return _CELL_ID_UNSAFE.sub("_", raw)
 
     def run_argv(self, *, store: Path) -> list[str]:
@@ -226,6 +227,13 @@ def build_campaign(
         cluster = _choice(entry.get("cluster", "local"), CLUSTER_KINDS, "cluster", where)
         overrides = {**default_overrides, **_overrides(entry, where)}
         runs.append(RunSpec(scenario=scenario, bug=bug, expect=expect, cluster=cluster, overrides=overrides))
+    labels = [run.label() for run in runs]
+    runs = [
+        replace(run, tag=hashlib.sha256(repr(sorted(run.overrides.items())).encode()).hexdigest()[:6])
+        if labels.count(run.label()) > 1
+        else run
+        for run in runs
+    ]
     seeds = tuple(range(seed_base, seed_base + seeds_count))
     campaign = Campaign(
         name=name, description=description, source=source, digest=digest, seeds=seeds, runs=tuple(runs)

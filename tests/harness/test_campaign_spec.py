@@ -279,3 +279,18 @@ def test_merging_shards_joins_every_cell_once_and_notices_missing_ones(tmp_path:
     assert partial["missing_cells"] == len(shard(cells, 3, 3)) and partial["exit_code"] == 2
     with pytest.raises(BadInput, match="two shards"):
         artifacts.merge([dirs[0], dirs[0]], tmp_path / "twice")
+
+
+def test_entries_alike_but_for_their_settings_get_told_apart() -> None:
+    campaign = campaign_of(
+        {
+            "run": [
+                {"scenario": "kill", "time_limit": 5},
+                {"scenario": "kill", "time_limit": 9},
+                {"scenario": "pause"},
+            ]
+        }
+    )
+    ids = [cell.id for cell in campaign.matrix()]
+    assert ids[0] != ids[1] and ids[0].startswith("kill-") and ids[1].startswith("kill-")
+    assert ids[2] == "pause-s1"  # a unique entry keeps its plain name
