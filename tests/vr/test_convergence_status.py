@@ -40,7 +40,11 @@ NO_FAULTS = FaultOptions(
 
 
 def run_cluster(
-    *, bugs: frozenset[str] = frozenset(), requests: int = 40, probe_op: int | None = None
+    *,
+    bugs: frozenset[str] = frozenset(),
+    requests: int = 40,
+    probe_op: int | None = None,
+    stop_early: bool = False,
 ) -> SimCluster:
     cluster = SimCluster(
         seed=11, replica_count=3, client_count=3, network=QUIET_NETWORK, faults=NO_FAULTS, bugs=bugs
@@ -54,6 +58,8 @@ def run_cluster(
                 assert replica is not None
                 replica.convergence(probe_op=probe_op)
             armed = True
+        if stop_early and cluster.requests_issued >= requests // 2:
+            return cluster  # still busy: clients keep issuing requests while the caller looks
         if cluster.requests_issued >= requests and cluster.pending_requests() == 0 and cluster.converged():
             return cluster
     pytest.fail("the quiet cluster did not finish its requests")
