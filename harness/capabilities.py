@@ -209,6 +209,7 @@ def probe_docker() -> Capability:
 # Which capabilities each fault kind needs on the local cluster; None: not implemented yet.
 FAULT_NEEDS: dict[str, tuple[str, ...] | None] = {
     "partition": ("namespaces", "packet-filter"),
+    "primary-chain": ("namespaces", "packet-filter"),
     "loss": ("namespaces", "packet-filter"),
     "pause": ("namespaces", "signals"),
     "kill": ("namespaces", "signals"),

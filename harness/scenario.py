@@ -32,6 +32,7 @@ DEFAULT_SCENARIO = "default"
 
 FAULT_KINDS = (
     "partition",
+    "primary-chain",
     "loss",
     "pause",
     "kill",
@@ -636,6 +637,12 @@ def _check_combinations(test: Test, *, where: Callable[[str, str], str]) -> None
         raise BadInput(
             f"rolling-kill takes a backup and then the primary down; a {test.nodes}-node cluster has no "
             "majority left to run on. Use cluster.nodes >= 3 or the 'kill' fault.",
+            where=where("nemesis", "faults"),
+        )
+    if "primary-chain" in faults and test.nodes < 3:
+        raise BadInput(
+            f"primary-chain isolates the primary and then its successor; a {test.nodes}-node cluster has "
+            "no successor to elect. Use cluster.nodes >= 3.",
             where=where("nemesis", "faults"),
         )
     if "loss" in faults and test.nodes < 2:

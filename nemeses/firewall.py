@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 TABLE = "ratchet"
 FAMILY = "inet"
 COMMAND_TIMEOUT_S = 10
-KINDS = ("partition", "loss")
+KINDS = ("partition", "loss", "primary-chain")
 FIREWALL_ENV = "RATCHET_FIREWALL"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from harness import generator as gen
 from harness.scenario import NemesisSpec
 from harness.system import System
+from nemeses.chain import PrimaryChainNemesis
 from nemeses.clock import ClockControl, ClockNemesis
 from nemeses.faults import (
     KillNemesis,
@@ -38,10 +39,11 @@ COLOURS = {
     "rolling-kill": "#e377c2",
     "clock": "#17becf",
     "messages": "#bcbd22",
+    "primary-chain": "#7f7f00",
 }
 # The order faults are healed in, at the end of a run and at teardown: network first, so restarted
 # nodes can talk.
-HEAL_ORDER = ("partition", "loss", "messages", "clock", "pause", "kill", "rolling-kill")
+HEAL_ORDER = ("partition", "primary-chain", "loss", "messages", "clock", "pause", "kill", "rolling-kill")
 
 
 class UnknownNemesisOp(ValueError):
@@ -138,6 +140,10 @@ def build(
             nemeses[kind] = KillNemesis(system=system, specs=spec.kill_targets, rng=rng)
         elif kind == "rolling-kill":
             nemeses[kind] = RollingKillNemesis(system=system, rng=rng)
+        elif kind == "primary-chain":
+            nemeses[kind] = PrimaryChainNemesis(
+                system=system, firewall=firewall, endpoints=endpoints, rng=rng
+            )
         elif kind == "clock":
             if clock is None:
                 raise ValueError("the clock fault needs the nodes started with a ClockControl")

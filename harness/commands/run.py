@@ -141,7 +141,7 @@ def resolve_test(args: argparse.Namespace) -> Any:
     if not namespaces.available:
         raise NoNamespaces(f"{namespaces.detail}. To enable: {namespaces.how_to_enable}")
     caps = {"signals": capabilities.probe_signals(), "namespaces": namespaces}
-    if set(test.nemesis.faults) & {"partition", "loss"}:
+    if set(test.nemesis.faults) & {"partition", "primary-chain", "loss"}:
         caps["packet-filter"] = capabilities.probe_packet_filter()
     if "clock" in test.nemesis.faults:
         caps["libfaketime"] = capabilities.probe_faketime()
