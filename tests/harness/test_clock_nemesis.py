@@ -23,7 +23,11 @@ from nemeses.clock import ClockControl, ClockNemesis, ClockSetting, bump_ms, fin
 
 LIBRARY = find_libfaketime()
 needs_libfaketime = pytest.mark.skipif(LIBRARY is None, reason="libfaketime is not installed")
-TOLERANCE_MS = 150.0  # the child's answer travels through a pipe on a shared, busy machine
+# The child's answer travels through a pipe on a shared, busy machine: a reading is taken only
+# when the round trip was short, so its error (half the round trip at most) stays below this.
+TOLERANCE_MS = 150.0
+ROUND_TRIP_MS_MAX = 100.0
+READ_ATTEMPTS = 50
 
 CHILD = "import sys,time\nfor _ in sys.stdin: print(time.time(), time.monotonic(), flush=True)\n"
 
@@ -39,6 +43,7 @@ class Child:
             text=True,
             env={**os.environ, **control.env(name)},
         )
+        self.offsets_ms()  # the first answer waits for the interpreter to start: not a reading
 
     def offsets_ms(self) -> tuple[float, float]:
         """(wall offset, monotonic offset) of the child's clocks against ours, in ms."""
