@@ -320,59 +320,79 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Op]:
     return read_jsonl_lines(path)[0]
 
 
+def _not_json(constant: str) -> Any:
+    raise HistoryFormatError(f"{constant} is not a JSON value (JSON has no NaN or Infinity)")
+
+
+# NaN would never equal itself as a register value, so a read of it could never be
+# linearized: the history is refused instead of judged. One decoder, built once.
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
 def read_jsonl_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
     """Ops and the line each came from. A blank line is skipped.
 
     The writer appends whole lines, so a last line with no newline that does not
     parse is one it was writing when it died (or the disk filled): it is left out
     with a warning. Any other malformed line is a :class:`HistoryFormatError`.
+    A file that is not all UTF-8 is read again as bytes, to name the line (or to
+    find that only the torn last line was cut inside a character).
     """
-    ops: list[Op] = []
-    lines: list[int] = []
-    with open(path, "rb") as file:
-        for line_number, raw in enumerate(file, start=1):
-            last = not raw.endswith(b"\n")  # only the file's last line can lack one
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                tail = decode_torn_tail(raw) if last else None
-                if tail is not None and tail.lstrip().startswith("{"):
-                    warn_torn(path, line_number, len(raw), "cut inside a character")
-                    break
+    try:
+        with open(path, encoding="utf-8") as file:
+            return _parse_jsonl(path, enumerate(file, start=1))
+    except UnicodeDecodeError:
+        with open(path, "rb") as file:
+            return _parse_jsonl(path, _utf8_lines(path, file))
+
+
+def _utf8_lines(path: str | os.PathLike[str], file: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a binary file; a line that is not UTF-8 is a HistoryFormatError,
+    except a torn last line cut inside a character, which comes back without the cut bytes."""
+    for line_number, raw in enumerate(file, start=1):
+        try:
+            yield line_number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            tail = decode_torn_tail(raw) if not raw.endswith(b"\n") else None
+            if tail is None or not tail.lstrip().startswith("{"):
                 raise HistoryFormatError(
                     f"not UTF-8 text ({exc.reason} at column {exc.start + 1}); a history.jsonl holds "
                     "one JSON object per line",
                     path=path,
                     line=line_number,
                 ) from None
-            if not line.strip():
-                continue
-            try:
-                decoded = json.loads(line)
-                op = _from_json_fast(decoded)
-                if op is None:
-                    op = Op.from_json(decoded)
-            except json.JSONDecodeError as exc:
-                if last and line.lstrip().startswith("{"):
-                    warn_torn(
-                        path, line_number, len(raw), f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
-                    )
-                    break
-                raise HistoryFormatError(
-                    f"not valid JSON ({exc.msg.removesuffix(' at')} at column {exc.colno})",
-                    path=path,
-                    line=line_number,
-                ) from None
-            except RecursionError:
-                raise HistoryFormatError(
-                    f"a value nests deeper than {VALUE_DEPTH_MAX} levels (the JSON cannot be read)",
-                    path=path,
-                    line=line_number,
-                ) from None
-            except HistoryFormatError as exc:
-                raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
-            ops.append(op)
-            lines.append(line_number)
+            yield line_number, tail
+
+
+def _parse_jsonl(
+    path: str | os.PathLike[str], numbered: Iterable[tuple[int, str]]
+) -> tuple[list[Op], list[int]]:
+    ops: list[Op] = []
+    lines: list[int] = []
+    for line_number, line in numbered:
+        if not line.strip():
+            continue
+        try:
+            decoded = _DECODER.decode(line)
+            op = _from_json_fast(decoded)
+            if op is None:
+                op = Op.from_json(decoded)
+        except json.JSONDecodeError as exc:
+            reason = f"{exc.msg.removesuffix(' at')} at column {exc.colno}"
+            if not line.endswith("\n") and line.lstrip().startswith("{"):  # only the last line lacks one
+                warn_torn(path, line_number, len(line.encode()), reason)
+                break
+            raise HistoryFormatError(f"not valid JSON ({reason})", path=path, line=line_number) from None
+        except RecursionError:
+            raise HistoryFormatError(
+                f"a value nests deeper than {VALUE_DEPTH_MAX} levels (the JSON cannot be read)",
+                path=path,
+                line=line_number,
+            ) from None
+        except HistoryFormatError as exc:
+            raise HistoryFormatError(exc.reason, path=path, line=line_number) from None
+        ops.append(op)
+        lines.append(line_number)
     return ops, lines
 
 

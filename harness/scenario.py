@@ -615,6 +615,57 @@ def build_test(
     return test
 
 
+def revalidate(test: Test, *, where: str, known_bugs: tuple[str, ...] | None = None) -> Test:
+    """A stored Test (``--replay``'s test.json) checked by the same rules as a scenario file.
+
+    A test.json is a file like any other: edited, truncated or from another version,
+    it must be refused (exit 3) before it starts anything, not crash a run.
+    """
+    w, n = test.workload, test.nemesis
+    table: dict[str, Any] = {
+        "name": test.name,
+        "description": test.description,
+        "cluster": {"kind": test.cluster, "nodes": test.nodes},
+        "workload": {
+            "name": w.name,
+            "keys": w.keys,
+            "read": w.read,
+            "write": w.write,
+            "cas": w.cas,
+            "rate": w.rate_hz,
+            "client_timeout_s": w.client_timeout_s,
+            "clients": w.clients,
+        },
+        "nemesis": {
+            "faults": _as_list(n.faults),
+            "interval_s": n.interval_s,
+            "grudges": _as_list(n.grudges),
+            "loss_fraction": n.loss_fraction,
+            "pause_targets": _as_list(n.pause_targets),
+            "kill_targets": _as_list(n.kill_targets),
+        },
+        "run": {
+            "time_limit_s": test.time_limit_s,
+            "concurrency": test.concurrency,
+            "seed": test.seed,
+            "recovery_s": test.recovery_s,
+            "store": test.store_dir,
+        },
+    }
+    if test.bug is not None:
+        table["cluster"]["bug"] = test.bug
+    checked = build_test(
+        table, source=where, seed_if_absent=test.seed, known_bugs=known_bugs, check_store=True
+    )
+    from dataclasses import replace
+
+    return replace(checked, source=test.source, extra=test.extra)
+
+
+def _as_list(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple | list) else value
+
+
 def _check_combinations(test: Test, *, where: Callable[[str, str], str]) -> None:
     faults = test.nemesis.faults
     if "partition" in faults:

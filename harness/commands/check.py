@@ -188,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
     from checkers.history import HistoryFormatError, detect_format
     from checkers.models import UnsupportedOp
 
-    if args.time_limit <= 0:
+    if not args.time_limit > 0:  # also NaN, which compares false with everything
         raise BadInput(f"--time-limit must be positive seconds, got {args.time_limit:g}.")
-    if args.memory_limit <= 0:
+    if not args.memory_limit > 0:
         raise BadInput(f"--memory-limit must be positive megabytes, got {args.memory_limit:g}.")
     if args.results:
         _check_writable(Path(args.results), "--results")

@@ -115,13 +115,18 @@ def resolve_test(args: argparse.Namespace) -> Any:
             raise BadInput(f"{args.replay!r} is not a stored run (no test.json in it).", where="--replay")
         try:
             test = Test.from_json(read_test_json(run_path)["test"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadInput(f"cannot read the stored test: {exc}.", where=str(run_path / "test.json")) from exc
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise BadInput(
+                f"cannot read the stored test: {exc}.", where=str(run_path / "test.json")
+            ) from None
         if args.store:
             from dataclasses import replace
 
             test = replace(test, store_dir=args.store)
-        return test
+        from harness.scenario import revalidate
+        from vr.bugs import BUGS
+
+        return revalidate(test, where=str(run_path / "test.json"), known_bugs=tuple(BUGS))
     path = resolve_scenario_path(args.scenario)
     overrides, flags = overrides_from_args(args)
     data = merge_overrides(read_table(path), overrides)
