@@ -378,7 +378,8 @@ def real_failing_run(store: Path) -> RealRun:
 
     store.mkdir(parents=True, exist_ok=True)
     with tarfile.open(REAL_FAILING_ARCHIVE) as archive:
-        archive.extractall(store, filter="data")
+        # Extraction filters came in Python 3.11.4; Debian 12's 3.11.2 has none (the archive is our own).
+        archive.extractall(store, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         run_dir = store / min((m.name for m in archive.getmembers() if m.name.count("/") == 1), key=len)
     history = [
         json.loads(line)
