@@ -158,13 +158,17 @@ class LocalCluster:
             f"within {SIGNAL_CONFIRM_S} s of the signal; state {self._state(pid)}"
         )
 
-    def kill(self, name: str) -> bool:
-        """SIGKILL and reap; True if it was running."""
+    def kill(self, name: str, *, wait: bool = True) -> bool:
+        """SIGKILL and reap; True if it was running. ``wait=False`` only sends the signal: a process
+        blocked in a request to a FUSE daemon dies only once the daemon answers, so whoever holds
+        that answer (a power cut's stalled fsync) signals first and reaps with a second kill."""
         proc = self._procs.get(name)
         if proc is None or proc.poll() is not None:
             return False
         self._ended_by_us.add(proc.pid)
         proc.kill()
+        if not wait:
+            return True
         proc.wait(timeout=STOP_GRACE_S)
         self._paused.discard(name)
         logger.info("node=%s pid=%d killed", name, proc.pid)

@@ -178,16 +178,30 @@ def probe_faketime() -> Capability:
 
 
 def probe_fuse() -> Capability:
-    if os.path.exists("/dev/fuse") and shutil.which("fusermount3"):
-        return Capability(
-            "fuse", True, "/dev/fuse and fusermount3 present (disk faults: not wired in this version)"
-        )
-    return Capability(
-        "fuse",
-        False,
-        "/dev/fuse or fusermount3 missing",
-        "apt-get install fuse3; in a container add --device /dev/fuse --cap-add SYS_ADMIN",
+    """Mount faultfs in a throwaway run namespace and cut its power (nemeses.disk.probe)."""
+    how = (
+        "apt-get install fuse3 (libfuse3) and pip install mfusepy; in a container add --device /dev/fuse "
+        "--cap-add SYS_ADMIN"
     )
+    if not os.path.exists("/dev/fuse"):
+        return Capability("fuse", False, "/dev/fuse is missing (no FUSE in this kernel or container)", how)
+    ok, detail = _try([*namespace_argv(), sys.executable, "-m", "nemeses.disk.probe"])
+    if ok:
+        return Capability("fuse", True, f"{detail} ({_mode()})")
+    return Capability("fuse", False, detail, how)
+
+
+def probe_dm_flakey() -> Capability:
+    """device-mapper's flakey target (``dmsetup targets``) and loop devices, for the dm-flakey fault."""
+    from nemeses.disk.dmflakey import flakey_available
+
+    if shutil.which("dmsetup") is None:
+        return Capability(
+            "dm-flakey", False, "dmsetup not installed", "apt-get install dmsetup; modprobe dm-flakey"
+        )
+    ok, detail = flakey_available()
+    how = "" if ok else "a kernel with device-mapper and the dm-flakey module (modprobe dm-flakey), as root"
+    return Capability("dm-flakey", ok, detail, how)
 
 
 def probe_docker() -> Capability:
@@ -216,8 +230,10 @@ FAULT_NEEDS: dict[str, tuple[str, ...] | None] = {
     "rolling-kill": ("namespaces", "signals"),
     "clock": ("namespaces", "libfaketime"),
     "messages": ("namespaces", "message-proxy"),
-    "disk": None,
-    "corrupt": None,
+    "disk": ("namespaces", "fuse"),
+    "power-cut": ("namespaces", "fuse"),
+    "dm-flakey": ("namespaces", "dm-flakey"),
+    "corrupt": ("namespaces", "signals", "packet-filter"),
 }
 
 
@@ -229,6 +245,7 @@ def probe_all(*, include_docker: bool = True) -> dict[str, Capability]:
         probe_faketime(),
         probe_message_proxy(),
         probe_fuse(),
+        probe_dm_flakey(),
     ]
     if include_docker:
         probes.append(probe_docker())

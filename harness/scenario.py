@@ -40,10 +40,16 @@ FAULT_KINDS = (
     "clock",
     "messages",
     "disk",
+    "power-cut",
     "corrupt",
+    "dm-flakey",
 )
 MESSAGE_MODES = ("delay", "reorder", "duplicate", "replay")  # nemeses.messages
 MESSAGE_TARGETS = ("primary", "one", "all")
+DISK_MODES = ("eio-fsync", "eio-write", "eio-read", "enospc", "stall")  # nemeses.disk.nemesis
+CORRUPT_DAMAGE = ("bitflip", "zero", "misdirect", "lost-write")  # nemeses.disk.corrupt
+CORRUPT_TARGETS = ("one", "minority", "helix")
+CORRUPT_SEQUENCES = ("plain", "isolate-acker")
 GRUDGES = ("one", "primary", "majority", "majorities-ring", "minority-third", "bridge", "one-way", "random")
 PROCESS_TARGETS = ("one", "primary", "minority", "majority", "all")
 CLOCK_MODES = ("bump", "strobe", "skew", "freeze")  # nemeses.clock
@@ -99,6 +105,13 @@ class NemesisSpec:
     message_targets: tuple[str, ...] = MESSAGE_TARGETS
     message_probability: float = 0.2
     message_delay_ms: int = 300
+    disk_faults: tuple[str, ...] = DISK_MODES
+    disk_targets: tuple[str, ...] = ("one", "minority")
+    power_cut_targets: tuple[str, ...] = ("majority",)
+    power_cut_stall_ms: int = 0
+    corrupt_damage: tuple[str, ...] = CORRUPT_DAMAGE
+    corrupt_targets: tuple[str, ...] = CORRUPT_TARGETS
+    corrupt_sequence: str = "plain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +157,11 @@ class Test:
             "clock_rates",
             "message_modes",
             "message_targets",
+            "disk_faults",
+            "disk_targets",
+            "power_cut_targets",
+            "corrupt_damage",
+            "corrupt_targets",
         ):
             if key in nem:
                 nem[key] = tuple(nem[key])
@@ -312,6 +330,20 @@ SCHEMA: dict[str, dict[str, Key]] = {
             (int, float), _finite(_fraction), "chance each frame on a chosen link is hit"
         ),
         "message_delay_ms": Key(int, _between(1, 60_000), "longest delay of a delayed frame, ms"),
+        "disk_faults": Key(list, _one_of(DISK_MODES), "disk fault modes: " + ", ".join(DISK_MODES)),
+        "disk_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes a disk fault picks"),
+        "power_cut_targets": Key(list, _one_of(PROCESS_TARGETS), "which nodes lose power together"),
+        "power_cut_stall_ms": Key(
+            int, _between(0, 60_000), "before a power cut, the backups' fsyncs hang this long (ms)"
+        ),
+        "corrupt_damage": Key(list, _one_of(CORRUPT_DAMAGE), "damage: " + ", ".join(CORRUPT_DAMAGE)),
+        "corrupt_targets": Key(list, _one_of(CORRUPT_TARGETS), "which nodes' WALs are damaged"),
+        "corrupt_sequence": Key(
+            str,
+            _one_of(CORRUPT_SEQUENCES),
+            "plain (kill, damage committed slots, restart) or isolate-acker (damage the op a lagging "
+            "node lacks, then cut off the other node that acked it)",
+        ),
     },
     "run": {
         "time_limit_s": Key((int, float), _between(1, 86_400), "length of the main phase"),
@@ -578,6 +610,13 @@ def build_test(
         message_targets=tuple(dict.fromkeys(nem.get("message_targets", MESSAGE_TARGETS))),
         message_probability=float(nem.get("message_probability", 0.2)),
         message_delay_ms=int(nem.get("message_delay_ms", 300)),
+        disk_faults=tuple(nem.get("disk_faults", DISK_MODES)),
+        disk_targets=tuple(nem.get("disk_targets", ("one", "minority"))),
+        power_cut_targets=tuple(nem.get("power_cut_targets", ("majority",))),
+        power_cut_stall_ms=int(nem.get("power_cut_stall_ms", 0)),
+        corrupt_damage=tuple(nem.get("corrupt_damage", CORRUPT_DAMAGE)),
+        corrupt_targets=tuple(nem.get("corrupt_targets", CORRUPT_TARGETS)),
+        corrupt_sequence=nem.get("corrupt_sequence", "plain"),
     )
     test = Test(
         name=name,

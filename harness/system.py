@@ -87,8 +87,8 @@ class LocalNodes:
     def node_names(self) -> tuple[str, ...]:
         return self.cluster.names()
 
-    def kill(self, node: str) -> bool:
-        return self.cluster.kill(node)
+    def kill(self, node: str, *, wait: bool = True) -> bool:
+        return self.cluster.kill(node, wait=wait)
 
     def pause(self, node: str) -> bool:
         return self.cluster.pause(node)

@@ -100,6 +100,7 @@ class VRSystem(LocalNodes):
         self.seed = seed
         self.client_timeout_s = client_timeout_s
         self.cluster_id = cluster_id
+        self.disk: Any = None  # nemeses.disk.nemesis.FaultfsMounts when the run injects disk faults
         self._formatted: set[str] = set()
         self._starts: dict[str, int] = {}
         self._status_client: Any = None
@@ -144,6 +145,8 @@ class VRSystem(LocalNodes):
     def start(self, node: str) -> None:
         files = self.node_files(node)
         files["data"].mkdir(parents=True, exist_ok=True)
+        if self.disk is not None:
+            self.disk.prepare(node, files["data"])
         format_data = node not in self._formatted
         env = self.clock.env(node) if self.clock is not None else None
         self.cluster.spawn(
@@ -176,7 +179,15 @@ class VRSystem(LocalNodes):
 
     def teardown(self, *, keep_data: bool) -> list[str]:
         """Stop every node; remove data directories unless asked to keep them. Returns what it did."""
-        done = self.stop_all()
+        if self.disk is not None:
+            self.disk.clear_all()  # nothing may stay stalled in a disk fault while nodes stop
+        try:
+            done = self.stop_all()
+        finally:
+            if self.disk is not None:
+                released = self.disk.release_all()
+        if self.disk is not None:
+            done.extend(released)
         if self.messages is not None:
             done += self.messages.close()
         with self._status_lock:

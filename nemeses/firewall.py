@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 TABLE = "ratchet"
 FAMILY = "inet"
 COMMAND_TIMEOUT_S = 10
-KINDS = ("partition", "loss", "primary-chain")
+KINDS = ("partition", "loss", "primary-chain", "corrupt")  # corrupt: the corrupt nemesis isolates a node
 FIREWALL_ENV = "RATCHET_FIREWALL"
 
 

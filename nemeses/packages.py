@@ -20,6 +20,7 @@ from harness.scenario import NemesisSpec
 from harness.system import System
 from nemeses.chain import PrimaryChainNemesis
 from nemeses.clock import ClockControl, ClockNemesis
+from nemeses.disk import build as disk
 from nemeses.faults import (
     KillNemesis,
     LossNemesis,
@@ -40,10 +41,27 @@ COLOURS = {
     "clock": "#17becf",
     "messages": "#bcbd22",
     "primary-chain": "#7f7f00",
+    "disk": "#2ca02c",
+    "power-cut": "#dbdb8d",
+    "corrupt": "#7f7f7f",
+    "dm-flakey": "#aec7e8",
 }
 # The order faults are healed in, at the end of a run and at teardown: network first, so restarted
 # nodes can talk.
-HEAL_ORDER = ("partition", "primary-chain", "loss", "messages", "clock", "pause", "kill", "rolling-kill")
+HEAL_ORDER = (
+    "partition",
+    "primary-chain",
+    "loss",
+    "messages",
+    "clock",
+    "pause",
+    "disk",
+    "kill",
+    "rolling-kill",
+    "power-cut",
+    "corrupt",
+    "dm-flakey",
+)
 
 
 class UnknownNemesisOp(ValueError):
@@ -168,6 +186,10 @@ def build(
                 probability=spec.message_probability,
                 delay_ms_max=spec.message_delay_ms,
                 rng=rng,
+            )
+        elif kind in disk.KINDS:
+            nemeses[kind] = disk.build(
+                kind, spec, system=system, rng=rng, firewall=firewall, endpoints=endpoints
             )
         else:
             raise ValueError(f"fault kind {kind!r} is not implemented (refused at validation)")

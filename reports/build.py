@@ -158,6 +158,9 @@ def _node_sections(
             lines, note = piece.lines, piece.note
         if node.events_bad_lines:
             note += f"; {node.events_bad_lines} unreadable event line(s) skipped"
+        storage = node_view.storage_summary(node.events)
+        if storage:
+            note += f"; {storage}"
         has_events = (node.directory / "events.jsonl").is_file()
         others = sorted(
             p.name + ("/" if p.is_dir() else "")

@@ -174,11 +174,41 @@ def markers(nodes: list[NodeFiles], clock: Clock) -> list[dict[str, Any]]:
                 "became_primary": f"r{replica} primary of v{view}",
                 "recovered_from_disk": f"r{replica} recovered from disk (v{view}, op {event.get('op')})",
                 "state_transfer": f"r{replica} state transfer (op {event.get('op')})",
-                "storage_fault": f"r{replica} storage fault ({event.get('reason', event.get('error', 'see events'))})",
+                "storage_fault": f"r{replica} storage fault ({event.get('reason', event.get('error', _ops_text(event)))})",
             }[kind]
             found.append({"t": at, "kind": kind, "node": node.name, "view": view, "label": label})
     found.sort(key=lambda marker: marker["t"])
     return found
+
+
+def _ops_text(event: dict[str, Any]) -> str:
+    ops = event.get("ops")
+    return f"faulty ops {', '.join(str(op) for op in ops[:8])}" if ops else "see events"
+
+
+def storage_summary(events: list[dict[str, Any]]) -> str:
+    """What the node's disk did to it and how it recovered: faulty slots found, slots repaired."""
+    faulty_ops: list[Any] = []
+    faulty = 0
+    repaired: list[Any] = []
+    for event in events:
+        if event.get("kind") == "storage_fault":
+            faulty += int(event.get("count", 1) or 1)
+            faulty_ops.extend(event.get("ops") or [])
+        elif event.get("kind") == "repaired_slot":
+            repaired.append(event.get("op"))
+    if not faulty and not repaired:
+        return ""
+
+    def listed(ops: list[Any]) -> str:
+        ops = sorted(ops, key=lambda op: (not isinstance(op, int), op if isinstance(op, int) else 0))
+        shown = ", ".join(str(op) for op in ops[:8])
+        return f" (ops {shown}{', ...' if len(ops) > 8 else ''})" if ops else ""
+
+    return (
+        f"storage faults found: {faulty}{listed(faulty_ops)}; "
+        f"slots repaired from peers: {len(repaired)}{listed(repaired)}"
+    )
 
 
 _ISO = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:[.,](\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?")

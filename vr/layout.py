@@ -31,6 +31,19 @@ SNAPSHOT_SLOT_COUNT = 2
 
 
 @dataclass(frozen=True, slots=True)
+class Extent:
+    """A byte range of the data file and the zone it lies in."""
+
+    zone: str
+    offset: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass(frozen=True, slots=True)
 class Layout:
     """The fixed geometry of one data file; every replica of a cluster uses the same one."""
 
@@ -121,6 +134,41 @@ class Layout:
     def size_bytes(self) -> int:
         return self.snapshots_offset + SNAPSHOT_SLOT_COUNT * self.snapshot_size_max
 
+    # Where things live (for fault injection aimed by the layout) ------------------------------
+
+    def extents_of_op(self, op: int) -> dict[str, Extent]:
+        """The byte ranges that hold op ``op`` (at the moment the WAL window holds it): its prepare
+        slot (the whole slot; the prepare's own header is the first sector), the first sector of
+        that slot, its 128-byte redundant header, and the header-ring sector holding that header."""
+        slot = self.slot_for_op(op)
+        sector = self.header_sector_for_slot(slot)
+        header = self.header_sector_offset(sector) + (slot % HEADERS_PER_SECTOR) * HEADER_SIZE
+        return {
+            "prepare": Extent("wal_prepares", self.prepare_offset(slot), self.prepare_size_max),
+            "prepare_header_sector": Extent("wal_prepares", self.prepare_offset(slot), SECTOR_SIZE),
+            "header": Extent("wal_headers", header, HEADER_SIZE),
+            "header_sector": Extent("wal_headers", self.header_sector_offset(sector), SECTOR_SIZE),
+        }
+
+    def superblock_extents(self) -> list[Extent]:
+        """Each superblock copy's byte range, copy 0 first."""
+        return [
+            Extent("superblock", self.superblock_copy_offset(c), self.superblock_copy_size)
+            for c in range(self.superblock_copies)
+        ]
+
+    def zone_extent(self, zone: str) -> Extent:
+        """The whole of one zone: superblock, wal_headers, wal_prepares or snapshots."""
+        spans = {
+            "superblock": (0, self.superblock_zone_size),
+            "wal_headers": (self.wal_headers_offset, self.wal_headers_size),
+            "wal_prepares": (self.wal_prepares_offset, self.wal_prepares_size),
+            "snapshots": (self.snapshots_offset, SNAPSHOT_SLOT_COUNT * self.snapshot_size_max),
+        }
+        if zone not in spans:
+            raise ValueError(f"unknown zone {zone!r}; zones: {', '.join(spans)}")
+        return Extent(zone, *spans[zone])
+
     def zone_of(self, offset: int) -> str:
         """Name of the zone holding ``offset`` (for fault reports and the simulator's atlas)."""
         assert 0 <= offset < self.size_bytes, offset
@@ -139,5 +187,6 @@ __all__ = [
     "SNAPSHOT_SLOT_COUNT",
     "SUPERBLOCK_FIXED_SIZE",
     "VIEW_HEADERS_MAX_DEFAULT",
+    "Extent",
     "Layout",
 ]

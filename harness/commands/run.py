@@ -146,12 +146,16 @@ def resolve_test(args: argparse.Namespace) -> Any:
     if not namespaces.available:
         raise NoNamespaces(f"{namespaces.detail}. To enable: {namespaces.how_to_enable}")
     caps = {"signals": capabilities.probe_signals(), "namespaces": namespaces}
-    if set(test.nemesis.faults) & {"partition", "primary-chain", "loss"}:
+    if set(test.nemesis.faults) & {"partition", "primary-chain", "loss", "corrupt"}:
         caps["packet-filter"] = capabilities.probe_packet_filter()
     if "clock" in test.nemesis.faults:
         caps["libfaketime"] = capabilities.probe_faketime()
     if "messages" in test.nemesis.faults:
         caps["message-proxy"] = capabilities.probe_message_proxy()
+    if set(test.nemesis.faults) & {"disk", "power-cut"}:
+        caps["fuse"] = capabilities.probe_fuse()
+    if "dm-flakey" in test.nemesis.faults:
+        caps["dm-flakey"] = capabilities.probe_dm_flakey()
     check_capabilities(test, caps, where=flags.get(("nemesis", "faults"), str(path)))
     return test
 

@@ -99,7 +99,22 @@ def test_delay_holds_frames_back_but_keeps_their_order(probed: dict) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="checks the host's ruleset (nft list tables), which needs root")
 def test_a_run_with_message_faults_records_them_and_heals(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "--nemesis", "messages", "--nemesis-interval", "2", "--time-limit", "10", "--seed", "5", "--store", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "--nemesis",
+            "messages",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "10",
+            "--seed",
+            "5",
+            "--store",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=150,

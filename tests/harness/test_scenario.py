@@ -23,6 +23,7 @@ ALL_CAPS = {
     "signals": Capability("signals", True, "ok"),
     "libfaketime": Capability("libfaketime", True, "ok"),
     "message-proxy": Capability("message-proxy", True, "ok"),
+    "fuse": Capability("fuse", True, "ok"),
 }
 
 

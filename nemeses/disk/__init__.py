@@ -1,0 +1,1 @@
+"""Disk faults on real node processes: faultfs (FUSE), layout-aimed corruption, dm-flakey tables."""
