@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -145,10 +146,17 @@ def test_index_lists_runs_newest_first_with_verdicts(tmp_path: Path) -> None:
 
 
 def test_a_cluster_the_run_found_unhealthy_is_called_never_recovered(tmp_path: Path) -> None:
+    base = partition_history()
+    t0 = base[0].time_ns
+    early = [  # b was in use before the heal: only such keys count toward recovery
+        Op(0, t0 - 2_000_000, 5, "invoke", "write", "b", 8),
+        Op(1, t0 - 1_000_000, 5, "ok", "write", "b", 8, None, "n1"),
+    ]
     history = [
-        *partition_history()[:13],
-        Op(13, partition_history()[12].time_ns + 5_000_000, 1, "invoke", "write", "b", 9),
-        Op(14, partition_history()[12].time_ns + 40_000_000, 1, "info", "write", "b", 9),
+        *early,
+        *(dataclasses.replace(o, index=o.index + 2) for o in base[:13]),
+        Op(15, base[12].time_ns + 5_000_000, 1, "invoke", "write", "b", 9),
+        Op(16, base[12].time_ns + 40_000_000, 1, "info", "write", "b", 9),
     ]
     results = {"valid": True, "checkers": {}, "recovered": False}
     run = write_run(tmp_path / "s" / "x" / "20261122T030000", history, results=results, test=TEST)
