@@ -145,7 +145,11 @@ def point_latest(store: Path, run: Path) -> None:
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     tmp.symlink_to(run.relative_to(store))
-    os.replace(tmp, link)
+    try:
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink()  # `latest` is something a symlink cannot replace (a directory): leave no temporary
+        raise
 
 
 def write_json(path: Path, data: Any) -> None:

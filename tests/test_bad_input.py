@@ -3,8 +3,8 @@
 Each row is a command line and the words its error must contain. The files a
 row needs are made in a fresh directory first; the command runs there as a
 subprocess of the installed ``ratchet``. Besides the exit code and the message,
-a ``run`` row must leave nothing behind: no store, no run directory, no file
-in or beside the directory it ran in. Refusals come before any node starts, so
+a row must leave nothing behind: no store, no run directory, no results.json or
+EDN copy, no file in or beside the directory it ran in. Refusals come before any node starts, so
 the whole table takes seconds.
 """
 
@@ -281,6 +281,18 @@ ROWS = [
         files(**{"h.jsonl": W0 + W1}),
     ),
     row(
+        "check-to-edn-bad-history",
+        "check --to-edn copy.edn h.jsonl",
+        "a cas value must be [old new]",
+        files(**{"h.jsonl": CAS5}),
+    ),
+    row(
+        "check-results-bad-history",
+        "check h.jsonl --results",
+        "a cas value must be [old new]",
+        files(**{"h.jsonl": CAS5}),
+    ),
+    row(
         "check-porcupine-garbage",
         "check --format porcupine g.log",
         "no operations",
@@ -430,10 +442,9 @@ def test_bad_input_is_exit_3_in_one_paragraph_and_leaves_nothing(case: Row, tmp_
     assert err.startswith("error: "), err
     assert len(err.splitlines()) == 1, f"not one paragraph:\n{err}"
     assert case.words in err, f"{case.words!r} not in: {err}"
-    if case.args[0] == "run":
-        assert tree(root) == before, "a refused run left files behind"
-        assert set(os.listdir(tmp_path)) == beside, "a refused run wrote beside its directory"
-        assert not (root / "store").exists()
+    assert tree(root) == before, "a refused command left files behind"
+    assert set(os.listdir(tmp_path)) == beside, "a refused command wrote beside its directory"
+    assert not (root / "store").exists()
 
 
 def test_the_table_covers_every_command() -> None:

@@ -129,6 +129,10 @@ def _read(args: argparse.Namespace) -> list[Any]:
     return ops
 
 
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
 def _check_writable(target: Path, flag: str) -> None:
     """Refuse an output path whose directory is missing or is not one, before any work is done."""
     parent = target.parent
@@ -198,20 +202,20 @@ def run(args: argparse.Namespace) -> int:
         _check_writable(Path(args.to_edn), "--to-edn")
     ops = _read(args)
     model = _model(args, args.format or detect_format(args.history))
-    if args.to_edn:
+    _progress_to_stderr()
+    try:
+        results = check_history(ops, model=model, time_limit_s=args.time_limit, memory_mb=args.memory_limit)
+    except UnsupportedOp as exc:
+        raise BadInput(_sentence(str(exc)), where=args.history) from None
+    except HistoryFormatError as exc:  # pairing problems: a completion with no invocation, ...
+        raise BadInput(_sentence(exc.reason), where=args.history) from None
+    if args.to_edn:  # after the check, so a history refused as bad input leaves no copy behind
         from checkers.readers import write_edn
 
         try:
             write_edn(ops, args.to_edn)
         except OSError as exc:
-            raise BadInput(f"cannot write the EDN copy: {exc}.", where=args.to_edn) from None
-    _progress_to_stderr()
-    try:
-        results = check_history(ops, model=model, time_limit_s=args.time_limit, memory_mb=args.memory_limit)
-    except UnsupportedOp as exc:
-        raise BadInput(f"{exc}.", where=args.history) from None
-    except HistoryFormatError as exc:  # pairing problems: a completion with no invocation, ...
-        raise BadInput(f"{exc.reason}.", where=args.history) from None
+            raise BadInput(f"cannot write the EDN copy: {exc.strerror}.", where=args.to_edn) from None
     if args.run_dir is not None:  # a stored run: merged into what the run recorded (harness.verdict)
         from harness import verdict
 
