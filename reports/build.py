@@ -21,10 +21,10 @@ from typing import Any
 import jinja2
 
 from reports import anomaly as anomaly_view
+from reports import clockplot, perfdata
 from reports import convergence as convergence_view
 from reports import coverage as coverage_view
 from reports import nodes as node_view
-from reports import perfdata
 from reports.run import (
     Run,
     crashed_nodes,
@@ -231,6 +231,14 @@ def write_run_report(run_dir: Path) -> Path:
     columns["markers"] = node_view.markers(nodes, clock) + _prefix_markers(run, found, columns["t0_ns"])
     columns["anomaly_indices"] = sorted({i for a in found for i in a.history_indices})
     plots = perfdata.write_plots(perf, run_dir)
+    end_ns = columns["t0_ns"] + columns["end_ns"]  # the timeline's end is relative to its t0
+    clock_plot = clockplot.write(
+        run.ops,
+        t0_ns=columns["t0_ns"],
+        end_ns=end_ns,
+        windows=perfdata.shaded_windows(perf, end_ns=end_ns),
+        run_dir=run_dir,
+    )
     context = {
         "css": template_text("report.css"),
         "timeline_js": template_text("timeline.js"),
@@ -255,6 +263,7 @@ def write_run_report(run_dir: Path) -> Path:
         "convergence": convergence_view.section(run.results),
         "coverage": coverage_view.rows(run.results),
         "plots": plots,
+        "clock_plot": clock_plot,
         "plots_note": "This history has no completed ops to plot." if not plots else "",
         "availability": perf.availability_rows,
         "availability_note": perf.availability_note,

@@ -221,6 +221,20 @@ def prepare(ops: Sequence[Op], *, t0_ns: int) -> Perf:
     )
 
 
+def shaded_windows(perf: Perf, *, end_ns: int) -> list[plots.Window]:
+    """The fault windows as plots shade them (a window still open ends at ``end_ns``)."""
+    end_s = _seconds(end_ns, perf.t0_ns)
+    return [
+        plots.Window(
+            w.kind,
+            _seconds(w.start_ns, perf.t0_ns),
+            _seconds(w.stop_ns, perf.t0_ns) if w.stop_ns is not None else end_s,
+            window_label(w),
+        )
+        for w in perf.windows
+    ]
+
+
 def write_plots(perf: Perf, run_dir: Path) -> list[dict[str, str]]:
     """Draw the three plots, write each PNG beside the report, return them for embedding."""
     if not perf.latency:

@@ -197,3 +197,39 @@ def throughput_plot(series: Mapping[str, Sequence[tuple[float, float]]], windows
     ax.set_title("Throughput over time, by outcome")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     return _png(fig)
+
+
+NODE_COLOURS = (
+    "#1967d2",
+    "#d1495b",
+    "#3f9b68",
+    "#e99d19",
+    "#7b5ea7",
+    "#009688",
+    "#5f6b7a",
+    "#9c27b0",
+    "#795548",
+)
+
+
+def clock_offset_plot(
+    series: Mapping[str, Sequence[tuple[float, float]]], windows: Sequence[Window]
+) -> bytes:
+    """Each node's clock offset from real time (ms, symmetric log scale: 4 ms and 4 minutes both show)."""
+    fig, ax = _figure()
+    _shade(ax, windows)
+    for index, (node, points) in enumerate(sorted(series.items())):
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            color=NODE_COLOURS[index % len(NODE_COLOURS)],
+            linewidth=1.3,
+            label=literal(node),
+        )
+    ax.set_yscale("symlog", linthresh=10.0)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
+    ax.axhline(0.0, color="#5f6b7a", linewidth=0.6)
+    ax.set_ylabel("clock offset (ms)")
+    ax.set_title("Clock offset of each node from real time")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    return _png(fig)
