@@ -36,6 +36,7 @@ RATE_SAMPLE_S = 0.25
 PROBE_AHEAD_S = 0.5  # arm the probe about this far ahead of the fastest node
 PROBE_AHEAD_OPS_MIN = 3
 POLL_S = 0.1
+STOP_JOIN_S = 3.0
 VALUES_MAX = 32
 
 
@@ -78,7 +79,7 @@ class ConvergenceMonitor:
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=PROBE_WAIT_S + HEALTHY_WAIT_S + 5)
+            self._thread.join(timeout=STOP_JOIN_S)  # a probe in flight notices the stop at its next poll
 
     def _watch(self) -> None:
         faulted: set[str] = set()
