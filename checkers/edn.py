@@ -3,12 +3,13 @@
 Why a real reader: Knossos's test data spreads one op map over several lines,
 puts braces and escaped quotes inside strings, and interleaves ``;`` comments,
 so anything line- or regex-based misreads it. This is a tokenizer (one compiled
-regular expression that finds token *boundaries*) feeding a recursive-descent
-parser over the EDN grammar: nil/true/false, integers (``N`` suffix), floats
-(``M`` suffix), ratios, strings with escapes, characters, keywords, symbols,
-vectors, lists, maps, sets, ``#_`` discard and ``#tag value`` tagged literals
-(the tag is dropped and the value kept, so ``#jepsen.history.Op{...}`` reads as
-a map). Commas are whitespace.
+regular expression that finds token *boundaries*) feeding an iterative parser
+(an explicit stack; collections nest at most ``DEPTH_MAX`` deep) over the EDN
+grammar: nil/true/false, integers (``N`` suffix), floats (``M`` suffix),
+ratios, strings with escapes, characters, keywords, symbols, vectors, lists,
+maps, sets, ``#_`` discard and ``#tag value`` tagged literals (the tag is
+dropped and the value kept, so ``#jepsen.history.Op{...}`` reads as a map).
+Commas are whitespace.
 
 Python representation: vectors are ``tuple``; lists are :class:`EdnList` (a
 tuple subclass, so a writer can tell them apart); maps are ``dict``; sets are

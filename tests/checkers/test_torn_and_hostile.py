@@ -8,6 +8,9 @@ damage anywhere else is bad input. Nesting is bounded so no file exhausts the st
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,29 @@ def test_other_models_check_their_values_too(
     )
     with pytest.raises(UnsupportedOp, match=words):
         check_linearizable(read_history(write(tmp_path, "h.jsonl", text)), model=model)
+
+
+@pytest.mark.parametrize(
+    ("name", "whole", "torn"),
+    [
+        ("h.jsonl", W0 + W1, '{"index":2,"time_ns":3,"pro'),
+        ("h.edn", EDN, "{:process 1, :type :inv"),
+        ("h.log", LOG, "INFO  jepsen.util - 1 :invoke :write [1"),
+    ],
+)
+def test_ratchet_check_warns_on_stderr_and_checks_the_rest(
+    tmp_path: Path, name: str, whole: str, torn: str
+) -> None:
+    """Through the real command: the warning reaches stderr (no logging set up by anyone) and exit is 0."""
+    path = write(tmp_path, name, whole + torn)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"{path}:3: the last line is torn" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "VALID" in proc.stdout
