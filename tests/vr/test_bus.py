@@ -756,3 +756,39 @@ def test_a_garbage_flood_is_counted_exactly_and_logged_within_a_bound(
     assert len(drop_lines) == 5
     summaries = [r.getMessage() for r in caplog.records if "log=suppressed" in r.getMessage()]
     assert summaries == ["log=suppressed key=drop:header-checksum suppressed=295 interval_ms=60000 logged=5"]
+
+
+def test_with_no_silent_connection_left_the_least_recently_active_client_makes_room() -> None:
+    async def body() -> None:
+        peers = make_peers(3)
+        limits = BusLimits(connections_max=4, connections_per_host_max=4, first_frame_timeout_ms=60_000)
+        bus = Bus(replica=0, peers=peers, cluster=CLUSTER, rng=random.Random(20), limits=limits)
+        await bus.start()
+        try:
+            clients = []
+            for number in range(4):
+                reader, writer = await open_raw(peers[0])
+                writer.write(request(client=700 + number, number=1))
+                await writer.drain()
+                await until(lambda n=number: bus.counters["messages_received"] == n + 1, what="request")
+                clients.append((reader, writer))
+                await asyncio.sleep(0.3)  # past a sweep: the bus's coarse clock tells them apart
+            _, first = clients[0]
+            first.write(request(client=700, number=2))  # the oldest becomes the most recently active
+            await first.drain()
+            await until(lambda: bus.counters["messages_received"] == 5, what="second request")
+            await asyncio.sleep(0.3)
+            assert await served(bus, peers[0], client=800)  # a fifth client: someone must go
+            assert bus.closed == {"evicted-host-max": 1}
+            evicted = await asyncio.wait_for(clients[1][0].read(), 5.0)
+            assert evicted == b"", "the least recently active client was not the one evicted"
+            for _, writer in (clients[0], clients[2], clients[3]):
+                assert not writer.is_closing()
+            bus.drain_inbox()
+            first.write(request(client=700, number=3))  # and the others are still served
+            await first.drain()
+            await until(lambda: any(i.message.header.request == 3 for i in bus.drain_inbox()), what="served")
+        finally:
+            await bus.close()
+
+    run(body)

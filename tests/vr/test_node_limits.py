@@ -275,3 +275,24 @@ def test_a_garbage_flood_is_counted_exactly_and_logged_within_a_bound(
         assert log_path.read_text().count("bus=drop reason=header-checksum") == 10
     finally:
         client.close()
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--connections-max", "0"], "connections_max 0 must be a positive integer"),
+        (["--first-frame-timeout-ms", "-5"], "first_frame_timeout_ms -5 must be a positive integer"),
+        (["--partial-frames-max-bytes", "1000"], "below one whole frame"),
+        (["--connections-max", "10", "--connections-per-host-max", "20"], "is above connections_max 10"),
+        (["--drop-log-burst", "many"], "invalid int value"),
+    ],
+)
+def test_unusable_connection_limits_are_refused_before_the_node_starts(
+    tmp_path: Path, flags: list[str], needle: str
+) -> None:
+    from tests.vr.test_node_cli import assert_refused, run_node
+
+    peers = ",".join(f"127.0.0.{i + 1}:{4000 + i}" for i in range(3))
+    done = run_node("--id", "0", "--peers", peers, "--data", str(tmp_path), "--format", *flags)
+    assert_refused(done, needle)
+    assert not (tmp_path / "replica.vr").exists()
