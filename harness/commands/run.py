@@ -164,13 +164,19 @@ class NoNamespaces(Exception):
     """This machine cannot give the run private namespaces (exit 2: nothing the scenario can fix)."""
 
 
+def _error(paragraph: str) -> None:
+    """One paragraph on stderr; a system message's ``[Errno 1]`` is text, not Rich markup."""
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True, soft_wrap=True).print(Text("error: ", style="bold red") + Text(paragraph))
+
+
 def handle(args: argparse.Namespace) -> int:
     try:
         test = resolve_test(args)
     except NoNamespaces as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(f"[bold red]error:[/] ratchet run needs private namespaces: {exc}")
+        _error(f"ratchet run needs private namespaces: {exc}")
         return 2
     from clusters import namespace
     from harness import session
@@ -178,11 +184,7 @@ def handle(args: argparse.Namespace) -> int:
     try:
         namespace.enter()
     except namespace.NamespaceUnavailable as exc:
-        from rich.console import Console
-
-        Console(stderr=True).print(
-            f"[bold red]error:[/] {exc} (`ratchet doctor` shows what this machine can do)"
-        )
+        _error(f"{exc} (`ratchet doctor` shows what this machine can do)")
         return 2
     from harness.progress import HEARTBEAT_S
 

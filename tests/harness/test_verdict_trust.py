@@ -239,3 +239,10 @@ def test_the_index_says_why_for_runs_that_have_no_report(tmp_path: Path) -> None
     write_run(store / "t" / "20261204T000001", register_history(), results=INTERRUPTED_RECORD, test=TEST_JSON)
     index = write_index(store).read_text()
     assert "the run did not finish" in index and "interrupted" in index
+
+
+def test_run_errors_print_system_messages_literally(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.commands.run import _error
+
+    _error("unshare: [Errno 1] Operation not permitted: [bold]x")
+    assert "error: unshare: [Errno 1] Operation not permitted: [bold]x" in capsys.readouterr().err
