@@ -217,7 +217,14 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise BadInput(f"cannot write the EDN copy: {exc.strerror}.", where=args.to_edn) from None
     if args.run_dir is not None:  # a stored run: merged into what the run recorded (harness.verdict)
+        from checkers.compose import combine_validity
+        from checkers.convergence import check_run_dir
         from harness import verdict
+
+        convergence = check_run_dir(args.run_dir)  # the replicas compared directly, when the run asked
+        if convergence is not None:
+            results["checkers"]["convergence"] = convergence
+            results["valid"] = combine_validity(c["valid"] for c in results["checkers"].values())
 
         results = verdict.merge(verdict.recorded(args.run_dir / verdict.RESULTS_NAME), results)
     if args.results is not None:
@@ -264,7 +271,9 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
         return
     lin = results["checkers"]["linearizable"]
     style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
-    word = {True: "VALID", False: "NOT LINEARIZABLE"}.get(valid, "UNKNOWN")
+    word = {True: "VALID", False: "NOT LINEARIZABLE" if lin["valid"] is False else "ANOMALY"}.get(
+        valid, "UNKNOWN"
+    )
     console.print(Text(f"{word}", style=style) + Text(f"  {history}"))
     console.print(
         f"model {lin['model']} (initial {lin['initial']!r}, nil reads {lin['nil_reads']}), {lin['op_count']} operations ({lin['open_ended_op_count']} open-ended) "
@@ -295,6 +304,14 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
     )
     if stats["never_succeeded"]:
         console.print(Text(f"note: never succeeded: {', '.join(stats['never_succeeded'])}", style="yellow"))
+    _print_convergence(console, results)
+
+
+def _print_convergence(console: Console, results: dict[str, Any]) -> None:
+    entry = results["checkers"].get("convergence")
+    if isinstance(entry, dict):
+        style = {True: "green", False: "bold red"}.get(entry.get("valid"), "yellow")
+        console.print(Text(f"convergence: {entry.get('summary', '')}", style=style))
 
 
 def _print_append(console: Console, history: str, results: dict[str, Any]) -> None:
@@ -311,6 +328,7 @@ def _print_append(console: Console, history: str, results: dict[str, Any]) -> No
         console.print(Text(f"key {entry.get('key')!r}: {first.get('kind')}: {first.get('explanation')}"))
         counts = entry.get("anomaly_counts") or {}
         console.print(Text("anomalies: " + ", ".join(f"{k} {v}" for k, v in counts.items())))
+    _print_convergence(console, results)
 
 
 def _print_failure(console: Console, lin: dict[str, Any]) -> None:

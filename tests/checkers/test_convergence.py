@@ -119,3 +119,30 @@ def test_a_run_directory_with_reports_gets_the_checker_and_its_verdict(tmp_path:
     assert results["valid"] is False
     (tmp_path / "convergence.json").write_text("{not json")
     assert check_run(tmp_path)["checkers"]["convergence"]["valid"] == "unknown"
+
+
+def test_ratchet_check_of_a_stored_run_reports_a_divergence(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write = {"process": 0, "f": "write", "key": "a", "value": 1, "error": None}
+    (tmp_path / "history.jsonl").write_text(
+        json.dumps({"index": 0, "time_ns": 1, "type": "invoke", "node": None, **write}) + "\n"
+        + json.dumps({"index": 1, "time_ns": 2, "type": "ok", "node": "n1", **write}) + "\n"
+    )  # fmt: skip
+    (tmp_path / "test.json").write_text(json.dumps({"test": {"workload": {"model": "cas-register"}}}))
+    (tmp_path / "results.json").write_text(json.dumps({"valid": True, "checkers": {}, "elapsed_s": 1.0}))
+    nodes = {"n1": report({"a": 1}, op=2), "n2": report({"a": 1}, op=2), "n3": report({"a": 3}, op=2)}
+    (tmp_path / "convergence.json").write_text(json.dumps({"snapshots": [snapshot(nodes)]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.startswith("ANOMALY")  # the history alone is linearizable
+    assert (
+        "convergence: n3 diverged from n1, n2 at op 2: 1 key(s) differ: 'a' n1=1, n2=1, n3=3" in done.stdout
+    )
