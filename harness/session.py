@@ -123,7 +123,7 @@ def console_for_stderr() -> Console:
     return console
 
 
-RESERVE_NAME = ".reserve"
+RESERVE_NAME = verdict.RESERVE_NAME
 RESERVE_BYTES = 2 << 20
 NO_SPACE = "no space left on the store's disk"
 

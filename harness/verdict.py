@@ -27,6 +27,7 @@ from checkers.check import DEFAULT_MODEL, check_run
 from reports.run import CHECKING_FAILED, DID_NOT_FINISH, run_completed
 
 RESULTS_NAME = "results.json"
+RESERVE_NAME = ".reserve"  # space a run holds back so a full disk can still record its end (harness.session)
 
 
 def check(run_dir: Path, *, model: str | None = None) -> dict[str, Any]:
@@ -74,8 +75,16 @@ def is_run_dir(path: Path) -> bool:
 
 
 def recheck(run_dir: Path, *, model: str | None = None) -> dict[str, Any]:
-    """Judge the stored history again and merge the verdict into the run's results.json content."""
-    return merge(recorded(run_dir / RESULTS_NAME), check(run_dir, model=model))
+    """Judge the stored history again and merge the verdict into the run's results.json content.
+
+    A run that wrote no results.json also left its space reserve behind (its
+    controller never reached the end that removes it): it is removed here.
+    """
+    record = recorded(run_dir / RESULTS_NAME)
+    merged = merge(record, check(run_dir, model=model))
+    if record is None:
+        (run_dir / RESERVE_NAME).unlink(missing_ok=True)
+    return merged
 
 
 def model_of(run_dir: Path) -> str:

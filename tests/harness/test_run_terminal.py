@@ -148,6 +148,7 @@ def test_report_and_check_of_a_stopped_run_stay_unknown_and_keep_what_it_recorde
     ):
         time.sleep(0.2)
     before = json.loads((run / "results.json").read_text()) if signum == signal.SIGINT else None
+    assert (run / ".reserve").exists() == (before is None)  # a killed controller leaves its space reserve
     report = _ratchet("report", str(run))
     assert report.returncode == 2, report.stderr
     check = _ratchet("check", str(run), "--results")
@@ -163,6 +164,7 @@ def test_report_and_check_of_a_stopped_run_stay_unknown_and_keep_what_it_recorde
             assert after[name] == before[name], name
     else:
         assert after["reason"].startswith("the run did not finish")
+        assert not (run / ".reserve").exists()  # removed by the report
     summary = json.loads((run / "report.json").read_text())
     assert summary["reason"].startswith(after["reason"])
     assert after["reason"] in (tmp_path / "store" / "index.html").read_text().replace("&#39;", "'")

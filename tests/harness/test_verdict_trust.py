@@ -76,8 +76,10 @@ def test_recheck_of_a_run_with_no_results_is_a_run_that_did_not_finish(tmp_path:
     from reports.run import DID_NOT_FINISH
 
     run = write_run(tmp_path / "s" / "t" / "1", register_history(), results=None, test=TEST_JSON)
+    (run / ".reserve").write_bytes(b"\0" * 4096)  # what a killed controller leaves behind
     merged = verdict.recheck(run)
     assert merged["valid"] == "unknown" and merged["reason"] == DID_NOT_FINISH
+    assert not (run / ".reserve").exists()
 
 
 def test_recheck_of_a_completed_run_takes_the_new_verdict_and_keeps_the_rest(tmp_path: Path) -> None:
