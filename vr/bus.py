@@ -130,7 +130,8 @@ def fd_bounded_connections(limit: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return limit
-    return max(1, min(limit, soft - FD_RESERVE))
+    # Under a small limit the full reserve would leave nothing: keep at least half for connections.
+    return max(1, min(limit, max(soft // 2, soft - FD_RESERVE)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,6 +461,12 @@ class Bus:
             if peer != self.replica:
                 self._tasks.append(asyncio.create_task(self._dial_forever(peer)))
         self._tasks.append(asyncio.create_task(self._sweep_forever()))
+        if self.connections_max < self.limits.connections_max:
+            logger.warning(
+                "bus=connections-max-lowered configured=%d in_force=%d reason=RLIMIT_NOFILE",
+                self.limits.connections_max,
+                self.connections_max,
+            )
         logger.info(
             "bus=listening replica=%d address=%s connections_max=%d connections_per_host_max=%d",
             self.replica,

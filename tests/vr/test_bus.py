@@ -792,3 +792,21 @@ def test_with_no_silent_connection_left_the_least_recently_active_client_makes_r
             await bus.close()
 
     run(body)
+
+
+@pytest.mark.parametrize(("soft", "expected"), [(20000, 2048), (1024, 512), (256, 128)])
+def test_the_connection_bound_fits_the_file_descriptor_limit(soft: int, expected: int) -> None:
+    """Past RLIMIT_NOFILE, accept() fails and the event loop stops accepting for a second at a time
+    (everyone locked out), so the bound in force is lowered to leave descriptors for the rest."""
+    import resource
+
+    from vr.bus import fd_bounded_connections
+
+    old_soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < soft:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard} < {soft}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert fd_bounded_connections(BusLimits().connections_max) == expected
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (old_soft, hard))
