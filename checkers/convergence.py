@@ -29,6 +29,7 @@ from typing import Any
 
 FILE_NAME = "convergence.json"
 KEYS_SHOWN_MAX = 20
+VALUE_JSON_MAX = 120  # a longer value is kept as its head and size (workloads write 16 KiB values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +91,14 @@ def _key_words(entry: dict[str, Any]) -> str:
     if not values:
         return repr(entry["key"])
     return f"{entry['key']!r} " + ", ".join(f"{n}={json.dumps(v)}" for n, v in values.items())
+
+
+def short_value(value: Any) -> Any:
+    """``value`` itself, or (when its JSON is long) a string with its head and its size."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    if len(text) <= VALUE_JSON_MAX:
+        return value
+    return f"{text[: VALUE_JSON_MAX // 2]}… ({len(text)} bytes of JSON)"
 
 
 def _reports(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -177,7 +186,11 @@ def _name_keys(finding: Divergence, seen: dict[str, StateSeen]) -> None:
     finding.keys_total = len(differing)
     for key in differing[:KEYS_SHOWN_MAX]:
         entry: dict[str, Any] = {"key": key, "hashes": {n: hashes[n].get(key) for n in nodes}}
-        values = {n: seen[n].values[key] for n in nodes if seen[n].values and key in (seen[n].values or {})}
+        values = {
+            n: short_value(seen[n].values[key])
+            for n in nodes
+            if seen[n].values and key in (seen[n].values or {})
+        }
         if len(values) == len(nodes):
             entry["values"] = values
         finding.keys.append(entry)

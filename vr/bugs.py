@@ -72,8 +72,8 @@ BUGS: dict[str, Bug] = {
         ),
         Bug(
             "diverge-backup",
-            "the highest-numbered backup of the view applies each committed write with a different "
-            "value (a state-machine slip on one replica only)",
+            "the highest-numbered backup of the view applies each committed write (and append) with a "
+            "different value (a state-machine slip on one replica only)",
             "none needed: its state silently differs from the others' at the same op; clients see it "
             "only if it becomes primary -> replicas diverge (convergence checker)",
             0,

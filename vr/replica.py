@@ -188,7 +188,7 @@ def _bits(raw: bytes) -> set[int]:
 
 
 def _diverged_write(body: bytes) -> bytes:
-    """The ``diverge-backup`` planted bug's write: same key, a different value (negated, or marked)."""
+    """The ``diverge-backup`` planted bug's write or append: same key, a different value (negated, or marked)."""
     try:
         request = json.loads(body)
     except ValueError:
@@ -1196,7 +1196,7 @@ class Replica:
             body = request.body
             if (
                 "diverge-backup" in self.bugs
-                and rh.operation == Operation.WRITE
+                and rh.operation in (Operation.WRITE, Operation.APPEND)
                 and self.replica == max(set(range(self.replica_count)) - {self._primary_index(self.view)})
             ):
                 body = _diverged_write(body)

@@ -146,3 +146,17 @@ def test_ratchet_check_of_a_stored_run_reports_a_divergence(tmp_path: Path) -> N
     assert (
         "convergence: n3 diverged from n1, n2 at op 2: 1 key(s) differ: 'a' n1=1, n2=1, n3=3" in done.stdout
     )
+
+
+def test_long_values_are_kept_short_in_findings() -> None:
+    big = ["1:" + "x" * 16_000]
+    nodes = {
+        "n1": report({"a": big}, op=5),
+        "n2": report({"a": big}, op=5),
+        "n3": report({"a": ["-1"]}, op=5),
+    }
+    (finding,) = check_convergence({"snapshots": [snapshot(nodes)]})["findings"]
+    shown = finding["keys"][0]["values"]
+    assert shown["n3"] == ["-1"]
+    assert shown["n1"].endswith("(16006 bytes of JSON)") and len(shown["n1"]) < 100
+    assert len(finding["sentence"]) < 400
