@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 import harness.commands
-from harness.errors import EXIT_BAD_INPUT, BadInput
+from harness.errors import EXIT_BAD_INPUT, EXIT_UNKNOWN, BadInput
 
 
 def _command_modules() -> list[ModuleType]:
@@ -139,6 +139,33 @@ def _main(argv: Sequence[str] | None) -> int:
     except BadInput as exc:
         err.print(Text("error: ", style="bold red") + Text(exc.paragraph()), soft_wrap=True)
         return EXIT_BAD_INPUT
+    except Exception as exc:  # a bug in Ratchet: never let Python's exit 1 read as "anomaly"
+        where = _crash_log(argv)
+        err.print(
+            Text("internal error: ", style="bold red")
+            + Text(
+                f"{type(exc).__name__}: {exc}. This is a bug in Ratchet, not a verdict on the system "
+                f"under test (exit 2, unknown); {where}."
+            ),
+            soft_wrap=True,
+        )
+        return EXIT_UNKNOWN
+
+
+def _crash_log(argv: Sequence[str] | None) -> str:
+    """Write the current exception's traceback to a file; returns where it went, in words."""
+    import tempfile
+    import traceback
+
+    text = f"ratchet {' '.join(sys.argv[1:] if argv is None else argv)}\n{traceback.format_exc()}"
+    try:
+        fd, path = tempfile.mkstemp(prefix="ratchet-crash-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError:
+        sys.stderr.write(text)
+        return "the traceback is above"
+    return f"the traceback is in {path}"
 
 
 if __name__ == "__main__":

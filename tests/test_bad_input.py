@@ -451,3 +451,28 @@ def test_the_table_covers_every_command() -> None:
     commands = {case.values[0].args[0] for case in ROWS}  # type: ignore[union-attr]
     assert {"run", "check", "report", "serve", "doctor", "scenarios"} <= commands
     assert len(ROWS) >= 40
+
+
+def test_a_bug_in_ratchet_is_exit_2_with_the_traceback_in_a_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The safety net under the table: an exception no boundary turned into bad input is a Ratchet
+    bug. Python would exit 1, which reads as "anomaly"; the command says unknown (2) instead and
+    keeps the traceback in a file, so the table above still sees it as a failure (not exit 3)."""
+    import tempfile
+
+    import harness.commands.scenarios
+    from harness.cli import main
+
+    def broken(args: object) -> int:
+        raise KeyError("planted")
+
+    monkeypatch.setattr(harness.commands.scenarios, "handle", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the crash log goes
+    assert main(["scenarios"]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "internal error: KeyError: 'planted'" in err
+    assert "Traceback" not in err
+    (log,) = tmp_path.glob("ratchet-crash-*.log")
+    assert str(log) in err
+    assert "raise KeyError" in log.read_text()
