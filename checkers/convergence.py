@@ -30,6 +30,7 @@ from typing import Any
 FILE_NAME = "convergence.json"
 KEYS_SHOWN_MAX = 20
 VALUE_JSON_MAX = 120  # a longer value is kept as its head and size (workloads write 16 KiB values)
+SHORTENED_SUFFIX = " bytes of JSON)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,12 @@ def short_value(value: Any) -> Any:
     text = json.dumps(value, sort_keys=True, default=str)
     if len(text) <= VALUE_JSON_MAX:
         return value
-    return f"{text[: VALUE_JSON_MAX // 2]}… ({len(text)} bytes of JSON)"
+    return f"{text[: VALUE_JSON_MAX // 2]}… ({len(text)}{SHORTENED_SUFFIX}"
+
+
+def is_shortened(value: Any) -> bool:
+    """A value :func:`short_value` cut: already text to show as it is."""
+    return isinstance(value, str) and value.endswith(SHORTENED_SUFFIX)
 
 
 def _reports(snapshot: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -12,7 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-VALUE_TEXT_MAX = 80
+from checkers.convergence import is_shortened
+
+VALUE_TEXT_MAX = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,7 @@ class Section:
 
 
 def _text(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
+    text = value if is_shortened(value) else json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= VALUE_TEXT_MAX else text[: VALUE_TEXT_MAX - 1] + "…"
 
 
