@@ -80,3 +80,21 @@ def test_the_correct_vr_passes_chained_primary_isolations(tmp_path: Path) -> Non
     for value in chains:
         nodes = [link["node"] for link in value.get("chain", [])]
         assert len(set(nodes)) == len(nodes), "each link isolates a different node"
+
+
+# dvc-highest-op (VR.md #5): the second of two quick view changes takes the old primary's longer,
+# older log over the successor's newer one, so an op the successor committed is overwritten on
+# some replicas. The replicas' executed prefixes then differ: the convergence checker names the op.
+def test_dvc_highest_op_is_found_by_chained_primary_isolations(tmp_path: Path) -> None:
+    proc = ratchet(tmp_path, "dvc-chain", "--bug", "dvc-highest-op", "--seed", "1")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    run = run_dir(tmp_path)
+    verdict = results(run)
+    assert verdict["valid"] is False
+    convergence = verdict["checkers"]["convergence"]
+    assert convergence["valid"] is False
+    finding = convergence["findings"][0]
+    assert finding["kind"] == "prefix" and finding["diverged"], finding
+    chains = [op["value"] for op in nemesis_completions(run) if op["f"] == "start-primary-chain"]
+    assert any(len(v.get("chain", [])) >= 2 for v in chains)
+    assert_nothing_left(run)
