@@ -10,6 +10,10 @@ and values, and reset at the end.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,4 +101,36 @@ def test_dvc_highest_op_is_found_by_chained_primary_isolations(tmp_path: Path) -
     assert finding["kind"] == "prefix" and finding["diverged"], finding
     chains = [op["value"] for op in nemesis_completions(run) if op["f"] == "start-primary-chain"]
     assert any(len(v.get("chain", [])) >= 2 for v in chains)
+    assert_nothing_left(run)
+
+
+def test_sigint_while_a_clock_is_frozen_resets_it_at_teardown(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "harness.cli", "run", "clock-pause-primary",
+            "--nemesis-interval", "2", "--time-limit", "60", "--store", str(tmp_path), "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    history = tmp_path / "latest" / "history.jsonl"
+    while time.monotonic() < deadline:
+        text = history.read_text() if history.exists() else ""
+        if '"mode":"freeze"' in text and text.count('"start-clock"') > text.count('"stop-clock"'):
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err[-3000:]
+    run = run_dir(tmp_path)
+    verdict = results(run)
+    assert verdict["reason"] == "interrupted" and verdict["teardown_errors"] == []
+    heals = [op for op in clock_ops(run) if op["value"].get("teardown")]
+    assert heals and heals[-1]["f"] == "stop-clock", (
+        "the frozen clock was reset by the teardown, and recorded"
+    )
+    assert any(line.startswith("healed clock") for line in verdict["teardown"])
+    assert_clocks_reset(run)
     assert_nothing_left(run)
