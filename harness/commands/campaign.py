@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from harness.errors import BadInput
 
 ORDER = 15
@@ -67,8 +69,6 @@ def _console() -> Any:
 
 
 def _line(record: Any) -> str:
-    from rich.markup import escape
-
     style = {"pass": "green", "fail": "bold red", "error": "yellow", "skipped": "dim"}[record.outcome]
     verdict = record.verdict.upper()
     what = f"{record.id}: [{style}]{verdict}[/]"
@@ -156,7 +156,7 @@ def run_campaign(
     console.print(
         f"[bold]ratchet campaign[/] {campaign.name}: {len(cells)} of {len(matrix)} runs"
         + (f" (shard {shard[0]}/{shard[1]})" if shard[1] > 1 else "")
-        + f", {jobs} at a time -> {campaign_dir}"
+        + f", {jobs} at a time -> {escape(str(campaign_dir))}"
     )
 
     def on_record(record: Any) -> None:
@@ -198,7 +198,8 @@ def run_campaign(
         f"[bold]campaign {campaign.name}[/]: {counts['pass']} passed, {counts['fail']} failed, "
         f"{counts['error']} unknown, {counts['skipped']} skipped"
         + (f" ({execution.interrupted_by}: stopped early)" if interrupted else "")
-        + f"; exit {document['exit_code']}\n  {campaign_dir / artifacts.CAMPAIGN_JSON}\n  {campaign_dir / artifacts.JUNIT_XML}"
+        + f"; exit {document['exit_code']}\n  {escape(str(campaign_dir / artifacts.CAMPAIGN_JSON))}"
+        + f"\n  {escape(str(campaign_dir / artifacts.JUNIT_XML))}"
     )
     return int(document["exit_code"]), campaign_dir
 
@@ -211,7 +212,7 @@ def _update_index(store: Path, console: Any) -> None:
         write_campaigns_index(store)
         write_index(store)
     except Exception as exc:  # the index is a convenience: its failure is reported beside the result
-        console.print(f"[yellow]index not updated:[/] {type(exc).__name__}: {exc}")
+        console.print(f"[yellow]index not updated:[/] {escape(f'{type(exc).__name__}: {exc}')}")
 
 
 def handle_merge(dirs: list[str], *, out: str | None, store: Path) -> int:
@@ -238,6 +239,6 @@ def handle_merge(dirs: list[str], *, out: str | None, store: Path) -> int:
     console.print(
         f"merged {len(paths)} shard(s) of {merged['campaign']}: {len(merged['runs'])} of {merged['matrix_size']} "
         f"runs ({counts['pass']} passed, {counts['fail']} failed, {counts['error']} unknown, "
-        f"{counts['skipped']} skipped, {merged['missing_cells']} missing) -> {out_dir}; exit {merged['exit_code']}"
+        f"{counts['skipped']} skipped, {merged['missing_cells']} missing) -> {escape(str(out_dir))}; exit {merged['exit_code']}"
     )
     return int(merged["exit_code"])
