@@ -120,7 +120,7 @@ def probe_signals() -> Capability:
     return Capability("signals", True, "SIGSTOP/SIGCONT/SIGKILL to node processes (always available)")
 
 
-def probe_faketime() -> Capability:
+def probe_faketime(library: str | None = None) -> Capability:
     """libfaketime really shifts a child's ``time.time()``, and follows its control file live.
 
     A child Python with libfaketime preloaded (as nemeses.clock starts nodes) reports its wall
@@ -130,7 +130,7 @@ def probe_faketime() -> Capability:
     from nemeses.clock import ClockSetting, control_env, find_libfaketime, write_setting
 
     how = "apt-get install libfaketime faketime"
-    library = find_libfaketime()
+    library = library or find_libfaketime()
     if library is None:
         return Capability("libfaketime", False, "libfaketime.so.1 not found", how)
     with tempfile.TemporaryDirectory(prefix="ratchet-faketime-") as tmp:

@@ -228,3 +228,18 @@ def test_clock_settings_validate_with_the_key_named() -> None:
     ):
         with pytest.raises(BadInput, match=key):
             build_test(scenario(bad), source=None, seed_if_absent=1)
+
+
+@needs_libfaketime
+def test_the_probe_shifts_a_real_child_and_refuses_a_library_that_does_not() -> None:
+    from harness.capabilities import fault_refusal, probe_faketime, probe_namespaces
+
+    working = probe_faketime()
+    assert working.available, working.detail
+    assert "+3600.0 s, -3600.0 s" in working.detail
+    # A library the loader cannot preload: the child runs on the real clock, and the probe says so.
+    broken = probe_faketime("/nonexistent/libfaketime.so.1")
+    assert not broken.available
+    assert "does not shift a child's clock" in broken.detail and broken.how_to_enable
+    reason = fault_refusal("clock", {"namespaces": probe_namespaces(), "libfaketime": broken})
+    assert reason is not None and "needs libfaketime" in reason and "apt-get install libfaketime" in reason
