@@ -19,13 +19,34 @@ from vr.layout import Layout
 from vr.message import CLIENT_REPLICA, Command, Message, Operation, make_message
 from vr.replica import Replica, ReplicaOptions, Status, format_data_file
 from vr.state_machine import StateMachine
+from vr.testing.history import ClientHistory
 from vr.testing.network import Network, NetworkOptions
 from vr.testing.state_checker import ObservedReply, StateChecker
 from vr.testing.storage import PowerCut, SimStorage, wal_sectors
 
 SIM_LAYOUT = Layout(slot_count=32, prepare_size_max=8192, snapshot_size_max=64 * 1024, view_headers_max=16)
 SIM_OPTIONS = ReplicaOptions(pipeline_max=4, sync_chunk_bytes=512)  # state syncs come in pieces
-KEYS = ("x", "y", "z")
+KEYS = ("x", "y", "z")  # registers: read, write, cas
+LIST_KEYS = {key: f"{key}-list" for key in KEYS}  # lists: append, read
+
+
+@dataclass(slots=True)
+class WorkloadValues:
+    """Unique values for a seed's writes and appends, and each register's latest ones (for cas)."""
+
+    next_value: int = 0
+    latest: dict[str, list[int]] = field(default_factory=dict)
+
+    def fresh(self, register: str | None) -> int:
+        self.next_value += 1
+        if register is not None:
+            written = self.latest.setdefault(register, [])
+            written.append(self.next_value)
+            del written[:-3]
+        return self.next_value
+
+    def cas_choices(self, register: str) -> list[int | None]:
+        return [None, *self.latest.get(register, [])]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +78,8 @@ class SimClient:
     message: Message | None = None
     key: str = ""
     operation: int = 0
+    f: str = ""  # the history's name for the operation
+    value: object = None  # the history's value of the invocation
     invoked_tick: int = 0
     floor_op: int = 0
     view: int = 0
@@ -65,23 +88,34 @@ class SimClient:
     attempts: int = 0
     completed: int = 0
 
-    def new_request(self, now: int, floor_op: int) -> None:
+    def new_request(self, now: int, floor_op: int, values: WorkloadValues) -> None:
+        """Draw the next request: registers take read/write/cas, each key's list twin append/read.
+
+        The draws from the client's stream are the same whatever they turn into, so the
+        fault schedule of a seed does not depend on what the workload does with them.
+        Written and appended values are unique across the seed (the checkers name each read's
+        writer by its value); a cas expects nil or one of the key's latest values.
+        """
         self.request_number += 1
-        self.key = self.rng.choice(KEYS)
+        key = self.rng.choice(KEYS)
         kind = self.rng.choice(["read", "write", "write", "cas", "append"])
-        value = self.rng.randrange(100)
+        draw = self.rng.randrange(100)
         body: dict[str, object]
         if kind == "read":
-            self.operation, body = Operation.READ, {"key": self.key}
+            self.key = key if draw % 2 == 0 else LIST_KEYS[key]
+            self.operation, body, self.value = Operation.READ, {"key": self.key}, None
         elif kind == "write":
-            self.operation, body = Operation.WRITE, {"key": self.key, "value": value}
+            self.key, value = key, values.fresh(key)
+            self.operation, body, self.value = Operation.WRITE, {"key": key, "value": value}, value
         elif kind == "cas":
-            self.operation, body = (
-                Operation.CAS,
-                {"key": self.key, "old": self.rng.randrange(100), "new": value},
-            )
+            choices = values.cas_choices(key)
+            old, new = choices[self.rng.randrange(100) % len(choices)], values.fresh(key)
+            self.key = key
+            self.operation, body, self.value = Operation.CAS, {"key": key, "old": old, "new": new}, [old, new]
         else:
-            self.operation, body = Operation.APPEND, {"key": self.key, "value": value}
+            self.key, value = LIST_KEYS[key], values.fresh(None)
+            self.operation, body, self.value = Operation.APPEND, {"key": self.key, "value": value}, value
+        self.f = kind
         self.message = make_message(
             command=Command.REQUEST,
             cluster=self.cluster,
@@ -175,6 +209,8 @@ class SimCluster:
         ]
         self.requests_issued = 0
         self.requests_max = 0
+        self.values = WorkloadValues()
+        self.history = ClientHistory(list_keys=frozenset(LIST_KEYS.values()))
         self.faults_enabled = True
 
     # Replicas --------------------------------------------------------------------------------
@@ -417,7 +453,14 @@ class SimCluster:
             if self.requests_issued >= self.requests_max:
                 return
             self.requests_issued += 1
-            client.new_request(self.now, self.checker.max_replied_op)
+            client.new_request(self.now, self.checker.max_replied_op, self.values)
+            self.history.invoke(
+                process=client.endpoint - self.replica_count,
+                tick=self.now,
+                f=client.f,
+                key=client.key,
+                value=client.value,
+            )
         if self.now >= client.next_send_tick:
             assert client.message is not None
             for target in client.targets():
@@ -434,6 +477,14 @@ class SimCluster:
             return
         if header.command == Command.EVICTION and header.context == client.message.header.checksum:
             # Outcome unknown (it may have run before the eviction): start a new session.
+            self.history.complete_unknown(
+                process=client.endpoint - self.replica_count,
+                tick=self.now,
+                f=client.f,
+                key=client.key,
+                value=client.value,
+                error="evicted",
+            )
             client.client_id = client.rng.getrandbits(63) | 1
             client.request_number = 0
             client.message = None
@@ -462,6 +513,15 @@ class SimCluster:
                 floor_op=client.floor_op,
                 key=client.key,
             )
+        )
+        self.history.complete_reply(
+            process=client.endpoint - self.replica_count,
+            tick=self.now,
+            f=client.f,
+            key=client.key,
+            value=client.value,
+            body=message.body,
+            node=source,
         )
         client.message = None
         client.completed += 1

@@ -5,8 +5,11 @@ loss/duplication/delay, partition rate, crash and corruption rates, fsync latenc
 then drives a **safety phase** (faults on, until ``requests_max`` requests were
 issued and answered or a tick budget runs out) and a **liveness phase** (every fault
 healed, every replica restarted: the cluster must converge and every pending request
-must complete). The state checker runs after every step. A failing seed prints
-``reproduce: python -m vr.testing.sim --seed N`` and replays exactly.
+must complete). The state checker runs after every step; at the end the clients'
+history is judged by ``checkers/`` (linearizability for the registers, the list-append
+checker for the lists), which share no code with the replica (``vr/testing/history.py``).
+A failing seed prints ``reproduce: python -m vr.testing.sim --seed N`` and replays exactly;
+``--history PATH`` writes that seed's history for ``ratchet check``.
 
 Exit codes: 0 passed, 1 safety violation, 2 liveness failure, 3 replica assertion
 (an invariant the replica itself checks), 4 bad arguments.
@@ -27,6 +30,7 @@ from typing import Any, TypeVar
 from vr.bugs import BUGS, parse_bugs
 from vr.testing.cluster import SIM_LAYOUT, SIM_OPTIONS, FaultOptions, SimCluster
 from vr.testing.convergence import check_replicas_converged
+from vr.testing.history import ClientHistory, HistoryViolation
 from vr.testing.network import NetworkOptions
 from vr.testing.state_checker import Violation
 
@@ -62,6 +66,7 @@ class SimResult:
     config: SimConfig | None = None
     profile: frozenset[str] = frozenset()
     overrides: tuple[tuple[str, float], ...] = ()
+    history: ClientHistory | None = None  # what the clients saw (docs/contracts.md §4)
 
     @property
     def ok(self) -> bool:
@@ -254,7 +259,8 @@ def run_seed(
             result.outcome = "liveness"
             result.detail = _liveness_detail(cluster)
         check_replicas_converged(cluster.replicas)
-    except Violation as violation:
+        cluster.history.check()  # a wrong answer outranks a stall
+    except (Violation, HistoryViolation) as violation:
         result.outcome = "violation"
         result.detail = str(violation)
     except AssertionError as error:
@@ -265,6 +271,7 @@ def run_seed(
     if cluster is not None:
         result.ticks = cluster.now
         result.replies = cluster.checker.replies_checked + len(cluster.checker.pending_replies)
+        result.history = cluster.history
         result.stats = {**cluster.stats, **cluster.network.stats, "commits": cluster.checker.executed_upto}
     return result
 
@@ -328,12 +335,21 @@ def main(argv: list[str] | None = None) -> int:
         help="per-tick probability of rotting one superblock copy of one replica (one per open)",
     )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
+    parser.add_argument(
+        "--history",
+        default=None,
+        metavar="PATH",
+        help="write the seed's client history here as history.jsonl (one seed only; `ratchet check` reads it)",
+    )
     args = parser.parse_args(argv)
     try:
         bugs = parse_bugs(args.bug)
         profile = parse_bugs(args.profile) if args.profile is not None else None
     except ValueError as error:
         print(error, file=sys.stderr)
+        return 4
+    if args.history is not None and args.seeds != 1:
+        print("--history writes one seed's history: run it with one seed (no --seeds)", file=sys.stderr)
         return 4
     first = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     worst = 0
@@ -351,6 +367,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
         print(line + (f" detail={result.detail}" if result.detail else ""))
+        if args.history is not None and result.history is not None:
+            try:
+                with open(args.history, "w", encoding="utf-8") as file:
+                    file.write(result.history.to_jsonl())
+            except OSError as error:
+                print(f"cannot write the history to {args.history}: {error.strerror}", file=sys.stderr)
+                return 4
         if not result.ok:
             print(f"reproduce: {result.reproduce()}")
             worst = max(worst, result.exit_code)
