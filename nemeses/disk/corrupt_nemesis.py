@@ -23,6 +23,7 @@ from typing import Any
 
 from harness.system import System
 from nemeses.disk.corrupt import DAMAGE, apply_to_file, damaged, helix_ops, read_file
+from nemeses.disk.nemesis import NEW_VIEW_TIMEOUT_S, wait_new_view
 from nemeses.faults import pick_targets
 from nemeses.firewall import Drop, Endpoint, Firewall
 from vr.layout import Layout
@@ -132,6 +133,7 @@ class CorruptNemesis:
 
     def _start_isolating(self) -> dict[str, Any]:
         primary = self._system.primary()
+        view = max((int(s.get("view", 0)) for s in self._system.statuses().values()), default=0)  # type: ignore[attr-defined]
         backups = sorted(n for n in self._system.node_names() if n != primary and self._system.is_running(n))
         if primary is None or len(backups) < 2:
             return {"targets": [], "skipped": "no primary" if primary is None else "fewer than two backups"}
@@ -147,6 +149,11 @@ class CorruptNemesis:
         damage = self._corrupt_ops(target, ops)
         self._isolate_node(primary)  # replaces the lagging node's isolation: heal B, cut off P
         self._system.start(target)
+        # Let the two that can talk elect (or fail to: a correct VR may not finish without the
+        # faulty op's only intact copy) before the heal can bring the acker back.
+        new_view = wait_new_view(
+            self._system, [target, lagging], above=view, timeout_s=NEW_VIEW_TIMEOUT_S, sleep=self._sleep
+        )
         self._active = {
             "targets": [target],
             "spec": "isolate-acker",
@@ -156,6 +163,8 @@ class CorruptNemesis:
             "target_commit": commit,
             "isolated": primary,
             "corrupted": damage,
+            "view": view,
+            "new_view": new_view,
         }
         return dict(self._active)
 

@@ -31,6 +31,29 @@ DATA_FILE = "replica.vr"  # vr.node.DATA_FILE_NAME
 DISK_MODES = ("eio-fsync", "eio-write", "eio-read", "enospc", "stall")
 STALL_MS_RANGE = (100, 2000)
 KILL_SETTLE_S = 0.2
+NEW_VIEW_TIMEOUT_S = 15.0
+
+
+def wait_new_view(
+    system: System, nodes: Sequence[str], *, above: int, timeout_s: float, sleep: Callable[[float], None]
+) -> int | None:
+    """The view the given nodes settle in once one of them is normal above view ``above`` (None: not
+    within ``timeout_s``). A fault whose point is what the survivors elect waits for the election
+    here, so that a slow machine does not turn it into a different fault."""
+    statuses = getattr(system, "statuses", None)
+    if statuses is None or not nodes:
+        return None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        views = [
+            int(s.get("view", 0))
+            for node, s in statuses().items()
+            if node in nodes and s.get("status") == "normal" and int(s.get("view", 0)) > above
+        ]
+        if views:
+            return max(views)
+        sleep(0.1)
+    return None
 
 
 class FaultfsMounts:
@@ -182,6 +205,8 @@ class PowerCutNemesis:
             self.stop()
         self._count += 1
         primary = self._system.primary()
+        statuses = getattr(self._system, "statuses", dict)()
+        view = max((int(s.get("view", 0)) for s in statuses.values()), default=0)
         spec = self._rng.choice(self._specs)
         nodes = self._system.node_names()
         targets = pick_targets(spec, nodes, rng=self._rng, primary=lambda: primary)
@@ -218,6 +243,13 @@ class PowerCutNemesis:
         for node in killed:
             if node not in down:
                 self._system.start(node)
+        # A cut primary reboots last: after the others have elected a new one (bounded wait).
+        up = [n for n in nodes if n not in down]
+        new_view = (
+            wait_new_view(self._system, up, above=view, timeout_s=NEW_VIEW_TIMEOUT_S, sleep=self._sleep)
+            if down
+            else None
+        )
         self._active = {
             "targets": targets,
             "spec": spec,
@@ -227,6 +259,8 @@ class PowerCutNemesis:
             "killed": killed,
             "lost": lost,
             "down": down,
+            "view": view,
+            "new_view": new_view,
         }
         return dict(self._active)
 

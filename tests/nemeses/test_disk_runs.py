@@ -88,6 +88,41 @@ def test_corrupt_committed(tmp_path: Path, bug: str | None, expected: int) -> No
         (damage,) = op["value"]["corrupted"]
         assert damage["zone"] == "wal_prepares" and damage["length"] == 4096
         assert op["value"]["isolated"] == op["value"]["acker"] != op["value"]["targets"][0]
+    if bug is None:  # the damaged slots were found and repaired from a peer, and the report says so
+        report = (run / "report.html").read_text()
+        assert "storage faults found:" in report and "slots repaired from peers:" in report
+
+
+def test_sigkill_of_the_controller_leaves_no_faultfs_and_keeps_the_data(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "run", "disk-eio", "--seed", "3", "--time-limit", "60",
+         "--store", str(tmp_path), "--no-progress"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        history = None
+        while time.monotonic() < deadline:
+            found = list(tmp_path.glob("disk-eio/*/history.jsonl"))
+            if found and '"start-disk"' in found[0].read_text() and '"targets"' in found[0].read_text():
+                history = found[0]
+                break
+            time.sleep(0.5)
+        assert history is not None, "the run never injected a disk fault"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    run = history.parent
+    time.sleep(1.0)  # the kernel tears the namespaces down after the guardian's child dies
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert not [line for line in ps.splitlines() if "nemeses.disk.faultfs" in line and str(run) in line]
+    assert not [line for line in ps.splitlines() if "vr.node" in line and str(run) in line]
+    for node in ("n1", "n2", "n3"):
+        assert mounted_at(run / "nodes" / node / "data") is None
+        assert (run / "nodes" / node / "data" / "replica.vr").is_file(), "the data stays in the directory"
 
 
 def test_disk_eio_correct_vr_is_valid(tmp_path: Path) -> None:
