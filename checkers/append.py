@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from checkers.counterexample import op_json
-from checkers.history import Op, Operation, PairedEvent, pair
+from checkers.history import HistoryFormatError, Op, Operation, PairedEvent, pair
 
 ANOMALY_KINDS = (
     "duplicate",
@@ -154,6 +154,32 @@ def _check_key(
     return found
 
 
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _check_values(operations: Sequence[Operation]) -> None:
+    """Keys and values are compared and counted, so none may hold a map: such a history is malformed
+    and refused before any judging. (A read returning a non-list is the system's answer, judged a
+    phantom by the checker.)"""
+    for op in operations:
+        if op.f not in ("append", "read"):
+            continue
+        where = f"op index {op.invoke_index} (process {op.process!r}, {op.f})"
+        if not _hashable(op.key):
+            raise HistoryFormatError(f"{where}: a key must be a plain value, got {op.key!r}")
+        if op.f == "append" and not _hashable(op.value_in):
+            raise HistoryFormatError(f"{where}: an appended value must be a plain value, got {op.value_in!r}")
+        if op.f == "read" and op.outcome == "ok" and not _hashable(op.value_out):
+            raise HistoryFormatError(
+                f"{where}: a read must return a list of plain values, got {op.value_out!r}"
+            )
+
+
 def check_append(ops: Sequence[Op], *, events: list[PairedEvent] | None = None) -> dict[str, Any]:
     """``{"valid", "key", "first_anomaly", "anomalies", "anomaly_counts", ...}`` for an append history.
 
@@ -161,6 +187,7 @@ def check_append(ops: Sequence[Op], *, events: list[PairedEvent] | None = None) 
     invocation, exposes the earliest anomaly) are present only when invalid.
     """
     operations = pair(ops, events=events)
+    _check_values(operations)
     failed_values: dict[Any, set[Any]] = defaultdict(set)
     for event in ops:
         if event.type == "fail" and event.f == "append" and not event.is_nemesis:

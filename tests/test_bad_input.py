@@ -26,6 +26,7 @@ COMMAND_TIMEOUT_S = 60  # a refusal takes well under a second; a row that starts
 W0 = '{"index":0,"time_ns":1,"process":0,"type":"invoke","f":"write","key":1,"value":5}\n'
 W1 = '{"index":1,"time_ns":2,"process":0,"type":"ok","f":"write","key":1,"value":5}\n'
 CAS5 = W0.replace('"write"', '"cas"') + W1.replace('"write"', '"cas"')
+APPEND_MAP = (W0 + W1).replace('"write"', '"append"').replace('"value":5', '"value":{"a":1}')
 RANDOM_BYTES = bytes((i * 167 + 13) % 256 for i in range(4096))  # fixed "random" bytes, not UTF-8
 
 
@@ -394,6 +395,17 @@ ROWS = [
     ),
     row(
         "report-cas-value-5", "report r", "a cas value must be [old new]", files(**{"r__history.jsonl": CAS5})
+    ),
+    row(
+        "report-append-map-value",
+        "report r",
+        "an appended value must be a plain value",
+        files(
+            **{
+                "r__history.jsonl": APPEND_MAP,
+                "r__test.json": '{"test": {"workload": {"model": "list-append"}}}',
+            }
+        ),
     ),
     row("report-torn-middle", "report r", "not valid JSON", files(**{"r__history.jsonl": W0 + "{\n" + W1})),
     row("report-missing", "report nowhere", "does not exist"),

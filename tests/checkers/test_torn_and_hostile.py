@@ -7,6 +7,7 @@ damage anywhere else is bad input. Nesting is bounded so no file exhausts the st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from checkers.history import VALUE_DEPTH_MAX, HistoryFormatError, read_history
+from checkers.history import VALUE_DEPTH_MAX, HistoryFormatError, Op, read_history
 from checkers.models import UnsupportedOp
 from checkers.readers import read_jepsen_edn_lines, read_porcupine_log_lines
 
@@ -169,3 +170,26 @@ def test_ratchet_check_warns_on_stderr_and_checks_the_rest(
     assert f"{path}:3: the last line is torn" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert "VALID" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("1", '{"a":1}', "an appended value must be a plain value"),
+        ('{"k":1}', "1", "a key must be a plain value"),
+    ],
+)
+def test_append_values_that_cannot_be_compared_are_malformed(key: str, value: str, words: str) -> None:
+    from checkers.append import check_append
+
+    line = '{"index":%d,"time_ns":%d,"process":0,"type":"%s","f":"append","key":%s,"value":%s}'
+    ops = [Op.from_json(json.loads(line % (i, i + 1, t, key, value))) for i, t in enumerate(("invoke", "ok"))]
+    with pytest.raises(HistoryFormatError, match=words):
+        check_append(ops)
+
+
+def test_an_append_read_of_a_non_list_stays_the_systems_anomaly() -> None:
+    from checkers.append import check_append
+
+    ops = [Op(0, 1, 0, "invoke", "read", 1, None), Op(1, 2, 0, "ok", "read", 1, 5)]
+    assert check_append(ops)["anomaly_counts"] == {"phantom": 1}
