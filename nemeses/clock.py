@@ -152,6 +152,11 @@ class ClockControl:
         return self.directory / f"{node}.faketime"
 
     def env(self, node: str) -> dict[str, str]:
+        """The environment of a node process about to start. A skewed clock's line names the instant
+        the skew began, which a new process would start from: it is rewritten from now."""
+        setting = self.setting(node)
+        if setting.rate != 1.0 and not setting.frozen:
+            self.set(node, rate=setting.rate)
         return control_env(
             library=self.library, control_file=self.path(node), fake_monotonic=self.fake_monotonic
         )

@@ -243,3 +243,20 @@ def test_the_probe_shifts_a_real_child_and_refuses_a_library_that_does_not() -> 
     assert "does not shift a child's clock" in broken.detail and broken.how_to_enable
     reason = fault_refusal("clock", {"namespaces": probe_namespaces(), "libfaketime": broken})
     assert reason is not None and "needs libfaketime" in reason and "apt-get install libfaketime" in reason
+
+
+@needs_libfaketime
+def test_a_process_started_while_its_clock_is_skewed_continues_from_the_offset_reached(
+    tmp_path: Path,
+) -> None:
+    assert LIBRARY is not None
+    control = ClockControl(tmp_path, ["n1"], library=LIBRARY)
+    control.set("n1", offset_ms=0, rate=2.0)
+    time.sleep(1.0)  # the clock gains 1 s; a restarted node must not go back to the skew's start
+    proc = Child(control, "n1")
+    try:
+        wall, _ = proc.offsets_ms()
+        assert abs(wall - control.offset_ms("n1")) < TOLERANCE_MS
+        assert wall > 900
+    finally:
+        proc.close()
