@@ -28,7 +28,9 @@ advances the window with ``set_op_checkpoint`` after each durable checkpoint.
 Writes are staged (``write_prepare``) and made durable together by ``flush`` (group
 commit: all staged prepares, one sync, the affected header sectors merged, one sync), so
 a batch of N ops costs two fsyncs, not 2N. Nothing may be acknowledged before the
-``flush`` that returns its header.
+``flush`` that returns its header. The second sync is what keeps a lost or rotten
+acknowledged prepare from looking like a torn append, so it cannot be merged into the
+first or deferred to the next flush (docs/vr.md §2.2).
 
 Runtime reads (``read_prepare``) re-verify everything; a failure marks the slot faulty and
 dirty so the replica repairs it instead of serving or executing unverified bytes.
