@@ -42,6 +42,7 @@ PACKAGE_PROBES = {
     "python3-venv": lambda: sys.prefix != sys.base_prefix or shutil.which("python3") is not None,
     "nftables": lambda: shutil.which("nft") is not None,
     "iptables": lambda: shutil.which("iptables") is not None,
+    "iproute2": lambda: shutil.which("ip") is not None,
     "procps": lambda: shutil.which("ps") is not None,
     "fuse3": lambda: shutil.which("fusermount3") is not None,
     "libfaketime": lambda: bool(glob.glob("/usr/lib/*/faketime/libfaketime*.so*")),
