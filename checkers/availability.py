@@ -55,7 +55,9 @@ class _Index:
                 if op.f in WRITE_FS:
                     key = _key(op.key)
                     self.last_write_invoke[key] = max(op.time_ns, self.last_write_invoke.get(key, op.time_ns))
-                    self.first_write_invoke[key] = min(op.time_ns, self.first_write_invoke.get(key, op.time_ns))
+                    self.first_write_invoke[key] = min(
+                        op.time_ns, self.first_write_invoke.get(key, op.time_ns)
+                    )
                 continue
             self.times[op.type].append(op.time_ns)
             if op.type == "ok" and op.f in WRITE_FS:

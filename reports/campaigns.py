@@ -48,6 +48,7 @@ class Entry:
 
     label: str
     cells: dict[int, dict[str, Any]] = field(default_factory=dict)  # seed -> newest record
+    never_reached: set[str] | None = None  # classes no seed of the newest execution reached
     trends: dict[str, list[float]] = field(default_factory=dict)
     outcomes_by_build: dict[str, set[str]] = field(default_factory=dict)
 
@@ -111,6 +112,15 @@ def entries_of(executions: list[Execution]) -> list[Entry]:
                 value = record.get(key)
                 if isinstance(value, int | float):
                     figures.setdefault(key, []).append(float(value))
+        for label in {entry_label(r) for r in execution.document["runs"] if isinstance(r, dict)}:
+            missing = [
+                set(r["coverage_missing"])
+                for r in execution.document["runs"]
+                if isinstance(r, dict)
+                and entry_label(r) == label
+                and isinstance(r.get("coverage_missing"), list)
+            ]
+            entries[label].never_reached = set.intersection(*missing) if missing else None
         for label, figures in per_entry.items():
             for key, values in figures.items():
                 entries[label].trends.setdefault(key, []).append(sum(values) / len(values))

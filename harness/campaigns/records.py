@@ -43,6 +43,7 @@ class RunRecord:
     recover_s_max: float | None
     ops_per_s: float | None
     latency_ms_p99: float | None
+    coverage_missing: list[str] | None  # operation x state classes the run never reached (None: not measured)
     duration_s: float
     run_dir: str | None  # relative to the campaign directory
     report: str | None  # relative to the campaign directory
@@ -129,7 +130,10 @@ def _figures(results: dict[str, Any], elapsed_s: float | None) -> dict[str, Any]
         if isinstance(v, dict) and isinstance(v.get("p99_ms"), int | float)
     ]
     ops_per_s = round(ok / elapsed_s, 1) if elapsed_s and elapsed_s > 0 else None
+    coverage = results.get("coverage")
+    missing = coverage.get("missing") if isinstance(coverage, dict) else None
     return {
+        "coverage_missing": [str(m) for m in missing] if isinstance(missing, list) else None,
         "ok": ok,
         "fail": fail,
         "info": info,
@@ -205,6 +209,7 @@ def skipped_record(cell: Any, *, why: str) -> RunRecord:
         recover_s_max=None,
         ops_per_s=None,
         latency_ms_p99=None,
+        coverage_missing=None,
         duration_s=0.0,
         run_dir=None,
         report=None,

@@ -77,6 +77,7 @@ def test_a_campaign_runs_its_matrix_side_by_side_and_writes_json_and_junit(tmp_p
         assert json.loads((run / "results.json").read_text())["valid"] is True
         assert json.loads((run / "test.json").read_text())["seed"] == record["seed"]
         assert record["ok"] > 0 and record["ops"] == record["ok"] + record["fail"] + record["info"]
+        assert isinstance(record["coverage_missing"], list)  # read from results.json coverage
         assert record["reproduce"] == f"ratchet run --replay {run.resolve()}"
         assert_nothing_left(run)
     suite = ET.parse(directory / "junit.xml").getroot().find("testsuite")

@@ -24,6 +24,7 @@ def record(
         "latency_ms_p99": 20.0,
         "availability": 0.9,
         "recover_s_max": 1.5,
+        "coverage_missing": ["large-read", "cas-null-present"] if seed == 1 else ["large-read"],
         "run_dir": f"runs/{cell}-s{seed}/kill/20261201T000000",
         "report": f"runs/{cell}-s{seed}/kill/20261201T000000/report.html",
     }
@@ -85,6 +86,7 @@ def test_the_campaigns_page_shows_matrix_trends_and_flaky_entries(tmp_path: Path
     assert html.count("<polyline") == 8  # two entries x four figures, three executions each
     assert "120.0" in html  # the newest ops/s of kill
     assert html.index("20261203T020000") < html.index("20261201T020000")  # newest execution first
+    assert html.count(">large-read<") == 2  # the newest execution (seed 2) reached all but large-read
 
 
 def test_no_campaigns_no_page(tmp_path: Path) -> None:
