@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-import multiprocessing
 import os
 import threading
 import time
@@ -31,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from checkers.counterexample import counterexample, op_json
 from checkers.fastpath import unique_register_check
 from checkers.history import Op, Operation, PairedEvent, pair
 from checkers.models import Model, UnsupportedOp, get_model
@@ -162,9 +160,11 @@ def _run_all(
     global _FORKED_WORK
     total_ops = sum(len(ops) for _, ops in keyed)
     workers = min(processes, len(keyed))
+    small = workers <= 1 or total_ops < PARALLEL_OPS_MIN
+    if not small:
+        import multiprocessing  # only a history big enough to share out among processes needs it
     if (
-        workers <= 1
-        or total_ops < PARALLEL_OPS_MIN
+        small
         or "fork" not in multiprocessing.get_all_start_methods()
         or threading.active_count() > 1  # forking a threaded process can deadlock the child on a held lock
     ):
@@ -268,6 +268,8 @@ def _stuck_complete_index(outcome: KeyOutcome, by_id: dict[Any, dict[int, Operat
 def _failure(
     model: Model, outcome: KeyOutcome, operations: list[Operation], ce_time_s: float
 ) -> dict[str, Any]:
+    from checkers.counterexample import counterexample, op_json  # a failure's evidence only
+
     result = outcome.result
     if result is None or result.stuck_op is None:
         return {"key": _key_json(outcome.key), "first_unlinearizable": None, "counterexample": None}
@@ -298,6 +300,8 @@ def _unknown_json(outcome: KeyOutcome, by_id: dict[Any, dict[int, Operation]]) -
         "method": outcome.method,
     }
     if result is not None:
+        from checkers.counterexample import op_json
+
         out["reason"] = result.reason
         out["steps"] = result.steps
         out["linearizable_through_event"] = result.frontier

@@ -12,29 +12,43 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.metadata
+import importlib.util
 import os
-import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, TextIO
 
-from rich.console import Console
-from rich.text import Text
-
 import harness.commands
 from harness.errors import EXIT_BAD_INPUT, EXIT_UNKNOWN, BadInput
 
 
-def _command_modules() -> list[ModuleType]:
-    """Every module in harness.commands, in their declared ORDER."""
-    modules = [
-        importlib.import_module(f"harness.commands.{info.name}")
-        for info in pkgutil.iter_modules(harness.commands.__path__)
-        if not info.name.startswith("_")
+def _command_names() -> list[str]:
+    """The name of every command: each module in harness.commands is one, named as the module."""
+    import pkgutil
+
+    return [
+        info.name for info in pkgutil.iter_modules(harness.commands.__path__) if not info.name.startswith("_")
     ]
+
+
+def _command_modules(only: str | None = None) -> list[ModuleType]:
+    """The modules of harness.commands (just ``only`` when given), in their declared ORDER."""
+    names = [only] if only is not None else _command_names()
+    modules = [importlib.import_module(f"harness.commands.{name}") for name in names]
     return sorted(modules, key=lambda module: (getattr(module, "ORDER", 100), module.__name__))
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command the arguments name first, when it is one; None for --help, --version or a typo.
+
+    Importing only that command's module keeps start-up short (``ratchet check``
+    is run once per history file); the other paths need every command, to list
+    them or to suggest the nearest name.
+    """
+    name = argv[0] if argv else ""
+    known = name.isidentifier() and not name.startswith("_")
+    return name if known and importlib.util.find_spec(f"harness.commands.{name}") is not None else None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,17 +60,37 @@ class _Parser(argparse.ArgumentParser):
 
 def version() -> str:
     """The installed distribution's version (pyproject.toml is its one source)."""
+    import importlib.metadata  # only when asked: reading the metadata is a large share of start-up
+
     try:
         return importlib.metadata.version("ratchet")
     except importlib.metadata.PackageNotFoundError:
         return "unknown (not installed: run `pip install -e .` in the checkout)"
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """``--version``: like argparse's, but the version is looked up only when the flag is given."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        parser._print_message(f"ratchet {version()}\n", sys.stdout)
+        parser.exit()
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of the command ``only`` alone (the same parser for its arguments)."""
     parser = _Parser(prog="ratchet", description="Jepsen-style fault injection for a VR cluster.")
-    parser.add_argument("--version", action="version", version=f"ratchet {version()}")
+    parser.add_argument("--version", action=_VersionAction)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in _command_modules():
+    for module in _command_modules(only):
         module.register(subparsers)
     return parser
 
@@ -125,9 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    err = Console(stderr=True)
     try:
-        parser = build_parser()
+        parser = build_parser(_named_command(sys.argv[1:] if argv is None else argv))
         try:
             args = parser.parse_args(argv)
         except SystemExit as exc:  # --help and --version print, then end the command successfully
@@ -137,19 +170,24 @@ def _main(argv: Sequence[str] | None) -> int:
             return EXIT_BAD_INPUT
         return int(args.handler(args))
     except BadInput as exc:
-        err.print(Text("error: ", style="bold red") + Text(exc.paragraph()), soft_wrap=True)
+        _print_error("error: ", exc.paragraph())
         return EXIT_BAD_INPUT
     except Exception as exc:  # a bug in Ratchet: never let Python's exit 1 read as "anomaly"
         where = _crash_log(argv)
-        err.print(
-            Text("internal error: ", style="bold red")
-            + Text(
-                f"{type(exc).__name__}: {exc}. This is a bug in Ratchet, not a verdict on the system "
-                f"under test (exit 2, unknown); {where}."
-            ),
-            soft_wrap=True,
+        _print_error(
+            "internal error: ",
+            f"{type(exc).__name__}: {exc}. This is a bug in Ratchet, not a verdict on the system "
+            f"under test (exit 2, unknown); {where}.",
         )
         return EXIT_UNKNOWN
+
+
+def _print_error(lead: str, paragraph: str) -> None:
+    """One paragraph on stderr, its lead in bold red on a terminal (rich only here, off the valid path)."""
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=True).print(Text(lead, style="bold red") + Text(paragraph), soft_wrap=True)
 
 
 def _crash_log(argv: Sequence[str] | None) -> str:

@@ -13,13 +13,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import sys
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.table import Table
-from rich.text import Text
 
 from harness.errors import BadInput, exit_code_for_validity
 
@@ -105,13 +102,16 @@ def register(subparsers: Any) -> None:
 
 def _read(args: argparse.Namespace) -> list[Any]:
     from checkers.history import HistoryFormatError, read_history
-    from harness import verdict
 
     path = Path(args.history)
     if path.is_dir() and (path / "history.jsonl").is_file():
         path = path / "history.jsonl"  # a stored run directory
         args.history = str(path)
-    args.run_dir = path.parent if path.name == "history.jsonl" and verdict.is_run_dir(path.parent) else None
+    args.run_dir = None
+    if path.name == "history.jsonl" and (path.parent / "test.json").is_file():
+        from harness import verdict  # (it brings the whole checker and the run report: only for a run)
+
+        args.run_dir = path.parent if verdict.is_run_dir(path.parent) else None
     if not path.is_file():
         raise BadInput(
             f"history file {str(path)!r} does not exist (or is not a file); give the path to a "
@@ -165,18 +165,23 @@ def _no_operations(format: str | None) -> str:
 def _model(args: argparse.Namespace, format: str) -> Any:
     """The model, with the register semantics of the history's source unless overridden."""
     from checkers.compose import LIST_APPEND
-    from checkers.edn import EdnError, loads
     from checkers.models import get_model
-    from checkers.readers import plain
-    from harness import verdict
 
     if args.model is None:
-        args.model = verdict.model_of(args.run_dir) if args.run_dir is not None else "cas-register"
+        if args.run_dir is not None:
+            from harness import verdict
+
+            args.model = verdict.model_of(args.run_dir)
+        else:
+            args.model = "cas-register"
     if args.model == LIST_APPEND:
         return LIST_APPEND  # judged by checkers.append, no register semantics to choose
     knossos = format == "edn"
     initial: Any = 0 if knossos else None
     if args.initial is not None:
+        from checkers.edn import EdnError, loads
+        from checkers.readers import plain
+
         try:
             initial = plain(loads(args.initial))
         except EdnError as exc:
@@ -233,21 +238,21 @@ def run(args: argparse.Namespace) -> int:
             target.write_text(json.dumps(results, indent=2, default=_json_default) + "\n", encoding="utf-8")
         except OSError as exc:
             raise BadInput(f"cannot write results.json: {exc.strerror}.", where=str(target)) from None
-    console = Console(markup=False, soft_wrap=True)  # keys and values are data, never markup
+    console = _Lines()  # keys and values are data, never markup
     _print(console, args.history, results)
     _print_run_end(console, results)
     return exit_code_for_validity(results["valid"])
 
 
-def _print_run_end(console: Console, results: dict[str, Any]) -> None:
+def _print_run_end(console: _Lines, results: dict[str, Any]) -> None:
     """For a stored run that did not complete: why its verdict stays unknown whatever the history says."""
-    from reports.run import unfinished_reason
-
     if "completed" not in results:
         return
+    from reports.run import unfinished_reason
+
     reason = unfinished_reason(results)
     if reason is not None:
-        console.print(Text(f"the run's verdict stays unknown: {reason}", style="bold yellow"))
+        console.print(console.styled(f"the run's verdict stays unknown: {reason}", "bold yellow"))
 
 
 def _json_default(value: Any) -> Any:
@@ -256,15 +261,77 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
+class _ProgressHandler(logging.Handler):
+    """The checkers' progress on stderr through rich's log handler, imported at the first record.
+
+    A small check logs nothing, so it never pays for importing rich.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rich: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._rich is None:
+            from rich.console import Console
+            from rich.logging import RichHandler
+
+            self._rich = RichHandler(console=Console(stderr=True), show_path=False)
+        self._rich.emit(record)
+
+
 def _progress_to_stderr() -> None:
     logger = logging.getLogger("checkers")
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        handler = RichHandler(console=Console(stderr=True), show_path=False)
-        logger.addHandler(handler)
+    if not any(isinstance(h, _ProgressHandler) for h in logger.handlers):
+        logger.addHandler(_ProgressHandler())
     logger.setLevel(logging.INFO)
 
 
-def _print(console: Console, history: str, results: dict[str, Any]) -> None:
+# The styles the verdict uses, as ANSI SGR codes.
+_ANSI = {"bold green": "1;32", "bold red": "1;31", "bold yellow": "1;33", "green": "32", "yellow": "33"}
+# What rich drops from printed text (bell, backspace, vertical tab, form feed, carriage return).
+_CONTROL = str.maketrans("", "", "\x07\x08\x0b\x0c\x0d")
+
+
+def _colour_wanted() -> bool:
+    """Colour on a terminal, as rich decides it: FORCE_COLOR and NO_COLOR win; a dumb TERM has none."""
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    if os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _Lines:
+    """The verdict's lines on stdout, as plain text (styled with ANSI codes on a colour terminal).
+
+    Writing them directly keeps rich, a large import, off the start-up of every
+    check; it is imported only to draw a counterexample's table.
+    """
+
+    def __init__(self) -> None:
+        self.colour = _colour_wanted()
+
+    def styled(self, text: str, style: str) -> str:
+        text = text.translate(_CONTROL)
+        return f"\x1b[{_ANSI[style]}m{text}\x1b[0m" if self.colour else text
+
+    def print(self, text: str) -> None:
+        sys.stdout.write(text.translate(_CONTROL) + "\n")
+
+    def table(self, table: Any) -> None:
+        from rich.console import Console
+
+        sys.stdout.flush()
+        Console(markup=False, soft_wrap=True).print(table)
+
+
+def _print(console: _Lines, history: str, results: dict[str, Any]) -> None:
     valid = results["valid"]
     if "linearizable" not in results["checkers"]:
         _print_append(console, history, results)
@@ -274,7 +341,7 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
     word = {True: "VALID", False: "NOT LINEARIZABLE" if lin["valid"] is False else "ANOMALY"}.get(
         valid, "UNKNOWN"
     )
-    console.print(Text(f"{word}", style=style) + Text(f"  {history}"))
+    console.print(console.styled(word, style) + f"  {history}")
     console.print(
         f"model {lin['model']} (initial {lin['initial']!r}, nil reads {lin['nil_reads']}), {lin['op_count']} operations ({lin['open_ended_op_count']} open-ended) "
         f"over {lin['key_count']} key(s), checked in {lin['seconds']:.3f} s ({', '.join(lin['methods']) or '-'})"
@@ -303,42 +370,46 @@ def _print(console: Console, history: str, results: dict[str, Any]) -> None:
         )
     )
     if stats["never_succeeded"]:
-        console.print(Text(f"note: never succeeded: {', '.join(stats['never_succeeded'])}", style="yellow"))
+        console.print(
+            console.styled(f"note: never succeeded: {', '.join(stats['never_succeeded'])}", "yellow")
+        )
     _print_convergence(console, results)
 
 
-def _print_convergence(console: Console, results: dict[str, Any]) -> None:
+def _print_convergence(console: _Lines, results: dict[str, Any]) -> None:
     entry = results["checkers"].get("convergence")
     if isinstance(entry, dict):
         style = {True: "green", False: "bold red"}.get(entry.get("valid"), "yellow")
-        console.print(Text(f"convergence: {entry.get('summary', '')}", style=style))
+        console.print(console.styled(f"convergence: {entry.get('summary', '')}", style))
 
 
-def _print_append(console: Console, history: str, results: dict[str, Any]) -> None:
+def _print_append(console: _Lines, history: str, results: dict[str, Any]) -> None:
     valid = results["valid"]
     entry = results["checkers"]["append"]
     style = {True: "bold green", False: "bold red"}.get(valid, "bold yellow")
     word = {True: "VALID", False: "ANOMALY"}.get(valid, "UNKNOWN")
-    console.print(Text(word, style=style) + Text(f"  {history}"))
+    console.print(console.styled(word, style) + f"  {history}")
     console.print(
-        Text(f"model list-append, {entry.get('op_count')} operations over {entry.get('key_count')} key(s)")
+        f"model list-append, {entry.get('op_count')} operations over {entry.get('key_count')} key(s)"
     )
     first = entry.get("first_anomaly")
     if entry.get("valid") is False and isinstance(first, dict):
-        console.print(Text(f"key {entry.get('key')!r}: {first.get('kind')}: {first.get('explanation')}"))
+        console.print(f"key {entry.get('key')!r}: {first.get('kind')}: {first.get('explanation')}")
         counts = entry.get("anomaly_counts") or {}
-        console.print(Text("anomalies: " + ", ".join(f"{k} {v}" for k, v in counts.items())))
+        console.print("anomalies: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     _print_convergence(console, results)
 
 
-def _print_failure(console: Console, lin: dict[str, Any]) -> None:
+def _print_failure(console: _Lines, lin: dict[str, Any]) -> None:
+    from rich.table import Table
+
     from checkers.models.base import show
 
     first = lin["first_unlinearizable"]
     ce = lin["counterexample"]
     where = "" if lin["key"] is None else f"key {lin['key']!r}: "
     console.print(f"{where}first op that cannot be linearized: history index {first['complete_index']}")
-    console.print(Text(ce["explanation"]))
+    console.print(ce["explanation"])
     table = Table(title="minimal counterexample" + ("" if ce["minimal"] else " (shrinking stopped early)"))
     for column in ("op", "process", "f", "in", "out", "outcome", "history index"):
         table.add_column(column)
@@ -352,14 +423,14 @@ def _print_failure(console: Console, lin: dict[str, Any]) -> None:
             op["outcome"],
             f"{op['invoke_index']}->{op['complete_index'] if op['complete_index'] is not None else '...'}",
         )
-    console.print(table)
+    console.table(table)
     console.print("orders tried (each ends where it gets stuck):")
     for order in ce["orders"]:
-        console.print(Text(f"  - {order['explanation']}"))
+        console.print(f"  - {order['explanation']}")
 
 
-def _print_unknown(console: Console, lin: dict[str, Any]) -> None:
-    console.print(Text(f"could not decide: {lin.get('reason') or 'budget'}", style="yellow"))
+def _print_unknown(console: _Lines, lin: dict[str, Any]) -> None:
+    console.print(console.styled(f"could not decide: {lin.get('reason') or 'budget'}", "yellow"))
     for entry in lin.get("unknown_keys", [])[:5]:
         console.print(
             f"  key {entry['key']!r}: {entry.get('reason')}; linearizable through history event "
