@@ -10,6 +10,18 @@ The claim it measures (issue: each bug found in at least 8 of 10 seeds, no false
 
 Runs are sequential (each is a whole cluster); stores go to a temporary directory unless
 ``--store`` is given.
+
+Measured on a shared 2-core machine (Debian 12, libfaketime 0.9.10), seeds 1-10, 30 s runs:
+
+    clock-pause-primary with lease-read-wall-clock: 10 of 10 seeds found an anomaly; 79 s per run
+    clock-pause-primary with correct: 0 of 10 seeds found an anomaly (valid 10); 72 s per run
+    dvc-chain with dvc-highest-op: 10 of 10 seeds found an anomaly (convergence); 100 s per run
+    dvc-chain with correct: 0 of 10 seeds found an anomaly (valid 10); 51 s per run
+
+Controls (the fault shape is what finds each bug): clock-pause-primary with ``--nemesis
+partition`` (no clock fault) and the lease bug: valid on seeds 1-3; partition-primary with
+``--clients nodes --concurrency 20 --nemesis-interval 3`` (plain primary isolations, no chain)
+and dvc-highest-op: valid on seeds 1-3.
 """
 
 from __future__ import annotations
