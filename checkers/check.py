@@ -25,7 +25,7 @@ DEFAULT_MODEL = "cas-register"
 def _test_settings(run_dir: Path) -> tuple[str, float]:
     try:
         data = json.loads((run_dir / "test.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deep to decode
         return DEFAULT_MODEL, CHECK_BUDGET_S_MIN
     test = data.get("test", {}) if isinstance(data, dict) else {}
     workload = test.get("workload", {}) if isinstance(test, dict) else {}

@@ -41,7 +41,7 @@ def recorded(results_path: Path) -> dict[str, Any] | None:
     """What the run wrote in results.json; None when there is none (or it is not a JSON object)."""
     try:
         value = json.loads(results_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deep to decode
         return None
     return value if isinstance(value, dict) else None
 
@@ -92,6 +92,6 @@ def model_of(run_dir: Path) -> str:
     try:
         data = json.loads((run_dir / "test.json").read_text(encoding="utf-8"))
         model = data["test"]["workload"]["model"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return DEFAULT_MODEL
     return model if isinstance(model, str) and model else DEFAULT_MODEL

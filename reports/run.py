@@ -159,7 +159,7 @@ def _read_json_object(path: Path, warnings: list[str]) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         warnings.append(f"{path.name} is not valid JSON: {exc}")
         return {}
     if not isinstance(value, dict):

@@ -488,3 +488,27 @@ def test_a_bug_in_ratchet_is_exit_2_with_the_traceback_in_a_file(
     (log,) = tmp_path.glob("ratchet-crash-*.log")
     assert str(log) in err
     assert "raise KeyError" in log.read_text()
+
+
+@pytest.mark.parametrize("name", ["test.json", "results.json"])
+@pytest.mark.parametrize("command", [["report"], ["report", "--no-check"], ["check"]])
+def test_a_stored_json_nested_too_deep_is_read_as_absent_not_a_crash(
+    tmp_path: Path, name: str, command: list[str]
+) -> None:
+    """test.json and results.json are Ratchet's own files; one nested 5,000 deep was edited by hand or
+    damaged. Python's JSON decoder raises RecursionError (not ValueError) for it: every reader treats
+    it like any unreadable copy, so the command ends with a verdict code, never an internal error."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "history.jsonl").write_text(W0 + W1)
+    (run / name).write_text("[" * 5000)
+    proc = subprocess.run(
+        [*ratchet(), *command[:1], str(run), *command[1:]],
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+        env={**os.environ, "COLUMNS": "400"},
+    )
+    assert proc.returncode in (0, 2), proc.stderr
+    assert "internal error" not in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -93,7 +93,7 @@ def report(args: argparse.Namespace) -> int:
     if args.no_check:
         try:
             results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: nested too deep to decode
             results = {"valid": "unknown"}
     else:
         results = recheck(run_dir)
