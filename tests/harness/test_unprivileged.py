@@ -147,10 +147,21 @@ def test_doctor_offers_partition_and_loss_to_an_unprivileged_user(unprivileged: 
     run, _ = unprivileged
     proc = run("-m", "harness.cli", "doctor", timeout_s=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = {line.split("│")[1].strip(): line for line in proc.stdout.splitlines() if line.count("│") >= 3}
+    # The table wraps long cells onto rows whose first cell is blank: join each column's pieces.
+    rows: dict[str, list[str]] = {}
+    name = ""
+    for line in proc.stdout.splitlines():
+        if line.count("│") < 3:
+            continue
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        name = cells[0] or name
+        if cells[0]:
+            rows[name] = cells[1:]
+        elif name:
+            rows[name] = [f"{had} {more}".strip() for had, more in zip(rows[name], cells[1:], strict=True)]
     for fault in ("partition", "loss"):
-        assert "yes" in lines[fault], lines[fault]
-    assert "as an unprivileged user" in lines["packet-filter"]
+        assert rows[fault][0] == "yes", rows[fault]
+    assert any("as an unprivileged user" in cell for cell in rows["packet-filter"]), rows["packet-filter"]
 
 
 def test_partition_and_loss_run_valid_as_an_unprivileged_user(unprivileged: tuple[Runner, Path]) -> None:
