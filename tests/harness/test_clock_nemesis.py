@@ -116,10 +116,12 @@ def test_a_running_process_follows_bump_freeze_skew_and_reset(child: tuple[Clock
     control.set("n1", offset_ms=0, rate=2.0)
     first, _ = proc.offsets_ms()
     time.sleep(0.5)
+    before = control.offset_ms("n1")
     second, _ = proc.offsets_ms()
+    after = control.offset_ms("n1")
     assert abs(first) < TOLERANCE_MS, "changing the rate does not make the clock jump"
-    assert 400 < second - first < 500 + TOLERANCE_MS, "at x2 the clock gains 0.5 s in 0.5 s"
-    assert abs(control.offset_ms("n1") - second) < TOLERANCE_MS, "the controller's own account agrees"
+    assert second - first > 400, "at x2 the clock gains at least 0.5 s in 0.5 s"
+    assert before - TOLERANCE_MS < second < after + TOLERANCE_MS, "the controller's own account agrees"
 
     assert control.reset_all() == ["n1"]
     wall, _ = proc.offsets_ms()
@@ -255,8 +257,10 @@ def test_a_process_started_while_its_clock_is_skewed_continues_from_the_offset_r
     time.sleep(1.0)  # the clock gains 1 s; a restarted node must not go back to the skew's start
     proc = Child(control, "n1")
     try:
+        before = control.offset_ms("n1")
         wall, _ = proc.offsets_ms()
-        assert abs(wall - control.offset_ms("n1")) < TOLERANCE_MS
+        after = control.offset_ms("n1")  # at x2 the offset grows while the child answers
+        assert before - TOLERANCE_MS < wall < after + TOLERANCE_MS
         assert wall > 900
     finally:
         proc.close()
