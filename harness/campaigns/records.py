@@ -169,12 +169,7 @@ def record_from_run_dir(
         f"ratchet run --replay {run_dir}" if run_dir else "ratchet " + " ".join(cell.run_argv(store=store))
     )
     return RunRecord(
-        id=cell.id,
-        index=cell.index,
-        scenario=cell.run.scenario,
-        seed=cell.seed,
-        bug=cell.run.bug,
-        expect=cell.run.expect,
+        **_cell_fields(cell),
         verdict=verdict,
         outcome=outcome_of(verdict, cell.run.expect),
         exit_code=exit_code,
@@ -190,31 +185,30 @@ def record_from_run_dir(
 
 def skipped_record(cell: Any, *, why: str) -> RunRecord:
     return RunRecord(
-        id=cell.id,
-        index=cell.index,
-        scenario=cell.run.scenario,
-        seed=cell.seed,
-        bug=cell.run.bug,
-        expect=cell.run.expect,
+        **_cell_fields(cell),
         verdict="not-run",
         outcome="skipped",
         exit_code=None,
         reason=why,
         anomaly="",
-        ops=0,
-        ok=0,
-        fail=0,
-        info=0,
-        availability=None,
-        recover_s_max=None,
-        ops_per_s=None,
-        latency_ms_p99=None,
-        coverage_missing=None,
         duration_s=0.0,
         run_dir=None,
         report=None,
         reproduce="ratchet " + " ".join(cell.run_argv(store=Path("store"))),
+        **_figures({}, None),
     )
+
+
+def _cell_fields(cell: Any) -> dict[str, Any]:
+    """What a record says of the cell itself, run or not."""
+    return {
+        "id": cell.id,
+        "index": cell.index,
+        "scenario": cell.run.scenario,
+        "seed": cell.seed,
+        "bug": cell.run.bug,
+        "expect": cell.run.expect,
+    }
 
 
 def campaign_exit_code(records: list[RunRecord], *, interrupted: bool) -> int:
