@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from checkers.edn import EdnError, EdnList, Keyword, Located, Symbol, dumps, load_elements, loads
+from checkers.fastedn import read_regular
 from checkers.history import (
     COMPLETION_TYPES,
     OP_TYPES,
@@ -167,6 +168,12 @@ def read_jepsen_edn_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[
     when the lines before it read on their own (one op map per line, cut mid-write).
     """
     body, tail = _read_text(path)
+    regular = read_regular(body + tail)
+    if regular is not None:  # the common shape, read directly; anything else by the general reader
+        ops, lines = regular
+        if _is_independent(ops):
+            ops = [_split_tuple(op) for op in ops]
+        return ops, lines
     try:
         elements = load_elements(body + tail)
     except EdnError as exc:

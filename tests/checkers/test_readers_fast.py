@@ -1,8 +1,9 @@
 """The fast readers read exactly what the general ones read.
 
 history.jsonl is decoded by msgspec first, and by the standard library (field by
-field) for any line msgspec refuses; these tests run both on the same files and
-compare the ops, line numbers and errors.
+field) for any line msgspec refuses; Jepsen EDN of the regular shape is read by
+checkers.fastedn, anything else by the general EDN reader. These tests run both
+ways on the same files and compare the ops, line numbers and errors.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checkers import history
+from checkers import fastedn, history, readers
 from checkers.history import HistoryFormatError, read_jsonl_lines
+from checkers.readers import read_jepsen_edn_lines
 
 
 class _RefuseAll:
@@ -103,3 +105,113 @@ def test_jsonl_fast_path_matches_on_the_corpus_and_generated_histories(
     corpus = Path(__file__).resolve().parents[1] / "data" / "corpus"
     for jsonl in sorted(corpus.rglob("*.jsonl")):
         assert _outcome(jsonl) == _general(jsonl, monkeypatch), jsonl
+
+
+# --- Jepsen EDN: the regular-shape reader against the general reader ---------------------------
+
+
+def _edn_outcome(path: Path) -> object:
+    try:
+        return read_jepsen_edn_lines(path)
+    except HistoryFormatError as exc:
+        return ("error", str(exc))
+
+
+def _edn_general(path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    with monkeypatch.context() as patch:
+        patch.setattr(readers, "read_regular", lambda text: None)
+        return _edn_outcome(path)
+
+
+_keywords = st.sampled_from(
+    [":invoke", ":ok", ":fail", ":info", ":read", ":write", ":cas", ":nemesis", ":a/b", ":x.y-z?", ":nil"]
+)
+_atoms = st.one_of(
+    _keywords,
+    st.integers(-(2**70), 2**70).map(str),
+    st.sampled_from(["nil", "true", "false", "-0", "007", "1.5", "sym", '"s"', "\\c", "1N", ":"]),
+)
+
+
+def _vector(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.tuples(st.lists(inner, max_size=3), st.sampled_from([" ", ", ", ",", "  "])).map(
+        lambda parts: "[" + parts[1].join(parts[0]) + "]"
+    )
+
+
+_edn_values = st.recursive(_atoms, _vector, max_leaves=5)
+_edn_keys = st.sampled_from(
+    [":index", ":time", ":type", ":process", ":f", ":value", ":error", ":node", ":sub"]
+)
+_regular_map = st.fixed_dictionaries(
+    {
+        ":type": st.sampled_from([":invoke", ":ok", ":fail", ":info"]),
+        ":f": st.sampled_from([":read", ":write", ":cas"]),
+        ":process": st.integers(0, 4).map(str),
+    },
+    optional={
+        ":value": _edn_values,
+        ":time": st.integers(0, 10**12).map(str),
+        ":index": st.integers(0, 99).map(str),
+    },
+)
+_any_map = st.dictionaries(_edn_keys, _edn_values, max_size=7)
+
+
+def _map_text(fields: dict[str, str], separator: str) -> str:
+    return "{" + separator.join(f"{k} {v}" for k, v in fields.items()) + "}"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    maps=st.lists(st.one_of(_regular_map, _regular_map, _any_map), max_size=6),
+    separator=st.sampled_from([", ", " ", ",", " ,  "]),
+    wrapped=st.booleans(),
+    blank=st.booleans(),
+    end=st.sampled_from(["\n", "", " \n\n"]),
+)
+def test_edn_regular_reader_matches_the_general_reader(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    maps: list[dict[str, str]],
+    separator: str,
+    wrapped: bool,
+    blank: bool,
+    end: str,
+) -> None:
+    lines = [_map_text(m, separator) for m in maps]
+    if blank and lines:
+        lines.insert(len(lines) // 2, "")
+    text = "\n ".join(lines)
+    if wrapped:
+        text = "[" + text + "]"
+    path = tmp_path / "h.edn"
+    path.write_text(text + end, encoding="utf-8")
+    assert _edn_outcome(path) == _edn_general(path, monkeypatch)
+
+
+def test_edn_regular_reader_takes_jepsen_and_knossos_shapes_and_matches_on_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import random
+
+    from checkers.generate import linearizable_history
+    from checkers.readers import write_edn
+
+    ops = linearizable_history(
+        random.Random(5), op_count=2_000, keys=8, processes=10, info_fraction=0.05, cas_fraction=0.5
+    )
+    jepsen = tmp_path / "history.edn"
+    write_edn(ops, jepsen)
+    assert fastedn.read_regular(jepsen.read_text()) is not None  # the fast reader takes it
+    assert _edn_outcome(jepsen) == _edn_general(jepsen, monkeypatch)
+    knossos = tmp_path / "knossos.edn"
+    knossos.write_text("[" + "\n ".join(jepsen.read_text().splitlines()) + "]\n")
+    assert fastedn.read_regular(knossos.read_text()) is not None
+    assert _edn_outcome(knossos) == _edn_general(knossos, monkeypatch)
+    corpus = Path(__file__).resolve().parents[1] / "data" / "corpus"
+    taken = 0
+    for edn in sorted(corpus.rglob("*.edn")):
+        taken += fastedn.read_regular(edn.read_text(encoding="utf-8", errors="replace")) is not None
+        assert _edn_outcome(edn) == _edn_general(edn, monkeypatch), edn
+    assert taken > 0
