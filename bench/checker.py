@@ -2,6 +2,8 @@
 
     python bench/checker.py            # corpus + 10k/100k/1M, 0% and 50% cas
     python bench/checker.py --quick    # corpus + 10k/100k only
+    python bench/checker.py --big 1000000 --no-corpus --sizes   # the 1M-op EDN/JSONL cases only
+    python bench/checker.py --general-readers ...   # the same with the general readers (for comparison)
 
 Corpus: every file in tests/data/corpus/MANIFEST.tsv read and checked (all
 checkers, as ``ratchet check`` does) in this one process; total, median, max,
@@ -11,6 +13,13 @@ Generated: linearizable histories (unique values, 8 keys, 10 processes, 5%
 info) written as history.jsonl, then read and checked (every checker, as
 ``ratchet check`` runs them) in a fresh child process, so its peak RSS (and
 its workers') is the check's own.
+
+Big (``--big N``, default 100k and 1M): one history of N ops (unique values,
+8 keys, 5% info, 50% cas) written as history.jsonl and as Jepsen EDN, each
+valid and invalid (one read in the middle returns a value its key held twenty
+writes earlier), read and checked in a child process: time and peak RSS.
+``--general-readers`` turns off the fast JSONL decoder and the regular-shape
+EDN reader in every process, for a before/after in one session.
 """
 
 from __future__ import annotations
@@ -32,6 +41,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 CORPUS = REPO / "tests" / "data" / "corpus"
+
+
+def use_general_readers() -> None:
+    """Read with the standard library's JSON decoder and the general EDN reader only."""
+    import msgspec
+
+    from checkers import history, readers
+
+    class _RefuseAll:
+        @staticmethod
+        def decode(line: str) -> None:
+            raise msgspec.DecodeError("refused")
+
+    history._FAST_DECODER = _RefuseAll()  # type: ignore[assignment]
+    readers.read_regular = lambda text: None  # type: ignore[assignment]
 
 
 def bench_corpus() -> None:
@@ -58,6 +82,16 @@ def bench_corpus() -> None:
     )
     for t, name, op_count in sorted(timings, reverse=True)[:5]:
         print(f"  {t * 1e3:7.1f} ms  {op_count:5d} ops  {name}")
+    knossos = [(t, name) for t, name, _ in timings if name.startswith("knossos")]
+    read_s = 0.0
+    for _, name in knossos:
+        t0 = time.perf_counter()
+        read_history(CORPUS / name)
+        read_s += time.perf_counter() - t0
+    print(
+        f"  knossos: {len(knossos)} EDN files read and checked in {sum(t for t, _ in knossos) * 1e3:.0f} ms "
+        f"(reading alone, again: {read_s * 1e3:.0f} ms)"
+    )
 
 
 def write_generated(path: Path, op_count: int, cas_fraction: float) -> float:
@@ -78,10 +112,13 @@ def write_generated(path: Path, op_count: int, cas_fraction: float) -> float:
     return time.perf_counter() - t0
 
 
-def check_one(path: str) -> None:
+def check_one(path: str, general_readers: bool = False) -> None:
     """Child process: read and check one history, print figures as JSON."""
     from checkers.compose import check_history
     from checkers.history import read_history
+
+    if general_readers:
+        use_general_readers()
 
     t0 = time.perf_counter()
     ops = read_history(path)
@@ -143,22 +180,106 @@ def bench_generated(sizes: list[int]) -> None:
                 path.unlink()
 
 
+def _stale_read(ops: list, lag_writes: int = 20) -> list:
+    """The history with one ok read, about halfway, returning a value its key held ``lag_writes`` writes before."""
+    from checkers.history import Op
+
+    written: dict = {}
+    for position in range(len(ops) // 2, len(ops)):
+        op = ops[position]
+        if op.type == "ok" and op.f == "read" and len(written.get(op.key, ())) > lag_writes:
+            stale = written[op.key][-lag_writes - 1]
+            if stale != op.value:
+                changed = list(ops)
+                changed[position] = Op(
+                    op.index, op.time_ns, op.process, op.type, op.f, op.key, stale, op.error, op.node
+                )
+                return changed
+        if op.type == "ok" and op.f == "write":
+            written.setdefault(op.key, []).append(op.value)
+        elif op.type == "ok" and op.f == "cas":
+            written.setdefault(op.key, []).append(op.value[1])
+    raise RuntimeError("no read to make stale")
+
+
+def bench_big(sizes: list[int], general_readers: bool) -> None:
+    from checkers.generate import linearizable_history
+    from checkers.readers import write_edn
+
+    with tempfile.TemporaryDirectory(prefix="ratchet-bench-") as tmp:
+        for op_count in sizes:
+            t0 = time.perf_counter()
+            valid = linearizable_history(
+                random.Random(op_count),
+                op_count=op_count,
+                keys=8,
+                processes=10,
+                info_fraction=0.05,
+                cas_fraction=0.5,
+            )
+            histories = {"valid": valid, "invalid": _stale_read(valid)}
+            gen_s = time.perf_counter() - t0
+            for verdict, ops in histories.items():
+                for fmt in ("jsonl", "edn"):
+                    path = Path(tmp) / f"h-{op_count}-{verdict}.{fmt}"
+                    if fmt == "edn":
+                        write_edn(ops, path)
+                    else:
+                        with path.open("w", encoding="utf-8") as file:
+                            for op in ops:
+                                file.write(json.dumps(op.to_json(), separators=(",", ":")) + "\n")
+                    command = [sys.executable, __file__, "--one", str(path)]
+                    proc = subprocess.run(
+                        command + (["--general-readers"] if general_readers else []),
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                        timeout=3600,
+                        cwd=REPO,
+                    )
+                    fig = json.loads(proc.stdout.strip().splitlines()[-1])
+                    print(
+                        f"big {op_count:>9,} ops {fmt:5s} {verdict:7s}: read {fig['read_s']:6.2f} s + check "
+                        f"{fig['check_s']:6.2f} s = {fig['read_s'] + fig['check_s']:6.2f} s; peak "
+                        f"{fig['self_peak_mb']:.0f} MB (workers {fig['worker_peak_mb']:.0f} MB); valid={fig['valid']}"
+                        f"{' (general readers)' if general_readers else ''} (generated in {gen_s:.1f} s)"
+                    )
+                    path.unlink()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="skip the 1M-op histories")
-    parser.add_argument("--sizes", type=int, nargs="+", metavar="N", help="only these generated sizes")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", metavar="N", help="only these generated sizes (none: skip them)"
+    )
     parser.add_argument("--no-corpus", action="store_true", help="skip the corpus")
+    parser.add_argument(
+        "--big",
+        type=int,
+        nargs="*",
+        metavar="N",
+        help="EDN and JSONL cases, valid and invalid (default 100k 1M)",
+    )
+    parser.add_argument(
+        "--general-readers", action="store_true", help="read with the general JSON and EDN readers only"
+    )
     parser.add_argument("--one", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        check_one(args.one)
+        check_one(args.one, args.general_readers)
         return
-    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    if args.general_readers:
+        use_general_readers()
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load {os.getloadavg()[0]:.1f}")
     if not args.no_corpus:
         bench_corpus()
-    bench_generated(args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]))
+    if args.sizes != []:
+        bench_generated(args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]))
+    if args.big is not None or not args.quick:
+        bench_big(args.big or [100_000, 1_000_000], args.general_readers)
 
 
 if __name__ == "__main__":
