@@ -95,6 +95,7 @@ def load_run(run_dir: Path) -> Run:
     results = _read_json_object(run_dir / "results.json", warnings)
     if not results:
         results = {"valid": "unknown", "checkers": {}, "completed": False, "reason": DID_NOT_FINISH}
+    results = _typed_results(results, warnings)
     ops: list[Op] = []
     history = run_dir / "history.jsonl"
     if history.is_file():
@@ -119,6 +120,30 @@ def load_run(run_dir: Path) -> Run:
     else:
         warnings.append("history.jsonl is missing, so the timeline and plots are empty")
     return Run(run_dir, test, results, ops, warnings)
+
+
+# results.json fields the report reads, and the type each must have (contracts §5).
+RESULTS_FIELD_TYPES: dict[str, type] = {
+    "checkers": dict,
+    "teardown": list,
+    "teardown_errors": list,
+    "node_exits": list,
+}
+
+
+def _typed_results(results: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """A results.json field of the wrong type is dropped with a warning, so the rest still renders."""
+    typed = dict(results)
+    for name, kind in RESULTS_FIELD_TYPES.items():
+        if name in typed and not isinstance(typed[name], kind):
+            warnings.append(
+                f"results.json: {name} should be a {kind.__name__}, not {type(typed[name]).__name__}; ignored"
+            )
+            typed[name] = kind()
+    if not all(isinstance(v, dict) for v in typed.get("checkers", {}).values()):
+        warnings.append("results.json: a checkers entry is not an object; those entries are ignored")
+        typed["checkers"] = {k: v for k, v in typed["checkers"].items() if isinstance(v, dict)}
+    return typed
 
 
 def torn_tail_bytes(path: Path) -> int:

@@ -91,6 +91,21 @@ def test_missing_results_and_test_give_an_unknown_report_with_warnings(tmp_path:
     assert "test.json does not record the command line" in html
 
 
+def test_results_fields_of_the_wrong_type_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    results = {
+        "valid": False,
+        "checkers": {"linearizable": 5},
+        "teardown": "x",
+        "teardown_errors": True,
+        "node_exits": {},
+    }
+    run = write_run(tmp_path / "s" / "x" / "20261122T030000", partition_history(), results=results, test=TEST)
+    html = write_run_report(run).read_text(encoding="utf-8")
+    for name, kind in (("teardown", "str"), ("teardown_errors", "bool"), ("node_exits", "dict")):
+        assert f"results.json: {name} should be a list, not {kind}; ignored" in html
+    assert "a checkers entry is not an object" in html
+
+
 def test_unreadable_history_still_gives_a_report(tmp_path: Path) -> None:
     run = write_run(
         tmp_path / "s" / "x" / "20261122T030000", [], results={"valid": True, "checkers": {}}, test=TEST
