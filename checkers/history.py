@@ -18,18 +18,17 @@ the end of the history. Nemesis ops are not client operations and are left out.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
-
-import msgspec
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
 COMPLETION_TYPES = ("ok", "fail", "info")
@@ -331,25 +330,34 @@ def _not_json(constant: str) -> Any:
 _DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
-class _Line(msgspec.Struct, forbid_unknown_fields=True):
-    """A well-typed history.jsonl line, as msgspec decodes it in one C call (no dict on the way)."""
-
-    index: int
-    time_ns: int
-    process: int | str
-    type: str
-    f: str
-    key: Any = None
-    value: Any = None
-    error: str | None = None
-    node: str | None = None
+# Below this size the standard library reads a file about as fast, and importing msgspec
+# would cost a short ``ratchet check`` more than it saves.
+FAST_DECODER_BYTES_MIN = 256 * 1024
 
 
-# Any line this decoder refuses (bad JSON, a wrong type, an unknown field, NaN) is decoded
-# again by the standard library and checked field by field, so the error it gets is the
-# same as ever; one it accepts decodes to the same values (big integers stay integers).
-_FAST_DECODER = msgspec.json.Decoder(_Line)
-_FAST_REFUSED = (msgspec.DecodeError, msgspec.ValidationError)
+@functools.cache
+def _fast_decoder() -> tuple[Callable[[str], Any], tuple[type[Exception], ...]]:
+    """msgspec's decoder of a well-typed history.jsonl line (one C call, no dict on the way).
+
+    Any line it refuses (bad JSON, a wrong type, an unknown field, NaN) is decoded
+    again by the standard library and checked field by field, so the error it gets
+    is the same as ever; one it accepts decodes to the same values (big integers
+    stay integers). Returns the decode function and the exceptions of a refusal.
+    """
+    import msgspec
+
+    class _Line(msgspec.Struct, forbid_unknown_fields=True):
+        index: int
+        time_ns: int
+        process: int | str
+        type: str
+        f: str
+        key: Any = None
+        value: Any = None
+        error: str | None = None
+        node: str | None = None
+
+    return msgspec.json.Decoder(_Line).decode, (msgspec.DecodeError, msgspec.ValidationError)
 
 
 def read_jsonl_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]:
@@ -361,12 +369,14 @@ def read_jsonl_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[int]]
     A file that is not all UTF-8 is read again as bytes, to name the line (or to
     find that only the torn last line was cut inside a character).
     """
+    fast = False
     try:
         with open(path, encoding="utf-8") as file:
-            return _parse_jsonl(path, enumerate(file, start=1))
+            fast = os.fstat(file.fileno()).st_size >= FAST_DECODER_BYTES_MIN
+            return _parse_jsonl(path, enumerate(file, start=1), fast=fast)
     except UnicodeDecodeError:
         with open(path, "rb") as file:
-            return _parse_jsonl(path, _utf8_lines(path, file))
+            return _parse_jsonl(path, _utf8_lines(path, file), fast=fast)
 
 
 def _utf8_lines(path: str | os.PathLike[str], file: IO[bytes]) -> Iterator[tuple[int, str]]:
@@ -387,16 +397,24 @@ def _utf8_lines(path: str | os.PathLike[str], file: IO[bytes]) -> Iterator[tuple
             yield line_number, tail
 
 
+class _Refused(Exception):
+    """The fast decoder is not in use: every line goes through the standard library."""
+
+
+def _refuse(line: str) -> Any:
+    raise _Refused
+
+
 def _parse_jsonl(
-    path: str | os.PathLike[str], numbered: Iterable[tuple[int, str]]
+    path: str | os.PathLike[str], numbered: Iterable[tuple[int, str]], *, fast: bool
 ) -> tuple[list[Op], list[int]]:
     ops: list[Op] = []
     lines: list[int] = []
-    fast = _FAST_DECODER.decode
+    decode, refused = _fast_decoder() if fast else (_refuse, (_Refused,))
     for line_number, line in numbered:
         try:
-            row = fast(line)
-        except _FAST_REFUSED:
+            row = decode(line)
+        except refused:
             pass
         else:
             if row.index >= 0 and row.type in _OP_TYPE_SET and row.f:

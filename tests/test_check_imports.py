@@ -27,6 +27,7 @@ NOT_NEEDED = (
     "rich",
     "importlib.metadata",
     "multiprocessing",
+    "msgspec",
     "checkers.edn",
     "checkers.readers",
     "checkers.counterexample",

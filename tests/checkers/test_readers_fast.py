@@ -1,6 +1,6 @@
 """The fast readers read exactly what the general ones read.
 
-history.jsonl is decoded by msgspec first, and by the standard library (field by
+history.jsonl (from FAST_DECODER_BYTES_MIN up) is decoded by msgspec first, and by the standard library (field by
 field) for any line msgspec refuses; Jepsen EDN of the regular shape is read by
 checkers.fastedn, anything else by the general EDN reader. These tests run both
 ways on the same files and compare the ops, line numbers and errors.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,18 +20,16 @@ from checkers.history import HistoryFormatError, read_jsonl_lines
 from checkers.readers import read_jepsen_edn_lines
 
 
-class _RefuseAll:
-    """A decoder that refuses every line: the reader falls back to the standard library."""
-
-    @staticmethod
-    def decode(line: str) -> None:
-        raise msgspec.DecodeError("refused")
-
-
 def _general(path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
     with monkeypatch.context() as patch:
-        patch.setattr(history, "_FAST_DECODER", _RefuseAll())
+        patch.setattr(history, "FAST_DECODER_BYTES_MIN", 1 << 62)
         return _outcome(path)
+
+
+@pytest.fixture(autouse=True)
+def _fast_decoder_for_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """msgspec decodes files of any size here (it is skipped below FAST_DECODER_BYTES_MIN)."""
+    monkeypatch.setattr(history, "FAST_DECODER_BYTES_MIN", 0)
 
 
 def _outcome(path: Path) -> object:
