@@ -74,3 +74,12 @@ def test_truncate_forgets_cached_pages_past_the_new_end(backing: int) -> None:
     os.ftruncate(backing, PAGE_SIZE + 5)
     cache.truncate(PAGE_SIZE + 5)
     assert cache.read(backing, 0, 3 * PAGE_SIZE) == b"z" * (PAGE_SIZE + 5)
+
+
+def test_a_one_sector_write_cannot_tear_it_is_lost_whole(backing: int) -> None:
+    for seed in range(8):
+        cache = DirtyFile()
+        cache.write(backing, PAGE_SIZE, b"s" * PAGE_SIZE)
+        cut = cache.power_cut(backing, torn=True, rng=random.Random(seed))
+        assert cut.torn_kept == []
+        assert os.pread(backing, PAGE_SIZE, PAGE_SIZE) == b"o" * PAGE_SIZE
