@@ -7,8 +7,9 @@ second over N consecutive seeds (one tick is 10 ms of simulated time, so ticks/s
 the speed-up over real time), and how long the client-history check took of that.
 
 ``python bench/vr_sim.py --detect [--bug NAME ...] [--seeds-max 1000]``: for each planted bug,
-the generic simulator (the same per-seed swarm of fault probabilities every seed draws, with no
-fault mix tuned for the bug) runs seeds from ``--first`` with the bug switched on until one
+the generic simulator (the same per-seed swarm of fault probabilities every seed draws, with the
+swarm's later regimes on (``run_seed(swarm=True)``: flapping partitions, partitions that cut off
+the primary, wall-clock jumps, crowds of clients), and no fault mix tuned for the bug) runs seeds from ``--first`` with the bug switched on until one
 breaks an invariant (a checker violation or a replica assertion; a stall alone does not count)
 or ``--seeds-max`` seeds have passed. Per bug it prints the seeds to detection, what found it,
 the wall time, and whether the same seed passes with the bug off (the finding is the bug's).
@@ -66,7 +67,9 @@ def detect(names: list[str], first: int, seeds_max: int) -> int:
         found = None
         stalls = 0
         for seed in range(first, first + seeds_max):
-            result = run_seed(seed, bugs=bugs, profile=frozenset(), liveness_ticks_max=LIVENESS_TICKS_BUGGY)
+            result = run_seed(
+                seed, bugs=bugs, profile=frozenset(), liveness_ticks_max=LIVENESS_TICKS_BUGGY, swarm=True
+            )
             if result.outcome in ("violation", "assertion"):
                 found = result
                 break
@@ -76,7 +79,7 @@ def detect(names: list[str], first: int, seeds_max: int) -> int:
             missed += 1
             print(f"{name:32} {'>' + str(seeds_max):>6} {f'not found ({stalls} stalls)':44} {wall_s:7.1f}  -")
             continue
-        clean = run_seed(found.seed, profile=frozenset())
+        clean = run_seed(found.seed, profile=frozenset(), swarm=True)
         what = f"{found.outcome}: {found.detail}"[:44]
         control = "passes without the bug" if clean.ok else f"ALSO FAILS without: {clean.outcome}"
         print(f"{name:32} {found.seed - first + 1:>6} {what:44} {wall_s:7.1f}  {control}")

@@ -125,6 +125,9 @@ class ReplicaOptions:
     view_change_status_ticks: int = 60
     view_change_resend_ticks: int = 15
     repair_ticks: int = 5
+    # A backup whose commit has not moved for this long while the cluster's is ahead stops waiting
+    # for a peer's journal and takes the primary's checkpoint (docs/vr.md §2.6).
+    repair_stall_ticks: int = 200
     request_start_view_ticks: int = 20
     repair_prepares_max: int = 16
     headers_reply_max: int = 64
@@ -290,6 +293,8 @@ class Replica:
         self.checkpoint_data = b""
         self.checkpoint_checksum = checksum(b"")
         self.sync_transfer: SyncTransfer | None = None
+        # (commit_min, tick it was first seen at): how long execution has been stuck behind commit_max.
+        self.commit_stall: tuple[int, int] = (0, 0)
         self.machine = StateMachine(self.options.clients_max)
 
         self.pipeline: list[PipelineEntry] = []
@@ -1133,11 +1138,27 @@ class Replica:
         if primary_checkpoint > self.commit_min and (
             self.commit_min + 1 <= primary_head - self.layout.slot_count + self.options.pipeline_max * 2
             or primary_head > self.op_prepare_max
+            or self._commit_stalled()
         ):
             self._request_sync(self._primary_index(self.view))
         elif primary_head > self.op:
             self._send_request_start_view(to=header.replica)
         self._commit_journal()
+
+    def _commit_stalled(self) -> bool:
+        """True once our next committed op has stayed out of reach for ``repair_stall_ticks``.
+
+        Repair asks peers' journals, but the only intact copy of a committed op may be inside a
+        checkpoint (its prepare rotted everywhere else, and the replica that checkpointed it
+        came back by state sync holding no prepare at or below it). Peers never nack a prepare
+        they cannot serve, so the backup learns this only by waiting; after a bounded wait it
+        takes the primary's checkpoint, which covers the op, like a backup the ring left behind.
+        """
+        since_op, since_tick = self.commit_stall
+        if self.commit_min >= self.commit_max or self.commit_min != since_op:
+            self.commit_stall = (self.commit_min, self.ticks)
+            return False
+        return self.ticks - since_tick >= self.options.repair_stall_ticks
 
     def _advance_commit_max(self, commit: int) -> None:
         if commit > self.commit_max:

@@ -10,9 +10,12 @@ message carries the command that reproduces it exactly.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from vr.bugs import BUGS
+from vr.testing import sim
 from vr.testing.sim import config_for_seed, main, run_seed
 
 SEEDS_DEFAULT = 200
@@ -120,6 +123,55 @@ def test_regression_intact_prepare_in_a_faulty_slot_is_served() -> None:
     """
     result = run_seed(111, power_cut_probability=0.1, corrupt_probability=0.01)
     assert result.stats["power_cuts"] > 0
+    assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
+
+
+def test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 5049 of the swarm's later regimes under storage stress: the only intact copy of
+    committed op 44 was inside r0's checkpoint (r0 came back by state sync), r2's prepare rotted
+    and r1 never had it.
+
+    Repair could never serve op 44 to r1, and r1 was neither a ring behind nor short of room, so
+    it sat at commit 39 forever. A backup whose commit stays stuck for ``repair_stall_ticks``
+    takes the primary's checkpoint instead; the control run without that fallback stalls.
+    """
+    stress = {
+        "power_cut_probability": 0.03,
+        "corrupt_probability": 0.01,
+        "misdirect_probability": 0.01,
+        "superblock_corrupt_probability": 0.01,
+    }
+    result = run_seed(5049, swarm=True, **stress)
+    assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
+    assert result.reproduce() == (
+        "python -m vr.testing.sim --seed 5049 --swarm --power-cuts 0.03 --corruption 0.01 --misdirects 0.01"
+        " --superblock-rot 0.01"
+    )
+    monkeypatch.setattr(sim, "SIM_OPTIONS", dataclasses.replace(sim.SIM_OPTIONS, repair_stall_ticks=10**9))
+    control = run_seed(5049, swarm=True, **stress)
+    assert control.outcome == "liveness"
+    assert "r1=normal view=18 op=53 commit_min=39 commit_max=53" in control.detail
+
+
+@pytest.mark.xfail(strict=True, reason="open: a view change that cannot complete (see the docstring)")
+def test_swarm_regimes_under_storage_stress_seed_74() -> None:
+    """Why the swarm's later regimes are opt-in: seed 74 of the default storage-stress seeds,
+    with flapping partitions and partitions that cut off the primary, ends with all three
+    replicas in view_change for 60+ views. r1 and r2 share the newest log_view (8), both with
+    an uncertain head; op 8 of view 8 has a header but no intact prepare anywhere (r1's is
+    faulty, r2's slot is lost), r0's op 8 is another view's, so the new primary can neither
+    keep op 8 nor prove it uncommitted (one nack, quorum two) and waits forever.
+    """
+    result = run_seed(
+        74,
+        swarm=True,
+        power_cut_probability=0.05,
+        corrupt_probability=0.01,
+        misdirect_probability=0.02,
+        superblock_corrupt_probability=0.02,
+    )
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
 
 

@@ -347,7 +347,7 @@ class SimCluster:
     def step(self) -> None:
         self.now += 1
         if self.faults_enabled:
-            self.network.tick_partitions()
+            self.network.tick_partitions(primary=self._primary())
             self._inject_faults()
         for source, target, message in self.network.deliverable(self.now):
             if target < self.replica_count:
@@ -400,6 +400,15 @@ class SimCluster:
             self.crash(i, power_loss=True)
         finally:
             storage.disarm_power_cut()
+
+    def _primary(self) -> int | None:
+        """The replica leading the highest view any up replica is normal in (None if none is)."""
+        leaders = [
+            (r.view, i)
+            for i, r in enumerate(self.replicas)
+            if r is not None and r.status_name == Status.NORMAL and r.view % self.replica_count == i
+        ]
+        return max(leaders)[1] if leaders else None
 
     def _down_count(self) -> int:
         return sum(1 for r in self.replicas if r is None)

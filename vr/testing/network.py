@@ -29,6 +29,7 @@ class NetworkOptions:
     heal_probability: float = 0.05  # per tick, while partitioned
     partition_asymmetric_probability: float = 0.3
     capacity_per_link: int = 64
+    isolate_primary: bool = False  # partitions may also cut off whoever leads at that moment
 
 
 @dataclass(order=True, slots=True)
@@ -97,19 +98,27 @@ class Network:
 
     # Partitions ----------------------------------------------------------------------------------
 
-    def tick_partitions(self) -> None:
+    def tick_partitions(self, *, primary: int | None = None) -> None:
         if not self.auto_partitions:
             return
         if self.partitioned:
             if self.rng.random() < self.options.heal_probability:
                 self.heal()
         elif self.rng.random() < self.options.partition_probability:
-            self.partition_random()
+            self.partition_random(primary=primary if self.options.isolate_primary else None)
 
-    def partition_random(self) -> None:
+    def partition_random(self, *, primary: int | None = None) -> None:
+        """A random cut: one replica alone, a random split, or the current primary alone.
+
+        Cutting off the primary is the classic fault of a leader-based protocol (it holds
+        requests nobody else has seen yet); ``primary`` is whoever claims to lead now.
+        """
         replicas = list(range(self.replica_count))
-        mode = self.rng.choice(["isolate_single", "uniform_size"])
-        if mode == "isolate_single":
+        modes = ["isolate_single", "uniform_size"] + (["isolate_primary"] if primary is not None else [])
+        mode = self.rng.choice(modes)
+        if mode == "isolate_primary" and primary is not None:
+            side = {primary}
+        elif mode != "uniform_size":
             side = {self.rng.choice(replicas)}
         else:
             size = self.rng.randrange(1, self.replica_count)

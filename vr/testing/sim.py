@@ -67,6 +67,7 @@ class SimResult:
     profile: frozenset[str] = frozenset()
     overrides: tuple[tuple[str, float], ...] = ()
     history: ClientHistory | None = None  # what the clients saw (docs/contracts.md §4)
+    swarm: bool = False  # the swarm's later fault regimes were on (see _swarm_extras)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +82,8 @@ class SimResult:
         if self.profile != self.bugs:
             bugs += "".join(f" --profile {b}" for b in sorted(self.profile))
         flags = "".join(f" --{_FLAGS[name]} {value}" for name, value in self.overrides)
-        return f"python -m vr.testing.sim --seed {self.seed}{bugs}{flags}"
+        swarm = " --swarm" if self.swarm else ""
+        return f"python -m vr.testing.sim --seed {self.seed}{swarm}{bugs}{flags}"
 
 
 # FaultOptions a person may force from the command line (to hammer one fault), and their flags.
@@ -93,9 +95,14 @@ _FLAGS = {
 }
 
 
-def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimConfig:
+def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset(), swarm: bool = False) -> SimConfig:
     """Draw the whole configuration from the seed, tilted toward the faults that expose the
-    bugs named in ``profile`` (the same profile runs with and without the bug switched on)."""
+    bugs named in ``profile`` (the same profile runs with and without the bug switched on).
+
+    ``swarm`` adds the later fault regimes of ``_swarm_extras`` and crowds of clients (to
+    profile-free seeds only). They are opt-in: under storage stress they reach a view change
+    that cannot complete (seed 74 of the default storage-stress seeds), so the default seeds
+    stay as they were until that is resolved."""
     bugs = profile
     rng = random.Random(seed ^ 0x5EED)
     replica_count = rng.choice([3, 3, 3, 5]) if not bugs else 3
@@ -125,6 +132,8 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         if not bugs
         else 0.0,
     )
+    if swarm and not bugs:
+        network, faults = _swarm_extras(seed, network, faults)
     if "ack-before-fsync" in bugs:
         faults = _replace(
             faults,
@@ -171,6 +180,13 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         if bugs
         else rng.choice([(32, 4), (32, 2), (64, 8), (64, 1)])
     )
+    client_count = rng.randint(1, 4)
+    if swarm and not bugs:
+        # A crowd (a quarter of the seeds, its own stream): 5 to 8 clients, so a primary holds
+        # more requests in flight when it is cut off.
+        crowd = random.Random(seed ^ 0xC40D)
+        if crowd.random() < 0.25:
+            client_count = crowd.randint(5, 8)
     return SimConfig(
         seed=seed,
         slot_count=slot_count,
@@ -180,11 +196,37 @@ def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset()) -> SimC
         # adding it left every other part of a seed's configuration as it was.
         prepare_nagle=random.Random(seed ^ 0x4A61E).random() < 0.5 if not bugs else False,
         replica_count=replica_count,
-        client_count=rng.randint(1, 4),
+        client_count=client_count,
         requests_max=rng.randint(20, 60),
         network=network,
         faults=faults,
     )
+
+
+def _swarm_extras(
+    seed: int, network: NetworkOptions, faults: FaultOptions
+) -> tuple[NetworkOptions, FaultOptions]:
+    """Fault regimes the swarm added later, each from its own stream of the seed (so adding one left
+    every other part of a seed's configuration as it was), and none aimed at a particular bug.
+
+    - Flapping partitions (half the seeds): partitions that form again within a few ticks of
+      healing, so view changes start before the last one has reached everyone and replicas
+      with stale logs keep voting.
+    - Partitions that cut off the current primary (every seed; one of three partition shapes).
+    - Wall-clock jumps (half the seeds, at two rates): a replica's clock steps back; the
+      correct protocol never reads it, so only code that trusts wall time can notice.
+    """
+    flap = random.Random(seed ^ 0xF1A9)
+    if flap.random() < 0.5:
+        network = _replace(
+            network,
+            partition_probability=flap.choice([0.05, 0.1, 0.3]),
+            heal_probability=flap.choice([0.01, 0.02, 0.05]),
+        )
+    network = _replace(network, isolate_primary=True)
+    clock = random.Random(seed ^ 0xC10C)
+    faults = _replace(faults, clock_jump_probability=clock.choice([0.0, 0.0, 0.01, 0.05]))
+    return network, faults
 
 
 def _replace(options: _Options, **changes: Any) -> _Options:
@@ -202,9 +244,10 @@ def run_seed(
     corrupt_probability: float | None = None,
     misdirect_probability: float | None = None,
     superblock_corrupt_probability: float | None = None,
+    swarm: bool = False,
 ) -> SimResult:
     """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix, the probabilities override it."""
-    config = config_for_seed(seed, profile=bugs if profile is None else profile)
+    config = config_for_seed(seed, profile=bugs if profile is None else profile, swarm=swarm)
     forced = {
         "power_cut_probability": power_cut_probability,
         "corrupt_probability": corrupt_probability,
@@ -222,6 +265,7 @@ def run_seed(
         config=config,
         profile=bugs if profile is None else profile,
         overrides=overrides,
+        swarm=swarm,
     )
     cluster: SimCluster | None = None
     try:
@@ -334,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="per-tick probability of rotting one superblock copy of one replica (one per open)",
     )
+    parser.add_argument(
+        "--swarm",
+        action="store_true",
+        help="add the swarm's later fault regimes: flapping partitions, partitions that cut off "
+        "the primary, wall-clock jumps, crowds of 5-8 clients",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
     parser.add_argument(
         "--history",
@@ -364,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
             corrupt_probability=args.corruption,
             misdirect_probability=args.misdirects,
             superblock_corrupt_probability=args.superblock_rot,
+            swarm=args.swarm,
         )
         line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
         print(line + (f" detail={result.detail}" if result.detail else ""))
