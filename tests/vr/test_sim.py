@@ -215,6 +215,15 @@ def test_regression_seeds_misdirected_writes(seed: int, found: str) -> None:
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}\n  once: {found}"
 
 
+def test_reproduce_line_of_a_bug_under_the_generic_swarm_reproduces_it() -> None:
+    """bench/vr_sim.py --detect runs a bug with no profile; its reproduce line must say so."""
+    result = run_seed(96, bugs=frozenset({"lease-read-wall-clock"}), profile=frozenset(), swarm=True)
+    assert result.outcome == "violation", result.detail
+    line = result.reproduce()
+    assert line == "python -m vr.testing.sim --seed 96 --swarm --bug lease-read-wall-clock --profile none"
+    assert main(line.split()[3:]) == 1
+
+
 def test_cli_forced_fault_rates_are_part_of_the_reproduce_line() -> None:
     result = run_seed(3, power_cut_probability=0.05, corrupt_probability=0.01)
     assert result.reproduce() == "python -m vr.testing.sim --seed 3 --power-cuts 0.05 --corruption 0.01"

@@ -80,7 +80,7 @@ class SimResult:
     def reproduce(self) -> str:
         bugs = "".join(f" --bug {b}" for b in sorted(self.bugs))
         if self.profile != self.bugs:
-            bugs += "".join(f" --profile {b}" for b in sorted(self.profile))
+            bugs += "".join(f" --profile {b}" for b in sorted(self.profile)) or " --profile none"
         flags = "".join(f" --{_FLAGS[name]} {value}" for name, value in self.overrides)
         swarm = " --swarm" if self.swarm else ""
         return f"python -m vr.testing.sim --seed {self.seed}{swarm}{bugs}{flags}"
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "--profile",
         action="append",
         default=None,
-        help="fault mix tuned for this bug (default: the --bug ones)",
+        help="fault mix tuned for this bug (default: the --bug ones; none: the generic swarm's)",
     )
     parser.add_argument(
         "--power-cuts",
@@ -394,7 +394,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         bugs = parse_bugs(args.bug)
-        profile = parse_bugs(args.profile) if args.profile is not None else None
+        profile = (
+            None
+            if args.profile is None
+            else frozenset()
+            if args.profile == ["none"]
+            else parse_bugs(args.profile)
+        )
     except ValueError as error:
         print(error, file=sys.stderr)
         return 4
