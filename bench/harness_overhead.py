@@ -36,7 +36,7 @@ def make_system(kind: str, cluster: Any, nodes_dir: Path) -> Any:
         from kvsystem import KVSystem
 
         return KVSystem(cluster, nodes_dir=nodes_dir, volatile=False, client_timeout_s=1.0)
-    from harness.vr_system import VRSystem
+    from systems.vr.system import VRSystem
 
     return VRSystem(cluster, nodes_dir=nodes_dir, bug=None, seed=1, client_timeout_s=1.0)
 
@@ -65,8 +65,8 @@ def provision(kind: str, repeat: int) -> tuple[list[float], list[float], list[fl
 def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str, float]:
     from checkers.history import HistoryWriter, read_history
     from clusters.local import LocalCluster
+    from core.scenario import NemesisSpec, WorkloadSpec
     from harness.runner import Recorder, Runner
-    from harness.scenario import NemesisSpec, WorkloadSpec
     from nemeses import packages
     from workloads import register
 
@@ -127,8 +127,8 @@ def direct(kind: str, *, seconds: float, port: int) -> dict[str, float]:
     cluster = LocalCluster(node_count=3, base_port=port)
     system = make_system(kind, cluster, Path(tempfile.mkdtemp(prefix="ratchet-bench-")))
     system.setup()
-    from harness import generator as gen
-    from harness.scenario import WorkloadSpec
+    from core import generator as gen
+    from core.scenario import WorkloadSpec
 
     # The same op mix the runner drives (its generator, simulated), called directly.
     planned = gen.simulate(

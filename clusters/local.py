@@ -8,7 +8,7 @@ even if the controller is killed with SIGKILL.
 Addresses: node ``i`` (0-based) listens on ``127.0.0.{i + 2}`` and opens its
 connections to the other nodes from that address too (vr.bus binds them), so the
 packet filter tells nodes apart by address alone, as root or as an unprivileged
-user (see :mod:`nemeses.firewall`). 127.0.0.1 is left to the controller, whose
+user (see :mod:`clusters.firewall`). 127.0.0.1 is left to the controller, whose
 client connections leave from it and are never partitioned.
 
 A node process gets its own session, so a Ctrl-C at the terminal reaches only
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clusters import namespace
-from nemeses.firewall import Endpoint, Firewall, choose_firewall
+from clusters.firewall import Endpoint, Firewall, choose_firewall
 
 logger = logging.getLogger(__name__)
 

@@ -15,19 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from core.capability import FAULT_NEEDS, Capability, fault_refusal  # noqa: F401  (re-exported)
 
 PROBE_TIMEOUT_S = 10
 FAKETIME_TOLERANCE_S = 60.0  # the probe sets +-1 h; anything within a minute of it is the fake clock
-
-
-@dataclass(frozen=True, slots=True)
-class Capability:
-    name: str
-    available: bool
-    detail: str
-    how_to_enable: str = ""
 
 
 def _try(argv: list[str]) -> tuple[bool, str]:
@@ -67,7 +60,7 @@ def probe_packet_filter() -> Capability:
     """nftables, else iptables, able to do what a run does inside a fresh network namespace.
 
     The probe applies, reads back and removes one partition and one loss rule of the shape a run
-    uses (nemeses.firewall's self test) in a throwaway namespace of the kind a run gets: as
+    uses (clusters.firewall's self test) in a throwaway namespace of the kind a run gets: as
     root a plain one, as anyone else one inside a user namespace. Nodes are told apart by
     address, so no further privilege is needed.
     """
@@ -76,7 +69,7 @@ def probe_packet_filter() -> Capability:
         if shutil.which(name) is None:
             tried.append(f"{name}: not installed")
             continue
-        ok, detail = _try([*namespace_argv(), sys.executable, "-m", "nemeses.firewall", "probe", name])
+        ok, detail = _try([*namespace_argv(), sys.executable, "-m", "clusters.firewall", "probe", name])
         if ok:
             return Capability(
                 "packet-filter",
@@ -103,7 +96,7 @@ def probe_message_proxy() -> Capability:
             "nft: not installed",
             "apt-get install nftables (the proxy's redirect is an nft nat rule)",
         )
-    ok, detail = _try([*namespace_argv(), sys.executable, "-m", "harness.vr_proxy"])
+    ok, detail = _try([*namespace_argv(), sys.executable, "-m", "systems.vr.proxy"])
     if ok:
         return Capability(
             "message-proxy", True, f"replica links redirected through a frame proxy ({_mode()})"
@@ -221,22 +214,6 @@ def probe_docker() -> Capability:
 
 
 # Which capabilities each fault kind needs on the local cluster; None: not implemented yet.
-FAULT_NEEDS: dict[str, tuple[str, ...] | None] = {
-    "partition": ("namespaces", "packet-filter"),
-    "primary-chain": ("namespaces", "packet-filter"),
-    "loss": ("namespaces", "packet-filter"),
-    "pause": ("namespaces", "signals"),
-    "kill": ("namespaces", "signals"),
-    "rolling-kill": ("namespaces", "signals"),
-    "clock": ("namespaces", "libfaketime"),
-    "messages": ("namespaces", "message-proxy"),
-    "disk": ("namespaces", "fuse"),
-    "power-cut": ("namespaces", "fuse"),
-    "dm-flakey": ("namespaces", "dm-flakey"),
-    "corrupt": ("namespaces", "signals", "packet-filter"),
-}
-
-
 def probe_all(*, include_docker: bool = True) -> dict[str, Capability]:
     probes = [
         probe_namespaces(),
@@ -250,20 +227,3 @@ def probe_all(*, include_docker: bool = True) -> dict[str, Capability]:
     if include_docker:
         probes.append(probe_docker())
     return {c.name: c for c in probes}
-
-
-def fault_refusal(fault: str, caps: dict[str, Capability]) -> str | None:
-    """Why ``fault`` cannot be injected here (None: it can)."""
-    needs = FAULT_NEEDS.get(fault)
-    if needs is None:
-        return (
-            f"the {fault!r} fault is planned but not implemented in this version of Ratchet; "
-            f"choose from {', '.join(kind for kind, need in FAULT_NEEDS.items() if need is not None)}"
-        )
-    for need in needs:
-        cap = caps.get(need)
-        if cap is None or not cap.available:
-            detail = cap.detail if cap else "not probed"
-            how = f" To enable it: {cap.how_to_enable}." if cap and cap.how_to_enable else ""
-            return f"the {fault!r} fault needs {need}, which this machine lacks ({detail}).{how}"
-    return None

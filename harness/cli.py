@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import harness.commands
-from harness.errors import EXIT_BAD_INPUT, EXIT_UNKNOWN, BadInput
+from core.errors import EXIT_BAD_INPUT, EXIT_UNKNOWN, BadInput
 
 
 def _command_names() -> list[str]:

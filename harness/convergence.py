@@ -41,7 +41,7 @@ VALUES_MAX = 32
 
 
 class ConvergenceSource(Protocol):
-    """What the system under test offers (VR: :meth:`harness.vr_system.VRSystem.convergence`)."""
+    """What the system under test offers (VR: :meth:`systems.vr.system.VRSystem.convergence`)."""
 
     def convergence(self, query: dict[str, Any]) -> dict[str, dict[str, Any] | str]: ...
     def wait_healthy(self, *, timeout_s: float) -> bool: ...

@@ -19,8 +19,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from core.system import System
 from harness.runner import Recorder, RunState
-from harness.system import System
 
 REFRESH_S = 0.5
 PRIMARY_EVERY_S = 2.0

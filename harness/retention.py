@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import BadInput
+from core.errors import BadInput
+from core.scenario import KEEP_DATA  # noqa: F401  (re-exported)
 
-KEEP_DATA = ("always", "on-failure", "never")
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _AGE_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from checkers.history import HistoryWriter
-from harness import generator as gen
-from harness.system import Client, System
-from nemeses.firewall import Firewall
+from clusters.firewall import Firewall
+from core import generator as gen
+from core.system import Client, System
 from nemeses.packages import HEAL_ORDER, Package
 from workloads import register
 

@@ -26,17 +26,17 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+import clusters
 import workloads
 from checkers.history import HistoryWriter
-from clusters.local import LocalCluster
+from core.cluster import Cluster
+from core.errors import EXIT_UNKNOWN, exit_code_for_validity
+from core.scenario import Test
 from harness import verdict
 from harness.convergence import ConvergenceMonitor
-from harness.errors import EXIT_UNKNOWN, exit_code_for_validity
 from harness.retention import should_delete_data
 from harness.runner import INTERRUPTED, Outcome, Recorder, Runner, RunState
-from harness.scenario import Test
 from harness.store import RunDir, create_run_dir, write_json, write_test_json
-from harness.vr_system import VRSystem
 from nemeses import packages
 
 logger = logging.getLogger(__name__)
@@ -76,43 +76,14 @@ def _configure_logging(run: RunDir) -> None:
     root.setLevel(logging.INFO)
 
 
-SystemFactory = Callable[[LocalCluster, RunDir, Test], Any]
+SystemFactory = Callable[[Cluster, RunDir, Test], Any]
 
 
-def clock_control(cluster: LocalCluster, run: RunDir, test: Test) -> Any:
-    """Per-node clock control files (nemeses.clock) when the scenario injects clock faults, else None."""
-    if "clock" not in test.nemesis.faults:
-        return None
-    from nemeses.clock import ClockControl, find_libfaketime
+def vr_system(cluster: Cluster, run: RunDir, test: Test) -> Any:
+    """The default system under test: Ratchet's own VR cluster (systems.vr)."""
+    from systems import vr
 
-    library = find_libfaketime()
-    if library is None:  # validation refuses this first; a run started anyway says why
-        raise RuntimeError("clock faults need libfaketime (apt-get install libfaketime faketime)")
-    return ClockControl(
-        run.path / "clock", cluster.names(), library=library, fake_monotonic=test.nemesis.clock_monotonic
-    )
-
-
-def message_proxy(cluster: LocalCluster, test: Test) -> Any:
-    """A proxy on every replica link (harness.vr_proxy) when the scenario injects message faults."""
-    if "messages" not in test.nemesis.faults:
-        return None
-    from harness.vr_proxy import MessageProxy
-
-    return MessageProxy({node.name: (node.host, node.port) for node in cluster.nodes})
-
-
-def vr_system(cluster: LocalCluster, run: RunDir, test: Test) -> VRSystem:
-    return VRSystem(
-        cluster,
-        nodes_dir=run.nodes,
-        bug=test.bug,
-        seed=test.seed,
-        client_timeout_s=test.workload.client_timeout_s,
-        bind_clients_to_nodes=test.workload.clients == "nodes",
-        clock=clock_control(cluster, run, test),
-        messages=message_proxy(cluster, test),
-    )
+    return vr.build(cluster, nodes_dir=run.nodes, clock_dir=run.path / "clock", test=test)
 
 
 def console_for_stderr() -> Console:
@@ -177,7 +148,7 @@ def execute(
     console = console or console_for_stderr()
     run = create_run_dir(Path(test.store_dir), test.name)
     _configure_logging(run)
-    cluster = LocalCluster(node_count=test.nodes)
+    cluster = clusters.create(test)
     write_test_json(
         run,
         test,

@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from harness.system import System
+from clusters.firewall import Drop, Endpoint, Firewall
+from core.system import System
 from nemeses import grudges
-from nemeses.firewall import Drop, Endpoint, Firewall
 
 logger = logging.getLogger(__name__)
 

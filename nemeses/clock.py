@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.system import System
+from core.system import System
 from nemeses.faults import pick_targets
 
 logger = logging.getLogger(__name__)

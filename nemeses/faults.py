@@ -22,9 +22,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from harness.system import System
+from clusters.firewall import Drop, Endpoint, Firewall
+from core.system import System
 from nemeses import grudges
-from nemeses.firewall import Drop, Endpoint, Firewall
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The nemesis decides *what* (which links, which mode, how often) from its own
 seeded rng and records it; the system's message proxy (for VR,
-:mod:`harness.vr_proxy`, which knows VR's framing) does it to the frames.
+:mod:`systems.vr.proxy`, which knows VR's framing) does it to the frames.
 Targets are bound late, Jepsen-style: ``primary`` means the links to and from
 the primary at the moment the fault starts. The inverse sends every frame on
 unchanged; what was done is counted per link and recorded at the heal.
@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from harness.system import System
+from core.system import System
 
 MESSAGE_MODES = ("delay", "reorder", "duplicate", "replay")
 MESSAGE_TARGETS = ("primary", "one", "all")

@@ -15,9 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness import generator as gen
-from harness.scenario import NemesisSpec
-from harness.system import System
+from clusters.firewall import Endpoint, Firewall
+from core import generator as gen
+from core.scenario import NemesisSpec
+from core.system import System
 from nemeses.chain import PrimaryChainNemesis
 from nemeses.clock import ClockControl, ClockNemesis
 from nemeses.disk import build as disk
@@ -29,7 +30,6 @@ from nemeses.faults import (
     PauseNemesis,
     RollingKillNemesis,
 )
-from nemeses.firewall import Endpoint, Firewall
 from nemeses.messages import MessageControl, MessageNemesis
 
 COLOURS = {

@@ -83,7 +83,7 @@ def stored_run(name: str, test_changes: dict[str, object]) -> Setup:
     """A run directory whose test.json was edited (``--replay`` must refuse it, not run it)."""
 
     def setup(root: Path) -> None:
-        from harness.scenario import build_test, read_table, resolve_scenario_path
+        from core.scenario import build_test, read_table, resolve_scenario_path
 
         path = resolve_scenario_path("no-faults")
         test = build_test(read_table(path), source=str(path), seed_if_absent=1).to_json()

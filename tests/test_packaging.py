@@ -92,7 +92,7 @@ def test_installed_wheel_finds_a_scenario_by_name_and_knows_its_version(
     cwd, env = _elsewhere(tmp_path)
     found = _step(
         [installed / "python", "-c",
-         "from harness.scenario import resolve_scenario_path; print(resolve_scenario_path('partition-majority'))"],
+         "from core.scenario import resolve_scenario_path; print(resolve_scenario_path('partition-majority'))"],
         cwd=cwd,
         env=env,
     )  # fmt: skip

@@ -495,7 +495,7 @@ class Bus:
         loop = asyncio.get_running_loop()
         address = self.peers[peer]
         # Leave from our own listen address, not the kernel's pick (127.0.0.1 for every local node):
-        # a packet filter then tells replicas apart by source address (nemeses.firewall), and the
+        # a packet filter then tells replicas apart by source address (clusters.firewall), and the
         # peer can check that a connection claiming to be us comes from our address.
         own_host = self.peers[self.replica].host
         local_addr = None if own_host in ("", "0.0.0.0", "::") else (own_host, 0)

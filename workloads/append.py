@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harness import generator as gen
-from harness.scenario import WorkloadSpec
-from harness.system import AppendClient
+from core import generator as gen
+from core.scenario import WorkloadSpec
+from core.system import AppendClient
 from workloads.register import CORNER_RATE_DEFAULT, complete, final_reads, large_value
 
 __all__ = ["AppendGen", "final_reads", "generator", "invoke"]

@@ -19,7 +19,7 @@ written (both must fail), and a large value on a key of its own. Which state
 classes a run really reached is computed from its history afterwards
 (:mod:`checkers.coverage`), not from what was asked.
 
-The generator is a frozen value (harness.generator): its counters live in its
+The generator is a frozen value (core.generator): its counters live in its
 state, so values are dense and a replay with the same seed asks for the same
 operations.
 
@@ -35,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from harness import generator as gen
-from harness.scenario import WorkloadSpec
-from harness.system import Client, OpFailed, OpIndeterminate
+from core import generator as gen
+from core.scenario import WorkloadSpec
+from core.system import Client, OpFailed, OpIndeterminate
 
 logger = logging.getLogger(__name__)
 

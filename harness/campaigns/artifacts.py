@@ -19,9 +19,9 @@ from typing import Any
 
 from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
+from core.errors import BadInput
 from harness.campaigns.execute import write_json
 from harness.campaigns.records import RunRecord, campaign_exit_code
-from harness.errors import BadInput
 
 CAMPAIGN_JSON = "campaign.json"
 JUNIT_XML = "junit.xml"

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EXIT_ANOMALY, EXIT_UNKNOWN, EXIT_VALID
+from core.errors import EXIT_ANOMALY, EXIT_UNKNOWN, EXIT_VALID
 
 VERDICTS = ("valid", "anomaly", "unknown", "not-run")
 # What a run's outcome means for the campaign: pass (as expected), fail (a bug found where none was

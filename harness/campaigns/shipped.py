@@ -9,9 +9,9 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from core.errors import BadInput
+from core.scenario import SCENARIO_DIR
 from harness.campaigns.spec import Campaign, read_campaign
-from harness.errors import BadInput
-from harness.scenario import SCENARIO_DIR
 
 CAMPAIGN_DIR = SCENARIO_DIR / "campaigns"
 

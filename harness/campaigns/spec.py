@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInput
+from core.errors import BadInput
 
 EXPECTATIONS = ("valid", "anomaly")
 CLUSTER_KINDS = ("local",)

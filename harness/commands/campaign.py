@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.markup import escape
 
-from harness.errors import BadInput
+from core.errors import BadInput
 
 ORDER = 15
 HEARTBEAT_S = 15.0

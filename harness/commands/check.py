@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInput, exit_code_for_validity
+from core.errors import BadInput, exit_code_for_validity
 
 ORDER = 50
 DEFAULT_TIME_LIMIT_S = 300.0

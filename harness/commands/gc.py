@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInput
+from core.errors import BadInput
 
 ORDER = 60
 

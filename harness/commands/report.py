@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInput, exit_code_for_validity
+from core.errors import BadInput, exit_code_for_validity
 
 ORDER = 60
 RUN_FILES = ("history.jsonl", "test.json", "results.json")

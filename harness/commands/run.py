@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInput
+from core.errors import BadInput
 
 ORDER = 10
 
@@ -84,7 +84,7 @@ def overrides_from_args(
         if value is not None:
             overrides[where] = value
             flags[where] = "--" + attr.replace("_", "-")
-    from harness.scenario import parse_fault_list
+    from core.scenario import parse_fault_list
 
     if args.nemesis is not None:
         overrides[("nemesis", "faults")] = parse_fault_list(args.nemesis, flag="--nemesis")
@@ -97,8 +97,7 @@ def overrides_from_args(
 
 def resolve_test(args: argparse.Namespace) -> Any:
     """The validated Test for these arguments (BadInput otherwise). Probes only what the faults need."""
-    from harness import capabilities
-    from harness.scenario import (
+    from core.scenario import (
         Test,
         build_test,
         check_capabilities,
@@ -106,6 +105,7 @@ def resolve_test(args: argparse.Namespace) -> Any:
         read_table,
         resolve_scenario_path,
     )
+    from harness import capabilities
 
     if args.replay:
         from harness.store import read_test_json
@@ -123,7 +123,7 @@ def resolve_test(args: argparse.Namespace) -> Any:
             from dataclasses import replace
 
             test = replace(test, store_dir=args.store)
-        from harness.scenario import revalidate
+        from core.scenario import revalidate
         from vr.bugs import BUGS
 
         return revalidate(test, where=str(run_path / "test.json"), known_bugs=tuple(BUGS))

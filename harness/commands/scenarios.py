@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import BadInput
+from core.errors import BadInput
 
 ORDER = 20
 
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from harness.scenario import SCENARIO_DIR, build_test, read_table
+    from core.scenario import SCENARIO_DIR, build_test, read_table
 
     table = Table(title=f"scenarios in {SCENARIO_DIR}", show_lines=False)
     for column in ("name", "nodes", "faults", "time"):

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.errors import EXIT_ANOMALY, EXIT_UNKNOWN, EXIT_VALID, BadInput
+from core.errors import EXIT_ANOMALY, EXIT_UNKNOWN, EXIT_VALID, BadInput
 
 ORDER = 16
 

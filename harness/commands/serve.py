@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInput
+from core.errors import BadInput
 
 ORDER = 70
 PORT_DEFAULT = 8088

@@ -6,11 +6,11 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from harness.system import System
+from clusters.firewall import Endpoint, Firewall
+from core.system import System
 from nemeses.disk.corrupt_nemesis import DAMAGE, CorruptNemesis
 from nemeses.disk.dmflakey import FEATURES, DmFlakeyNemesis, FlakeyMounts
 from nemeses.disk.nemesis import DISK_MODES, DiskNemesis, PowerCutNemesis, attach
-from nemeses.firewall import Endpoint, Firewall
 
 KINDS = ("disk", "power-cut", "corrupt", "dm-flakey")
 DISK_TARGETS_DEFAULT = ("one", "minority")

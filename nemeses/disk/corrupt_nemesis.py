@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.system import System
+from clusters.firewall import Drop, Endpoint, Firewall
+from core.system import System
 from nemeses.disk.corrupt import DAMAGE, apply_to_file, damaged, helix_ops, read_file
 from nemeses.disk.nemesis import NEW_VIEW_TIMEOUT_S, wait_new_view
 from nemeses.faults import pick_targets
-from nemeses.firewall import Drop, Endpoint, Firewall
 from vr.layout import Layout
 
 DATA_FILE = "replica.vr"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.system import System
+from core.system import System
 from nemeses.disk.control import Faultfs
 from nemeses.faults import pick_targets
 from vr.layout import Layout

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from clusters.local import LocalCluster
-from harness.system import LocalNodes, OpFailed, OpIndeterminate
+from core.cluster import ClusterNodes
+from core.system import OpFailed, OpIndeterminate
 
 SERVER = Path(__file__).resolve()
 
@@ -136,7 +137,7 @@ class KVClient:
         self._buffer = b""
 
 
-class KVSystem(LocalNodes):
+class KVSystem(ClusterNodes):
     name = "kv"
 
     def __init__(

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from clusters.local import LocalCluster
-from harness.system import LocalNodes
+from core.cluster import ClusterNodes
 from nemeses import grudges
 from nemeses.faults import KillNemesis, LossNemesis, PartitionNemesis, PauseNemesis
 
@@ -53,7 +53,7 @@ print(ok)
 """
 
 
-class EchoSystem(LocalNodes):
+class EchoSystem(ClusterNodes):
     """The smallest System: echo servers as nodes (enough for pause/kill/primary)."""
 
     name = "echo"

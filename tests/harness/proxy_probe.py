@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from harness.vr_proxy import MessageProxy
+from systems.vr.proxy import MessageProxy
 from vr.message import HEADER_SIZE
 
 FRAMES = 200

@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kvsystem import KVSystem
 
 from clusters import namespace
+from core.errors import BadInput
 from harness import session
 from harness.commands import run as run_command
-from harness.errors import BadInput
 
 
 def main() -> int:

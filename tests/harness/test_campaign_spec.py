@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import BadInput
 from harness.campaigns import artifacts
 from harness.campaigns.records import RunRecord, campaign_exit_code, outcome_of, skipped_record
 from harness.campaigns.shipped import load, shipped_names
 from harness.campaigns.spec import build_campaign, parse_shard, read_campaign, shard
-from harness.errors import BadInput
 
 BUGS = ("read-from-backup", "no-client-table")
 SCENARIOS = ("default", "kill", "pause", "rolling-kill")

@@ -6,8 +6,8 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from clusters.firewall import Drop, Endpoint
 from nemeses.chain import PrimaryChainNemesis
-from nemeses.firewall import Drop, Endpoint
 
 ENDPOINTS = {f"n{i + 1}": Endpoint(f"n{i + 1}", f"127.0.0.{i + 2}", 7100 + i) for i in range(3)}
 

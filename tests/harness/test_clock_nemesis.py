@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput
-from harness.scenario import build_test
+from core.errors import BadInput
+from core.scenario import build_test
 from nemeses.clock import ClockControl, ClockNemesis, ClockSetting, bump_ms, find_libfaketime
 
 LIBRARY = find_libfaketime()

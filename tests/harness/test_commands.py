@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from core.scenario import SCENARIO_DIR
 from harness.cli import main
-from harness.scenario import SCENARIO_DIR
 
 RUN_KV = Path(__file__).resolve().parent / "run_kv.py"
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from harness import generator as g
+from core import generator as g
 
 NS = 1_000_000_000
 

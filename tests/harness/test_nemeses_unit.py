@@ -12,11 +12,12 @@ import random
 import networkx as nx
 import pytest
 
-from harness import generator as gen
-from harness.scenario import NemesisSpec, WorkloadSpec
-from nemeses import firewall, grudges, packages
+from clusters import firewall
+from clusters.firewall import Drop, Endpoint, FirewallError, IptablesFirewall, NftFirewall
+from core import generator as gen
+from core.scenario import NemesisSpec, WorkloadSpec
+from nemeses import grudges, packages
 from nemeses.faults import pick_targets
-from nemeses.firewall import Drop, Endpoint, FirewallError, IptablesFirewall, NftFirewall
 from workloads import register
 
 NODES = {n: [f"n{i + 1}" for i in range(n)] for n in (3, 5, 7)}
@@ -190,7 +191,7 @@ def test_register_stagger_limits_the_rate() -> None:
 
 
 def test_register_invoke_classifies_outcomes() -> None:
-    from harness.system import OpFailed, OpIndeterminate
+    from core.system import OpFailed, OpIndeterminate
 
     class Scripted:
         last_node = "n1"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput
-from harness.scenario import SCENARIO_DIR, Test, build_test, read_table, revalidate
+from core.errors import BadInput
+from core.scenario import SCENARIO_DIR, Test, build_test, read_table, revalidate
 
 
 @pytest.mark.parametrize("path", sorted(SCENARIO_DIR.glob("*.toml")), ids=lambda p: p.stem)

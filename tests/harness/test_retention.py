@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput
+from core.errors import BadInput
 from harness.retention import parse_age_s, plan, should_delete_data
 
 KEPT = (

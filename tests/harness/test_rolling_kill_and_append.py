@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import workloads
-from harness import generator as gen
-from harness.errors import BadInput
-from harness.scenario import WorkloadSpec, build_test, read_table
+from core import generator as gen
+from core.errors import BadInput
+from core.scenario import WorkloadSpec, build_test, read_table
 from nemeses import packages
 from nemeses.faults import RollingKillNemesis
 from workloads import append
@@ -111,7 +111,7 @@ def test_append_workload_is_selectable_and_values_are_unique(tmp_path: Path) -> 
 
 
 def test_append_invoke_classifies_outcomes() -> None:
-    from harness.system import OpFailed, OpIndeterminate
+    from core.system import OpFailed, OpIndeterminate
 
     class Scripted:
         last_node = "n1"

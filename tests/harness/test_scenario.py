@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.capabilities import Capability
-from harness.errors import BadInput
-from harness.scenario import (
+from core.errors import BadInput
+from core.scenario import (
     SCENARIO_DIR,
     Test,
     build_test,
@@ -16,6 +15,7 @@ from harness.scenario import (
     read_table,
     resolve_scenario_path,
 )
+from harness.capabilities import Capability
 
 ALL_CAPS = {
     "namespaces": Capability("namespaces", True, "ok"),

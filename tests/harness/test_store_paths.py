@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import BadInput
-from harness.scenario import scenario_name_problem
+from core.errors import BadInput
+from core.scenario import scenario_name_problem
 from harness.store import create_run_dir, store_dir_problem
 
 

@@ -6,8 +6,8 @@ from collections import Counter
 
 from checkers.coverage import coverage
 from checkers.history import Op
-from harness import generator as gen
-from harness.scenario import WorkloadSpec
+from core import generator as gen
+from core.scenario import WorkloadSpec
 from workloads import append, register
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from core.errors import BadInput
+from core.scenario import SCENARIO_DIR, Test, build_test, read_table
 from harness.capabilities import Capability
-from harness.errors import BadInput
-from harness.scenario import SCENARIO_DIR, Test, build_test, read_table
 from nemeses.disk.nemesis import DISK_MODES, DiskNemesis, PowerCutNemesis, rule_for
 from vr.layout import Layout
 

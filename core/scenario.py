@@ -3,7 +3,7 @@
 Everything a user can get wrong is caught here, before a node starts: unknown
 keys (with "did you mean"), wrong types, values out of range, combinations that
 make no sense (a 2-node cluster cannot be split into a majority and a minority),
-and faults this machine cannot inject (asked of :mod:`harness.capabilities`).
+and faults this machine cannot inject (asked of the probes, :mod:`core.capability`).
 Each problem is a :class:`BadInput` naming the file (or flag), the key and why.
 
 Flags override the file: they are applied to the same nested table before
@@ -23,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.errors import BadInput
-from harness.retention import KEEP_DATA
+from core.capability import fault_refusal
+from core.errors import BadInput
+from core.paths import store_dir_problem
 
 # scenarios/ beside harness/: the checkout's folder, or the package data a wheel installs there.
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
@@ -58,6 +59,7 @@ WORKLOAD_FS = ("read", "write", "cas")
 WORKLOADS = ("register", "append")
 # The checker's model of one key, per workload (append is judged by checkers.append, not a model).
 WORKLOAD_MODELS = {"register": "cas-register", "append": "list-append"}
+KEEP_DATA = ("always", "on-failure", "never")  # node data files after a run (harness.retention)
 NODES_MAX = 9  # odd counts only: VR runs on N = 2f+1 replicas
 CONCURRENCY_MAX = 256
 
@@ -636,8 +638,6 @@ def build_test(
     )
     _check_combinations(test, where=where)
     if check_store:
-        from harness.store import store_dir_problem  # the store imports this module
-
         problem = store_dir_problem(test.store_dir)
         if problem:
             raise BadInput(f"the store {test.store_dir!r} {problem}.", where=where("run", "store"))
@@ -745,8 +745,6 @@ def _check_combinations(test: Test, *, where: Callable[[str, str], str]) -> None
 
 
 def check_capabilities(test: Test, capabilities: Mapping[str, Any], *, where: str) -> None:
-    from harness.capabilities import fault_refusal
-
     for fault in test.nemesis.faults:
         reason = fault_refusal(fault, dict(capabilities))
         if reason:

@@ -337,7 +337,7 @@ def self_test(backend: str | None = None) -> str:
     """Apply, read back, heal and remove one rule of each kind; returns the backend used.
 
     Run only inside a throwaway namespace (``python -m clusters.namespace -- python -m
-    nemeses.firewall probe``): this is how ``ratchet doctor`` and scenario validation find out
+    clusters.firewall probe``): this is how ``ratchet doctor`` and scenario validation find out
     that this user can filter packets the way a run will, rather than guessing from file names.
     """
     firewall = choose_firewall(backend)
@@ -358,7 +358,7 @@ def main(argv: Sequence[str]) -> int:
 
     if list(argv[:1]) != ["probe"] or len(argv) > 2:
         print(
-            "usage: python -m clusters.namespace -- python -m nemeses.firewall probe [nft|iptables]",
+            "usage: python -m clusters.namespace -- python -m clusters.firewall probe [nft|iptables]",
             file=sys.stderr,
         )
         return 3

@@ -1,4 +1,4 @@
-"""Ratchet's own VR cluster as a :class:`harness.system.System` on a local cluster.
+"""Ratchet's own VR cluster as a :class:`core.system.System` on any :class:`core.cluster.Cluster`.
 
 Each node is ``python3 -m vr.node`` (contracts §3) with its data directory in the
 run's ``nodes/<node>/data``, its log and event log in ``nodes/<node>/``. The first
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clusters.local import LocalCluster
-from harness.system import LocalNodes, OpFailed, OpIndeterminate
+from core.cluster import Cluster, ClusterNodes
+from core.system import OpFailed, OpIndeterminate
 
 if TYPE_CHECKING:
     from nemeses.clock import ClockControl
@@ -75,12 +75,12 @@ class VRClient:
         self._client.close()
 
 
-class VRSystem(LocalNodes):
+class VRSystem(ClusterNodes):
     name = "vr"
 
     def __init__(
         self,
-        cluster: LocalCluster,
+        cluster: Cluster,
         *,
         nodes_dir: Path,
         bug: str | None,
@@ -91,7 +91,7 @@ class VRSystem(LocalNodes):
         clock: ClockControl | None = None,
         messages: Any = None,
     ) -> None:
-        self.messages = messages  # a harness.vr_proxy.MessageProxy on every replica link, or None
+        self.messages = messages  # a systems.vr.proxy.MessageProxy on every replica link, or None
         self.bind_clients_to_nodes = bind_clients_to_nodes
         self.clock = clock  # when set, every node reads its clock through it (nemeses.clock)
         self.cluster = cluster

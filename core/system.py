@@ -16,10 +16,7 @@ client raises is treated as ``info`` too (we cannot know), and logged.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from clusters.local import LocalCluster
+from typing import Any, Protocol
 
 
 class OpFailed(Exception):
@@ -72,33 +69,3 @@ class System(Protocol):
     def primary(self) -> str | None: ...
     def wait_healthy(self, *, timeout_s: float) -> bool: ...
     def teardown(self, *, keep_data: bool) -> list[str]: ...
-
-
-class LocalNodes:
-    """Node control shared by every system whose nodes are processes of one local cluster.
-
-    Killing, pausing and resuming a node is the cluster's business (it owns the
-    processes, in the run's PID namespace), whatever program the node runs; a
-    system adds what is its own: how to start a node, clients, the primary.
-    """
-
-    cluster: LocalCluster
-
-    def node_names(self) -> tuple[str, ...]:
-        return self.cluster.names()
-
-    def kill(self, node: str, *, wait: bool = True) -> bool:
-        return self.cluster.kill(node, wait=wait)
-
-    def pause(self, node: str) -> bool:
-        return self.cluster.pause(node)
-
-    def resume(self, node: str) -> bool:
-        return self.cluster.resume(node)
-
-    def is_running(self, node: str) -> bool:
-        return self.cluster.is_running(node)
-
-    def stop_all(self) -> list[str]:
-        """Stop every node; what was done, for the teardown record."""
-        return [f"stopped {name}" for name in self.cluster.stop_all()]
