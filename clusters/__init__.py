@@ -1,22 +1,41 @@
 """Where nodes live: each home implements :class:`core.cluster.Cluster`.
 
-``create`` picks the home a scenario names (``[cluster] kind``); the runner,
-nemeses and workloads see only the protocol.
+``create`` picks the home a scenario names (``[cluster] kind``) and ``probe``
+asks that home what it can do for the scenario's faults; the runner, nemeses
+and workloads see only the protocol.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.errors import BadInput
 
 if TYPE_CHECKING:  # importing a home (clusters.namespace first of all) stays light
     from core.cluster import Cluster
     from core.scenario import Test
 
+HOMES_ELSEWHERE = ("docker", "ssh")  # homes outside the controller's own namespaces
 
-def create(test: Test) -> Cluster:
-    """The cluster ``test`` asks for, its nodes not yet started."""
+
+def _not_here(kind: str) -> BadInput:
+    return BadInput(
+        f"cluster.kind = {kind!r} is not available in this build of Ratchet; use cluster.kind = 'local'.",
+        where="cluster.kind",
+    )
+
+
+def create(test: Test, *, run_dir: Path) -> Cluster:
+    """The cluster ``test`` asks for, its nodes not yet started (files of the run under ``run_dir``)."""
     if test.cluster == "local":
         from clusters.local import LocalCluster
 
         return LocalCluster(node_count=test.nodes)
-    raise ValueError(f"no cluster home named {test.cluster!r}")
+    raise _not_here(test.cluster)
+
+
+def probe(test: Test) -> dict[str, Any]:
+    """What a home other than local can do for ``test``'s faults (core.capability.Capability by need),
+    asked of the home itself: a throwaway container, or every host."""
+    raise _not_here(test.cluster)

@@ -222,3 +222,8 @@ class LocalCluster:
 
     def endpoints(self) -> dict[str, Endpoint]:
         return {n.name: n.endpoint() for n in self.nodes}
+
+    def close(self) -> list[str]:
+        """Nothing to release: node files are already in the run directory, and the processes,
+        rules and mounts belong to the run's namespaces, which end with the controller."""
+        return []

@@ -57,6 +57,7 @@ CLOCK_MODES = ("bump", "strobe", "skew", "freeze")  # nemeses.clock
 SCHEDULES = ("mix", "together")
 WORKLOAD_FS = ("read", "write", "cas")
 WORKLOADS = ("register", "append")
+CLUSTER_KINDS = ("local", "docker", "ssh")  # clusters/: where nodes run
 # The checker's model of one key, per workload (append is judged by checkers.append, not a model).
 WORKLOAD_MODELS = {"register": "cas-register", "append": "list-append"}
 KEEP_DATA = ("always", "on-failure", "never")  # node data files after a run (harness.retention)
@@ -117,6 +118,21 @@ class NemesisSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    """Where the nodes run, beyond the kind: hosts and SSH login (ssh), the image (docker)."""
+
+    hosts: tuple[str, ...] = ()  # ssh: one host name or address per node, in node order
+    username: str = "root"
+    private_key: str | None = None  # ssh: path of the private key (default: the agent / ~/.ssh keys)
+    ssh_port: int = 22
+    sudo: bool = False  # ssh: run node and firewall commands through sudo
+    known_hosts: str | None = None  # ssh: known_hosts file (default ~/.ssh/known_hosts)
+    strict_host_keys: bool = True  # ssh: refuse a host whose key is not known (paramiko RejectPolicy)
+    remote_dir: str = "/tmp/ratchet"  # ssh: where each run's files live on the hosts
+    image: str | None = None  # docker: image tag (default: the one `ratchet image build` makes)
+
+
+@dataclass(frozen=True, slots=True)
 class Test:
     """The whole resolved description of one run (no live objects: it is written to test.json)."""
 
@@ -136,6 +152,7 @@ class Test:
     recovery_s: float
     store_dir: str
     keep_data: str = "on-failure"  # node data files after the run: always, on-failure, never
+    cluster_spec: ClusterSpec = field(default_factory=ClusterSpec)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -168,6 +185,10 @@ class Test:
             if key in nem:
                 nem[key] = tuple(nem[key])
         fields["nemesis"] = NemesisSpec(**nem)
+        spec = dict(fields.get("cluster_spec") or {})
+        if "hosts" in spec:
+            spec["hosts"] = tuple(spec["hosts"])
+        fields["cluster_spec"] = ClusterSpec(**spec)
         return Test(**fields)
 
 
@@ -216,6 +237,35 @@ def _replica_count(v: Any) -> str | None:
             f"must be odd: VR runs on N = 2f+1 replicas to tolerate f failures, and an even count "
             f"adds a replica but no tolerance (use {v - 1} or {v + 1})"
         )
+    return None
+
+
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})")
+_LOGIN = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+
+
+def _host_names(v: Any) -> str | None:
+    if not v:
+        return "must name at least one host"
+    for item in v:
+        if not isinstance(item, str) or not _HOST.fullmatch(item):
+            return f"{item!r} is not a host name or address (letters, digits, '.', '-', ':')"
+    if len(set(v)) != len(v):
+        return "names a host twice; one node per host"
+    return None
+
+
+def _login_name(v: Any) -> str | None:
+    return None if _LOGIN.fullmatch(v) else f"{v!r} is not a login name"
+
+
+def _non_empty(v: Any) -> str | None:
+    return None if v.strip() and "\0" not in v else "must be a non-empty string"
+
+
+def _absolute_path(v: Any) -> str | None:
+    if not v.startswith("/") or "\0" in v or ".." in v.split("/"):
+        return f"{v!r} must be an absolute path without '..'"
     return None
 
 
@@ -281,9 +331,23 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "description": Key(str, doc="one line for `ratchet scenarios`"),
     },
     "cluster": {
-        "kind": Key(str, _one_of(("local",)), "where nodes run: local"),
+        "kind": Key(
+            str,
+            _one_of(CLUSTER_KINDS),
+            "where nodes run: local (processes in private namespaces), docker (containers), "
+            "ssh (remote hosts)",
+        ),
         "nodes": Key(int, _replica_count, "replica count (odd: 1, 3, 5, ...)"),
         "bug": Key(str, doc="planted bug the nodes run with (python3 -m vr.node --list-bugs)"),
+        "hosts": Key(list, _host_names, "ssh: the hosts, one per node (names or addresses)"),
+        "username": Key(str, _login_name, "ssh: login name (default root)"),
+        "private_key": Key(str, _non_empty, "ssh: path of the private key"),
+        "ssh_port": Key(int, _between(1, 65535), "ssh: port of every host's sshd (default 22)"),
+        "sudo": Key(bool, doc="ssh: run commands through sudo (default false)"),
+        "known_hosts": Key(str, _non_empty, "ssh: known_hosts file (default ~/.ssh/known_hosts)"),
+        "strict_host_keys": Key(bool, doc="ssh: refuse hosts whose key is not in known_hosts (default true)"),
+        "remote_dir": Key(str, _absolute_path, "ssh: directory for runs on the hosts (default /tmp/ratchet)"),
+        "image": Key(str, _non_empty, "docker: image tag (default: the one `ratchet image build` makes)"),
     },
     "workload": {
         "name": Key(str, _one_of(WORKLOADS), "what clients do: " + ", ".join(WORKLOADS)),
@@ -592,7 +656,21 @@ def build_test(
             "the clients would have nothing to do.",
             where=where("workload", "read"),
         )
-    nodes = int(cluster.get("nodes", 3))
+    kind = cluster.get("kind", "local")
+    hosts = tuple(cluster.get("hosts", ()))
+    nodes = int(cluster.get("nodes", len(hosts) or 3))
+    _check_cluster(kind, cluster, hosts, nodes, where=where)
+    cluster_spec = ClusterSpec(
+        hosts=hosts,
+        username=cluster.get("username", "root"),
+        private_key=cluster.get("private_key"),
+        ssh_port=int(cluster.get("ssh_port", 22)),
+        sudo=bool(cluster.get("sudo", False)),
+        known_hosts=cluster.get("known_hosts"),
+        strict_host_keys=bool(cluster.get("strict_host_keys", True)),
+        remote_dir=cluster.get("remote_dir", "/tmp/ratchet"),
+        image=cluster.get("image"),
+    )
     bug = cluster.get("bug") or None
     nemesis = NemesisSpec(
         faults=tuple(dict.fromkeys(nem.get("faults", ()))),
@@ -624,7 +702,7 @@ def build_test(
         name=name,
         description=data.get("description", ""),
         source=source,
-        cluster=cluster.get("kind", "local"),
+        cluster=kind,
         nodes=nodes,
         bug=bug,
         workload=spec,
@@ -635,6 +713,7 @@ def build_test(
         recovery_s=float(run.get("recovery_s", 10.0)),
         store_dir=run.get("store", "store"),
         keep_data=run.get("keep_data", "on-failure"),
+        cluster_spec=cluster_spec,
     )
     _check_combinations(test, where=where)
     if check_store:
@@ -700,8 +779,61 @@ def revalidate(test: Test, *, where: str, known_bugs: tuple[str, ...] | None = N
     }
     if test.bug is not None:
         table["cluster"]["bug"] = test.bug
+    spec = getattr(test, "cluster_spec", ClusterSpec())
+    defaults = ClusterSpec()
+    for key in (*SSH_ONLY, *DOCKER_ONLY):
+        value = getattr(spec, key if key != "hosts" else "hosts")
+        if value != getattr(defaults, key):
+            table["cluster"][key] = list(value) if isinstance(value, tuple) else value
     build_test(table, source=where, seed_if_absent=test.seed, known_bugs=known_bugs, check_store=True)
     return test
+
+
+SSH_ONLY = (
+    "hosts",
+    "username",
+    "private_key",
+    "ssh_port",
+    "sudo",
+    "known_hosts",
+    "strict_host_keys",
+    "remote_dir",
+)
+DOCKER_ONLY = ("image",)
+
+
+def _check_cluster(
+    kind: str,
+    cluster: Mapping[str, Any],
+    hosts: tuple[str, ...],
+    nodes: int,
+    *,
+    where: Callable[[str, str], str],
+) -> None:
+    """The keys a home needs are there, and no key of another home is."""
+    for keys, home in ((SSH_ONLY, "ssh"), (DOCKER_ONLY, "docker")):
+        stray = [key for key in keys if key in cluster and kind != home]
+        if stray:
+            raise BadInput(
+                f"cluster.{stray[0]} is for cluster.kind = {home!r}, but this scenario runs on {kind!r}; "
+                f"drop it or set cluster.kind = {home!r}.",
+                where=where("cluster", stray[0]),
+            )
+    if kind == "ssh":
+        if not hosts:
+            raise BadInput(
+                'cluster.kind = \'ssh\' needs the hosts to run on: cluster.hosts = ["n1", "n2", "n3"] '
+                "(or --nodes n1,n2,n3).",
+                where=where("cluster", "kind"),
+            )
+        if len(hosts) != nodes:
+            raise BadInput(
+                f"cluster.hosts names {len(hosts)} host(s) but cluster.nodes = {nodes}; one node per host.",
+                where=where("cluster", "hosts"),
+            )
+        problem = _replica_count(len(hosts))
+        if problem:
+            raise BadInput(f"cluster.hosts: the host count {problem}.", where=where("cluster", "hosts"))
 
 
 def _check_combinations(test: Test, *, where: Callable[[str, str], str]) -> None:

@@ -11,6 +11,7 @@ verdict. Node data directories are deleted when the run is valid and kept
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
@@ -148,7 +149,7 @@ def execute(
     console = console or console_for_stderr()
     run = create_run_dir(Path(test.store_dir), test.name)
     _configure_logging(run)
-    cluster = clusters.create(test)
+    cluster = clusters.create(test, run_dir=run.path)
     write_test_json(
         run,
         test,
@@ -247,6 +248,7 @@ def execute(
         _release(reserve)
     leftovers = cluster.leftover_processes()
     crashes = cluster.unexpected_exits()
+    outcome = _close_cluster(cluster, outcome)
     return finish(
         run,
         test,
@@ -257,6 +259,21 @@ def execute(
         console=console,
         crashes=crashes,
         history_dropped=recorder.dropped,
+    )
+
+
+def _close_cluster(cluster: Cluster, outcome: Outcome) -> Outcome:
+    """Release the nodes' home (node files copied back, containers, remote processes and rules
+    removed); what was done joins the teardown record, a failure its errors, never the verdict."""
+    try:
+        closed, errors = cluster.close(), []
+    except Exception as exc:
+        logger.exception("closing the cluster")
+        closed, errors = [], [f"closing the {cluster.kind} cluster: {type(exc).__name__}: {exc}"]
+    return dataclasses.replace(
+        outcome,
+        teardown=[*outcome.teardown, *closed],
+        teardown_errors=[*outcome.teardown_errors, *errors],
     )
 
 

@@ -217,7 +217,7 @@ ROWS = [
     row("run-nodes-4", "run --nodes 4", "must be odd: VR runs on N = 2f+1"),
     row("run-nodes-0", "run --nodes 0", "must be between 1 and 9"),
     row("run-nodes-huge", "run --nodes 99999999999999999999", "must be between 1 and 9"),
-    row("run-nodes-word", "run --nodes three", "invalid int value: 'three'"),
+    row("run-nodes-word", "run --nodes three", "cluster.hosts is for cluster.kind = 'ssh'"),
     row("run-nemesis-empty", ("run", "--nemesis", ""), "names nothing"),
     row("run-nemesis-commas", "run --nemesis ,,,", "names nothing"),
     row("run-nemesis-gap", "run --nemesis partition,,kill", "an empty item between commas"),

@@ -19,8 +19,14 @@ from core.errors import BadInput
 ORDER = 10
 
 FLAG_KEYS: dict[str, tuple[str, str]] = {
-    "nodes": ("cluster", "nodes"),
+    "cluster": ("cluster", "kind"),
     "bug": ("cluster", "bug"),
+    "username": ("cluster", "username"),
+    "ssh_private_key": ("cluster", "private_key"),
+    "ssh_port": ("cluster", "ssh_port"),
+    "sudo": ("cluster", "sudo"),
+    "strict_host_key_checking": ("cluster", "strict_host_keys"),
+    "image": ("cluster", "image"),
     "keys": ("workload", "keys"),
     "rate": ("workload", "rate"),
     "clients": ("workload", "clients"),
@@ -57,7 +63,27 @@ def register(subparsers: Any) -> None:
         metavar="ROUTE",
         help="where requests go first: primary (default) or nodes (client p bound to node p mod N, Jepsen-style)",
     )
-    parser.add_argument("--nodes", type=int, help="replica count")
+    parser.add_argument("--cluster", metavar="KIND", help="where nodes run: local (default), docker, ssh")
+    parser.add_argument(
+        "--nodes",
+        metavar="N|HOSTS",
+        help="replica count, or the hosts to run on, comma-separated (ssh: --nodes n1,n2,n3)",
+    )
+    parser.add_argument("--username", help="ssh: login name on the hosts (default root)")
+    parser.add_argument("--ssh-private-key", metavar="PATH", help="ssh: private key file")
+    parser.add_argument(
+        "--ssh-port", type=int, metavar="PORT", help="ssh: sshd port on every host (default 22)"
+    )
+    parser.add_argument("--sudo", action="store_true", default=None, help="ssh: run commands through sudo")
+    parser.add_argument(
+        "--strict-host-key-checking",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ssh: refuse hosts whose key is not in known_hosts (default: on; --no-... accepts unknown keys)",
+    )
+    parser.add_argument(
+        "--image", help="docker: node image tag (default: the one `ratchet image build` makes)"
+    )
     parser.add_argument("--seed", type=int, help="seed of every random choice (default: random, recorded)")
     parser.add_argument("--bug", help="run the nodes with this planted bug (python -m vr.node --list-bugs)")
     parser.add_argument(
@@ -86,6 +112,16 @@ def overrides_from_args(
             flags[where] = "--" + attr.replace("_", "-")
     from core.scenario import parse_fault_list
 
+    if args.nodes is not None:
+        text = args.nodes.strip()
+        if text.isdigit():
+            overrides[("cluster", "nodes")] = int(text)
+        else:
+            hosts = parse_host_list(text)
+            overrides[("cluster", "hosts")] = hosts
+            overrides[("cluster", "nodes")] = len(hosts)
+            flags[("cluster", "hosts")] = "--nodes"
+        flags[("cluster", "nodes")] = "--nodes"
     if args.nemesis is not None:
         overrides[("nemesis", "faults")] = parse_fault_list(args.nemesis, flag="--nemesis")
         flags[("nemesis", "faults")] = "--nemesis"
@@ -93,6 +129,17 @@ def overrides_from_args(
         overrides[("nemesis", "grudges")] = parse_fault_list(args.grudges, flag="--grudges")
         flags[("nemesis", "grudges")] = "--grudges"
     return overrides, flags
+
+
+def parse_host_list(text: str) -> list[str]:
+    """``--nodes n1,n2,n3``: the hosts, in node order (validated with the scenario)."""
+    hosts = [part.strip() for part in text.split(",")]
+    if not all(hosts):
+        raise BadInput(
+            f"--nodes wants a replica count or hosts separated by commas (n1,n2,n3), not {text!r}.",
+            where="--nodes",
+        )
+    return hosts
 
 
 def resolve_test(args: argparse.Namespace) -> Any:
@@ -142,6 +189,11 @@ def resolve_test(args: argparse.Namespace) -> Any:
         known_bugs=tuple(BUGS),
         check_store=True,
     )
+    if test.cluster != "local":  # the home asks its own containers or hosts
+        import clusters
+
+        check_capabilities(test, clusters.probe(test), where=flags.get(("nemesis", "faults"), str(path)))
+        return test
     namespaces = capabilities.probe_namespaces()
     if not namespaces.available:
         raise NoNamespaces(f"{namespaces.detail}. To enable: {namespaces.how_to_enable}")
@@ -181,11 +233,12 @@ def handle(args: argparse.Namespace) -> int:
     from clusters import namespace
     from harness import session
 
-    try:
-        namespace.enter()
-    except namespace.NamespaceUnavailable as exc:
-        _error(f"{exc} (`ratchet doctor` shows what this machine can do)")
-        return 2
+    if test.cluster == "local":  # other homes' nodes live outside this machine's namespaces
+        try:
+            namespace.enter()
+        except namespace.NamespaceUnavailable as exc:
+            _error(f"{exc} (`ratchet doctor` shows what this machine can do)")
+            return 2
     from harness.progress import HEARTBEAT_S
 
     terminal = sys.stderr.isatty()
