@@ -1542,6 +1542,7 @@ class Replica:
             nack_quorum=self.quorums.nack,
             highest_op_bug="dvc-highest-op" in self.bugs,
             check_consistency=not (self.bugs & {"dvc-highest-op", "stale-view-votes"}),
+            in_hand=lambda op, checksum: self.journal.read_prepare(op, checksum) is not None,
         )
         if chosen is None:
             return  # wait for more votes (or stay stuck until a repair makes a copy available)
@@ -2032,6 +2033,7 @@ def choose_new_view_log(
     nack_quorum: int,
     highest_op_bug: bool = False,
     check_consistency: bool = True,
+    in_hand: Callable[[int, bytes], bool] | None = None,
 ) -> NewViewLog | None:
     """The new view's log from do-view-change votes (docs/vr.md §1.5 rules 4-5).
 
@@ -2041,6 +2043,11 @@ def choose_new_view_log(
     enough to commit (then the log is cut there: if op n was not committed, no later op
     was). An op nobody in hand holds a copy of, without such proof, needs more votes:
     returns None. A vote whose head is uncertain (recovering_head) never nacks by silence.
+
+    ``in_hand(op, checksum)`` says whether the new primary itself holds that prepare intact.
+    It counts as a copy even when its own vote could not say so: a torn header sector leaves
+    the prepare intact with no header belief (faulty), and a vote names only what it believes.
+    A copy never cuts anything, so counting one can only keep an op, never lose one.
     """
     assert dvcs
     if highest_op_bug:
@@ -2077,13 +2084,15 @@ def choose_new_view_log(
         if nacks >= nack_quorum:
             head = op - 1
             break
+        if copies == 0 and canonical_header is not None and in_hand is not None:
+            copies = int(in_hand(op, canonical_header.checksum))
         if canonical_header is None or copies == 0:
             if len(dvcs) < replica_count:
                 return None
             if canonical_header is None:
                 head = op - 1
                 break
-            return None  # every replica answered and nobody has a copy: stuck until repaired
+            return None  # every replica answered and nobody has a copy: the next view's primary may
     return NewViewLog(head=max(head, commit), commit=commit, headers=headers)
 
 

@@ -145,3 +145,40 @@ def test_committed_ops_are_never_cut() -> None:
     assert chosen is not None
     assert chosen.head == 4
     assert chosen.commit == 4
+
+
+def test_an_intact_copy_in_the_new_primarys_hand_counts_when_no_vote_can_say_present() -> None:
+    """Seed 74's view change, as votes: op 3's header survives only on a replica whose prepare
+    write was lost (faulty: neither present nor nack), the replica whose header sector was torn
+    kept the prepare intact but has no header to vote with, and the third holds another version
+    (one nack of two). No vote says "present", so without looking at its own disk the new
+    primary waits forever; the torn-header replica, as the new primary, holds the copy in hand."""
+    log = chain({1: 8, 2: 8, 3: 8})
+    other = chain({1: 8, 2: 8, 3: 6}, tag=6)
+    lost_write = vote(0, log_view=8, headers=log, commit=2, faulty=frozenset({3}), uncertain=True)
+    torn_header = vote(
+        1,
+        log_view=8,
+        headers={k: v for k, v in log.items() if k != 3},
+        commit=2,
+        head=3,
+        faulty=frozenset({3}),
+        uncertain=True,
+    )
+    older = vote(2, log_view=6, headers=other, commit=2)
+    votes = [lost_write, torn_header, older]
+    assert choose_new_view_log(votes, replica_count=3, nack_quorum=Q3.nack) is None
+    wanted = (3, log[3].checksum)
+    chosen = choose_new_view_log(
+        votes, replica_count=3, nack_quorum=Q3.nack, in_hand=lambda op, checksum: (op, checksum) == wanted
+    )
+    assert chosen is not None
+    assert chosen.head == 3 and chosen.headers[3].checksum == log[3].checksum
+    # Another version in hand is no copy of the canonical one.
+    elsewhere = choose_new_view_log(
+        votes,
+        replica_count=3,
+        nack_quorum=Q3.nack,
+        in_hand=lambda op, checksum: checksum == other[3].checksum,
+    )
+    assert elsewhere is None

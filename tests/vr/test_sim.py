@@ -11,9 +11,11 @@ message carries the command that reproduces it exactly.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
+import vr.replica as replica_module
 from vr.bugs import BUGS
 from vr.testing import sim
 from vr.testing.sim import config_for_seed, main, run_seed
@@ -155,24 +157,37 @@ def test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync(
     assert "r1=normal view=18 op=53 commit_min=39 commit_max=53" in control.detail
 
 
-@pytest.mark.xfail(strict=True, reason="open: a view change that cannot complete (see the docstring)")
-def test_swarm_regimes_under_storage_stress_seed_74() -> None:
-    """Why the swarm's later regimes are opt-in: seed 74 of the default storage-stress seeds,
-    with flapping partitions and partitions that cut off the primary, ends with all three
-    replicas in view_change for 60+ views. r1 and r2 share the newest log_view (8), both with
-    an uncertain head; op 8 of view 8 has a header but no intact prepare anywhere (r1's is
-    faulty, r2's slot is lost), r0's op 8 is another view's, so the new primary can neither
-    keep op 8 nor prove it uncommitted (one nack, quorum two) and waits forever.
+def test_regression_new_primary_counts_the_intact_prepare_it_holds_without_a_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 74 of the storage-stress seeds under the swarm: r2, primary of view 8, prepared op 8
+    (r1 acked it, but r1's prepare write was misdirected) and op 9; a power cut with r2's header
+    sector in flight tore it, so r2's headers for ops 1-8 are garbage while their prepares are
+    intact (case E: faulty, no header belief). r1 kept op 8's header over a lost prepare (case
+    K: faulty), r0 holds another view's op 8 (one nack; two needed). No do-view-change vote
+    could say "present" for op 8, so every view change waited for a copy that r2 had all along:
+    all three replicas in view_change for 60+ views.
+
+    The new primary now counts a verified copy in its own hands; the control run without that
+    stalls exactly as before.
     """
-    result = run_seed(
-        74,
-        swarm=True,
-        power_cut_probability=0.05,
-        corrupt_probability=0.01,
-        misdirect_probability=0.02,
-        superblock_corrupt_probability=0.02,
-    )
+    stress = {
+        "power_cut_probability": 0.05,
+        "corrupt_probability": 0.01,
+        "misdirect_probability": 0.02,
+        "superblock_corrupt_probability": 0.02,
+    }
+    result = run_seed(74, swarm=True, **stress)
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
+    original = replica_module.choose_new_view_log
+
+    def without_in_hand(*args: Any, in_hand: Any = None, **kwargs: Any) -> Any:
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(replica_module, "choose_new_view_log", without_in_hand)
+    control = run_seed(74, swarm=True, **stress)
+    assert control.outcome == "liveness", control.detail
+    assert all(f"r{i}=view_change" in control.detail for i in range(3)), control.detail
 
 
 def test_simulation_under_storage_stress() -> None:
