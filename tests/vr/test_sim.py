@@ -1,11 +1,12 @@
 """The deterministic simulation: the real replica under seeded network, disk and crash faults.
 
 The default suite runs 200 consecutive seeds (each a different swarm configuration:
-cluster size, loss, duplication, delay, partitions, crashes with and without power
-loss, power cuts in the middle of a flush, WAL corruption and misdirected writes within the
-fault atlas, superblock rot);
-``-m soak`` runs many more. A failure
-message carries the command that reproduces it exactly.
+cluster size, loss, duplication, delay, partitions, flapping partitions and partitions that
+cut off the primary, crashes with and without power loss, power cuts in the middle of a
+flush, WAL corruption and misdirected writes within the fault atlas, superblock rot,
+wall-clock jumps, crowds of clients); ``-m soak`` runs many more. A failure message carries
+the command that reproduces it exactly. Seeds found before the swarm's later regimes were the
+default replay with ``swarm=False`` (``--no-swarm``), the configuration they were found in.
 """
 
 from __future__ import annotations
@@ -72,7 +73,20 @@ def test_seeds_exercise_faults() -> None:
     assert totals["power_cuts"] > 0
     assert totals["misdirects"] > 0
     assert totals["superblock_corruptions"] > 0
+    assert totals["clock_jumps"] > 0
     assert config_for_seed(1) == config_for_seed(1)
+
+
+def test_the_swarm_is_the_default_and_no_swarm_opts_out() -> None:
+    """Every profile-free seed gets the swarm's later regimes unless ``--no-swarm`` says not to;
+    the opt-out is part of the reproduce line, so such a seed replays in its own configuration."""
+    assert config_for_seed(5).network.isolate_primary
+    assert config_for_seed(5) == config_for_seed(5, swarm=True)
+    assert not config_for_seed(5, swarm=False).network.isolate_primary
+    plain = run_seed(3, swarm=False)
+    assert plain.reproduce() == "python -m vr.testing.sim --seed 3 --no-swarm"
+    assert run_seed(3).reproduce() == "python -m vr.testing.sim --seed 3"
+    assert main(plain.reproduce().split()[3:]) == 0
 
 
 def test_cli_prints_reproduce_line_for_a_failing_seed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -100,7 +114,8 @@ def test_simulation_soak_bug_profiles_without_the_bug(profile: str) -> None:
     assert not failures, "\n".join(failures)
 
 
-# Seeds that once failed, with what they found; each must keep passing.
+# Seeds that once failed, with what they found; each must keep passing (in the configuration they
+# were found in: before the swarm's later regimes were the default).
 REGRESSION_SEEDS = [
     (567, "ack-before-fsync"),  # a primary whose head was its checkpoint op had no header to chain from
     (30480, None),  # a restarted primary resumed view 0 with an empty-looking log: two op 1s in one view
@@ -113,7 +128,7 @@ REGRESSION_SEEDS = [
 
 @pytest.mark.parametrize(("seed", "profile"), REGRESSION_SEEDS)
 def test_regression_seeds(seed: int, profile: str | None) -> None:
-    result = run_seed(seed, profile=frozenset({profile}) if profile else frozenset())
+    result = run_seed(seed, profile=frozenset({profile}) if profile else frozenset(), swarm=False)
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
 
 
@@ -123,7 +138,7 @@ def test_regression_intact_prepare_in_a_faulty_slot_is_served() -> None:
     Its prepare was intact on both, but a slot with no header belief was never read, so no
     replica served (or re-staged) the last good copies and the cluster stalled at commit 0.
     """
-    result = run_seed(111, power_cut_probability=0.1, corrupt_probability=0.01)
+    result = run_seed(111, power_cut_probability=0.1, corrupt_probability=0.01, swarm=False)
     assert result.stats["power_cuts"] > 0
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
 
@@ -145,14 +160,14 @@ def test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync(
         "misdirect_probability": 0.01,
         "superblock_corrupt_probability": 0.01,
     }
-    result = run_seed(5049, swarm=True, **stress)
+    result = run_seed(5049, **stress)
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
     assert result.reproduce() == (
-        "python -m vr.testing.sim --seed 5049 --swarm --power-cuts 0.03 --corruption 0.01 --misdirects 0.01"
+        "python -m vr.testing.sim --seed 5049 --power-cuts 0.03 --corruption 0.01 --misdirects 0.01"
         " --superblock-rot 0.01"
     )
     monkeypatch.setattr(sim, "SIM_OPTIONS", dataclasses.replace(sim.SIM_OPTIONS, repair_stall_ticks=10**9))
-    control = run_seed(5049, swarm=True, **stress)
+    control = run_seed(5049, **stress)
     assert control.outcome == "liveness"
     assert "r1=normal view=18 op=53 commit_min=39 commit_max=53" in control.detail
 
@@ -177,7 +192,7 @@ def test_regression_new_primary_counts_the_intact_prepare_it_holds_without_a_hea
         "misdirect_probability": 0.02,
         "superblock_corrupt_probability": 0.02,
     }
-    result = run_seed(74, swarm=True, **stress)
+    result = run_seed(74, **stress)
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
     original = replica_module.choose_new_view_log
 
@@ -185,7 +200,7 @@ def test_regression_new_primary_counts_the_intact_prepare_it_holds_without_a_hea
         return original(*args, **kwargs)
 
     monkeypatch.setattr(replica_module, "choose_new_view_log", without_in_hand)
-    control = run_seed(74, swarm=True, **stress)
+    control = run_seed(74, **stress)
     assert control.outcome == "liveness", control.detail
     assert all(f"r{i}=view_change" in control.detail for i in range(3)), control.detail
 
@@ -225,17 +240,17 @@ MISDIRECT_REGRESSION_SEEDS = [
 
 @pytest.mark.parametrize(("seed", "found"), MISDIRECT_REGRESSION_SEEDS)
 def test_regression_seeds_misdirected_writes(seed: int, found: str) -> None:
-    result = run_seed(seed, misdirect_probability=0.05)
+    result = run_seed(seed, misdirect_probability=0.05, swarm=False)
     assert result.stats["misdirects"] > 0
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}\n  once: {found}"
 
 
 def test_reproduce_line_of_a_bug_under_the_generic_swarm_reproduces_it() -> None:
     """bench/vr_sim.py --detect runs a bug with no profile; its reproduce line must say so."""
-    result = run_seed(96, bugs=frozenset({"lease-read-wall-clock"}), profile=frozenset(), swarm=True)
+    result = run_seed(96, bugs=frozenset({"lease-read-wall-clock"}), profile=frozenset())
     assert result.outcome == "violation", result.detail
     line = result.reproduce()
-    assert line == "python -m vr.testing.sim --seed 96 --swarm --bug lease-read-wall-clock --profile none"
+    assert line == "python -m vr.testing.sim --seed 96 --bug lease-read-wall-clock --profile none"
     assert main(line.split()[3:]) == 1
 
 

@@ -1,8 +1,9 @@
 """Deterministic cluster simulation from one seed: ``python -m vr.testing.sim --seed N``.
 
 The seed picks the whole configuration (swarm testing: cluster size, clients, network
-loss/duplication/delay, partition rate, crash and corruption rates, fsync latency),
-then drives a **safety phase** (faults on, until ``requests_max`` requests were
+loss/duplication/delay, partition rate, crash and corruption rates, fsync latency, and the
+later regimes: flapping partitions, partitions that cut off the primary, wall-clock jumps,
+crowds of clients; ``--no-swarm`` leaves those out), then drives a **safety phase** (faults on, until ``requests_max`` requests were
 issued and answered or a tick budget runs out) and a **liveness phase** (every fault
 healed, every replica restarted: the cluster must converge and every pending request
 must complete). The state checker runs after every step; at the end the clients'
@@ -67,7 +68,7 @@ class SimResult:
     profile: frozenset[str] = frozenset()
     overrides: tuple[tuple[str, float], ...] = ()
     history: ClientHistory | None = None  # what the clients saw (docs/contracts.md §4)
-    swarm: bool = False  # the swarm's later fault regimes were on (see _swarm_extras)
+    swarm: bool = True  # the swarm's later fault regimes were on (see _swarm_extras)
 
     @property
     def ok(self) -> bool:
@@ -82,7 +83,7 @@ class SimResult:
         if self.profile != self.bugs:
             bugs += "".join(f" --profile {b}" for b in sorted(self.profile)) or " --profile none"
         flags = "".join(f" --{_FLAGS[name]} {value}" for name, value in self.overrides)
-        swarm = " --swarm" if self.swarm else ""
+        swarm = "" if self.swarm else " --no-swarm"
         return f"python -m vr.testing.sim --seed {self.seed}{swarm}{bugs}{flags}"
 
 
@@ -95,14 +96,13 @@ _FLAGS = {
 }
 
 
-def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset(), swarm: bool = False) -> SimConfig:
+def config_for_seed(seed: int, *, profile: frozenset[str] = frozenset(), swarm: bool = True) -> SimConfig:
     """Draw the whole configuration from the seed, tilted toward the faults that expose the
     bugs named in ``profile`` (the same profile runs with and without the bug switched on).
 
-    ``swarm`` adds the later fault regimes of ``_swarm_extras`` and crowds of clients (to
-    profile-free seeds only). They are opt-in: under storage stress they reach a view change
-    that cannot complete (seed 74 of the default storage-stress seeds), so the default seeds
-    stay as they were until that is resolved."""
+    ``swarm`` (the default) adds the later fault regimes of ``_swarm_extras`` and crowds of
+    clients, to profile-free seeds only; ``swarm=False`` (``--no-swarm``) gives a seed the
+    configuration it had before they existed, so a seed found then still replays."""
     bugs = profile
     rng = random.Random(seed ^ 0x5EED)
     replica_count = rng.choice([3, 3, 3, 5]) if not bugs else 3
@@ -244,7 +244,7 @@ def run_seed(
     corrupt_probability: float | None = None,
     misdirect_probability: float | None = None,
     superblock_corrupt_probability: float | None = None,
-    swarm: bool = False,
+    swarm: bool = True,
 ) -> SimResult:
     """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix, the probabilities override it."""
     config = config_for_seed(seed, profile=bugs if profile is None else profile, swarm=swarm)
@@ -380,9 +380,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--swarm",
-        action="store_true",
-        help="add the swarm's later fault regimes: flapping partitions, partitions that cut off "
-        "the primary, wall-clock jumps, crowds of 5-8 clients",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the swarm's later fault regimes: flapping partitions, partitions that cut off the "
+        "primary, wall-clock jumps, crowds of 5-8 clients (default: on; --no-swarm turns them off, "
+        "giving each seed the configuration it had before they existed)",
     )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
     parser.add_argument(
