@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class LocalCluster:
     """Processes on this machine, one per node, and the run namespace's packet filter."""
 
     kind = "local"
+    python = sys.executable
 
     def __init__(self, *, node_count: int, base_port: int = BASE_PORT) -> None:
         if not namespace.inside():
@@ -78,6 +80,13 @@ class LocalCluster:
 
     def names(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes)
+
+    def path(self, name: str, local: Path) -> str:
+        """Nodes share the controller's file system: a run file is where it is."""
+        return str(local)
+
+    def make_dirs(self, name: str, local: Path) -> None:
+        local.mkdir(parents=True, exist_ok=True)
 
     def spawn(
         self, name: str, argv: Sequence[str], *, output_path: Path, env: Mapping[str, str] | None = None

@@ -37,6 +37,16 @@ class Cluster(Protocol):
     kind: str
     nodes: Sequence[ClusterNode]
     firewall: Any  # clusters.firewall.Firewall: apply / heal / verify / teardown by rule kind
+    python: str  # the interpreter that runs a node's program on the node (``python3`` on a host)
+
+    def path(self, name: str, local: Path) -> str:
+        """Where a file of the run directory (``local``) is on node ``name``: the same path when the
+        node shares this file system (local, a bind mount), a per-run directory on a remote host."""
+        ...
+
+    def make_dirs(self, name: str, local: Path) -> None:
+        """Create ``local``'s counterpart (and parents) on node ``name``."""
+        ...
 
     def node(self, name: str) -> ClusterNode: ...
     def names(self) -> tuple[str, ...]: ...

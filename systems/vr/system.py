@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 import threading
 import time
 from pathlib import Path
@@ -126,14 +125,15 @@ class VRSystem(ClusterNodes):
     def argv(self, node: str, *, format_data: bool) -> list[str]:
         files = self.node_files(node)
         index = self.cluster.node(node).index
+        on_node = self.cluster.path
         argv = [
-            sys.executable, "-m", "vr.node",
+            self.cluster.python, "-m", "vr.node",
             "--id", str(index),
             "--peers", ",".join(self.addresses()),
-            "--data", str(files["data"]),
+            "--data", on_node(node, files["data"]),
             "--cluster", str(self.cluster_id),
-            "--log", str(files["log"]),
-            "--events", str(files["events"]),
+            "--log", on_node(node, files["log"]),
+            "--events", on_node(node, files["events"]),
             "--seed", str((self.seed * 1_000_003 + index * 7919 + self._starts.get(node, 0)) % (1 << 63)),
         ]  # fmt: skip
         if format_data:
@@ -144,7 +144,7 @@ class VRSystem(ClusterNodes):
 
     def start(self, node: str) -> None:
         files = self.node_files(node)
-        files["data"].mkdir(parents=True, exist_ok=True)
+        self.cluster.make_dirs(node, files["data"])
         if self.disk is not None:
             self.disk.prepare(node, files["data"])
         format_data = node not in self._formatted
