@@ -233,7 +233,9 @@ def corrupt_repair(tmp: Path) -> dict[str, Any]:
         procs[target].wait()
         layout, rng = Layout(), random.Random(5)
         path = tmp / f"n{target}" / "data" / "replica.vr"
-        ops = [commit - 2, commit - 1, commit]
+        # Inside the log, not at its head: damage at the head is indistinguishable from a write torn
+        # by the crash (VR.md), which recovery rightly truncates rather than reports.
+        ops = [commit - 5, commit - 4, commit - 3]
         for op, kind in zip(ops, ("bitflip", "zero", "misdirect"), strict=True):
             extent = layout.extents_of_op(op)["prepare_header_sector"]
             current = read_file(path, extent.offset, extent.length)
