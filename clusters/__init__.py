@@ -32,10 +32,18 @@ def create(test: Test, *, run_dir: Path) -> Cluster:
         from clusters.local import LocalCluster
 
         return LocalCluster(node_count=test.nodes)
+    if test.cluster == "ssh":
+        from clusters import ssh
+
+        return ssh.create(test, run_dir=run_dir)
     raise _not_here(test.cluster)
 
 
 def probe(test: Test) -> dict[str, Any]:
     """What a home other than local can do for ``test``'s faults (core.capability.Capability by need),
     asked of the home itself: a throwaway container, or every host."""
+    if test.cluster == "ssh":
+        from clusters import ssh
+
+        return ssh.probe(test)
     raise _not_here(test.cluster)
