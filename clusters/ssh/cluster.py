@@ -439,13 +439,12 @@ class SSHCluster:
         leftover = host.run(["sh", "-c", KILL_GROUPS, "sh", *map(str, sids)], check=False).stdout.split()
         if leftover:
             lines.append(f"{host.label}: killed leftover process groups {' '.join(leftover)}")
-        skip_data = self.keep_data == "never"
-        fetched = host.download_tree(
-            f"{self.base}/run", self.run_dir, skip=lambda filename: skip_data and filename == "data"
+        fetched = host.download_tar(
+            f"{self.base}/run", self.run_dir, exclude=["data"] if self.keep_data == "never" else []
         )
-        size = sum(b for _, b in fetched)
+        size = sum((self.run_dir / p).stat().st_size for p in fetched)
         lines.append(
-            f"{host.label}: downloaded {len(fetched)} files ({size / 1e6:.2f} MB) of {name} into the run directory"
+            f"{host.label}: downloaded {len(fetched)} files of {name} ({size / 1e6:.2f} MB) into the run directory"
         )
         host.run(["rm", "-rf", "--", self.base])
         if self._created_remote_dir.get(name):

@@ -17,6 +17,8 @@ import logging
 import os
 import shlex
 import stat
+import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -189,6 +191,44 @@ class Host:
                 sftp.get(source, str(local / attr.filename))
                 fetched.append((attr.filename, attr.st_size or 0))
         return fetched
+
+    def download_tar(self, remote: str, local: Path, *, exclude: Sequence[str] = ()) -> list[str]:
+        """Copy the tree ``remote`` into ``local`` as one tar stream (sparse data files stay sparse, and
+        compress); the relative paths of the files extracted. ``exclude``: GNU tar patterns."""
+        local.mkdir(parents=True, exist_ok=True)
+        argv = ["tar", "-C", remote, "-cSzf", "-", *(f"--exclude={p}" for p in exclude), "."]
+        line = self.command(argv)
+        channel = self._transport().open_session(timeout=CONNECT_TIMEOUT_S)
+        channel.settimeout(COMMAND_TIMEOUT_S)
+        channel.exec_command(line)
+        channel.shutdown_write()
+        with tempfile.TemporaryFile() as listing, tempfile.TemporaryFile() as errors:
+            extract = subprocess.Popen(
+                ["tar", "-C", str(local), "-xzvf", "-"], stdin=subprocess.PIPE, stdout=listing, stderr=errors
+            )
+            assert extract.stdin is not None
+            try:
+                while chunk := channel.recv(1 << 16):
+                    extract.stdin.write(chunk)
+            except (OSError, paramiko.SSHException) as exc:
+                extract.kill()
+                raise SSHError(f"{self.label}: `{line}` failed: {type(exc).__name__}: {exc}") from exc
+            finally:
+                extract.stdin.close()
+                extract.wait(timeout=COMMAND_TIMEOUT_S)
+            listing.seek(0)
+            errors.seek(0)
+            names, err = listing.read(), errors.read()
+        code = channel.recv_exit_status()
+        remote_err = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+        channel.close()
+        if code != 0 or extract.returncode != 0:
+            raise SSHError(
+                f"{self.label}: downloading {remote}: remote tar exited {code} ({remote_err}), "
+                f"local tar exited {extract.returncode} ({err.decode(errors='replace').strip()})"
+            )
+        paths = [n.removeprefix("./") for n in names.decode(errors="replace").splitlines()]
+        return [p for p in paths if p and (local / p).is_file()]
 
     def close(self) -> None:
         with self._lock:

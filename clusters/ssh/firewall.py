@@ -212,6 +212,7 @@ class SSHFirewall:
     ):
         self._hosts, self._clients, self._labels = dict(hosts), dict(clients), dict(labels)
         self._by_address: dict[str, str] = {}
+        self._removed: list[str] = []
         backends = {fw.backend for fw in self._hosts.values()}
         self.backend = (
             backends.pop()
@@ -270,10 +271,18 @@ class SSHFirewall:
         return any(healed.values())
 
     def teardown(self) -> bool:
-        return bool(self.teardown_lines())
+        """Remove the run's rules from every host (the runner's teardown); True if there were some.
+        What was removed where is kept for :meth:`teardown_lines` (the cluster's teardown record)."""
+        lines = self._remove()
+        self._removed += lines
+        return bool(lines)
 
     def teardown_lines(self) -> list[str]:
-        """Remove the run's rules from every host; one line per host that had some."""
+        """Remove what is left of the run's rules; one line per host that had some, earlier removals included."""
+        lines, self._removed = [*self._removed, *self._remove()], []
+        return lines
+
+    def _remove(self) -> list[str]:
 
         def one(name: str) -> str | None:
             fw = self._hosts[name]
