@@ -459,7 +459,7 @@ class SSHCluster:
 # Kill whole process groups (positional: session ids) and print those that still had members.
 KILL_GROUPS = r"""
 for sid in "$@"; do
-  if kill -0 -- "-$sid" 2>/dev/null; then kill -s KILL -- "-$sid" 2>/dev/null; echo "$sid"; fi
+  if kill -s 0 -- "-$sid" 2>/dev/null; then kill -s KILL -- "-$sid" 2>/dev/null; echo "$sid"; fi
 done
 true
 """

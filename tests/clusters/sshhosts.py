@@ -224,6 +224,11 @@ class SSHHosts:
         """``argv`` in host ``i``'s network namespace (not its mount namespace: use ssh for files)."""
         return _run("ip", "netns", "exec", self.names[i], *argv, check=check)
 
+    def in_host_mounts(self, i: int, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``argv`` inside host ``i``'s namespaces (network and mounts: its own remote_dir), as sshd has them."""
+        pid = (self.workdir / f"sshd{i}.pid").read_text().strip()
+        return _run("nsenter", "-t", pid, "-m", "-n", "--", *argv, check=check)
+
     def host_pids(self, i: int) -> list[int]:
         """Every process in host ``i``'s network namespace except its sshd listener."""
         out = _run("ip", "netns", "pids", self.names[i], check=False).stdout.split()
