@@ -36,6 +36,15 @@ def create(test: Test, *, run_dir: Path) -> Cluster:
         from clusters import ssh
 
         return ssh.create(test, run_dir=run_dir)
+    if test.cluster == "docker":
+        from clusters.docker import DockerCluster
+
+        return DockerCluster(
+            node_count=test.nodes,
+            run_dir=run_dir,
+            image=test.cluster_spec.image,
+            disk=bool({"disk", "power-cut"} & set(test.nemesis.faults)),
+        )
     raise _not_here(test.cluster)
 
 
@@ -46,4 +55,8 @@ def probe(test: Test) -> dict[str, Any]:
         from clusters import ssh
 
         return ssh.probe(test)
+    if test.cluster == "docker":
+        from clusters.docker.probe import probe as probe_docker
+
+        return probe_docker(image=test.cluster_spec.image, faults=tuple(test.nemesis.faults))
     raise _not_here(test.cluster)
