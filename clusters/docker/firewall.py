@@ -145,4 +145,4 @@ class DockerFirewall:
         return all(self._each(lambda _n, nft: not nft._has_table()).values())
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)  # a hung exec must not hold up teardown

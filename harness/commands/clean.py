@@ -1,5 +1,10 @@
 """``ratchet clean``: remove what crashed runs left behind.
 
+Without ``--ssh``: docker objects (containers, networks, untagged image layers) with
+Ratchet's labels whose controller is gone (clusters.docker.leftovers): a docker run
+removes its own on Ctrl-C and SIGTERM, a SIGKILLed one cannot. ``--image`` also
+removes the cached node image.
+
 ``--ssh --nodes h1,h2,...``: on each host, every run directory under the remote
 directory whose controller is gone (clusters.ssh.clean): the node's process group,
 the run's packet-filter table or chains, the directory itself. A run still in
@@ -19,13 +24,15 @@ ORDER = 62
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "clean",
-        help="remove what crashed runs left (ssh hosts: --ssh --nodes h1,h2,...)",
-        description="Remove what runs killed with SIGKILL left behind. With --ssh: on each host of --nodes, "
+        help="remove what crashed runs left: docker containers/networks/layers (ssh hosts: --ssh --nodes ...)",
+        description="Remove what runs killed with SIGKILL left behind: by default every docker container, network "
+        "and untagged image layer with Ratchet's labels whose controller is gone. With --ssh: on each host of --nodes, "
         "every run directory of Ratchet's under --remote-dir whose controller is gone, with its process "
         "group and packet-filter rules.",
     )
     parser.add_argument("--all", action="store_true", help="also remove leftovers of runs still in progress")
     parser.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    parser.add_argument("--image", action="store_true", help="docker: also remove the cached node image")
     add_ssh_arguments(parser)
     parser.set_defaults(handler=handle)
 
@@ -55,7 +62,27 @@ def add_ssh_arguments(parser: argparse.ArgumentParser) -> None:
 def handle(args: argparse.Namespace) -> int:
     if args.ssh:
         return handle_ssh(args)
-    raise BadInput("say what to clean: --ssh --nodes h1,h2,... (the hosts of ssh runs).")
+    return handle_docker(args)
+
+
+def handle_docker(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from clusters.docker import leftovers
+    from clusters.docker.cluster import client_from_env
+
+    console = Console(soft_wrap=True, highlight=False)
+    client = client_from_env()
+    found = leftovers.find(client, live_too=args.all, cached_image=args.image)
+    if not found:
+        console.print("nothing to clean: no docker objects of Ratchet's left by crashed runs")
+        return 0
+    if args.dry_run:
+        console.print(f"would remove {found.describe()}")
+        return 0
+    for line in leftovers.remove(client, found):
+        console.print(line)
+    return 0
 
 
 def handle_ssh(args: argparse.Namespace) -> int:
