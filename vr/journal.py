@@ -323,6 +323,10 @@ class Journal:
         self._mirror = bytearray(layout.wal_headers_size)  # the header ring as it is (to be) on disk
         self._staged: dict[int, Message] = {}  # slot -> prepare to write at the next flush
         self._staged_reserved: set[int] = set()  # slots truncated in memory, to reserve on disk
+        # Slots whose prepare is already intact on disk and need only their redundant header
+        # (write_prepare of a copy the slot holds): rewriting the prepare would put that copy,
+        # maybe the cluster's last, in flight where a power cut can tear it.
+        self._staged_headers: set[int] = set()
         self._reserved_headers = [Header.reserved(cluster, slot) for slot in range(n)]
         self.counters: dict[str, int] = {}
         self.sync_count = 0
@@ -423,6 +427,7 @@ class Journal:
         self._inhabited = {0: root.header.checksum}
         self._staged.clear()
         self._staged_reserved.clear()
+        self._staged_headers.clear()
         self.recovered = True
 
     # Writes ----------------------------------------------------------------------------------
@@ -442,8 +447,17 @@ class Journal:
         slot = header.op % self.layout.slot_count
         self._set_header(slot, header)
         self._dirty.add(slot)
-        self._staged[slot] = message
         self._staged_reserved.discard(slot)
+        if self._holds_verbatim(slot, header.checksum):
+            # The slot already holds this very prepare, verified (a faulty slot whose header was
+            # torn, repaired from our own copy): write only the header. Rewriting the prepare would
+            # make a durable copy an in-flight write, which a power cut may tear (seed 283 under
+            # doubled storage stress lost committed op 26's last copy that way).
+            self._staged.pop(slot, None)
+            self._staged_headers.add(slot)
+            return
+        self._staged_headers.discard(slot)
+        self._staged[slot] = message
 
     def set_header_as_dirty(self, header: Header) -> None:
         """Believe ``header`` for its slot (learned from a peer); its prepare is still needed."""
@@ -457,6 +471,10 @@ class Journal:
         self._set_header(slot, header)
         self._dirty.add(slot)
 
+    def _holds_verbatim(self, slot: int, checksum_expected: bytes) -> bool:
+        """True if ``slot`` physically holds the verified prepare ``checksum_expected`` already."""
+        return self._inhabited.get(slot) == checksum_expected
+
     def remove_entries_from(self, op: int) -> None:
         """Truncate ops >= ``op`` in memory; the next ``flush`` reserves their slots durably."""
         assert op > 0, "the root op is never truncated"
@@ -467,22 +485,52 @@ class Journal:
             self._dirty.discard(slot)
             self._faulty.discard(slot)
             self._staged.pop(slot, None)
+            self._staged_headers.discard(slot)
             self._staged_reserved.add(slot)
         self._op_max = _max_op(self._headers)
 
     def flush(self) -> list[Header]:
         """Group commit: staged prepares, sync, their header sectors (merged), sync.
 
-        Returns the headers that became durable and clean, ascending by op. A staged prepare
+        A prepare the slot already holds intact gets only its header written (see
+        ``write_prepare``). Returns the headers that became durable and clean, ascending by op. A staged prepare
         whose write fails (EIO) stays staged and dirty for the next flush; a failed sync
         raises (after fsync fails nothing unsynced can be trusted: restart from disk).
         """
         durable: list[Header] = []
         if self._staged_reserved:
             self._flush_reserved(sorted(self._staged_reserved))
+        if self._staged_headers:
+            durable.extend(self._flush_headers_only())
         staged = sorted(self._staged.items(), key=lambda item: item[1].header.op)
         for start in range(0, len(staged), PREPARE_WRITES_IN_FLIGHT_MAX):
             durable.extend(self._flush_group(staged[start : start + PREPARE_WRITES_IN_FLIGHT_MAX]))
+        return sorted(durable, key=lambda h: h.op)
+
+    def _flush_headers_only(self) -> list[Header]:
+        """Write the redundant headers of slots whose prepare is intact on disk; sync; mark them clean."""
+        slots = []
+        for slot in sorted(self._staged_headers):
+            belief = self._headers[slot]
+            if belief is not None and self._inhabited.get(slot) == belief.checksum:
+                self._set_mirror(slot, belief)
+                slots.append(slot)
+        self._staged_headers.clear()
+        if not slots:
+            return []
+        failed_sectors = self._write_header_sectors(slots)
+        self._sync()
+        durable: list[Header] = []
+        for slot in slots:
+            belief = self._headers[slot]
+            if self.layout.header_sector_for_slot(slot) in failed_sectors:
+                self._staged_headers.add(slot)  # retried next flush
+                continue
+            if belief is not None and self._inhabited.get(slot) == belief.checksum:
+                self._dirty.discard(slot)
+                self._faulty.discard(slot)
+                self._count("header_only_fix")
+                durable.append(belief)
         return durable
 
     def _flush_group(self, group: list[tuple[int, Message]]) -> list[Header]:
@@ -866,6 +914,7 @@ class Journal:
         self._inhabited.clear()
         self._staged.clear()
         self._staged_reserved.clear()
+        self._staged_headers.clear()
         fix_slots: list[int] = []
         cut_slots: list[int] = []
         for read in reads:

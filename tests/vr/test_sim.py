@@ -18,6 +18,7 @@ import pytest
 
 import vr.replica as replica_module
 from vr.bugs import BUGS
+from vr.journal import Journal
 from vr.testing import sim
 from vr.testing.sim import config_for_seed, main, run_seed
 
@@ -203,6 +204,29 @@ def test_regression_new_primary_counts_the_intact_prepare_it_holds_without_a_hea
     control = run_seed(74, **stress)
     assert control.outcome == "liveness", control.detail
     assert all(f"r{i}=view_change" in control.detail for i in range(3)), control.detail
+
+
+def test_regression_repair_from_an_intact_local_prepare_rewrites_only_its_header(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 283 under doubled storage stress: committed op 26's prepare write on r2 was misdirected,
+    so r1 held the last copy. A power cut tore r1's header sector (op 26 faulty, prepare intact);
+    r1 repaired the slot from its own copy by rewriting the prepare, a second power cut tore that
+    write, and the last copy was gone: commit stuck at 28 with r0 and r1 at 17. The journal now
+    writes only the header of a prepare the slot already holds; the control rewrites it and stalls.
+    """
+    stress = {
+        "power_cut_probability": 0.1,
+        "corrupt_probability": 0.02,
+        "misdirect_probability": 0.05,
+        "superblock_corrupt_probability": 0.02,
+    }
+    result = run_seed(283, **stress)
+    assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
+    monkeypatch.setattr(Journal, "_holds_verbatim", lambda self, slot, checksum: False)
+    control = run_seed(283, **stress)
+    assert control.outcome == "liveness", control.detail
+    assert "r0=normal view=31 op=32 commit_min=17 commit_max=28" in control.detail
 
 
 def test_simulation_under_storage_stress() -> None:
