@@ -200,7 +200,10 @@ def probe_dm_flakey() -> Capability:
 def probe_docker() -> Capability:
     if shutil.which("docker") is None:
         return Capability(
-            "docker", False, "docker CLI not installed", "install docker (docker clusters: later)"
+            "docker",
+            False,
+            "docker CLI not installed",
+            "apt-get install docker.io (for cluster.kind = 'docker')",
         )
     ok, detail = _try(["docker", "info", "--format", "{{.ServerVersion}}"])
     if ok:
@@ -209,7 +212,7 @@ def probe_docker() -> Capability:
         "docker",
         False,
         f"docker daemon not reachable: {detail}",
-        "start dockerd or set DOCKER_HOST (docker clusters: later)",
+        "start dockerd (for cluster.kind = 'docker')",
     )
 
 

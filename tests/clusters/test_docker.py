@@ -53,10 +53,18 @@ def client(engine: Engine) -> Any:
 
 @pytest.fixture(scope="session")
 def node_image(client: Any) -> Any:
-    """The cached node image, built once per session (0.7-1.5 s measured)."""
+    """The cached node image, built once per session (0.7-1.5 s measured); skips, with docker's
+    reason, where the engine answers but cannot run a container (e.g. no cgroups in a CI box)."""
+    import docker.errors
+
     from clusters.docker import image
 
-    return image.build(client)
+    built = image.build(client)
+    try:
+        client.containers.run(image.DEFAULT_IMAGE, ["true"], remove=True, volumes=["/usr:/usr:ro"])
+    except docker.errors.DockerException as exc:
+        pytest.skip(f"the docker engine cannot run a container here: {exc}")
+    return built
 
 
 def ratchet(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
@@ -240,9 +248,10 @@ def test_clean_removes_dangling_objects_and_keeps_live_ones(client: Any, node_im
         assert f"removed network {dead.name}" in proc.stdout
         assert live.name not in proc.stdout
         assert [n.name for n in client.networks.list(names=[live.name])] == [live.name]
-        proc = ratchet("clean", "--all")
-        assert f"removed network {live.name}" in proc.stdout
-        assert ratchet("clean").stdout.startswith("nothing to clean")
+        # --all would take live runs' objects too; other runs may be live on this engine, so: dry run
+        proc = ratchet("clean", "--all", "--dry-run")
+        assert proc.returncode == 0 and live.name in proc.stdout and "would remove" in proc.stdout
+        assert [n.name for n in client.networks.list(names=[live.name])] == [live.name]
     finally:
         for network in (dead, live):
             with contextlib.suppress(Exception):
