@@ -1,6 +1,6 @@
 """Cost of each cluster home: provision and teardown, ops/s at 50 clients, partition inject and heal.
 
-Usage: ``python bench/homes.py [--homes local,docker] [--seconds 5] [--repeats 5]``
+Usage: ``python bench/homes.py [--homes local,docker,ssh] [--seconds 5] [--repeats 5]``
 
 For each home (one row of :data:`HOMES`: how to make its cluster, and how to run a
 measurement process in it) and each size (3 and 5 nodes) this prints:
@@ -52,6 +52,44 @@ def make_docker(nodes: int, run_dir: Path) -> Any:
     return DockerCluster(node_count=nodes, run_dir=run_dir)
 
 
+SSH_HOSTS_ENV = "RATCHET_BENCH_SSH_HOSTS"
+
+
+def make_ssh(nodes: int, run_dir: Path) -> Any:
+    """The ssh home on the first ``nodes`` test hosts that :func:`in_ssh_control` made (sshd in network
+    namespaces, tests/clusters/sshhosts.py); this process already runs in their control namespace."""
+    from clusters.ssh.cluster import SSHCluster
+    from clusters.ssh.connection import Login
+
+    hosts = json.loads(os.environ[SSH_HOSTS_ENV])
+    login = Login(username="root", private_key=hosts["key"], known_hosts=hosts["known_hosts"])
+    return SSHCluster(
+        hosts["addresses"][:nodes], login, run_dir=run_dir, remote_dir=hosts["remote_dir"], keep_data="never"
+    )
+
+
+def in_ssh_control(argv: list[str]) -> list[str]:
+    """Make 5 sshd hosts (closed when this process exits) and run ``argv`` in their control namespace:
+    host set-up stays out of the ssh home's provision figure."""
+    import atexit
+
+    from tests.clusters.sshhosts import SSHHosts, available
+
+    reason = available()
+    if reason:
+        raise RuntimeError(f"ssh test hosts unavailable: {reason}")
+    workdir = Path(tempfile.mkdtemp(prefix="ratchet-bench-sshhosts-"))
+    hosts = SSHHosts(5, workdir).start()
+    atexit.register(hosts.close)
+    described = {
+        "addresses": hosts.addresses,
+        "key": str(hosts.key),
+        "known_hosts": str(hosts.known_hosts),
+        "remote_dir": hosts.remote_dir,
+    }
+    return hosts.in_control("env", f"{SSH_HOSTS_ENV}={json.dumps(described)}", *argv)
+
+
 def in_namespace(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", "clusters.namespace", "--", *argv]
 
@@ -60,10 +98,11 @@ def as_is(argv: list[str]) -> list[str]:
     return argv
 
 
-# home -> (make its cluster, wrap the measuring process's argv). The ssh home adds its row.
+# home -> (make its cluster, wrap the measuring process's argv).
 HOMES: dict[str, tuple[Callable[[int, Path], Any], Callable[[list[str]], list[str]]]] = {
     "local": (make_local, in_namespace),
     "docker": (make_docker, as_is),
+    "ssh": (make_ssh, in_ssh_control),
 }
 
 

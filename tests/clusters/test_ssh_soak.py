@@ -1,0 +1,110 @@
+"""Long proofs of the ssh home (``-m soak``): the 60 s scenario valid, a planted bug found,
+5 and 7 hosts, and a Ctrl-C that leaves nothing on the hosts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.clusters.conftest import ssh_scenario
+from tests.clusters.sshhosts import SSHHosts, available
+from tests.clusters.test_ssh import RATCHET, _leftovers, _ratchet
+
+pytestmark = pytest.mark.soak
+
+
+@pytest.fixture
+def hosts_of(tmp_path: Path) -> Iterator[object]:
+    made: list[SSHHosts] = []
+
+    def make(count: int) -> SSHHosts:
+        reason = available()
+        if reason:
+            pytest.skip(f"ssh test hosts unavailable: {reason}")
+        hosts = SSHHosts(count, tmp_path / f"hosts{count}")
+        hosts.workdir.mkdir()
+        made.append(hosts.start())
+        return hosts
+
+    try:
+        yield make
+    finally:
+        for hosts in made:
+            hosts.close()
+
+
+def _valid_run(hosts: SSHHosts, tmp_path: Path, *args: str, time_limit_s: float) -> dict:
+    scenario = ssh_scenario(
+        hosts, tmp_path / "s.toml", faults=["partition", "pause", "kill"], time_limit_s=time_limit_s
+    )
+    store = tmp_path / "store"
+    proc = _ratchet(
+        hosts, "run", str(scenario), "--store", str(store), "--no-progress", *args, timeout=time_limit_s + 240
+    )
+    results = json.loads(((store / "latest").resolve() / "results.json").read_text())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert results["valid"] is True and results["teardown_errors"] == []
+    assert _leftovers(hosts) == {}
+    return results
+
+
+def test_the_60_s_scenario_is_valid_on_3_hosts(hosts_of, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _valid_run(hosts_of(3), tmp_path, "--seed", "1", time_limit_s=60)
+
+
+@pytest.mark.parametrize("count", [5, 7])
+def test_5_and_7_hosts(hosts_of, tmp_path: Path, count: int) -> None:  # type: ignore[no-untyped-def]
+    _valid_run(hosts_of(count), tmp_path, "--seed", "2", time_limit_s=15)
+
+
+def test_read_from_backup_is_found_on_ssh_hosts(hosts_of, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hosts = hosts_of(3)
+    scenario = ssh_scenario(hosts, tmp_path / "s.toml", faults=["partition"], time_limit_s=15)
+    store = tmp_path / "store"
+    proc = _ratchet(
+        hosts, "run", str(scenario), "--store", str(store), "--no-progress",
+        *("--bug", "read-from-backup", "--clients", "nodes", "--nemesis-interval", "3", "--seed", "1"),
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    results = json.loads(((store / "latest").resolve() / "results.json").read_text())
+    assert results["checkers"]["linearizable"]["valid"] is False
+    assert _leftovers(hosts) == {}
+
+
+def test_ctrl_c_leaves_nothing_on_the_hosts(hosts_of, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    hosts = hosts_of(3)
+    scenario = ssh_scenario(hosts, tmp_path / "s.toml", faults=["partition", "pause"], time_limit_s=60)
+    store = tmp_path / "store"
+    controller = subprocess.Popen(
+        hosts.in_control(RATCHET, "run", str(scenario), "--store", str(store), "--no-progress"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        history = list(store.glob("*/*/history.jsonl"))
+        if history and history[0].stat().st_size > 2000 and time.monotonic() > deadline - 50:
+            break  # nodes up, clients answered, a fault or two injected
+        time.sleep(0.2)
+    # The SIGINT a terminal's Ctrl-C sends to the foreground process group reaches `ip netns exec`'s child too.
+    children = subprocess.run(
+        ["pgrep", "-P", str(controller.pid)], capture_output=True, text=True
+    ).stdout.split()
+    for pid in [controller.pid, *map(int, children)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+    _, stderr = controller.communicate(timeout=120)
+    results = json.loads(((store / "latest").resolve() / "results.json").read_text())
+    assert results["completed"] is False and results["teardown_errors"] == [], stderr[-2000:]
+    assert any("removed /" in line for line in results["teardown"])
+    assert _leftovers(hosts) == {}
