@@ -20,6 +20,7 @@ import stat
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT_S = 10.0
 COMMAND_TIMEOUT_S = 30.0
+SLOW_S = 2.0  # a command slower than this is logged (a loaded host, a stalled session)
 
 
 class SSHError(RuntimeError):
@@ -96,6 +98,7 @@ class Host:
     ) -> Result:
         """Run ``argv`` on the host and wait for it; SSHError on a non-zero exit when ``check``."""
         line = self.command(argv, sudo=sudo)
+        began = time.monotonic()
         try:
             channel = self._transport().open_session(timeout=CONNECT_TIMEOUT_S)
             channel.settimeout(timeout_s)
@@ -108,7 +111,12 @@ class Host:
             code = channel.recv_exit_status()
             channel.close()
         except (OSError, paramiko.SSHException) as exc:
-            raise SSHError(f"{self.label}: `{line}` failed: {type(exc).__name__}: {exc}") from exc
+            raise SSHError(
+                f"{self.label}: `{line}` failed after {time.monotonic() - began:.1f} s: {type(exc).__name__}: {exc}"
+            ) from exc
+        elapsed = time.monotonic() - began
+        if elapsed > SLOW_S:
+            logger.warning("%s: `%s` took %.1f s", self.label, line[:200], elapsed)
         result = Result(tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace"))
         if check and code != 0:
             raise SSHError(

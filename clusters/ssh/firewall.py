@@ -17,6 +17,7 @@ connection that carries these very commands is never subject to a loss rule.
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 
@@ -24,17 +25,30 @@ from clusters.firewall import KINDS, Drop, Endpoint, FirewallError, IptablesFire
 from clusters.firewall import check_read_back as _check_read_back
 from clusters.ssh.connection import Host, SSHError, parallel
 
+logger = logging.getLogger(__name__)
+
 CLIENTS_HOST = "127.0.0.1"  # how nemeses.faults names the clients (the local controller's address)
 
 Runner = Callable[[Sequence[str], str | None], str]
 
 
+FIREWALL_TIMEOUT_S = 15.0
+
+
 def _host_runner(host: Host) -> Runner:
+    """Every firewall script is idempotent (a chain is flushed and rewritten, a delete checks first),
+    so a command whose session stalled is sent once more on a new channel before giving up."""
+
     def run(argv: Sequence[str], stdin: str | None = None) -> str:
-        try:
-            return host.run(argv, stdin=stdin).stdout
-        except SSHError as exc:
-            raise FirewallError(str(exc) + (f"\ninput:\n{stdin}" if stdin else "")) from exc
+        for attempt in (1, 2):
+            try:
+                return host.run(argv, stdin=stdin, timeout_s=FIREWALL_TIMEOUT_S).stdout
+            except SSHError as exc:
+                if attempt == 1 and "TimeoutError" in str(exc):
+                    logger.warning("%s; sending it again", exc)
+                    continue
+                raise FirewallError(str(exc) + (f"\ninput:\n{stdin}" if stdin else "")) from exc
+        raise AssertionError("unreachable")
 
     return run
 
