@@ -6,6 +6,7 @@ Claims (default suite, bounded; about a minute in all on an idle machine):
 - a 3-node cluster provisions on its own bridge network, a VR cluster runs in it, a partition
   installed with nft inside the containers really cuts TCP between two nodes and the heal
   restores it, pause and kill reach the node process, and close() leaves no container or network;
+- a node process's clock follows its libfaketime control file live (clock faults work in containers);
 - a fault the containers cannot take (disk) is refused before anything starts (exit 3);
 - SIGINT to ``ratchet run --cluster docker`` removes the run's containers and network;
 - a SIGKILLed controller's containers and network are removed by the next docker run's check;
@@ -154,6 +155,39 @@ def test_three_nodes_partition_pause_kill_and_close(client: Any, node_image: Any
     assert any("removed network" in line for line in lines), lines
     assert objects_of(client, cluster.run_id) == ([], [])
     assert (run_dir / "nodes" / "n1" / "node.log").stat().st_size > 0  # written through the bind mount
+
+
+def test_clock_control_files_reach_a_node_process_live(client: Any, node_image: Any, tmp_path: Path) -> None:
+    """libfaketime from the image's /usr, its control file through the bind-mounted run directory: a
+    node process's clock follows the file while it runs (+1 h, then -1 h), as nemeses.clock sets it."""
+    from clusters.docker import DockerCluster
+    from nemeses.clock import ClockControl, find_libfaketime
+
+    library = find_libfaketime()
+    if library is None:
+        pytest.skip("libfaketime is not installed on this host (apt-get install libfaketime faketime)")
+    run_dir = tmp_path / "store" / "clock" / "run"
+    run_dir.mkdir(parents=True)
+    cluster = DockerCluster(node_count=1, run_dir=run_dir)
+    try:
+        control = ClockControl(run_dir / "clock", ["n1"], library=library)
+        control.set("n1", offset_ms=3_600_000)
+        output = run_dir / "nodes" / "n1" / "output.log"
+        # select, not time.sleep: libfaketime 0.9.10 turns an offset clock_nanosleep into EINVAL
+        script = "import select, time\nfor _ in range(40):\n    print(time.time(), flush=True)\n    select.select([], [], [], 0.05)\n"
+        cluster.spawn("n1", [cluster.python, "-c", script], output_path=output, env=control.env("n1"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and output.read_text().count("\n") < 5:
+            time.sleep(0.05)
+        control.set("n1", offset_ms=-3_600_000)
+        while time.monotonic() < deadline and cluster.is_running("n1"):
+            time.sleep(0.05)
+        offsets = [float(line) - time.time() for line in output.read_text().split()]
+        assert any(abs(o - 3600) < 60 for o in offsets), offsets[:5]
+        assert any(abs(o + 3600) < 60 for o in offsets), offsets[-5:]
+        assert cluster.exit_code("n1") == 0
+    finally:
+        cluster.close()
 
 
 def test_disk_faults_are_refused_before_anything_starts(client: Any, node_image: Any, tmp_path: Path) -> None:
