@@ -47,6 +47,7 @@ KILLER_TESTS = (
     "tests/vr/test_replica_scenarios.py",
     "tests/vr/test_replica_fuzz.py",
     "tests/vr/test_sim_paths.py",
+    "tests/vr/test_mutation_kills.py",
 )
 COPIED = (
     "vr",
@@ -98,6 +99,59 @@ JOURNAL_REPAIR = {
     "header_for_op",
     "headers",
 }
+
+
+# Survivors read as equivalent (no behaviour of the correct replica can differ), each with its
+# reason in docs/mutation.md: (module, function, line before, line after), lines stripped.
+EQUIVALENT = {
+    (
+        "vr/journal.py",
+        "<module>",
+        "assert len(_CASES_BY_LABEL) == len(RECOVERY_CASES)",
+        "assert len(_CASES_BY_LABEL) >= len(RECOVERY_CASES)",
+    ),
+    (
+        "vr/journal.py",
+        "__init__",
+        "self._headers: list[Header | None] = [None] * n  # belief: the prepare header each slot holds",
+        "self._headers: list[Header ** None] = [None] * n  # belief: the prepare header each slot holds",
+    ),
+    (
+        "vr/replica.py",
+        "_on_repair",
+        "and self.journal.header_for_op(header.op) is not None",
+        "and self.journal.header_for_op(header.op) is None",
+    ),
+    (
+        "vr/replica.py",
+        "_on_durable",
+        "if h is not None and h.checksum == entry.header.checksum:",
+        "if h is not None and h.checksum <= entry.header.checksum:",
+    ),
+    (
+        "vr/replica.py",
+        "_send_prepare_oks",
+        "if self.status_name != Status.NORMAL or self._is_primary() or self.log_view != self.view:",
+        "if self.status_name != Status.NORMAL or self._is_primary() or self.log_view > self.view:",
+    ),
+    (
+        "vr/replica.py",
+        "_transition_to_view_change",
+        "assert view > self.view or (restarted and view == self.view), (view, self.view)",
+        "assert view > self.view or (restarted or view == self.view), (view, self.view)",
+    ),
+    (
+        "vr/replica.py",
+        "_dvc_range",
+        "low = max(low, self.op - self.options.pipeline_max - 1, self.commit_min - 1, 0)",
+        "low = max(low, self.op - self.options.pipeline_max - 1, self.commit_min >> 1, 0)",
+    ),
+}
+
+
+def is_equivalent(mutant: Mutant) -> bool:
+    removed, _, added = mutant.diff.partition(" | +")
+    return (mutant.module, mutant.function, removed[1:].strip(), added.strip()) in EQUIVALENT
 
 
 @dataclass(slots=True)
@@ -198,6 +252,65 @@ def _diff_line(original: str, mutated: str) -> str:
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
     return " | ".join(line.strip() for line in changed[:4])
+
+
+def find_mutant(module: str, function: str, before: str, after: str) -> tuple[Mutant, str]:
+    """The one mutant of ``function`` in ``module`` that turns line ``before`` into ``after``; and its source.
+
+    Lines compare stripped. Named by what it changes rather than by (operator, occurrence), so
+    a test that pins a mutant down keeps finding it while the rest of the module moves.
+    """
+    import difflib
+
+    originals = read_originals()
+    found: list[tuple[Mutant, str]] = []
+    for mutant in list_mutants({module: originals[module]} | {m: "" for m in MODULES if m != module}):
+        if mutant.module != module or mutant.function != function:
+            continue
+        original, mutated = _mutated_source(mutant, originals)
+        if mutated is None:
+            continue
+        diff = list(difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0))
+        removed = [line[1:].strip() for line in diff if line[:1] == "-" and not line.startswith("---")]
+        added = [line[1:].strip() for line in diff if line[:1] == "+" and not line.startswith("+++")]
+        if removed == [before.strip()] and added == [after.strip()]:
+            found.append((mutant, mutated))
+    if len(found) != 1:
+        raise LookupError(f"{len(found)} mutants of {module} {function} turn {before!r} into {after!r}")
+    return found[0]
+
+
+def run_tests_on_mutant(
+    module: str, function: str, before: str, after: str, tests: list[str], *, timeout_s: float = 900.0
+) -> subprocess.CompletedProcess[str]:
+    """Run pytest ``tests`` in a private copy of the tree with that one mutant applied (a kill's control)."""
+    _, mutated = find_mutant(module, function, before, after)
+    copy = _make_copy()
+    try:
+        (copy / module).write_text(mutated, encoding="utf-8")
+        env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-x",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                *tests,
+            ],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
 
 
 def _make_copy() -> Path:
@@ -343,6 +456,55 @@ def run_sample(args: argparse.Namespace) -> dict[str, Any]:
     return report(results, len(everything), time.perf_counter() - started, args)
 
 
+def rerun_survivors(args: argparse.Namespace) -> dict[str, Any]:
+    """Judge an earlier run's survivors again with today's killer; its killed mutants stay killed.
+
+    A bigger killer can only kill more, so this gives the "after" score of a sample without
+    running its killed mutants again. Survivors are found again by their one-line diff (their
+    occurrence numbers move when vr/ changes); one that no longer applies is reported and kept.
+    """
+    before = json.loads(Path(args.rerun).read_text(encoding="utf-8"))
+    results = [Mutant(**m) for m in before["mutants"]]
+    print(
+        f"before: {before['protocol_score']['killed']}/{before['protocol_score']['judged']} protocol-path killed"
+    )
+    _report_paths(results)
+    copy = _make_copy()
+    started = time.perf_counter()
+    try:
+        for mutant in results:
+            if mutant.outcome != "survived":
+                continue
+            removed, _, added = mutant.diff.partition(" | +")
+            try:
+                _, mutated = find_mutant(mutant.module, mutant.function, removed[1:], added)
+            except LookupError as error:
+                print(f"  not found again, kept as survived: {mutant.module}:{mutant.line} ({error})")
+                continue
+            original = (copy / mutant.module).read_text(encoding="utf-8")
+            (copy / mutant.module).write_text(mutated, encoding="utf-8")
+            began = time.perf_counter()
+            outcome, killed_by = _run_killer(copy, args.timeout_s, args.sim_seeds, args.stress_seeds)
+            (copy / mutant.module).write_text(original, encoding="utf-8")
+            mutant.outcome, mutant.killed_by = outcome, killed_by
+            mutant.seconds = round(time.perf_counter() - began, 1)
+            print(
+                f"  {outcome:11} {mutant.path:14} {mutant.module}:{mutant.line} {mutant.function} "
+                f"({mutant.seconds:.0f} s) {killed_by[:80] or mutant.diff[:120]}",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    print("after:")
+    return report(results, before["mutants_total"], time.perf_counter() - started, args)
+
+
+def _report_paths(results: list[Mutant]) -> None:
+    for path in sorted({m.path for m in results}):
+        k, j, s = _score([m for m in results if m.path == path])
+        print(f"  {path:15} {k}/{j} killed ({s:.0f}%)")
+
+
 def _score(mutants: list[Mutant]) -> tuple[int, int, float]:
     killed = sum(m.outcome == "killed" for m in mutants)
     judged = sum(m.outcome in ("killed", "survived") for m in mutants)
@@ -358,6 +520,12 @@ def report(results: list[Mutant], total: int, wall_s: float, args: argparse.Name
         f"mutation score: {killed}/{judged} = {score:.1f}% (incompetent, left out: {len(results) - judged})"
     )
     print(f"protocol paths: {p_killed}/{p_judged} = {p_score:.1f}%")
+    equivalent = [m for m in protocol if m.outcome == "survived" and is_equivalent(m)]
+    e_judged = p_judged - len(equivalent)
+    print(
+        f"protocol paths, non-equivalent: {p_killed}/{e_judged} = "
+        f"{100.0 * p_killed / e_judged if e_judged else 0.0:.1f}% ({len(equivalent)} survivors equivalent)"
+    )
     by_path: dict[str, list[Mutant]] = defaultdict(list)
     for mutant in results:
         by_path[mutant.path].append(mutant)
@@ -371,7 +539,8 @@ def report(results: list[Mutant], total: int, wall_s: float, args: argparse.Name
     )
     print(f"\nsurviving mutants ({len(survivors)}), by path and function:")
     for mutant in survivors:
-        print(f"  [{mutant.path}] {mutant.module}:{mutant.line} {mutant.function} {mutant.operator}")
+        mark = " (equivalent)" if is_equivalent(mutant) else ""
+        print(f"  [{mutant.path}] {mutant.module}:{mutant.line} {mutant.function} {mutant.operator}{mark}")
         print(f"      {mutant.diff}")
     out = _write(args.out, results, total, wall_s, args) if args.out else {}
     return out
@@ -413,6 +582,9 @@ def main() -> int:
         "--list", action="store_true", help="count the mutants by path and operator, run none"
     )
     parser.add_argument("--out", default="", help="write the results as JSON here")
+    parser.add_argument(
+        "--rerun", default="", help="judge the survivors of this earlier --out JSON again with today's killer"
+    )
     parser.add_argument("--killer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.killer:
@@ -424,6 +596,9 @@ def main() -> int:
             print(f"  {module:22} {path:15} {count}")
         for name, count in Counter(m.operator for m in everything).most_common():
             print(f"  {name:50} {count}")
+        return 0
+    if args.rerun:
+        rerun_survivors(args)
         return 0
     run_sample(args)
     return 0

@@ -1,0 +1,88 @@
+"""Controls for ``tests/vr/test_mutation_kills.py``: each check fails on the mutant it was written for.
+
+The check passes on the correct replica (it runs in the killer); here the mutant is applied
+with ``bench/mutation.py``'s own machinery, in a private copy of the tree, and the same test
+must fail there. Slow (a copy and a pytest run per mutant), so not part of the killer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KILLS = "tests/vr/test_mutation_kills.py"
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_mutation", ROOT / "bench/mutation.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = [
+    (
+        "test_a_torn_header_over_an_intact_prepare_is_repaired_from_the_local_copy",
+        "vr/journal.py",
+        "holds_intact",
+        "return self._inhabited.get(op % self.layout.slot_count) == checksum_expected",
+        "return self._inhabited.get(op % self.layout.slot_count) is checksum_expected",
+    ),
+    (
+        "test_a_faulty_slot_at_the_checkpoints_next_op_leaves_the_head_certain",
+        "vr/replica.py",
+        "_head_certain",
+        "for op in range(self.op, op_prepare_max + 1):",
+        "for op in range(self.op, op_prepare_max + 2):",
+    ),
+    (
+        "test_a_faulty_slot_at_the_checkpoints_next_op_leaves_the_head_certain",
+        "vr/journal.py",
+        "_torn_slots",
+        "for op in range(head + 1, op_prepare_max + 1):",
+        "for op in range(head + 1, op_prepare_max + 2):",
+    ),
+    (
+        "test_a_backup_that_missed_prepares_fills_the_gap_by_header_requests",
+        "vr/replica.py",
+        "_send_request_headers",
+        "if op_max < op_min:",
+        "if not op_max < op_min:",
+    ),
+    (
+        "test_a_backup_that_missed_prepares_fills_the_gap_by_header_requests",
+        "vr/replica.py",
+        "_on_request_headers",
+        "for op in range(op_min, op_max + 1):",
+        "for op in range(op_min, op_max << 1):",
+    ),
+    (
+        "test_a_backup_that_missed_a_view_change_rejoins_at_the_first_prepare_of_the_new_view",
+        "vr/replica.py",
+        "_on_prepare",
+        "if self.status_name != Status.RECOVERING_HEAD:",
+        "if not self.status_name != Status.RECOVERING_HEAD:",
+    ),
+]
+
+
+@pytest.mark.timeout(1800)  # listing a module's mutants and a pytest run, on a loaded machine
+@pytest.mark.parametrize(
+    ("test", "module", "function", "before", "after"),
+    CASES,
+    ids=[f"{case[2]}" for case in CASES],
+)
+def test_the_check_fails_on_its_mutant(
+    test: str, module: str, function: str, before: str, after: str
+) -> None:
+    bench = _bench()
+    done = bench.run_tests_on_mutant(module, function, before, after, [f"{KILLS}::{test}"])
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "1 failed" in done.stdout, done.stdout[-2000:]
