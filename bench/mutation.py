@@ -473,8 +473,8 @@ def rerun_survivors(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         for mutant in results:
-            if mutant.outcome != "survived":
-                continue
+            if mutant.outcome != "survived" or is_equivalent(mutant):
+                continue  # an equivalent mutant survives any killer
             removed, _, added = mutant.diff.partition(" | +")
             try:
                 _, mutated = find_mutant(mutant.module, mutant.function, removed[1:], added)
