@@ -10,9 +10,12 @@ test scripts the situation and checks the path (with ``vr.testing.wiretap`` for 
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.vr.test_replica_scenarios import done, normal_primary, quiet_cluster, run_until
 from vr.message import Command, decode_headers
 from vr.replica import Replica, Status
+from vr.superblock import SuperBlock
 from vr.testing.cluster import SimCluster
 from vr.testing.storage import wal_sectors
 from vr.testing.wiretap import tap
@@ -183,3 +186,35 @@ def test_a_backup_that_missed_a_view_change_rejoins_at_the_first_prepare_of_the_
         ticks_max=30,
         what="the backup normal in the new view",
     )
+
+
+def test_a_replica_restarted_in_a_view_newer_than_its_log_keeps_nothing_above_the_view_head() -> None:
+    """On disk: a view newer than the log_view, and durable view headers that end below the journal's head.
+
+    Opening such a replica takes the view headers' head as its head and must truncate every
+    journal entry above it (docs/vr.md §2.3: the suffix past what it voted with is not its
+    log). The state is written directly into the superblock (a vote whose headers ended at
+    ``head``); the replica then rejoins the cluster and converges.
+    """
+    cluster = quiet_cluster(requests=40)
+    _, backup = _primary_and_backup(cluster, commits=8)
+    victim = cluster.replicas[backup]
+    assert victim is not None
+    head = victim.op - 3
+    assert head > victim.commit_min - 4 and head > victim.checkpoint_op, (head, victim.commit_min)
+    voted = tuple(
+        h for op in range(head - 2, head + 1) if (h := victim.journal.header_for_op(op)) is not None
+    )
+    assert voted and voted[-1].op == head
+    cluster.crash(backup, power_loss=False)
+    cluster.down_until[backup] = 10**9
+    superblock = SuperBlock(cluster.storages[backup], cluster.layout)
+    state = superblock.open()
+    assert state.log_view == state.view
+    superblock.update(dataclasses.replace(state, view=state.view + 1, view_headers=voted))
+    cluster.restart(backup)
+    restarted = cluster.replicas[backup]
+    assert restarted is not None
+    assert restarted.op == head
+    assert restarted.journal.op_max() == head, (restarted.journal.op_max(), head)
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=4000, what="converged")

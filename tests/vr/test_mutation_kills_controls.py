@@ -64,6 +64,13 @@ CASES = [
         "for op in range(op_min, op_max << 1):",
     ),
     (
+        "test_a_replica_restarted_in_a_view_newer_than_its_log_keeps_nothing_above_the_view_head",
+        "vr/replica.py",
+        "_open",
+        "self.journal.remove_entries_from(head + 1)",
+        "self.journal.remove_entries_from(head + 2)",
+    ),
+    (
         "test_a_backup_that_missed_a_view_change_rejoins_at_the_first_prepare_of_the_new_view",
         "vr/replica.py",
         "_on_prepare",
