@@ -1,0 +1,44 @@
+"""Evidence for survivors docs/mutation.md reads as equivalent: the state that would tell them apart never occurs.
+
+``_send_prepare_oks`` returns unless ``log_view == view`` (the mutant: unless ``log_view <= view``,
+since ``log_view > view`` never holds). The two differ only if a normal backup could ack with
+``log_view < view``: here every call, and every replica after every step, is checked on plain and
+storage-stressed simulator seeds, so a path into that state would fail this test.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from vr.replica import Replica, Status
+from vr.testing import cluster as sim_cluster
+from vr.testing.sim import run_seed
+
+SEEDS = [*range(1, 9), *range(5000, 5004)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_normal_replica_always_has_its_log_in_its_view(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    send_prepare_oks = Replica._send_prepare_oks
+
+    def checked(self: Replica) -> None:
+        if self.status_name == Status.NORMAL:
+            calls.append(1)
+            assert self.log_view == self.view, (self.replica, self.log_view, self.view)
+        send_prepare_oks(self)
+
+    step = sim_cluster.SimCluster.step
+
+    def checked_step(self: sim_cluster.SimCluster) -> None:
+        step(self)
+        for replica in self.replicas:
+            if replica is not None and replica.status_name == Status.NORMAL:
+                assert replica.log_view == replica.view, (replica.replica, replica.log_view, replica.view)
+
+    monkeypatch.setattr(Replica, "_send_prepare_oks", checked)
+    monkeypatch.setattr(sim_cluster.SimCluster, "step", checked_step)
+    stressed = {"power_cut_probability": 0.03, "corrupt_probability": 0.01} if seed >= 5000 else {}
+    result = run_seed(seed, **stressed)
+    assert result.ok, result.detail
+    assert calls, "no normal replica acked: the seed checked nothing"
