@@ -70,13 +70,6 @@ CASES = [
         "self.journal.remove_entries_from(head + 1)",
         "self.journal.remove_entries_from(head + 2)",
     ),
-    (
-        "test_a_backup_that_missed_a_view_change_rejoins_at_the_first_prepare_of_the_new_view",
-        "vr/replica.py",
-        "_on_prepare",
-        "if self.status_name != Status.RECOVERING_HEAD:",
-        "if not self.status_name != Status.RECOVERING_HEAD:",
-    ),
 ]
 
 
