@@ -148,6 +148,7 @@ class Host:
             except (OSError, paramiko.SSHException) as exc:
                 logger.warning("%s: reading `%s`: %s", self.label, line, exc)
             finally:
+                channel.close()
                 on_end()
 
         threading.Thread(target=read, name=f"ssh-{self.name}", daemon=True).start()
