@@ -45,7 +45,8 @@ FAULT_KINDS = (
     "corrupt",
     "dm-flakey",
 )
-MESSAGE_MODES = ("delay", "reorder", "duplicate", "replay")  # nemeses.messages
+MESSAGE_MODES = ("delay", "reorder", "duplicate", "replay", "drop", "flap")  # nemeses.messages
+MESSAGE_MODES_DEFAULT = MESSAGE_MODES[:4]  # per-frame faults; drop and flap are asked for by name
 MESSAGE_TARGETS = ("primary", "one", "all")
 DISK_MODES = ("eio-fsync", "eio-write", "eio-read", "enospc", "stall")  # nemeses.disk.nemesis
 CORRUPT_DAMAGE = ("bitflip", "zero", "misdirect", "lost-write")  # nemeses.disk.corrupt
@@ -104,7 +105,7 @@ class NemesisSpec:
     clock_max_ms: int = 262_144
     clock_rates: tuple[float, ...] = (0.5, 1.5, 2.0)
     clock_monotonic: bool = False
-    message_modes: tuple[str, ...] = MESSAGE_MODES
+    message_modes: tuple[str, ...] = MESSAGE_MODES_DEFAULT
     message_targets: tuple[str, ...] = MESSAGE_TARGETS
     message_probability: float = 0.2
     message_delay_ms: int = 300
@@ -686,7 +687,7 @@ def build_test(
         clock_max_ms=int(nem.get("clock_max_ms", 262_144)),
         clock_rates=tuple(float(r[1:]) for r in nem.get("clock_rates", ("x0.5", "x1.5", "x2"))),
         clock_monotonic=bool(nem.get("clock_monotonic", False)),
-        message_modes=tuple(dict.fromkeys(nem.get("message_modes", MESSAGE_MODES))),
+        message_modes=tuple(dict.fromkeys(nem.get("message_modes", MESSAGE_MODES_DEFAULT))),
         message_targets=tuple(dict.fromkeys(nem.get("message_targets", MESSAGE_TARGETS))),
         message_probability=float(nem.get("message_probability", 0.2)),
         message_delay_ms=int(nem.get("message_delay_ms", 300)),

@@ -1,11 +1,14 @@
-"""A frame-aware proxy on VR's replica-to-replica links: delay, reorder, duplicate, replay.
+"""A frame-aware proxy on VR's replica-to-replica links: delay, reorder, duplicate, replay, drop.
 
 TCP never duplicates, replays or reorders, so a replica's handling of a late
 or repeated PrepareOk or view-change vote is unreachable with packet faults
 alone. This proxy sits on every replica-to-replica connection of a run and,
 when told to, misbehaves the way an asynchronous network may: it holds frames
-back (delay), swaps neighbours (reorder), sends a frame twice (duplicate) or
-sends again a frame it forwarded earlier on the same link (replay).
+back (delay), swaps neighbours (reorder), sends a frame twice (duplicate),
+sends again a frame it forwarded earlier on the same link (replay) or loses it
+(drop; with probability 1 a cut of the chosen links that leaves their TCP
+connections up, which the messages nemesis moves from node to node to make
+partitions flap faster than a packet filter is rewritten).
 
 How it sits in the path, without changing the nodes: an nftables ``nat``
 rule in the run's network namespace redirects each new TCP connection from a
@@ -39,7 +42,7 @@ from vr.message import HEADER_SIZE, MESSAGE_SIZE_MAX, Command
 
 logger = logging.getLogger(__name__)
 
-MODES = ("delay", "reorder", "duplicate", "replay")
+MODES = ("delay", "reorder", "duplicate", "replay", "drop")
 PROXY_HOST = "127.0.0.1"  # the controller's address in a local run
 PROXY_PORT = 7099
 FIREWALL_MARK = 0x5241  # "RA": the proxy's own connections, which the redirect rule skips
@@ -74,6 +77,7 @@ class Link:
     reordered: int = 0
     duplicated: int = 0
     replayed: int = 0
+    dropped: int = 0
     history: deque[bytes] = field(default_factory=lambda: deque(maxlen=REPLAY_HISTORY))
     by_command: dict[str, int] = field(default_factory=dict)
 
@@ -85,6 +89,7 @@ class Link:
             "reordered": self.reordered,
             "duplicated": self.duplicated,
             "replayed": self.replayed,
+            "dropped": self.dropped,
         }
 
 
@@ -342,6 +347,9 @@ class MessageProxy:
             elif plan.mode == "duplicate":
                 link.duplicated += 1
                 out = [(0.0, frame), (0.0, frame)]
+            elif plan.mode == "drop":
+                link.dropped += 1
+                return []  # lost: never sent, so never replayed either
             elif plan.mode == "replay" and link.history:
                 link.replayed += 1
                 out = [(0.0, frame), (0.0, self._rng.choice(link.history))]

@@ -3,7 +3,7 @@
 Claims: the redirect catches a node's connection to a peer and the peer still sees the node's own
 address (so partitions still apply); each mode does what it says to whole frames and counts it
 exactly: duplicate adds copies, replay adds earlier frames, reorder swaps without losing any,
-delay keeps order; a run with the messages fault records what it did per link and heals it.
+delay keeps order, drop loses exactly the frames it counts; a run with the messages fault records what it did per link and heals it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def probed() -> dict:
             "duplicate",
             "reorder",
             "delay",
+            "drop",
         ],
         capture_output=True,
         text=True,
@@ -93,6 +94,13 @@ def test_delay_holds_frames_back_but_keeps_their_order(probed: dict) -> None:
     result = probed["delay"]
     assert result["numbers"] == list(range(FRAMES))
     assert result["counters"]["delayed"] > 20
+
+
+def test_drop_loses_exactly_the_counted_frames_and_keeps_the_rest_in_order(probed: dict) -> None:
+    result = probed["drop"]
+    numbers = result["numbers"]
+    assert numbers == sorted(set(numbers))
+    assert len(numbers) == FRAMES - result["counters"]["dropped"] and result["counters"]["dropped"] > 20
 
 
 @pytest.mark.root
