@@ -14,7 +14,10 @@ in between. This is the simulator's flapping partition on real nodes: a backup
 rejoins (installing headers whose prepares it still needs) at the moment the
 third replica is cut off, and view changes follow each other while votes of
 earlier ones are still held, which is where the view-change and repair paths
-of a replicated log are weakest. Each move is recorded with its time.
+of a replicated log are weakest. The links not cut lag by up to
+``message_delay_ms`` (order kept), and a cut loses what its links still had in
+flight, so a primary cut off takes with it the news of its last commits, as
+on a slow network. Each move is recorded with its time.
 """
 
 from __future__ import annotations
@@ -107,6 +110,7 @@ class MessageNemesis:
                 "mode": mode,
                 "seed": seed,
                 "hold_s": list(FLAP_HOLD_S),
+                "lag_ms_max": self.delay_ms_max,
             }
             return {**self._active, "first": first}
         links = links_of(target, self.system.node_names(), rng=self.rng, primary=self.system.primary())
@@ -183,7 +187,7 @@ class _Flap:
             links=frozenset(links),
             mode="drop",
             probability=1.0,
-            delay_ms_max=0,
+            delay_ms_max=self.nemesis.delay_ms_max,
             seed=self.rng.randrange(1 << 31),
         )
         self.current = node

@@ -6,6 +6,10 @@ scenarios. Prints, per bug, found / not found, in how many seeds and how long
 the first detecting run took; and whether the correct cluster raised a false
 alarm. Exit 0 only if every bug was found in at least one of its seeds and no
 correct run was an anomaly.
+
+Every planted bug of ``vr/bugs.py`` has an entry, except those in
+:data:`NOT_END_TO_END`, each with the reason a real run does not reach it
+reliably; the summary names them, so a reader never takes silence for coverage.
 """
 
 from __future__ import annotations
@@ -18,6 +22,15 @@ from typing import Any
 from core.errors import EXIT_ANOMALY, EXIT_UNKNOWN, EXIT_VALID, BadInput
 
 ORDER = 16
+
+# Planted bugs the selftest campaign leaves out, and why (docs/vr.md §4, "End to end").
+NOT_END_TO_END: dict[str, str] = {
+    "duplicate-prepare-no-checksum": (
+        "its loss needs a backup's false ack of a prepare only the primary holds to commit it, and the "
+        "primary cut off within the milliseconds before its next message tells the backups that commit; "
+        "found by the simulator's generic swarm, not yet by any real-run fault shape in 4 seeds"
+    ),
+}
 
 
 def register(subparsers: Any) -> None:
@@ -82,8 +95,9 @@ def handle(args: argparse.Namespace) -> int:
         known = {r.bug for r in campaign.runs if r.bug}
         unknown = sorted(set(args.bug) - known)
         if unknown:
+            why = "".join(f" {b}: {NOT_END_TO_END[b]}." for b in unknown if b in NOT_END_TO_END)
             raise BadInput(
-                f"no selftest entry for {', '.join(unknown)}; covered: {', '.join(sorted(known))}.",
+                f"no selftest entry for {', '.join(unknown)}; covered: {', '.join(sorted(known))}.{why}",
                 where="--bug",
             )
         scenarios = {
@@ -109,6 +123,11 @@ def handle(args: argparse.Namespace) -> int:
     console.print("[bold]selftest[/]")
     for line in lines:
         console.print("  " + line, markup=False)
+    for bug, why in NOT_END_TO_END.items():
+        if not args.bug or bug in args.bug:
+            console.print(
+                f"  not run   {bug}: {why} (the simulator covers it: bench/detection.py)", markup=False
+            )
     if campaign_code == EXIT_UNKNOWN and code == EXIT_VALID:
         code = EXIT_UNKNOWN
     return code

@@ -291,7 +291,7 @@ class MessageProxy:
         """Frames from the dialing node to its peer, through the plan; a per-link send queue keeps order."""
         link = self._link(key)
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-        sender = asyncio.create_task(self._send(queue, writer))
+        sender = asyncio.create_task(self._send(queue, writer, key, link))
         held: list[bytes] = []
         loop = asyncio.get_running_loop()
         try:
@@ -329,7 +329,14 @@ class MessageProxy:
             link.by_command[name] = link.by_command.get(name, 0) + 1
             plan = self._plan
             out: list[tuple[float, bytes]] = []
-            if plan is None or key not in plan.links or self._rng.random() >= plan.probability:
+            if plan is not None and plan.mode == "drop" and key not in plan.links and plan.delay_ms_max:
+                # A cut elsewhere on a slow network: the other links lag (order kept), so a cut that
+                # moves onto them loses what they still had in flight (see _send).
+                link.delayed += 1
+                out = [(time.monotonic() + self._rng.uniform(0, plan.delay_ms_max) / 1000, frame)]
+                out += [(0.0, h) for h in held]
+                held.clear()
+            elif plan is None or key not in plan.links or self._rng.random() >= plan.probability:
                 if held:  # this frame overtakes the held one
                     link.reordered += 1
                 out = [(0.0, frame)] + [(0.0, h) for h in held]
@@ -358,14 +365,29 @@ class MessageProxy:
             link.history.append(frame)
             return out
 
-    async def _send(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter) -> None:
-        """Writes in queue order; a delayed frame holds back those behind it (TCP-like: late, not reordered)."""
+    async def _send(
+        self,
+        queue: asyncio.Queue[tuple[float, bytes]],
+        writer: asyncio.StreamWriter,
+        key: tuple[str, str],
+        link: Link,
+    ) -> None:
+        """Writes in queue order; a delayed frame holds back those behind it (TCP-like: late, not reordered).
+
+        A frame that waited while a full cut (drop with probability 1) came onto its link is lost
+        with it, as a packet in flight on a link that is cut."""
         try:
             while True:
                 due_s, data = await queue.get()
                 wait_s = due_s - time.monotonic()
                 if wait_s > 0:
                     await asyncio.sleep(wait_s)
+                    with self._lock:
+                        plan = self._plan
+                        if plan and plan.mode == "drop" and plan.probability >= 1 and key in plan.links:
+                            link.dropped += 1
+                            queue.task_done()
+                            continue
                 writer.write(data)
                 with contextlib.suppress(OSError, ConnectionError):
                     await writer.drain()
