@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from checkers.availability import availability
-from checkers.history import Op, pair_events
+from checkers.history import GcPaused, Op, pair_events
 from checkers.linearizable import check_linearizable
 from checkers.models import Model
 from checkers.perf import perf
@@ -45,6 +45,18 @@ def check_history(
     ``model="list-append"``: an append history's anomalies (duplicates, lost or
     reordered appends) are found pairwise, with no search.
     """
+    with GcPaused():
+        return _check_history(ops, model, time_limit_s, memory_mb, bucket_ns, require_recovery)
+
+
+def _check_history(
+    ops: Sequence[Op],
+    model: str | Model,
+    time_limit_s: float | None,
+    memory_mb: float,
+    bucket_ns: int,
+    require_recovery: bool,
+) -> dict[str, Any]:
     events = pair_events(ops)  # one pairing pass, shared
     checkers: dict[str, dict[str, Any]] = {}
     if model == LIST_APPEND:

@@ -104,6 +104,40 @@ def test_jsonl_fast_path_matches_on_the_corpus_and_generated_histories(
         assert _outcome(jsonl) == _general(jsonl, monkeypatch), jsonl
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 97, 4096])
+def test_jsonl_bulk_decoding_in_chunks_matches_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    """Chunk edges anywhere inside a line; a bad line, a blank line or a torn end in a late chunk."""
+    import random
+
+    from checkers.generate import linearizable_history
+
+    monkeypatch.setattr(history, "BULK_CHUNK_BYTES", chunk_bytes)
+    ops = linearizable_history(
+        random.Random(4), op_count=300, keys=3, processes=5, info_fraction=0.1, cas_fraction=0.5
+    )
+    good = [json.dumps(op.to_json(), separators=(",", ":")) for op in ops]
+    cases = {
+        "good": "\n".join(good) + "\n",
+        "blank": "\n".join(good[:400]) + "\n\n" + "\n".join(good[400:]) + "\n",
+        "bad": "\n".join(good[:500]) + '\n{"index": -1}\n' + "\n".join(good[500:]) + "\n",
+        "torn": "\n".join(good) + "\n" + good[0][:20],
+        "deep": "\n".join(good[:550])
+        + "\n"
+        + json.dumps({**ops[0].to_json(), "value": [[[[1]]]] * 1})
+        + "\n",
+    }
+    for name, text in cases.items():
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text(text, encoding="utf-8")
+        assert _outcome(path) == _general(path, monkeypatch), name
+    assert history._read_jsonl_bulk(tmp_path / "good.jsonl") is not None  # the bulk path took it
+    assert history._read_jsonl_bulk(tmp_path / "good.jsonl")[0] == ops  # type: ignore[index]
+    for refused in ("blank", "bad", "torn"):
+        assert history._read_jsonl_bulk(tmp_path / f"{refused}.jsonl") is None
+
+
 # --- Jepsen EDN: the regular-shape reader against the general reader ---------------------------
 
 
