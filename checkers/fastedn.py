@@ -13,14 +13,28 @@ float, a tagged literal, an op the reader would refuse, a torn last line)
 makes :func:`read_regular` return None, and the caller reads the file with the
 general reader, which gives the same ops for a regular file and the errors for
 a bad one (tests/checkers/test_readers_fast.py compares the two).
+
+Most files repeat a handful of key orders (Jepsen: ``:index :time :type
+:process :f :value``; Knossos: ``:process :type :f :value``), so the lines are
+first matched in chunks against a *template* per key order: the line pattern
+with the keys spelled out and the values captured. One ``findall`` over a
+chunk then reads all its lines in C, and each column (times, processes,
+values) is converted at once: the few distinct processes, types and functions
+through a table, the integers and vectors by a JSON decoder, after rewriting
+the (then keyword-free) EDN values as JSON with two string replacements. Any
+line no template fits, or a column that does not convert, sends the file to
+the line-by-line path above, and anything that refuses to the general reader.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from checkers.history import OP_TYPES, Op
+from checkers.history import OP_TYPES, Op, freeze
 
 _KEYWORD = r":[A-Za-z][A-Za-z0-9*+!_?<>=./-]*+"
 _ATOM = rf"(?:nil|true|false|-?(?:0|[1-9][0-9]*+)|{_KEYWORD})"
@@ -35,6 +49,7 @@ _PAIRS = re.compile(rf"({_KEYWORD}){_SEP}++({_VALUE})")
 _VECTOR_TOKENS = re.compile(r"\[|\]|[^\s,\[\]]+")
 _INTEGER = re.compile(r"-?[0-9]+")
 _BLANK = re.compile(rf"{_SEP}*+")
+_COMMENT = re.compile(r";[^\n]*")
 _TYPES = {f":{name}": name for name in OP_TYPES}
 _CONSTANTS: dict[str, Any] = {"nil": None, "true": True, "false": False}
 
@@ -109,8 +124,8 @@ def _name_or_none(text: str | None) -> str | None:
     raise _Irregular  # a number or a vector: the general reader's conversion applies
 
 
-def read_regular(text: str) -> tuple[list[Op], list[int]] | None:
-    """Ops and the line each map is on, or None when ``text`` is not of the regular shape."""
+def _read_line_by_line(text: str) -> tuple[list[Op], list[int]] | None:
+    """Ops (values not yet split by key) and the line each map is on, or None when irregular."""
     lines = text.split("\n")
     content = [number for number, line in enumerate(lines) if not _BLANK.fullmatch(line)]
     if not content:
@@ -138,4 +153,277 @@ def read_regular(text: str) -> tuple[list[Op], list[int]] | None:
             numbers.append(number + 1)
     except _Irregular:
         return None
+    return ops, numbers
+
+
+def independent(
+    processes: Sequence[Any], types: Sequence[str], fs: Sequence[str], values: Sequence[Any]
+) -> bool:
+    """True when every client op carries a ``[k v]`` tuple: ``jepsen.independent``.
+
+    A plain register history has ``nil`` or scalar values on reads and writes,
+    so one such op rules the tuple reading out; a cas ``[old new]`` alone is
+    ambiguous and never decides it. (Columns, so the readers share it without
+    building ops twice; the first pass is a comprehension, the rest only looks
+    at the few ops it leaves.)
+    """
+    paired = [type(value) is tuple and len(value) == 2 for value in values]
+    decisive = 0
+    for i, (process, is_pair) in enumerate(zip(processes, paired, strict=True)):
+        if type(process) is not int:
+            continue  # nemesis
+        if not is_pair:
+            if types[i] == "invoke" or types[i] == "ok":
+                return False
+            continue  # an info/fail completion may carry no value
+        f = fs[i]
+        if f == "read" or f == "write":
+            decisive += 1
+        elif f == "cas":
+            inner = values[i][1]
+            if not (type(inner) is tuple and len(inner) == 2):
+                return False
+            decisive += 1
+    return decisive > 0
+
+
+def split_keys(processes: Sequence[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(keys, values) of a ``jepsen.independent`` history: each client op's ``[k v]`` taken apart."""
+    keys: list[Any] = [None] * len(values)
+    split = [
+        i
+        for i, (process, value) in enumerate(zip(processes, values, strict=True))
+        if type(value) is tuple and len(value) == 2 and type(process) is int
+    ]
+    for i in split:
+        keys[i], values[i] = values[i]
+    return keys, values
+
+
+# Lines per template chunk: one findall's rows stay small (a few MB), whatever the file's size.
+CHUNK_LINES = 50_000
+TEMPLATES_MAX = 16
+# The fields a template captures, in this order; a key the line does not have is an empty group.
+_FIELDS = ("time", "type", "process", "f", "value", "error", "node")
+_NOT_NEWLINE_SEP = r"(?:[^\S\n]|,)"
+_TEMPLATE_VALUE = _VALUE.replace(_SEP, _NOT_NEWLINE_SEP)
+
+
+class _Template:
+    """The line pattern for one key order, capturing the values of the keys an op needs."""
+
+    __slots__ = ("fields", "findall", "match")
+
+    def __init__(self, keys: list[str]) -> None:
+        sep = _NOT_NEWLINE_SEP
+        parts = []
+        for key in keys:
+            name = key[1:]
+            value = f"(?P<{name}>{_TEMPLATE_VALUE})" if name in _FIELDS else _TEMPLATE_VALUE
+            parts.append(re.escape(key) + f"{sep}++" + value)
+        missing = "".join(f"(?P<{name}>)" for name in _FIELDS if f":{name}" not in keys)
+        pattern = rf"^{sep}*+\{{{sep}*+{f'{sep}++'.join(parts)}{sep}*+\}}{sep}*+{missing}$"
+        compiled = re.compile(pattern, re.MULTILINE)
+        self.findall = compiled.findall
+        self.match = compiled.match
+        # findall's columns are in group order; this puts them in _FIELDS order
+        self.fields = [compiled.groupindex[name] - 1 for name in _FIELDS]
+
+
+def _template_for(line: str) -> _Template | None:
+    """The template of a regular line's key order (None: not regular, or a key twice)."""
+    if _LINE.fullmatch(line) is None:
+        return None
+    keys = [key for key, _ in _PAIRS.findall(line)]
+    if len(set(keys)) != len(keys) or any(key.count(":") != 1 for key in keys):
+        return None
+    return _Template(keys)
+
+
+def _table(column: Sequence[str], convert: Callable[[str], Any]) -> list[Any]:
+    """``column`` converted through a table of its distinct texts (few: processes, types, names)."""
+    table = {text: convert(text) for text in set(column)}
+    return [table[text] for text in column]
+
+
+def _process(text: str) -> int | str:
+    if text[:1] == ":":
+        return text[1:]
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    raise _Irregular
+
+
+def _op_type(text: str) -> str:
+    op_type = _TYPES.get(text)
+    if op_type is None:
+        raise _Irregular
+    return op_type
+
+
+def _f(text: str) -> str:
+    if text[:1] != ":":
+        raise _Irregular
+    return text[1:]
+
+
+def _optional_name(text: str) -> str | None:
+    return None if text == "" else _name_or_none(text)
+
+
+def _times(column: Sequence[str], first: int) -> list[int]:
+    """``:time`` when an integer, else the op's position (as the line-by-line path does)."""
+    try:
+        times = json.loads("[" + ",".join(column) + "]")
+    except ValueError:
+        times = None
+    if times is not None and len(times) == len(column) and all(type(t) is int for t in times):
+        return times  # type: ignore[no-any-return]
+    return [int(t) if _INTEGER.fullmatch(t) else first + i for i, t in enumerate(column)]
+
+
+def _values(
+    column: Sequence[str], memo: dict[str, Any], decode: Callable[[str], list[Any]] | None
+) -> list[Any]:
+    """Every ``:value`` at once when they are keyword-free (then EDN is JSON after two replacements).
+
+    What the template accepted is integers, nil, true, false, keywords and vectors
+    of them two deep; with no keyword, replacing each space by a comma and each
+    nil by null gives JSON that means the same, or JSON that does not parse (two
+    separators in a row, a tab): then one value at a time.
+    """
+    joined = ",".join(text or "nil" for text in column)
+    if ":" not in joined:
+        text = "[" + joined.replace(" ", ",").replace("nil", "null") + "]"
+        try:
+            values = decode(text) if decode is not None else json.loads(text)
+        except ValueError:
+            values = None
+        if values is not None and len(values) == len(column):
+            return values if decode is not None else [freeze(v) if type(v) is list else v for v in values]
+    return [_value(text, memo) if text else None for text in column]
+
+
+@functools.cache
+def _tuple_decoder() -> Callable[[str], list[Any]]:
+    """msgspec's JSON decoder giving vectors as tuples (two deep) directly, for big files."""
+    import msgspec
+
+    atom = None | bool | int
+    inner = atom | tuple[atom, ...]
+    value = atom | tuple[inner, ...]
+    decode = msgspec.json.Decoder(list[value]).decode  # type: ignore[valid-type]
+
+    def run(text: str) -> list[Any]:
+        try:
+            return decode(text)  # type: ignore[no-any-return]
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(str(exc)) from None
+
+    return run
+
+
+BULK_VALUES_LINES_MIN = 20_000  # below this the standard library's decoder is as fast as importing msgspec
+
+
+def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
+    """Ops (split by key when independent) and line numbers; None when a template does not fit."""
+    lines = text.split("\n")
+    content = [n for n, line in enumerate(lines) if line[:1] == "{" or not _BLANK.fullmatch(line)]
+    if not content:
+        return None
+    first, last = content[0], content[-1]
+    head = lines[first].lstrip()
+    if head.startswith("["):  # Knossos's one vector: as in the line-by-line path
+        lines[first] = head[1:]
+        tail = lines[last].rstrip()
+        if not tail.endswith("]"):
+            return None
+        lines[last] = tail[:-1]
+        content = [number for number in content if not _BLANK.fullmatch(lines[number])]
+        if not content:
+            return None
+    template = _template_for(lines[content[0]])
+    if template is None:
+        return None
+    templates = [template]
+    columns: list[list[Any]] = [[] for _ in _FIELDS]
+    decode = _tuple_decoder() if len(content) >= BULK_VALUES_LINES_MIN else None
+    memo: dict[str, Any] = {}
+    try:
+        for start in range(0, len(content), CHUNK_LINES):
+            numbers = content[start : start + CHUNK_LINES]
+            rows = templates[0].findall("\n".join([lines[n] for n in numbers]))
+            if len(rows) == len(numbers):
+                chunk = [list(column) for column in zip(*rows, strict=True)]
+                ordered = [chunk[i] for i in templates[0].fields]
+            else:
+                got = _match_each([lines[n] for n in numbers], templates)
+                if got is None:
+                    return None
+                ordered = got
+            times, types, processes, fs, values, errors, nodes = ordered
+            columns[0] += _times(times, start)
+            columns[1] += _table(types, _op_type)
+            columns[2] += _table(processes, _process)
+            columns[3] += _table(fs, _f)
+            columns[4] += _values(values, memo, decode)
+            columns[5] += _table(errors, _optional_name)
+            columns[6] += _table(nodes, _optional_name)
+    except _Irregular:
+        return None
+    times, types, processes, fs, values, errors, nodes = columns
+    if any(len(column) != len(content) for column in columns):
+        raise AssertionError("a column lost or gained rows")  # never: each converter keeps its length
+    keys: list[Any] = [None] * len(values)
+    if independent(processes, types, fs, values):
+        keys, values = split_keys(processes, values)
+    ops = list(map(Op, range(len(values)), times, processes, types, fs, keys, values, errors, nodes))
+    return ops, [number + 1 for number in content]
+
+
+def _match_each(lines: list[str], templates: list[_Template]) -> list[list[str]] | None:
+    """The chunk's columns in _FIELDS order, matching line by line (several key orders)."""
+    rows: list[tuple[str, ...]] = []
+    for line in lines:
+        for template in templates:
+            m = template.match(line)
+            if m is not None:
+                break
+        else:
+            new = _template_for(line) if len(templates) < TEMPLATES_MAX else None
+            if new is None:
+                return None
+            templates.append(new)
+            m = new.match(line)
+            if m is None:
+                return None
+        rows.append(m.group(*_FIELDS))
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def read_regular(text: str) -> tuple[list[Op], list[int]] | None:
+    """Ops (``[k v]`` values split by key when the history is independent) and the line
+    each map is on, or None when ``text`` is not of the regular shape.
+
+    ``;`` comments (Knossos annotates its histories with them) are cut first when
+    the text has no string and no character literal: then every ``;`` starts one.
+    """
+    if ";" in text and '"' not in text and "\\" not in text:
+        text = _COMMENT.sub("", text)
+    by_template = _read_by_template(text)
+    if by_template is not None:
+        return by_template
+    found = _read_line_by_line(text)
+    if found is None:
+        return None
+    ops, numbers = found
+    processes = [op.process for op in ops]
+    values = [op.value for op in ops]
+    if independent(processes, [op.type for op in ops], [op.f for op in ops], values):
+        keys, values = split_keys(processes, values)
+        ops = [
+            Op(op.index, op.time_ns, op.process, op.type, op.f, key, value, op.error, op.node)
+            for op, key, value in zip(ops, keys, values, strict=True)
+        ]
     return ops, numbers

@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from checkers.edn import EdnError, EdnList, Keyword, Located, Symbol, dumps, load_elements, loads
-from checkers.fastedn import read_regular
+from checkers.fastedn import independent, read_regular
 from checkers.history import (
     COMPLETION_TYPES,
     OP_TYPES,
@@ -132,28 +132,10 @@ def dumps_short(value: Any) -> str:
 
 
 def _is_independent(ops: list[Op]) -> bool:
-    """True when every client op carries a ``[k v]`` tuple: ``jepsen.independent``.
-
-    A plain register history has ``nil`` or scalar values on reads and writes,
-    so one such op rules the tuple reading out; a cas ``[old new]`` alone is
-    ambiguous and never decides it.
-    """
-    decisive = 0
-    for op in ops:
-        if op.is_nemesis:
-            continue
-        value = op.value
-        if not (isinstance(value, tuple) and len(value) == 2):
-            if op.type == "invoke" or op.type == "ok":
-                return False
-            continue  # an info/fail completion may carry no value
-        if op.f in ("read", "write") or (
-            op.f == "cas" and isinstance(value[1], tuple) and len(value[1]) == 2
-        ):
-            decisive += 1
-        elif op.f == "cas":
-            return False
-    return decisive > 0
+    """True when every client op carries a ``[k v]`` tuple (:func:`checkers.fastedn.independent`)."""
+    return independent(
+        [op.process for op in ops], [op.type for op in ops], [op.f for op in ops], [op.value for op in ops]
+    )
 
 
 def read_jepsen_edn(path: str | os.PathLike[str]) -> list[Op]:
@@ -169,11 +151,8 @@ def read_jepsen_edn_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[
     """
     body, tail = _read_text(path)
     regular = read_regular(body + tail)
-    if regular is not None:  # the common shape, read directly; anything else by the general reader
-        ops, lines = regular
-        if _is_independent(ops):
-            ops = [_split_tuple(op) for op in ops]
-        return ops, lines
+    if regular is not None:  # the common shape, read directly (split by key already); else the general reader
+        return regular
     try:
         elements = load_elements(body + tail)
     except EdnError as exc:

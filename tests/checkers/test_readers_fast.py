@@ -221,6 +221,70 @@ def test_edn_regular_reader_matches_the_general_reader(
     assert _edn_outcome(path) == _edn_general(path, monkeypatch)
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    maps=st.lists(st.one_of(_regular_map, _regular_map, _any_map), min_size=1, max_size=8),
+    separator=st.sampled_from([", ", " ", ",", " ,  "]),
+    wrapped=st.booleans(),
+    chunk_lines=st.sampled_from([1, 2, 3, 50_000]),
+    bulk_values=st.booleans(),
+)
+def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    maps: list[dict[str, str]],
+    separator: str,
+    wrapped: bool,
+    chunk_lines: int,
+    bulk_values: bool,
+) -> None:
+    """Templates per key order, in chunks of any size, values decoded by json or msgspec: the same ops."""
+    text = "\n".join(_map_text(m, separator) for m in maps)
+    if wrapped:
+        text = "[" + text + "]"
+    path = tmp_path / "h.edn"
+    path.write_text(text + "\n", encoding="utf-8")
+    with monkeypatch.context() as patch:
+        patch.setattr(fastedn, "CHUNK_LINES", chunk_lines)
+        patch.setattr(fastedn, "BULK_VALUES_LINES_MIN", 0 if bulk_values else 1 << 62)
+        by_template = fastedn._read_by_template(text + "\n")
+        outcome = _edn_outcome(path)
+    if by_template is not None:
+        line_by_line = fastedn._read_line_by_line(text + "\n")
+        assert line_by_line is not None  # a template only takes what the line pattern takes
+        assert by_template[1] == line_by_line[1]
+        assert outcome == by_template
+    assert outcome == _edn_general(path, monkeypatch)
+
+
+def test_edn_templates_take_several_key_orders_keywords_and_missing_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [
+        "{:index 0, :time 5, :type :invoke, :process 0, :f :write, :value [1 2]}",
+        "{:type :ok, :f :write, :value [1 2], :process 0}",  # another key order, no :time
+        "{:index 2, :time 9, :type :invoke, :process :nemesis, :f :start, :value :majority}",
+        "{:index 3, :time 10, :type :info, :process :nemesis, :f :start, :value [:n1 :n2], :error :x}",
+        "{:index 4, :time [1], :type :invoke, :process 1, :f :cas, :value [1 [2 3]], :node :n1}",
+        "{:index 5, :time -0, :type :info, :process 1, :f :cas, :value [1 [2 3]], :error nil}",
+    ]
+    text = "\n".join(lines) + "\n"
+    path = tmp_path / "h.edn"
+    path.write_text(text, encoding="utf-8")
+    for chunk_lines in (1, 2, 50_000):
+        for bulk in (0, 1 << 62):
+            with monkeypatch.context() as patch:
+                patch.setattr(fastedn, "CHUNK_LINES", chunk_lines)
+                patch.setattr(fastedn, "BULK_VALUES_LINES_MIN", bulk)
+                taken = fastedn._read_by_template(text)
+                assert taken is not None
+                assert _edn_outcome(path) == taken == _edn_general(path, monkeypatch)
+    ops = taken[0]
+    assert [op.key for op in ops] == [1, 1, None, None, 1, 1]  # jepsen.independent: split by key
+    assert [op.time_ns for op in ops] == [5, 1, 9, 10, 4, 0]
+    assert ops[3].value == ("n1", "n2") and ops[3].error == "x" and ops[4].node == "n1"
+
+
 def test_edn_regular_reader_takes_jepsen_and_knossos_shapes_and_matches_on_the_corpus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,6 +299,7 @@ def test_edn_regular_reader_takes_jepsen_and_knossos_shapes_and_matches_on_the_c
     jepsen = tmp_path / "history.edn"
     write_edn(ops, jepsen)
     assert fastedn.read_regular(jepsen.read_text()) is not None  # the fast reader takes it
+    assert fastedn._read_by_template(jepsen.read_text()) is not None  # with one template
     assert _edn_outcome(jepsen) == _edn_general(jepsen, monkeypatch)
     knossos = tmp_path / "knossos.edn"
     knossos.write_text("[" + "\n ".join(jepsen.read_text().splitlines()) + "]\n")
@@ -246,3 +311,21 @@ def test_edn_regular_reader_takes_jepsen_and_knossos_shapes_and_matches_on_the_c
         taken += fastedn.read_regular(edn.read_text(encoding="utf-8", errors="replace")) is not None
         assert _edn_outcome(edn) == _edn_general(edn, monkeypatch), edn
     assert taken > 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[{:type :invoke, :process 1, :f :read, :value nil} ; a comment {:x 1}\n; whole line\n"
+        "{:type :ok, :process 1, :f :read, :value 3}]\n",
+        "{:type :invoke, :process 1, :f :read, :value nil};{:type :ok\n",
+        '{:type :invoke, :process 1, :f :read, :value nil} ; "a string"\n',  # not cut here: general reader
+        "; only a comment\n",
+    ],
+)
+def test_edn_comments_cut_by_the_regular_reader_read_as_the_general_reader_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    path = tmp_path / "h.edn"
+    path.write_text(text, encoding="utf-8")
+    assert _edn_outcome(path) == _edn_general(path, monkeypatch)
