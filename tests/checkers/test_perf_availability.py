@@ -104,3 +104,28 @@ def test_time_to_recover_counts_only_keys_in_use_before_the_heal() -> None:
     assert recovery["recover_ns_max"] == 30 * MS
     assert recovery["never_recovered_keys"] == []
     assert recovery["keys_new_after_heal"] == 2
+
+
+def test_perf_one_pass_matches_the_latency_points_it_summarizes() -> None:
+    """perf() folds latencies without a record per op: the same numbers as from latency_points()."""
+    import random
+
+    from checkers.generate import linearizable_history
+    from checkers.perf import quantile
+
+    ops = linearizable_history(
+        random.Random(9), op_count=3_000, keys=4, processes=6, info_fraction=0.1, cas_fraction=0.5
+    )
+    for bucket_ns in (7, 1_000, 1_000_000_000):
+        entry = perf(ops, bucket_ns=bucket_ns)
+        assert entry["quantiles"] == quantiles_over_time(ops, bucket_ns=bucket_ns)
+        by_f: dict[str, list[int]] = {}
+        for point in latency_points(ops):
+            if point.type == "ok":
+                by_f.setdefault(point.f, []).append(point.latency_ns)
+        assert sorted(entry["latency_ok_by_f"]) == sorted(by_f)
+        for f, values in by_f.items():
+            values.sort()
+            assert entry["latency_ok_by_f"][f]["count"] == len(values)
+            assert entry["latency_ok_by_f"][f]["p99_ms"] == quantile(values, 0.99) / 1e6
+            assert entry["latency_ok_by_f"][f]["max_ms"] == values[-1] / 1e6
