@@ -53,8 +53,16 @@ from typing import Any, Literal
 
 from checkers.history import Operation
 from checkers.models.base import ILLEGAL, Model
+from checkers.models.cas_register import CasRegister
+from checkers.models.register import Register
 
 INFINITY = 1 << 62
+# Op kinds whose step the search inlines for the register models (GENERIC: call model.step).
+READ, WRITE, CAS, GENERIC = 0, 1, 2, 3
+_INLINED_KINDS: dict[type, dict[str, int]] = {
+    Register: {"read": READ, "write": WRITE},
+    CasRegister: {"read": READ, "write": WRITE, "cas": CAS},
+}
 MEMO_ENTRY_BYTES = 160  # measured: a (int, state) tuple in a set, for small states
 CHECK_EVERY_STEPS = 2048
 PROGRESS_EVERY_S = 2.0
@@ -105,17 +113,22 @@ EXPIRE_ROUNDS_MAX = 64
 ALIVE_BLOCK_RETURNS = 64
 
 
-def _expiries(model: Model, ok_ops: Sequence[Operation], candidates: Sequence[Operation]) -> dict[int, int]:
-    """Per open-ended op id: the last position where placing it could still help (absent: never).
-
-    What an open-ended op produces helps only an op that observes it: an ok op
-    before that op's return, or another open-ended op while *that* one can still
-    help (so the rule is applied until nothing changes). Per produced value
-    only the latest ok return and the two latest open-ended expiries matter, so
-    a round costs O(ops), even when thousands of ops share a value.
-    """
+def _last_ok_returns(model: Model, ok_ops: Sequence[Operation]) -> dict[Any, int]:
+    """Per observed value: the latest return of an ok op observing it (what an open-ended op may serve)."""
     last_ok_ret: dict[Any, int] = {}
-    info_observers: dict[Any, list[Operation]] = {}
+    kinds = _INLINED_KINDS.get(type(model))
+    if kinds is not None:  # the register models observe a read's output and a cas's expected value
+        observed = [
+            (op.value_out if op.f == "read" else op.value_in[0], op.ret)
+            for op in ok_ops
+            if op.f == "read" or op.f == "cas"
+        ]
+        if all(type(value) in _PLAIN_TYPES for value, _ in observed):
+            for value, ret in observed:  # returns rise along ok_ops? not always: keep the max
+                if ret > last_ok_ret.get(value, -1):
+                    last_ok_ret[value] = ret
+            return last_ok_ret
+        last_ok_ret.clear()
     for op in ok_ops:
         assert op.ret is not None
         for value in model.observes(op.f, op.value_in, op.value_out):
@@ -124,6 +137,30 @@ def _expiries(model: Model, ok_ops: Sequence[Operation], candidates: Sequence[Op
                     last_ok_ret[value] = op.ret
             except TypeError:
                 continue
+    return last_ok_ret
+
+
+_PLAIN_TYPES = frozenset({int, str, type(None), bool})
+
+
+def _expiries(
+    model: Model,
+    ok_ops: Sequence[Operation],
+    candidates: Sequence[Operation],
+    last_ok_ret: dict[Any, int] | None = None,
+) -> dict[int, int]:
+    """Per open-ended op id: the last position where placing it could still help (absent: never).
+
+    What an open-ended op produces helps only an op that observes it: an ok op
+    before that op's return, or another open-ended op while *that* one can still
+    help (so the rule is applied until nothing changes). Per produced value
+    only the latest ok return and the two latest open-ended expiries matter, so
+    a round costs O(ops), even when thousands of ops share a value.
+    ``last_ok_ret`` is :func:`_last_ok_returns` of ``ok_ops`` when already at hand.
+    """
+    if last_ok_ret is None:
+        last_ok_ret = _last_ok_returns(model, ok_ops)
+    info_observers: dict[Any, list[Operation]] = {}
     for op in candidates:
         for value in model.observes(op.f, op.value_in, None):
             try:
@@ -178,8 +215,9 @@ def prepare(model: Model, operations: Sequence[Operation]) -> _Prepared:
             dropped += 1  # an open-ended read changes nothing
             continue
         candidates.append(op)
+    last_ok_ret = _last_ok_returns(model, ok_ops)
     while True:  # dropping one open-ended op can orphan another
-        expire = _expiries(model, ok_ops, candidates)
+        expire = _expiries(model, ok_ops, candidates, last_ok_ret)
         kept = [op for op in candidates if op.id in expire]
         if len(kept) == len(candidates):
             break
@@ -292,8 +330,23 @@ def search(
     zobrist = _zobrist(n_ok + n_info)
     step = model.step
     needs_before = getattr(model, "needs_before", None)
+    # The ops as columns (no attribute lookups in the loop), and each op's kind for
+    # the register models, whose step is inlined below (one call less per step).
+    ok_f = [op.f for op in ok_ops]
+    ok_in = [op.value_in for op in ok_ops]
+    ok_out = [op.value_out for op in ok_ops]
+    ok_ret = [op.ret for op in ok_ops]
+    info_f = [op.f for op in info_ops]
+    info_in = [op.value_in for op in info_ops]
+    kinds = _INLINED_KINDS.get(type(model), {})
+    ok_kind = [kinds.get(f, GENERIC) for f in ok_f]
+    info_kind = [kinds.get(f, GENERIC) for f in info_f]
+    nil_any = bool(getattr(model, "nil_reads_unknown", False))
     # Ops that never change the state (they produce nothing): reads.
-    pure = [model.produces(op.f, op.value_in) == () for op in ok_ops]
+    if kinds:
+        pure = [kind == READ for kind in ok_kind]
+    else:
+        pure = [model.produces(op.f, op.value_in) == () for op in ok_ops]
     memo: set[tuple[int, Any]] = set()
     group_of = [0] * n_info
     for g, group in enumerate(groups):
@@ -301,7 +354,11 @@ def search(
             group_of[j] = g
     group_used = [0] * len(groups)  # placed ops of each group: always its first ones
     info_call = [op.call for op in info_ops]
-    frames: list[tuple[list[int], int, Any, int]] = []  # (candidates, next index, state before, op placed)
+    # The stack of frames, as columns: candidates, next index, state before, op placed.
+    fr_cands: list[list[int]] = []
+    fr_index: list[int] = []
+    fr_before: list[Any] = []
+    fr_op: list[int] = []
     placed: list[int] = []
     state: Any = model.init()
     h = 0
@@ -323,19 +380,24 @@ def search(
         while not entry_is_ret[e]:
             i = entry_op[e]
             if pure[i] and not after_info:
-                op = ok_ops[i]
-                if step(state, op.f, op.value_in, op.value_out, True) is not ILLEGAL:
+                if ok_kind[i] == READ:
+                    value = ok_out[i]
+                    if value == state or (value is None and nil_any):
+                        return [i]
+                elif step(state, ok_f[i], ok_in[i], ok_out[i], True) is not ILLEGAL:
                     return [i]
             out.append(i)
             e = nxt[e]
         first_ret_op = entry_op[e]
-        position = ok_ops[first_ret_op].ret
-        assert position is not None
+        position = ok_ret[first_ret_op]
         if position > best_frontier:
             best_frontier, stuck = position, first_ret_op
         rank = ret_rank[position]
+        block = blocks[rank // ALIVE_BLOCK_RETURNS]
+        if not block:
+            return out
         chosen: list[int] = []
-        for g in blocks[rank // ALIVE_BLOCK_RETURNS]:
+        for g in block:
             if not group_first[g] <= rank <= group_last[g]:
                 continue
             group = groups[g]
@@ -344,16 +406,24 @@ def search(
                 j = group[used]  # the earliest unplaced of its kind: the only one worth trying
                 if info_call[j] < position and op_last_rank[j] >= rank:
                     chosen.append(j)
-        chosen.sort()  # earliest-called first: the order the search explores matters
-        out.extend(n_ok + j for j in chosen)
+        if chosen:
+            chosen.sort()  # earliest-called first: the order the search explores matters
+            out.extend([n_ok + j for j in chosen])
         return out
 
-    frames.append((candidates(False), 0, state, -1))
+    fr_cands.append(candidates(False))
+    fr_index.append(0)
+    fr_before.append(state)
+    fr_op.append(-1)
     while True:
-        cands, index, _, _ = frames[-1]
+        cands = fr_cands[-1]
+        index = fr_index[-1]
         if index >= len(cands):
             # Exhausted: undo the op that led here and resume the parent.
-            _, _, before, op_placed = frames.pop()
+            fr_cands.pop()
+            fr_index.pop()
+            before = fr_before.pop()
+            op_placed = fr_op.pop()
             if op_placed < 0:
                 return _failed(prepared, ok_ops, stuck, best_frontier, steps, len(memo))
             state = before
@@ -374,7 +444,7 @@ def search(
             else:
                 group_used[group_of[op_placed - n_ok]] -= 1
             continue
-        frames[-1] = (cands, index + 1, frames[-1][2], frames[-1][3])
+        fr_index[-1] = index + 1
         op_id = cands[index]
         steps += 1
         if steps % CHECK_EVERY_STEPS == 0:
@@ -390,22 +460,46 @@ def search(
                 return _unknown(
                     prepared, ok_ops, stuck, best_frontier, steps, len(memo), "memory limit reached"
                 )
-        after = frames[-1][3]
+        after = fr_op[-1]
         if after >= n_ok and needs_before is not None:
             # Just placed an open-ended op: only an op that needs its effect may follow.
             nxt_op = ok_ops[op_id] if op_id < n_ok else info_ops[op_id - n_ok]
             if not needs_before(info_ops[after - n_ok], nxt_op):
                 continue
         if op_id < n_ok:
-            op = ok_ops[op_id]
-            new_state = step(state, op.f, op.value_in, op.value_out, True)
+            kind = ok_kind[op_id]
+            if kind == WRITE:
+                new_state = ok_in[op_id]
+            elif kind == CAS:
+                expected, new_state = ok_in[op_id]
+                if state != expected:
+                    continue
+            elif kind == READ:
+                value = ok_out[op_id]
+                if not (value == state or (value is None and nil_any)):
+                    continue
+                new_state = state
+            else:
+                new_state = step(state, ok_f[op_id], ok_in[op_id], ok_out[op_id], True)
+                if new_state is ILLEGAL:
+                    continue
         else:
-            op = info_ops[op_id - n_ok]
-            new_state = step(state, op.f, op.value_in, None, False)
-            if new_state is not ILLEGAL and new_state == state:
+            j = op_id - n_ok
+            kind = info_kind[j]
+            if kind == WRITE:
+                new_state = info_in[j]
+            elif kind == CAS:
+                expected, new_state = info_in[j]
+                if state != expected:
+                    continue
+            elif kind == READ:
+                continue  # an open-ended read leaves the state as it is (and is dropped before)
+            else:
+                new_state = step(state, info_f[j], info_in[j], None, False)
+                if new_state is ILLEGAL:
+                    continue
+            if new_state == state:
                 continue  # placing it changes nothing but uses it up
-        if new_state is ILLEGAL:
-            continue
         new_h = h ^ zobrist[op_id]
         key = (new_h, new_state)
         if key in memo:
@@ -415,12 +509,16 @@ def search(
         state, h = new_state, new_h
         placed.append(op_id)
         if op_id < n_ok:
-            c, r = call_entry[op_id], ret_entry[op_id]
-            for e in (c, r):
-                p, q = prv[e], nxt[e]
-                nxt[p] = q
-                if q != -1:
-                    prv[q] = p
+            e = call_entry[op_id]
+            p, q = prv[e], nxt[e]
+            nxt[p] = q
+            if q != -1:
+                prv[q] = p
+            e = ret_entry[op_id]
+            p, q = prv[e], nxt[e]
+            nxt[p] = q
+            if q != -1:
+                prv[q] = p
             remaining -= 1
             if remaining == 0:
                 order = tuple(ok_ops[i].id if i < n_ok else info_ops[i - n_ok].id for i in placed)
@@ -433,9 +531,13 @@ def search(
                     dropped_info_ops=prepared.dropped,
                     info_ops=n_info,
                 )
+            fr_cands.append(candidates(False))
         else:
             group_used[group_of[op_id - n_ok]] += 1
-        frames.append((candidates(op_id >= n_ok), 0, before, op_id))
+            fr_cands.append(candidates(True))
+        fr_index.append(0)
+        fr_before.append(before)
+        fr_op.append(op_id)
 
 
 def _hashable(value: Any) -> Any:
