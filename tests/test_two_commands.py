@@ -49,6 +49,9 @@ PACKAGE_PROBES = {
     "faketime": lambda: shutil.which("faketime") is not None,
     "chromium": lambda: os.access("/usr/bin/chromium", os.X_OK),
     "libatomic1": lambda: bool(glob.glob("/usr/lib/*/libatomic.so.1")),
+    "docker.io": lambda: shutil.which("dockerd") is not None,
+    "openssh-server": lambda: os.access("/usr/sbin/sshd", os.X_OK),
+    "openssh-client": lambda: shutil.which("ssh") is not None,
 }
 
 

@@ -2,7 +2,8 @@
 
 The check passes on the correct replica (it runs in the killer); here the mutant is applied
 with ``bench/mutation.py``'s own machinery, in a private copy of the tree, and the same test
-must fail there. Slow (a copy and a pytest run per mutant), so not part of the killer.
+must fail there. Slow (a copy and a pytest run per mutant), so not part of the killer nor of
+the default suite: ``pip install -e '.[test,mutation]'`` then ``pytest -m soak`` on this file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+pytestmark = pytest.mark.soak
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = "tests/vr/test_mutation_kills.py"
@@ -82,6 +85,7 @@ CASES = [
 def test_the_check_fails_on_its_mutant(
     test: str, module: str, function: str, before: str, after: str
 ) -> None:
+    pytest.importorskip("cosmic_ray", reason="the [mutation] extra (cosmic-ray) is not installed")
     bench = _bench()
     done = bench.run_tests_on_mutant(module, function, before, after, [f"{KILLS}::{test}"])
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
