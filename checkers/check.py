@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from checkers.assertions import check_run_dir as check_assertions
 from checkers.compose import check_history, combine_validity
 from checkers.convergence import check_run_dir
 from checkers.coverage import coverage
@@ -56,5 +57,9 @@ def check_run(
     convergence = check_run_dir(path)  # the replicas compared directly, when the run asked them
     if convergence is not None:
         results["checkers"]["convergence"] = convergence
+    assertions = check_assertions(path, ops)  # a node that failed its own invariant check
+    if assertions is not None:
+        results["checkers"]["assertions"] = assertions
+    if convergence is not None or assertions is not None:
         results["valid"] = combine_validity(c["valid"] for c in results["checkers"].values())
     return results

@@ -249,6 +249,7 @@ def execute(
     leftovers = cluster.leftover_processes()
     crashes = cluster.unexpected_exits()
     outcome = _close_cluster(cluster, outcome)
+    record_assertions(run, system)
     return finish(
         run,
         test,
@@ -275,6 +276,27 @@ def _close_cluster(cluster: Cluster, outcome: Outcome) -> Outcome:
         teardown=[*outcome.teardown, *closed],
         teardown_errors=[*outcome.teardown_errors, *errors],
     )
+
+
+def record_assertions(run: RunDir, system: Any) -> None:
+    """Write ``assertions.json``: the nodes' own invariant failures, read from their logs once they
+    stopped (and, on remote clusters, once their files were copied back); the checkers judge it."""
+    read = getattr(system, "assertion_failures", None)
+    if read is None:
+        return
+    from checkers.assertions import FILE_NAME
+
+    try:
+        failures = read()
+    except Exception as exc:  # an unreadable log leaves the checker unknown, never silently valid
+        logger.exception("reading the nodes' assertions failed")
+        document: dict[str, Any] = {"error": f"{type(exc).__name__}: {exc}"}
+    else:
+        document = {"nodes": list(system.node_names()), "failures": failures}
+    try:
+        write_json(run.path / FILE_NAME, document)
+    except OSError:
+        logger.exception("%s not written", FILE_NAME)
 
 
 def finish(

@@ -255,6 +255,16 @@ class VRSystem(ClusterNodes):
                 found[node] = report if isinstance(report, dict) else "no convergence report in its status"
         return found
 
+    def assertion_failures(self) -> list[dict[str, Any]]:
+        """Replica assertions in every node's log (:mod:`systems.vr.crashes`), after the nodes stopped."""
+        from systems.vr.crashes import node_assertions
+
+        return [
+            failure.to_json()
+            for node in self.node_names()
+            for failure in node_assertions(node, self.node_files(node)["dir"])
+        ]
+
     def primary(self) -> str | None:
         normal = [s for s in self.statuses().values() if s.get("status") == "normal"]
         if not normal:
