@@ -13,7 +13,7 @@ Claims (default suite, bounded; about a minute in all on an idle machine):
   ``ratchet clean`` removes dangling objects and keeps a live run's unless ``--all``;
 - a run refuses to start over objects of its own run id.
 Behind ``soak``: the 60 s partition+kill+pause scenario is valid, read-from-backup is found with
-clients bound to nodes, and a 5-node cluster runs (VR itself stops at 6 replicas).
+clients bound to nodes, and 5- and 7-node clusters run valid.
 """
 
 from __future__ import annotations
@@ -342,9 +342,8 @@ def test_soak_read_from_backup_is_found_with_clients_on_nodes(
     assert first["f"] == "read" and first["outcome"] == "ok"
 
 
-# 7 nodes: vr/quorums.py supports 1 to 6 replicas, so a 7-node VR cluster cannot start in any home.
 @pytest.mark.soak
-@pytest.mark.parametrize("nodes", [5])
+@pytest.mark.parametrize("nodes", [5, 7])
 def test_soak_bigger_clusters_are_valid(client: Any, node_image: Any, tmp_path: Path, nodes: int) -> None:
     proc, results = _run_to_end(
         tmp_path, "default", "--nodes", str(nodes), "--nemesis", "partition,kill,pause", "--time-limit", "20"

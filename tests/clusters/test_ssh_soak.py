@@ -60,15 +60,7 @@ def test_the_60_s_scenario_is_valid_on_3_hosts(hosts_of, tmp_path: Path) -> None
     _valid_run(hosts_of(3), tmp_path, "--seed", "1", time_limit_s=60)
 
 
-@pytest.mark.parametrize(
-    "count",
-    [
-        5,
-        pytest.param(
-            7, marks=pytest.mark.xfail(reason="vr/quorums.py supports 1 to 6 replicas", strict=True)
-        ),
-    ],
-)
+@pytest.mark.parametrize("count", [5, 7])
 def test_5_and_7_hosts(hosts_of, tmp_path: Path, count: int) -> None:  # type: ignore[no-untyped-def]
     _valid_run(hosts_of(count), tmp_path, "--seed", "2", time_limit_s=15)
 

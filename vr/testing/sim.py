@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from vr.bugs import BUGS, parse_bugs
+from vr.quorums import REPLICA_COUNT_MAX
 from vr.testing.cluster import SIM_LAYOUT, SIM_OPTIONS, FaultOptions, SimCluster
 from vr.testing.convergence import check_replicas_converged
 from vr.testing.history import ClientHistory, HistoryViolation
@@ -69,6 +70,7 @@ class SimResult:
     overrides: tuple[tuple[str, float], ...] = ()
     history: ClientHistory | None = None  # what the clients saw (docs/contracts.md §4)
     swarm: bool = True  # the swarm's later fault regimes were on (see _swarm_extras)
+    replicas: int | None = None  # replica count forced over the seed's (--replicas)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +86,8 @@ class SimResult:
             bugs += "".join(f" --profile {b}" for b in sorted(self.profile)) or " --profile none"
         flags = "".join(f" --{_FLAGS[name]} {value}" for name, value in self.overrides)
         swarm = "" if self.swarm else " --no-swarm"
-        return f"python -m vr.testing.sim --seed {self.seed}{swarm}{bugs}{flags}"
+        replicas = "" if self.replicas is None else f" --replicas {self.replicas}"
+        return f"python -m vr.testing.sim --seed {self.seed}{replicas}{swarm}{bugs}{flags}"
 
 
 # FaultOptions a person may force from the command line (to hammer one fault), and their flags.
@@ -245,9 +248,13 @@ def run_seed(
     misdirect_probability: float | None = None,
     superblock_corrupt_probability: float | None = None,
     swarm: bool = True,
+    replica_count: int | None = None,
 ) -> SimResult:
-    """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix, the probabilities override it."""
+    """Run one seed; ``profile`` (default: ``bugs``) picks the fault mix, the probabilities override it;
+    ``replica_count`` replaces the seed's cluster size (3 or 5), the rest of its draw unchanged."""
     config = config_for_seed(seed, profile=bugs if profile is None else profile, swarm=swarm)
+    if replica_count is not None:
+        config = _replace(config, replica_count=replica_count)
     forced = {
         "power_cut_probability": power_cut_probability,
         "corrupt_probability": corrupt_probability,
@@ -266,6 +273,7 @@ def run_seed(
         profile=bugs if profile is None else profile,
         overrides=overrides,
         swarm=swarm,
+        replicas=replica_count,
     )
     cluster: SimCluster | None = None
     try:
@@ -343,6 +351,18 @@ def _probability(text: str) -> float:
     return value
 
 
+def _replica_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= REPLICA_COUNT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{value} replicas: the cluster size must be 1 to {REPLICA_COUNT_MAX}"
+        )
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vr.testing.sim", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=None, help="the seed to run (default: random)")
@@ -386,6 +406,12 @@ def main(argv: list[str] | None = None) -> int:
         "primary, wall-clock jumps, crowds of 5-8 clients (default: on; --no-swarm turns them off, "
         "giving each seed the configuration it had before they existed)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=_replica_count,
+        default=None,
+        help="cluster size, replacing the seed's (3 or 5; the rest of its draw unchanged)",
+    )
     parser.add_argument("--verbose", action="store_true", help="print the fault trace")
     parser.add_argument(
         "--history",
@@ -423,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             misdirect_probability=args.misdirects,
             superblock_corrupt_probability=args.superblock_rot,
             swarm=args.swarm,
+            replica_count=args.replicas,
         )
         line = f"seed={seed} outcome={result.outcome} ticks={result.ticks} replies={result.replies}"
         print(line + (f" detail={result.detail}" if result.detail else ""))
