@@ -52,6 +52,7 @@ PACKAGE_PROBES = {
     "docker.io": lambda: shutil.which("dockerd") is not None,
     "openssh-server": lambda: os.access("/usr/sbin/sshd", os.X_OK),
     "openssh-client": lambda: shutil.which("ssh") is not None,
+    "sudo": lambda: shutil.which("sudo") is not None,
 }
 
 

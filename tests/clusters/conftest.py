@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusters.sshhosts import SSHHosts, available
+from tests.clusters.sshhosts import SSHHosts, available, sudo_available
+
+SUDO_USER = "rtuser"  # the non-root login of ``sudo_hosts``
 
 
 @pytest.fixture(scope="module")
@@ -17,6 +19,19 @@ def ssh_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
     if reason:
         pytest.skip(f"ssh test hosts unavailable: {reason}")
     hosts = SSHHosts(3, tmp_path_factory.mktemp("sshhosts")).start()
+    try:
+        yield hosts
+    finally:
+        hosts.close()
+
+
+@pytest.fixture(scope="module")
+def sudo_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHHosts]:
+    """Three hosts whose login is a non-root account with passwordless sudo (``--sudo``)."""
+    reason = sudo_available()
+    if reason:
+        pytest.skip(f"ssh test hosts with a sudo login unavailable: {reason}")
+    hosts = SSHHosts(3, tmp_path_factory.mktemp("sudohosts"), user=SUDO_USER).start()
     try:
         yield hosts
     finally:
@@ -43,7 +58,7 @@ def ssh_scenario(
         "[cluster]",
         'kind = "ssh"',
         f"hosts = {json.dumps(hosts.addresses)}",
-        'username = "root"',
+        f"username = {json.dumps(hosts.username)}",
         f"private_key = {json.dumps(str(hosts.key))}",
         f"known_hosts = {json.dumps(str(hosts.known_hosts))}",
         f"remote_dir = {json.dumps(hosts.remote_dir)}",

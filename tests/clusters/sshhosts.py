@@ -8,10 +8,17 @@ Layout (every name carries this process's pid, so concurrent test runs never mee
   sshd (a host key and an authorized key generated here), run inside its own mount
   namespace with a tmpfs over the remote directory, so each host has a private file
   tree there and the controller sees none of it (downloads are really downloads);
-- real nft in each host namespace.
+- real nft in each host namespace;
+- with ``user=NAME``, the login is a non-root account with passwordless sudo instead of
+  root: each host's mount namespace gets its own /etc/passwd, /etc/shadow and /etc/group
+  (copies with NAME added) and its own /etc/sudoers.d granting NAME ``NOPASSWD: ALL``, bound
+  over the real ones there only; the remote directory, NAME's home and the authorized key
+  live on a tmpfs over /mnt in that namespace (the pytest directory is root's alone, so a
+  non-root login could not reach anything under it).
 
 Nothing outside the namespaces created here is touched except ``/run/sshd``, the
-privilege-separation directory sshd requires (created empty if missing).
+privilege-separation directory sshd requires (created empty if missing), and, with
+``user``, whatever sudo itself keeps under /run/sudo.
 ``close()`` kills every process in the namespaces, deletes them, and is safe to
 call after a partial setup.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import os
 import shutil
 import signal
@@ -30,7 +38,30 @@ from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 SUBNET = "10.99.0"
+_INSTANCES = itertools.count()  # several sets of hosts may live at once in one test process
 SSHD = "/usr/sbin/sshd"
+USER_UID = 4242  # the non-root login's uid and gid (``user=``), unused on a stock system
+USER_MOUNT = "/mnt"  # tmpfs in each host's mount namespace: remote dir, home, authorized key
+
+# Run by root in a host's fresh mount namespace, before sshd: a private tmpfs over the remote
+# directory (root login) or over /mnt with the non-root account's files bound over /etc.
+# Positional: remote_dir, sshd, sshd config, workdir, user ("" for root), uid.
+HOST_SETUP = r"""
+set -e
+if [ -z "$5" ]; then
+  mount -t tmpfs -o size=256m tmpfs "$1"
+else
+  mount -t tmpfs -o size=256m,mode=755 tmpfs /mnt
+  mkdir -p "$1" /mnt/home /mnt/keys
+  chmod 1777 "$1"
+  chown "$6:$6" /mnt/home
+  cp "$4/authorized_keys" /mnt/keys/authorized_keys
+  chmod 644 /mnt/keys/authorized_keys
+  for f in passwd shadow group; do mount --bind "$4/etc/$f" "/etc/$f"; done
+  mount --bind "$4/etc/sudoers.d" /etc/sudoers.d
+fi
+exec "$2" -D -e -f "$3"
+"""
 
 
 def available() -> str | None:
@@ -45,21 +76,38 @@ def available() -> str | None:
     return None
 
 
+def sudo_available() -> str | None:
+    """Why a non-root login with sudo cannot be set up here (None: it can)."""
+    reason = available()
+    if reason:
+        return reason
+    if shutil.which("sudo") is None or not Path("/etc/sudoers.d").is_dir():
+        return "sudo is not installed (apt-get install sudo)"
+    if not Path(USER_MOUNT).is_dir():
+        return f"{USER_MOUNT} does not exist to mount the non-root login's files on"
+    return None
+
+
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=20, check=check)
 
 
 class SSHHosts:
-    """``count`` sshd hosts; ``addresses``, ``key``, ``known_hosts``, ``remote_dir`` for the cluster."""
+    """``count`` sshd hosts; ``addresses``, ``key``, ``known_hosts``, ``remote_dir``, ``username``
+    for the cluster. ``user``: log in as this non-root account with passwordless sudo."""
 
-    def __init__(self, count: int, workdir: Path) -> None:
+    def __init__(self, count: int, workdir: Path, *, user: str | None = None) -> None:
         self.count, self.workdir = count, workdir
-        prefix = f"rts{os.getpid()}"
+        self.user = user
+        self.username = user or "root"
+        instance = next(_INSTANCES)
+        prefix = f"rts{os.getpid()}" + (f"x{instance}" if instance else "")
         self.control = f"{prefix}c"
         self.names = [f"{prefix}h{i}" for i in range(count)]
         self.addresses = [f"{SUBNET}.{i + 2}" for i in range(count)]
         self.controller_address = f"{SUBNET}.1"
-        self.remote_dir = str(workdir / "remote")  # a tmpfs of its own on each host
+        # a tmpfs of its own on each host (with ``user``: on the tmpfs over /mnt, reachable by the user)
+        self.remote_dir = f"{USER_MOUNT}/remote" if user else str(workdir / "remote")
         self.key = workdir / "id_ed25519"
         self.known_hosts = workdir / "known_hosts"
         self._sshd: list[subprocess.Popen[bytes]] = []
@@ -78,9 +126,13 @@ class SSHHosts:
 
     def _start(self) -> None:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        Path(self.remote_dir).mkdir(parents=True, exist_ok=True)
+        if self.user is None:
+            Path(self.remote_dir).mkdir(parents=True, exist_ok=True)
+        else:
+            self._write_account_files(self.user)
         _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         (self.workdir / "authorized_keys").write_text(Path(f"{self.key}.pub").read_text())
+        keys = f"{USER_MOUNT}/keys/authorized_keys" if self.user else self.workdir / "authorized_keys"
         _run("ip", "netns", "add", self.control)
         self._made.append(self.control)
         _run("ip", "netns", "exec", self.control, "ip", "link", "set", "lo", "up")
@@ -129,7 +181,7 @@ class SSHHosts:
                     [
                         f"ListenAddress {address}:22",
                         f"HostKey {host_key}",
-                        f"AuthorizedKeysFile {self.workdir / 'authorized_keys'}",
+                        f"AuthorizedKeysFile {keys}",
                         f"PidFile {self.workdir / f'sshd{i}.pid'}",
                         "PermitRootLogin prohibit-password",
                         "PasswordAuthentication no",
@@ -144,21 +196,12 @@ class SSHHosts:
                 )
             )
             # `ip netns exec` gives the command a mount namespace of its own (slave to the host's):
-            # the tmpfs mounted there is this host's alone, and sshd's sessions inherit it.
+            # the tmpfs and bind mounts made there are this host's alone, and sshd's sessions inherit them.
             self._sshd.append(
                 subprocess.Popen(
                     [
-                        "ip",
-                        "netns",
-                        "exec",
-                        ns,
-                        "sh",
-                        "-c",
-                        'mount -t tmpfs -o size=256m tmpfs "$1" && exec "$2" -D -e -f "$3"',
-                        "sh",
-                        self.remote_dir,
-                        SSHD,
-                        str(config),
+                        *("ip", "netns", "exec", ns, "sh", "-c", HOST_SETUP, "sh", self.remote_dir, SSHD),
+                        *(str(config), str(self.workdir), self.user or "", str(USER_UID)),
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
@@ -171,6 +214,35 @@ class SSHHosts:
         self.known_hosts.write_text("\n".join(known) + "\n")
         for address in self.addresses:
             self._wait_listening(address)
+
+    def _write_account_files(self, user: str) -> None:
+        """Copies of /etc/passwd, shadow and group with ``user`` added, and a sudoers.d granting it
+        passwordless sudo: bound over the real ones in each host's mount namespace only."""
+        etc = self.workdir / "etc"
+        (etc / "sudoers.d").mkdir(parents=True)
+        home = f"{USER_MOUNT}/home"
+        passwd = Path("/etc/passwd").read_text().splitlines()
+        group = Path("/etc/group").read_text().splitlines()
+        for table, lines in (("passwd", passwd), ("group", group)):
+            if any(entry.split(":", 1)[0] == user for entry in lines):
+                raise RuntimeError(f"{user} already exists in /etc/{table}: pick another test login name")
+        passwd.append(f"{user}:x:{USER_UID}:{USER_UID}::{home}:/bin/sh")
+        group.append(f"{user}:x:{USER_UID}:")
+        # No copy of the real shadow (no hashes leave /etc): every account gets "*", no password
+        # at all, which is not "locked" ("!"), so sshd still takes the user's key.
+        shadow = [f"{entry.split(':', 1)[0]}:*:19000:0:99999:7:::" for entry in passwd]
+        for name, lines, mode in (
+            ("passwd", passwd, 0o644),
+            ("group", group, 0o644),
+            ("shadow", shadow, 0o640),
+        ):
+            path = etc / name
+            path.write_text("\n".join(lines) + "\n")
+            path.chmod(mode)
+        grant = etc / "sudoers.d" / "ratchet-test"
+        grant.write_text(f"{user} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+        grant.chmod(0o440)
+        (etc / "sudoers.d").chmod(0o755)
 
     def _wait_listening(self, address: str) -> None:
         deadline = time.monotonic() + 10

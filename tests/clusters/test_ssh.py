@@ -254,3 +254,54 @@ def test_hosts_sees_its_own_file_tree(ssh_hosts: SSHHosts) -> None:
         assert "only-on-h0" not in ssh_hosts.in_host_mounts(1, "ls", ssh_hosts.remote_dir).stdout
     finally:
         ssh_hosts.in_host_mounts(0, "rm", f"{ssh_hosts.remote_dir}/only-on-h0")
+
+
+def _uid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for {pid}")
+
+
+def test_a_non_root_login_with_sudo_runs_nodes_rules_and_signals_as_root(
+    sudo_hosts: SSHHosts, tmp_path: Path
+) -> None:
+    """``Login(sudo=True)`` as a non-root user: the node runs as root, pause/kill reach it, an nft
+    rule is installed, and close() removes all of it (the root-owned files too). Without sudo
+    the same login cannot install a rule: the probe refuses a partition (exit 3, says --sudo)."""
+    hosts = sudo_hosts
+    scenario = ssh_scenario(hosts, tmp_path / "s.toml", faults=["partition"], time_limit_s=5)
+    refused = _ratchet(hosts, "run", str(scenario), "--store", str(tmp_path / "store"), timeout=60)
+    assert refused.returncode == 3 and "--sudo" in refused.stderr, refused.stderr[-3000:]
+    run = tmp_path / "run"
+    (run / "nodes").mkdir(parents=True)
+    hosts.enter_control()
+    try:
+        cluster = SSHCluster(
+            hosts.addresses[:2], _login(hosts, username=hosts.username, sudo=True), run_dir=run,
+            remote_dir=hosts.remote_dir, keep_data="always",
+        )  # fmt: skip
+        try:
+            pids = {}
+            for node in cluster.nodes:
+                out = run / "nodes" / node.name / "output.log"
+                pids[node.name] = cluster.spawn(
+                    node.name, ["python3", "-c", LISTEN, node.host, str(node.port)], output_path=out
+                )
+                cluster.make_dirs(node.name, run / "nodes" / node.name / "data")
+            assert all(_uid(pid) == 0 for pid in pids.values())  # through sudo, not as the login
+            assert cluster.pause("n1") and _state(pids["n1"]) == "T"
+            assert cluster.resume("n1") and _state(pids["n1"]) != "T"
+            ends = cluster.endpoints()
+            cluster.firewall.apply("partition", [Drop(ends["n1"], ends["n2"])])  # read back by apply
+            assert "ratchet" in hosts.on_host(0, "nft", "list", "tables").stdout
+            assert cluster.kill("n2") and _state(pids["n2"]) is None
+        finally:
+            lines = cluster.close()
+    finally:
+        hosts.leave_control()
+    text = "\n".join(lines)
+    assert f"{hosts.addresses[0]}: removed nft table inet ratchet_{cluster.tag}" in text
+    assert all(f"{a}: removed {cluster.base}" in text for a in hosts.addresses[:2])
+    assert (run / "nodes" / "n1" / "output.log").read_text().startswith(f"listening {hosts.addresses[0]}")
+    assert _leftovers(hosts) == {}

@@ -1,5 +1,6 @@
 """Long proofs of the ssh home (``-m soak``): the 60 s scenario valid, a planted bug found,
-5 and 7 hosts, and a Ctrl-C that leaves nothing on the hosts."""
+5 and 7 hosts, a Ctrl-C that leaves nothing on the hosts, and a whole run as a non-root login
+with ``--sudo``."""
 
 from __future__ import annotations
 
@@ -107,4 +108,36 @@ def test_ctrl_c_leaves_nothing_on_the_hosts(hosts_of, tmp_path: Path) -> None:  
     results = json.loads(((store / "latest").resolve() / "results.json").read_text())
     assert results["completed"] is False and results["teardown_errors"] == [], stderr[-2000:]
     assert any("removed /" in line for line in results["teardown"])
+    assert _leftovers(hosts) == {}
+
+
+def test_a_non_root_login_runs_with_sudo_and_leaves_nothing(sudo_hosts: SSHHosts, tmp_path: Path) -> None:
+    """``--username rtuser --sudo``: the hosts' login is no root, so nft needs sudo. A short run
+    with ``--sudo`` is valid, a partition (nft), a pause and a kill (signals to the root-owned
+    node) each land, and every process, rule and file goes at teardown, including the root-owned
+    ones the nodes wrote."""
+    hosts = sudo_hosts
+    assert hosts.username != "root"
+    scenario = ssh_scenario(
+        hosts, tmp_path / "s.toml", faults=["partition", "pause", "kill"], time_limit_s=6, keep_data="never"
+    )
+    store = tmp_path / "store"
+    proc = _ratchet(
+        hosts, "run", str(scenario), "--sudo", "--nemesis-interval", "1", "--seed", "3",
+        "--store", str(store), "--no-progress",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = (store / "latest").resolve()
+    results = json.loads((run / "results.json").read_text())
+    assert results["valid"] is True and results["teardown_errors"] == []
+    spec = json.loads((run / "test.json").read_text())["test"]["cluster_spec"]
+    assert spec["sudo"] is True and spec["username"] == hosts.username
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    landed = {
+        op["f"] for op in history if op["process"] == "nemesis" and op["value"] and op["value"].get("targets")
+    }
+    assert {"start-partition", "start-pause", "start-kill"} <= landed, landed
+    for i, address in enumerate(hosts.addresses):
+        assert (run / "nodes" / f"n{i + 1}" / "events.jsonl").stat().st_size > 0
+        assert any(line.startswith(f"{address}: removed ") for line in results["teardown"])
     assert _leftovers(hosts) == {}
