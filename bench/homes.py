@@ -1,9 +1,10 @@
 """Cost of each cluster home: provision and teardown, ops/s at 50 clients, partition inject and heal.
 
-Usage: ``python bench/homes.py [--homes local,docker,ssh] [--seconds 5] [--repeats 5]``
+Usage: ``python bench/homes.py [--homes local,docker,ssh] [--sizes 3,5] [--seconds 5] [--repeats 5]``
 
 For each home (one row of :data:`HOMES`: how to make its cluster, and how to run a
-measurement process in it) and each size (3 and 5 nodes) this prints:
+measurement process in it) and each size (``--sizes``: 3 and 5 nodes unless told, e.g.
+``--sizes 3,5,7``) this prints:
 
 - provision: the cluster made (containers, network, ...) and a VR cluster on it healthy;
   ``cluster_s`` is the home's own part, ``healthy_s`` until every node is normal in one view;
@@ -37,6 +38,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CLIENTS = 50
+SIZES = (1, 3, 5, 7, 9)  # what `ratchet run --nodes` accepts
 HEALTHY_TIMEOUT_S = 30.0
 
 
@@ -68,9 +70,9 @@ def make_ssh(nodes: int, run_dir: Path) -> Any:
     )
 
 
-def in_ssh_control(argv: list[str]) -> list[str]:
-    """Make 5 sshd hosts (closed when this process exits) and run ``argv`` in their control namespace:
-    host set-up stays out of the ssh home's provision figure."""
+def in_ssh_control(argv: list[str], count: int) -> list[str]:
+    """Make ``count`` sshd hosts (closed when this process exits) and run ``argv`` in their control
+    namespace: host set-up stays out of the ssh home's provision figure."""
     import atexit
 
     from tests.clusters.sshhosts import SSHHosts, available
@@ -79,7 +81,7 @@ def in_ssh_control(argv: list[str]) -> list[str]:
     if reason:
         raise RuntimeError(f"ssh test hosts unavailable: {reason}")
     workdir = Path(tempfile.mkdtemp(prefix="ratchet-bench-sshhosts-"))
-    hosts = SSHHosts(5, workdir).start()
+    hosts = SSHHosts(count, workdir).start()
     atexit.register(hosts.close)
     described = {
         "addresses": hosts.addresses,
@@ -90,16 +92,16 @@ def in_ssh_control(argv: list[str]) -> list[str]:
     return hosts.in_control("env", f"{SSH_HOSTS_ENV}={json.dumps(described)}", *argv)
 
 
-def in_namespace(argv: list[str]) -> list[str]:
+def in_namespace(argv: list[str], count: int) -> list[str]:
     return [sys.executable, "-m", "clusters.namespace", "--", *argv]
 
 
-def as_is(argv: list[str]) -> list[str]:
+def as_is(argv: list[str], count: int) -> list[str]:
     return argv
 
 
-# home -> (make its cluster, wrap the measuring process's argv).
-HOMES: dict[str, tuple[Callable[[int, Path], Any], Callable[[list[str]], list[str]]]] = {
+# home -> (make its cluster, wrap the measuring process's argv given the most nodes it will need).
+HOMES: dict[str, tuple[Callable[[int, Path], Any], Callable[[list[str], int], list[str]]]] = {
     "local": (make_local, in_namespace),
     "docker": (make_docker, as_is),
     "ssh": (make_ssh, in_ssh_control),
@@ -175,10 +177,10 @@ def partition_times(cluster: Any, repeats: int) -> dict[str, float]:
     return {"inject_s": sum(inject) / repeats, "heal_s": sum(heal) / repeats}
 
 
-def measure(home: str, seconds: float, repeats: int) -> dict[str, Any]:
+def measure(home: str, seconds: float, repeats: int, sizes: list[int]) -> dict[str, Any]:
     row: dict[str, Any] = {"home": home}
     with tempfile.TemporaryDirectory(prefix=f"ratchet-bench-{home}-") as tmp:
-        for nodes in (3, 5):
+        for nodes in sizes:
             cluster, system, times = provision(home, nodes, Path(tmp))
             try:
                 if nodes == 3:
@@ -196,10 +198,20 @@ def main() -> int:
     parser.add_argument("--homes", default="local,docker", help=f"comma-separated among {', '.join(HOMES)}")
     parser.add_argument("--seconds", type=float, default=5.0, help="write phase at 50 clients (s)")
     parser.add_argument("--repeats", type=int, default=5, help="partition inject/heal repetitions")
+    parser.add_argument(
+        "--sizes", default="3,5", help="cluster sizes, comma-separated (3 always: ops/s, partition)"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # measure this home in this process, print JSON
     args = parser.parse_args()
+    try:
+        sizes = sorted({3, *(int(n) for n in args.sizes.split(",") if n.strip())})
+    except ValueError:
+        sizes = []
+    if not sizes or not all(n in SIZES for n in sizes):
+        print(f"error: --sizes {args.sizes!r}: cluster sizes among {SIZES}, comma-separated", file=sys.stderr)
+        return 3
     if args.one:
-        print(json.dumps(measure(args.one, min(args.seconds, 60.0), max(1, min(args.repeats, 50)))))
+        print(json.dumps(measure(args.one, min(args.seconds, 60.0), max(1, min(args.repeats, 50)), sizes)))
         return 0
     homes = [h.strip() for h in args.homes.split(",") if h.strip()]
     unknown = [h for h in homes if h not in HOMES]
@@ -209,7 +221,8 @@ def main() -> int:
     rows = []
     for home in homes:
         argv = HOMES[home][1]([sys.executable, __file__, "--one", home, "--seconds", str(args.seconds),
-                               "--repeats", str(args.repeats)])  # fmt: skip
+                               "--repeats", str(args.repeats), "--sizes", ",".join(map(str, sizes))],
+                              max(sizes))  # fmt: skip
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False,
                               cwd=Path(__file__).resolve().parent.parent)  # fmt: skip
         if proc.returncode != 0:
@@ -218,14 +231,21 @@ def main() -> int:
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     local = next((r["ops_per_s"] for r in rows if r["home"] == "local"), None)
     print(f"load average: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (cores: {os.cpu_count()})")
-    header = ("home", "prov3 s", "ready3 s", "down3 s", "prov5 s", "ready5 s", "down5 s", "ops/s@50", "vs local",
-              "inject s", "heal s")  # fmt: skip
+    header = ["home"]
+    for n in sizes:
+        header += [f"prov{n} s", f"ready{n} s", f"down{n} s"]
+    header += ["ops/s@50", "vs local", "inject s", "heal s"]
     print(" ".join(f"{h:>9}" for h in header))
     for r in rows:
         ratio = f"{r['ops_per_s'] / local:.2f}" if local else "-"
-        cells = (r["home"], f"{r['cluster_3_s']:.2f}", f"{r['healthy_3_s']:.2f}", f"{r['teardown_3_s']:.2f}",
-                 f"{r['cluster_5_s']:.2f}", f"{r['healthy_5_s']:.2f}", f"{r['teardown_5_s']:.2f}",
-                 f"{r['ops_per_s']:.0f}", ratio, f"{r['inject_s']:.3f}", f"{r['heal_s']:.3f}")  # fmt: skip
+        cells = [r["home"]]
+        for n in sizes:
+            cells += [
+                f"{r[f'cluster_{n}_s']:.2f}",
+                f"{r[f'healthy_{n}_s']:.2f}",
+                f"{r[f'teardown_{n}_s']:.2f}",
+            ]
+        cells += [f"{r['ops_per_s']:.0f}", ratio, f"{r['inject_s']:.3f}", f"{r['heal_s']:.3f}"]
         print(" ".join(f"{c:>9}" for c in cells))
     print("prov = the home's cluster made; ready = until VR is healthy on it (from the same start); "
           "down = nodes stopped and home released; inject/heal = partition isolating n1, both ways")  # fmt: skip
