@@ -4,7 +4,9 @@
 - :mod:`.cluster`: :class:`DockerCluster`, one container per node on a per-run bridge network;
 - :mod:`.firewall`: partitions and loss with nftables inside each container;
 - :mod:`.probe`: what the containers can do for a scenario's faults, asked before the run;
-- :mod:`.leftovers`: containers, networks and images left by crashed runs (``ratchet clean``).
+- :mod:`.hostmounts`: the run directory's mounts shared with the containers (disk faults);
+- :mod:`.leftovers`: containers, networks and images left by crashed runs (``ratchet clean``),
+  and a disk run's faultfs daemons and mounts on this host.
 """
 
 from clusters.docker.cluster import DockerCluster

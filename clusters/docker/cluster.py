@@ -6,7 +6,9 @@ there (:mod:`clusters.docker.image`), create the run's bridge network with a fre
 private /24 (:mod:`clusters.docker.network`) and start one container per node at a
 static address, in parallel. A container is ``--init`` with ``sleep infinity`` as its
 only job, labelled with the run id and its controller, with NET_ADMIN for its own
-packet filter (SYS_ADMIN and /dev/fuse only when the run injects disk faults).
+packet filter. A run with disk faults shares its run directory's mounts with the
+containers (:mod:`clusters.docker.hostmounts`): the controller's faultfs over a node's
+data directory reaches the node in its container, which needs no extra capability.
 
 A node process is started with ``docker exec`` as ``sh -c 'exec "$@" >>output 2>&1'``:
 the shell replaces itself with the node, so the exec's process *is* the node. Its
@@ -44,9 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clusters.docker import hostmounts, leftovers, network
 from clusters.docker import image as img
 from clusters.docker import labels as lab
-from clusters.docker import leftovers, network
 from clusters.docker.firewall import ContainerNft, DockerFirewall
 from clusters.firewall import Endpoint
 from core.errors import BadInput
@@ -174,6 +176,8 @@ class DockerCluster:
         atexit.register(self._at_exit)
         self._previous_sigterm = _sigterm_raises()
         try:
+            if disk:
+                hostmounts.share(self.run_dir)
             self._provision(node_count)
         except BaseException:
             self._remove_all()
@@ -235,22 +239,23 @@ class DockerCluster:
 
     def _start_container(self, node: DockerNode) -> Any:
         api = self.client.api
-        binds = [*img.node_mounts(vr_source()), f"{self.run_dir}:{self.run_dir}:rw"]
-        caps = ["NET_ADMIN", *(["SYS_ADMIN"] if self._disk else [])]
+        # rslave: a faultfs the controller mounts later under the run directory reaches the node.
+        propagation = ",rslave" if self._disk else ""
+        binds = [*img.node_mounts(vr_source()), f"{self.run_dir}:{self.run_dir}:rw{propagation}"]
         host_config = api.create_host_config(
             binds=binds,
             tmpfs=img.NODE_TMPFS,
             init=True,
-            cap_add=caps,
-            devices=["/dev/fuse:/dev/fuse:rwm"] if self._disk else None,
+            cap_add=["NET_ADMIN"],
             network_mode=self._network.name,
         )
+        disk_label = {hostmounts.LABEL: str(self.run_dir)} if self._disk else {}
         created = api.create_container(
             self.image,
             command=["sleep", "infinity"],
             name=node.container,
             hostname=node.name,
-            labels={**lab.labels(self.run_id, "node"), "org.ratchet.node": node.name},
+            labels={**lab.labels(self.run_id, "node"), "org.ratchet.node": node.name, **disk_label},
             host_config=host_config,
             networking_config=api.create_networking_config(
                 {self._network.name: api.create_endpoint_config(ipv4_address=node.host)}
@@ -485,6 +490,8 @@ class DockerCluster:
             except docker.errors.NotFound:
                 pass
             self._network = None
+        if self._disk:
+            done.extend(hostmounts.release(self.run_dir))
         return done
 
     @staticmethod

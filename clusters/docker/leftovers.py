@@ -5,14 +5,18 @@ a controller killed with SIGKILL leaves them, and they are *dangling*: labelled
 by a controller process that no longer exists (:mod:`clusters.docker.labels`).
 ``ratchet clean`` and the start of every docker run remove dangling objects;
 objects of a live run are left alone unless asked (``ratchet clean --all``).
+A disk run's node containers name its shared run directory (``hostmounts.LABEL``):
+removing them also stops the faultfs daemons and unmounts what is left there.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from clusters.docker import hostmounts
 from clusters.docker import labels as lab
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,11 @@ class Found:
             parts.append(f"networks {', '.join(sorted(n.name for n in self.networks))}")
         if self.images:
             parts.append(f"images {', '.join(sorted(i.short_id for i in self.images))}")
+        shared = sorted(
+            {c.labels[hostmounts.LABEL] for c in self.containers if (c.labels or {}).get(hostmounts.LABEL)}
+        )
+        if shared:
+            parts.append(f"faultfs daemons and mounts under {', '.join(shared)}")
         return "; ".join(parts) or "nothing"
 
 
@@ -70,12 +79,17 @@ def remove(client: Any, found: Found) -> list[str]:
     import docker.errors
 
     done: list[str] = []
+    shared: set[str] = set()
     for container in found.containers:
         try:
             container.remove(force=True, v=True)
             done.append(f"removed container {container.name}")
         except docker.errors.NotFound:
             pass
+        if (container.labels or {}).get(hostmounts.LABEL):
+            shared.add(container.labels[hostmounts.LABEL])
+    for run_dir in sorted(shared):  # a disk run's faultfs daemons and mounts on this host
+        done.extend(hostmounts.release(Path(run_dir)))
     for network in found.networks:
         try:
             network.remove()

@@ -10,19 +10,28 @@ controller dies meanwhile). In it:
   through the same code a run uses (:class:`clusters.docker.firewall.ContainerNft`);
 - libfaketime (only when clock faults are asked): a preloaded python3 in the container
   reads its clock through a control file in a bind-mounted directory, +1 h then -1 h;
-- fuse, message-proxy, dm-flakey: refused with the reason (see :data:`NOT_ON_DOCKER`).
+- fuse (only when disk or power-cut faults are asked): the probe's directory is shared
+  with the container as a run directory is (:mod:`clusters.docker.hostmounts`), a real
+  faultfs daemon mounts on this host under it, and a process in the container with the
+  nodes' uid writes, fsyncs and reads a file through it (so: root, /dev/fuse, the FUSE
+  binding, and mount propagation into containers, all at once);
+- message-proxy, dm-flakey: refused with the reason (see :data:`NOT_ON_DOCKER`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from clusters.docker import hostmounts
 from clusters.docker import image as img
 from clusters.docker import labels as lab
 from clusters.docker.cluster import client_from_env, ensure_image, proc_stat, vr_source
@@ -31,13 +40,26 @@ from clusters.firewall import Drop, Endpoint, FirewallError
 from core.capability import Capability
 
 FAKETIME_LIBRARY = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+DISK_FAULTS = ("disk", "power-cut")
+FUSE_HOW = (
+    "run the controller as root on the docker daemon's machine, with /dev/fuse, fuse3 and mfusepy "
+    "(faultfs runs on this host); or use cluster.kind = 'local' for disk faults"
+)
+FUSE_MOUNT_S = 10.0
+# In the container, as the nodes' uid: write, fsync and read back a file through the faultfs mount.
+FUSE_CHECK = r"""
+import os, sys
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+os.pwrite(fd, b"ratchet-probe", 0)
+os.fsync(fd)
+back = os.pread(fd, 13, 0)
+os.close(fd)
+point = os.path.dirname(path)
+fstype = [l.split(" - ")[1].split()[0] for l in open("/proc/self/mountinfo") if l.split()[4] == point]
+print(fstype[-1] if fstype else "none", back.decode())
+"""
 NOT_ON_DOCKER = {
-    "fuse": (
-        "disk and power-cut faults on docker nodes are not in this version: faultfs runs as the "
-        "controller's child in the controller's mount namespace, and a FUSE mount made there does "
-        "not reach a node container's bind mount",
-        "use cluster.kind = 'local' for disk faults",
-    ),
     "message-proxy": (
         "the message proxy redirects replica links with nft nat in the controller's own network "
         "namespace, which the nodes of a docker run do not share",
@@ -135,6 +157,63 @@ def _faketime(container: Any, shared: Path) -> Capability:
     )
 
 
+def _fuse(container: Any, shared: Path) -> Capability:
+    """A real faultfs daemon on this host mounted under ``shared`` (the container's rslave bind);
+    a process in the container reads and writes through it."""
+    data = shared / "data"
+    data.mkdir()
+    output = shared.parent / "faultfs.log"
+    with output.open("ab") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", hostmounts.FAULTFS_MODULE, "--mount", str(data),
+             "--control", f"ratchet-docker-probe-{os.getpid()}-{secrets.token_hex(4)}"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + FUSE_MOUNT_S
+        while hostmounts.mounts_under(data, exact=True) != [(str(data), "fuse.faultfs")]:
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                tail = " | ".join(output.read_text(errors="replace").strip().splitlines()[-3:])
+                return Capability(
+                    "fuse", False, f"faultfs did not mount on this host: {tail or 'no output'}", FUSE_HOW
+                )
+            time.sleep(0.02)
+        code, out = _exec(
+            container, ["python3", "-c", FUSE_CHECK, str(data / "probe")], user=f"{os.getuid()}:{os.getgid()}"
+        )
+        if code != 0 or out.split()[:2] != ["fuse.faultfs", "ratchet-probe"]:
+            return Capability(
+                "fuse", False,
+                f"a faultfs mount made on this host did not reach a node container (the container saw "
+                f"{out.strip()[-300:] or 'nothing'}); the docker daemon must share this machine's mounts",
+                FUSE_HOW,
+            )  # fmt: skip
+    finally:
+        hostmounts.release(shared)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            daemon.wait(timeout=5)
+    return Capability(
+        "fuse",
+        True,
+        "faultfs mounted on this host under a shared run directory reaches a node container: "
+        "written, fsynced and read back through it as the nodes' uid",
+    )
+
+
+def _fuse_refusal() -> Capability | None:
+    """Why disk faults cannot work before trying (None: try)."""
+    if os.geteuid() != 0:
+        return Capability(
+            "fuse", False,
+            "disk faults on docker nodes mount faultfs on this host over the run directory the "
+            "containers share, which needs root",
+            FUSE_HOW,
+        )  # fmt: skip
+    if not os.path.exists("/dev/fuse"):
+        return Capability("fuse", False, "/dev/fuse is missing on this host", FUSE_HOW)
+    return None
+
+
 def probe(*, image: str | None, faults: tuple[str, ...]) -> dict[str, Capability]:
     client = client_from_env()
     tag = ensure_image(client, image)
@@ -146,24 +225,45 @@ def probe(*, image: str | None, faults: tuple[str, ...]) -> dict[str, Capability
     for name, (detail, how) in NOT_ON_DOCKER.items():
         caps[name] = Capability(name, False, detail, how)
     run_id = f"probe-{os.getpid()}-{secrets.token_hex(3)}"
+    disk = bool(set(DISK_FAULTS) & set(faults))
+    refusal = _fuse_refusal() if disk else None
+    if refusal is not None:
+        caps["fuse"] = refusal
+    share = disk and refusal is None
     with tempfile.TemporaryDirectory(prefix="ratchet-docker-probe-") as tmp:
-        container = client.containers.run(
-            tag,
-            ["sleep", "infinity"],
-            detach=True,
-            init=True,
-            name=f"ratchet-{run_id}",
-            labels=lab.labels(run_id, "probe"),
-            cap_add=["NET_ADMIN"],
-            volumes=[*img.node_mounts(vr_source()), f"{tmp}:{tmp}:rw"],
-            tmpfs=img.NODE_TMPFS,
-            network_mode="none",
-        )
+        shared = Path(tmp) / "run"
+        shared.mkdir()
+        extra_labels: dict[str, str] = {}
+        if share:
+            try:
+                hostmounts.share(shared)
+                extra_labels = {hostmounts.LABEL: str(shared)}
+            except hostmounts.HostMountError as exc:
+                caps["fuse"] = Capability("fuse", False, f"cannot share a run directory: {exc}", FUSE_HOW)
+                share = False
         try:
-            caps["signals"] = _signals(client, container)
-            caps["packet-filter"] = _packet_filter(container)
-            if "clock" in faults:
-                caps["libfaketime"] = _faketime(container, Path(tmp))
+            container = client.containers.run(
+                tag,
+                ["sleep", "infinity"],
+                detach=True,
+                init=True,
+                name=f"ratchet-{run_id}",
+                labels={**lab.labels(run_id, "probe"), **extra_labels},
+                cap_add=["NET_ADMIN"],
+                volumes=[*img.node_mounts(vr_source()), f"{shared}:{shared}:rw{',rslave' if share else ''}"],
+                tmpfs=img.NODE_TMPFS,
+                network_mode="none",
+            )
+            try:
+                caps["signals"] = _signals(client, container)
+                caps["packet-filter"] = _packet_filter(container)
+                if "clock" in faults:
+                    caps["libfaketime"] = _faketime(container, shared)
+                if share:
+                    caps["fuse"] = _fuse(container, shared)
+            finally:
+                container.remove(force=True, v=True)
         finally:
-            container.remove(force=True, v=True)
+            if share:
+                hostmounts.release(shared)
     return caps

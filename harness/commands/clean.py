@@ -1,7 +1,8 @@
 """``ratchet clean``: remove what crashed runs left behind.
 
 Without ``--ssh``: docker objects (containers, networks, untagged image layers) with
-Ratchet's labels whose controller is gone (clusters.docker.leftovers): a docker run
+Ratchet's labels whose controller is gone, and a disk run's faultfs daemons and
+mounts on this host (clusters.docker.leftovers): a docker run
 removes its own on Ctrl-C and SIGTERM, a SIGKILLed one cannot. ``--image`` also
 removes the cached node image.
 
@@ -26,7 +27,8 @@ def register(subparsers: Any) -> None:
         "clean",
         help="remove what crashed runs left: docker containers/networks/layers (ssh hosts: --ssh --nodes ...)",
         description="Remove what runs killed with SIGKILL left behind: by default every docker container, network "
-        "and untagged image layer with Ratchet's labels whose controller is gone. With --ssh: on each host of --nodes, "
+        "and untagged image layer with Ratchet's labels whose controller is gone (and a disk run's faultfs "
+        "daemons and mounts on this host). With --ssh: on each host of --nodes, "
         "every run directory of Ratchet's under --remote-dir whose controller is gone, with its process "
         "group and packet-filter rules.",
     )

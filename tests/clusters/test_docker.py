@@ -7,13 +7,16 @@ Claims (default suite, bounded; about a minute in all on an idle machine):
   installed with nft inside the containers really cuts TCP between two nodes and the heal
   restores it, pause and kill reach the node process, and close() leaves no container or network;
 - a node process's clock follows its libfaketime control file live (clock faults work in containers);
-- a fault the containers cannot take (disk) is refused before anything starts (exit 3);
+- a fault the containers cannot take (messages) is refused before anything starts (exit 3);
+- a faultfs mounted on this host over a node's data directory after its container started is
+  what the node's process writes through (an fsync rule fails its fsync); close() stops it;
 - SIGINT to ``ratchet run --cluster docker`` removes the run's containers and network;
 - a SIGKILLed controller's containers and network are removed by the next docker run's check;
   ``ratchet clean`` removes dangling objects and keeps a live run's unless ``--all``;
 - a run refuses to start over objects of its own run id.
 Behind ``soak``: the 60 s partition+kill+pause scenario is valid, read-from-backup is found with
-clients bound to nodes, and 5- and 7-node clusters run valid.
+clients bound to nodes, 5- and 7-node clusters run valid, disk and power-cut faults run valid and
+leave no mount, and a SIGKILLed disk run's faultfs daemons and mounts go with ``ratchet clean``.
 """
 
 from __future__ import annotations
@@ -190,11 +193,61 @@ def test_clock_control_files_reach_a_node_process_live(client: Any, node_image: 
         cluster.close()
 
 
-def test_disk_faults_are_refused_before_anything_starts(client: Any, node_image: Any, tmp_path: Path) -> None:
-    proc = ratchet("run", "default", "--cluster", "docker", "--nemesis", "disk", "--store", str(tmp_path))
+def test_faults_docker_nodes_cannot_take_are_refused_before_anything_starts(
+    client: Any, node_image: Any, tmp_path: Path
+) -> None:
+    proc = ratchet("run", "default", "--cluster", "docker", "--nemesis", "messages", "--store", str(tmp_path))
     assert proc.returncode == 3, proc.stderr[-2000:]
-    assert "disk" in proc.stderr and "docker" in proc.stderr
+    assert "message-proxy" in proc.stderr and "docker" in proc.stderr
     assert not (tmp_path / "default").exists()
+
+
+# In n1's container, as the nodes' uid: write and fsync a file in the data directory; print the errno.
+FSYNC_IN_NODE = (
+    "import os, sys\n"
+    "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)\n"
+    "os.pwrite(fd, b'x' * 4096, 0)\n"
+    "try:\n    os.fsync(fd)\n    print('fsync ok')\n"
+    "except OSError as exc:\n    print('fsync errno', exc.errno)\n"
+)
+
+
+def test_disk_faults_reach_a_node_in_its_container_and_close_releases_them(
+    client: Any, node_image: Any, tmp_path: Path
+) -> None:
+    """A faultfs the controller mounts on this host over n1's data directory (after the container
+    exists) is what n1's process writes through: an EIO rule on fsync fails the container's fsync.
+    close() stops the daemon the nemesis did not unmount and removes every mount under the run."""
+    from clusters.docker import DockerCluster, hostmounts
+    from nemeses.disk.control import Faultfs
+
+    run = tmp_path / "store" / "disk" / "run"
+    data = run / "nodes" / "n1" / "data"
+    run.mkdir(parents=True)
+    cluster = DockerCluster(node_count=1, run_dir=run, disk=True)
+    fs = Faultfs(data, log_path=data.parent / "faultfs.jsonl", output_path=data.parent / "faultfs.log")
+    try:
+        cluster.make_dirs("n1", data)
+        fs.mount()
+        fs.add_rule(id="t", op="fsync", error="EIO", file="probe")
+        output = data.parent / "output.log"
+        cluster.spawn("n1", ["python3", "-c", FSYNC_IN_NODE, str(data / "probe")], output_path=output)
+        deadline = time.monotonic() + 20
+        while cluster.is_running("n1") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert output.read_text().split() == ["fsync", "errno", "5"], output.read_text()
+        logged = [json.loads(line) for line in (data.parent / "faultfs.jsonl").read_text().splitlines()]
+        assert [(e["fault"], e["op"], e["file"]) for e in logged if "fault" in e] == [("t", "fsync", "probe")]
+        assert {"op": "fsync-dropped", "file": "probe", "offset": 0, "length": 4096}.items() <= logged[
+            -1
+        ].items()
+    finally:
+        lines = cluster.close()
+        fs.unmount()  # reaps the daemon close() stopped
+    assert f"stopped 1 faultfs daemon(s) under {run.resolve()}" in lines, lines
+    assert any(line.startswith("unmounted ") and line.endswith(f" at {run.resolve()}") for line in lines)
+    assert hostmounts.mounts_under(run) == [] and hostmounts.faultfs_daemons(run) == []
+    assert (data / "probe").exists()  # the files stayed in the directory underneath
 
 
 def _start_run(store: Path, *extra: str) -> subprocess.Popen[str]:
@@ -340,6 +393,48 @@ def test_soak_read_from_backup_is_found_with_clients_on_nodes(
     assert proc.returncode == 1, proc.stderr[-3000:]
     first = results["checkers"]["linearizable"]["first_unlinearizable"]
     assert first["f"] == "read" and first["outcome"] == "ok"
+
+
+@pytest.mark.soak
+def test_soak_disk_and_power_cut_on_docker_nodes_are_valid_and_leave_no_mount(
+    client: Any, node_image: Any, tmp_path: Path
+) -> None:
+    from clusters.docker import hostmounts
+
+    proc, results = _run_to_end(
+        tmp_path, "default", "--nemesis", "power-cut,disk", "--nemesis-interval", "2", "--time-limit", "12",
+        "--seed", "4",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert results["valid"] is True and results["teardown_errors"] == []
+    run = (tmp_path / "latest").resolve()
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    hits = sum(sum(op["value"]["hits"].values()) for op in history if op["f"] == "stop-disk" and op["value"])
+    cuts = [
+        op for op in history if op["f"] == "start-power-cut" and op["value"] and op["value"].get("killed")
+    ]
+    assert hits > 0 and cuts, "no disk fault reached a node"
+    assert hostmounts.mounts_under(run) == [] and hostmounts.faultfs_daemons(run) == []
+
+
+@pytest.mark.soak
+def test_soak_sigkilled_disk_run_leaves_mounts_that_ratchet_clean_releases(
+    client: Any, node_image: Any, tmp_path: Path
+) -> None:
+    from clusters.docker import hostmounts
+
+    proc = _start_run(tmp_path, "--nemesis", "disk")
+    run_id = _wait_running(tmp_path, proc, ops=20)
+    os.killpg(proc.pid, signal.SIGKILL)  # the controller; its faultfs daemons have sessions of their own
+    proc.communicate(timeout=30)
+    run = (tmp_path / "latest").resolve()
+    assert len(hostmounts.faultfs_daemons(run)) == 3
+    assert [m for m in hostmounts.mounts_under(run) if m[1] == "fuse.faultfs"]
+    cleaned = ratchet("clean")
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert f"stopped 3 faultfs daemon(s) under {run}" in cleaned.stdout, cleaned.stdout
+    assert hostmounts.mounts_under(run) == [] and hostmounts.faultfs_daemons(run) == []
+    assert objects_of(client, run_id) == ([], [])
 
 
 @pytest.mark.soak
