@@ -48,6 +48,7 @@ KILLER_TESTS = (
     "tests/vr/test_replica_fuzz.py",
     "tests/vr/test_sim_paths.py",
     "tests/vr/test_mutation_kills.py",
+    "tests/vr/test_mutation_kills_direct.py",
 )
 COPIED = (
     "vr",
@@ -145,6 +146,24 @@ EQUIVALENT = {
         "_dvc_range",
         "low = max(low, self.op - self.options.pipeline_max - 1, self.commit_min - 1, 0)",
         "low = max(low, self.op - self.options.pipeline_max - 1, self.commit_min >> 1, 0)",
+    ),
+    (
+        "vr/journal.py",
+        "_recover_prepare",
+        "def _recover_prepare(self, slot: int) -> Header | None:",
+        "def _recover_prepare(self, slot: int) -> Header & None:",
+    ),
+    (
+        "vr/replica.py",
+        "_execute",
+        "if built is not None and built[0] == header.checksum:",
+        "if built is not None and built[ 1] == header.checksum:",
+    ),
+    (
+        "vr/journal.py",
+        "write_prepare",
+        "assert header.command == Command.PREPARE, header.short()",
+        "assert header.command is Command.PREPARE, header.short()",
     ),
 }
 
@@ -254,20 +273,30 @@ def _diff_line(original: str, mutated: str) -> str:
     return " | ".join(line.strip() for line in changed[:4])
 
 
-def find_mutant(module: str, function: str, before: str, after: str) -> tuple[Mutant, str]:
+def find_mutant(
+    module: str, function: str, before: str, after: str, *, nth: int | None = None, near_line: int = 0
+) -> tuple[Mutant, str]:
     """The one mutant of ``function`` in ``module`` that turns line ``before`` into ``after``; and its source.
 
     Lines compare stripped. Named by what it changes rather than by (operator, occurrence), so
-    a test that pins a mutant down keeps finding it while the rest of the module moves.
+    a test that pins a mutant down keeps finding it while the rest of the module moves. When
+    the same line occurs more than once in the function, ``nth`` picks one (0: the first in
+    the file), else ``near_line`` the one nearest that line (an earlier run's record).
     """
     import difflib
 
     originals = read_originals()
+    lines = originals[module].splitlines()
     found: list[tuple[Mutant, str]] = []
     for mutant in list_mutants({module: originals[module]} | {m: "" for m in MODULES if m != module}):
         if mutant.module != module or mutant.function != function:
             continue
-        original, mutated = _mutated_source(mutant, originals)
+        if lines[mutant.line - 1].strip() != before.strip():
+            continue  # its node starts on another line (applying every mutant would take minutes)
+        try:
+            original, mutated = _mutated_source(mutant, originals)
+        except Exception:  # noqa: BLE001 (an operator that cannot apply here, e.g. ExceptionReplacer on some handlers)
+            continue
         if mutated is None:
             continue
         diff = list(difflib.unified_diff(original.splitlines(), mutated.splitlines(), lineterm="", n=0))
@@ -275,16 +304,28 @@ def find_mutant(module: str, function: str, before: str, after: str) -> tuple[Mu
         added = [line[1:].strip() for line in diff if line[:1] == "+" and not line.startswith("+++")]
         if removed == [before.strip()] and added == [after.strip()]:
             found.append((mutant, mutated))
+    found.sort(key=lambda pair: pair[0].line)
+    if len(found) > 1 and nth is not None and 0 <= nth < len(found):
+        return found[nth]
+    if len(found) > 1 and near_line:
+        return min(found, key=lambda pair: abs(pair[0].line - near_line))
     if len(found) != 1:
         raise LookupError(f"{len(found)} mutants of {module} {function} turn {before!r} into {after!r}")
     return found[0]
 
 
 def run_tests_on_mutant(
-    module: str, function: str, before: str, after: str, tests: list[str], *, timeout_s: float = 900.0
+    module: str,
+    function: str,
+    before: str,
+    after: str,
+    tests: list[str],
+    *,
+    nth: int | None = None,
+    timeout_s: float = 900.0,
 ) -> subprocess.CompletedProcess[str]:
     """Run pytest ``tests`` in a private copy of the tree with that one mutant applied (a kill's control)."""
-    _, mutated = find_mutant(module, function, before, after)
+    _, mutated = find_mutant(module, function, before, after, nth=nth)
     copy = _make_copy()
     try:
         (copy / module).write_text(mutated, encoding="utf-8")
@@ -477,7 +518,9 @@ def rerun_survivors(args: argparse.Namespace) -> dict[str, Any]:
                 continue  # an equivalent mutant survives any killer
             removed, _, added = mutant.diff.partition(" | +")
             try:
-                _, mutated = find_mutant(mutant.module, mutant.function, removed[1:], added)
+                _, mutated = find_mutant(
+                    mutant.module, mutant.function, removed[1:], added, near_line=mutant.line
+                )
             except LookupError as error:
                 print(f"  not found again, kept as survived: {mutant.module}:{mutant.line} ({error})")
                 continue

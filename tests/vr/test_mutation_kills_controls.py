@@ -1,4 +1,4 @@
-"""Controls for ``tests/vr/test_mutation_kills.py``: each check fails on the mutant it was written for.
+"""Controls for ``tests/vr/test_mutation_kills*.py``: each check fails on the mutant it was written for.
 
 The check passes on the correct replica (it runs in the killer); here the mutant is applied
 with ``bench/mutation.py``'s own machinery, in a private copy of the tree, and the same test
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.soak
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = "tests/vr/test_mutation_kills.py"
+DIRECT = "tests/vr/test_mutation_kills_direct.py"
 
 
 def _bench() -> ModuleType:
@@ -73,6 +74,62 @@ CASES = [
         "self.journal.remove_entries_from(head + 1)",
         "self.journal.remove_entries_from(head + 2)",
     ),
+    (
+        f"{DIRECT}::test_a_checkpoint_that_hashes_right_but_does_not_parse_is_dropped",
+        "vr/replica.py",
+        "_on_sync",
+        "except (ValueError, KeyError, json.JSONDecodeError, UnicodeDecodeError):",
+        "except (CosmicRayTestingException, KeyError, json.JSONDecodeError, UnicodeDecodeError):",
+    ),
+    (
+        f"{DIRECT}::test_a_do_view_change_for_a_view_this_replica_does_not_lead_is_dropped",
+        "vr/replica.py",
+        "_on_do_view_change",
+        "if self._primary_index(header.view) != self.replica:",
+        "if self._primary_index(header.view) > self.replica:",
+    ),
+    (
+        f"{DIRECT}::test_a_vote_says_on_the_wire_whether_its_head_is_uncertain",
+        "vr/replica.py",
+        "_decode_do_view_change",
+        "head_uncertain=header.client == 1,",
+        "head_uncertain=header.client > 1,",
+    ),
+    (
+        f"{DIRECT}::test_a_prepare_from_a_newer_view_makes_a_normal_backup_ask_for_the_start_view_at_once",
+        "vr/replica.py",
+        "_on_prepare",
+        "if self.status_name != Status.RECOVERING_HEAD:",
+        "if not self.status_name != Status.RECOVERING_HEAD:",
+    ),
+    (
+        f"{DIRECT}::test_a_new_view_log_with_a_hole_keeps_the_ops_below_the_hole",
+        "vr/replica.py",
+        "choose_new_view_log#1",  # the second "head = op - 1" of the function
+        "head = op - 1",
+        "head = op % 1",
+    ),
+    (
+        f"{DIRECT}::test_a_freshly_formatted_journal_believes_what_a_recovery_of_its_disk_finds",
+        "vr/journal.py",
+        "format",
+        "self._inhabited = {0: root.header.checksum}",
+        "self._inhabited = { -1: root.header.checksum}",
+    ),
+    (
+        f"{DIRECT}::test_a_prepare_of_this_view_is_taken_even_if_it_does_not_chain_to_a_head_from_an_older_view",
+        "vr/replica.py",
+        "_on_prepare",
+        "if head is not None and head.view == self.view and header.parent != head.checksum:",
+        "if head is not None and head.view <= self.view and header.parent != head.checksum:",
+    ),
+    (
+        f"{DIRECT}::test_a_torn_header_over_a_never_written_slot_above_the_head_leaves_the_head_certain",
+        "vr/journal.py",
+        "_torn_slots",
+        "and (prepare.command == Command.RESERVED or prepare.op <= op_checkpoint)",
+        "and (prepare.command is not Command.RESERVED or prepare.op <= op_checkpoint)",
+    ),
 ]
 
 
@@ -80,13 +137,17 @@ CASES = [
 @pytest.mark.parametrize(
     ("test", "module", "function", "before", "after"),
     CASES,
-    ids=[f"{case[2]}" for case in CASES],
+    ids=[f"{case[2]}" for case in CASES],  # function (#n: which of its identical lines)
 )
 def test_the_check_fails_on_its_mutant(
     test: str, module: str, function: str, before: str, after: str
 ) -> None:
     pytest.importorskip("cosmic_ray", reason="the [mutation] extra (cosmic-ray) is not installed")
     bench = _bench()
-    done = bench.run_tests_on_mutant(module, function, before, after, [f"{KILLS}::{test}"])
+    function, _, nth = function.partition("#")
+    where = test if "::" in test else f"{KILLS}::{test}"
+    done = bench.run_tests_on_mutant(
+        module, function, before, after, [where], nth=int(nth) if nth else None
+    )
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "1 failed" in done.stdout, done.stdout[-2000:]
