@@ -295,7 +295,7 @@ def find_mutant(
             continue  # its node starts on another line (applying every mutant would take minutes)
         try:
             original, mutated = _mutated_source(mutant, originals)
-        except Exception:  # noqa: BLE001 (an operator that cannot apply here, e.g. ExceptionReplacer on some handlers)
+        except Exception:  # an operator that cannot apply here (ExceptionReplacer on some handlers)
             continue
         if mutated is None:
             continue

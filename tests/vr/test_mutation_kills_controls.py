@@ -146,8 +146,6 @@ def test_the_check_fails_on_its_mutant(
     bench = _bench()
     function, _, nth = function.partition("#")
     where = test if "::" in test else f"{KILLS}::{test}"
-    done = bench.run_tests_on_mutant(
-        module, function, before, after, [where], nth=int(nth) if nth else None
-    )
+    done = bench.run_tests_on_mutant(module, function, before, after, [where], nth=int(nth) if nth else None)
     assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
     assert "1 failed" in done.stdout, done.stdout[-2000:]

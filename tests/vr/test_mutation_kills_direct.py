@@ -105,9 +105,7 @@ def test_a_prepare_from_a_newer_view_makes_a_normal_backup_ask_for_the_start_vie
     wiretap = tap(cluster.network)
     template = primary.prepares.get(primary.op) or next(iter(primary.prepares.values()))
     view = next(v for v in range(victim.view + 1, victim.view + 4) if v % 3 != backup)  # led by a peer
-    newer = Message(
-        template.header.replace(view=view, op=victim.op + 1, replica=view % 3), template.body
-    )
+    newer = Message(template.header.replace(view=view, op=victim.op + 1, replica=view % 3), template.body)
     victim.on_message(newer)
     asked = wiretap.by(backup, Command.REQUEST_START_VIEW)
     assert [s.target for s in asked] == [view % 3], [(s.target, s.message.header.view) for s in asked]
@@ -166,8 +164,10 @@ def test_a_prepare_of_this_view_is_taken_even_if_it_does_not_chain_to_a_head_fro
     others = [r for r in cluster.replicas if r is not None and r.replica != old.replica]
     run_until(
         cluster,
-        lambda: all(r.view > old.view and r.status_name == Status.NORMAL for r in others)
-        and len({r.view for r in others}) == 1,
+        lambda: (
+            all(r.view > old.view and r.status_name == Status.NORMAL for r in others)
+            and len({r.view for r in others}) == 1
+        ),
         ticks_max=2000,
         what="a new view among the other two",
     )
