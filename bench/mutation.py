@@ -155,6 +155,18 @@ EQUIVALENT = {
     ),
     (
         "vr/replica.py",
+        "_open",
+        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max * 2), self.op + 1):",
+        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max + 2), self.op + 1):",
+    ),
+    (
+        "vr/replica.py",
+        "_suffix_headers",
+        "low = max(min(self.commit_max, self.op), self.op - self.options.pipeline_max - 1, 0)",
+        "low = max(min(self.commit_max, self.op), self.op - self.options.pipeline_max / 1, 0)",
+    ),
+    (
+        "vr/replica.py",
         "_execute",
         "if built is not None and built[0] == header.checksum:",
         "if built is not None and built[ 1] == header.checksum:",
@@ -628,6 +640,11 @@ def main() -> int:
     parser.add_argument(
         "--rerun", default="", help="judge the survivors of this earlier --out JSON again with today's killer"
     )
+    parser.add_argument(
+        "--report",
+        default="",
+        help="print the score of an earlier --out JSON again (today's EQUIVALENT list)",
+    )
     parser.add_argument("--killer", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.killer:
@@ -642,6 +659,11 @@ def main() -> int:
         return 0
     if args.rerun:
         rerun_survivors(args)
+        return 0
+    if args.report:
+        saved = json.loads(Path(args.report).read_text(encoding="utf-8"))
+        args.jobs, args.out = 1, ""
+        report([Mutant(**m) for m in saved["mutants"]], saved["mutants_total"], saved["wall_s"], args)
         return 0
     run_sample(args)
     return 0
