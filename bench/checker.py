@@ -4,6 +4,7 @@
     python bench/checker.py --quick    # corpus + 10k/100k only
     python bench/checker.py --big 1000000 --no-corpus --sizes   # the 1M-op EDN/JSONL cases only
     python bench/checker.py --general-readers ...   # the same with the general readers (for comparison)
+    python bench/checker.py --startup --quick --no-corpus --sizes   # `ratchet check` start-up only
 
 Corpus: every file in tests/data/corpus/MANIFEST.tsv read and checked (all
 checkers, as ``ratchet check`` does) in this one process; total, median, max,
@@ -20,6 +21,13 @@ valid and invalid (one read in the middle returns a value its key held twenty
 writes earlier), read and checked in a child process: time and peak RSS.
 ``--general-readers`` turns off the fast JSONL decoder and the regular-shape
 EDN reader in every process, for a before/after in one session.
+
+Start-up (``--startup``): ``ratchet check`` (the console script beside this
+Python) on a 10-op history, one process per check as a directory of logs is
+checked: median and fastest wall time of N runs (hyperfine when installed,
+else a loop here) beside a bare ``python -c pass``, with the load; and, when
+valgrind is installed, the instructions one check executes (callgrind), a
+figure the machine's load does not move.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -113,11 +122,14 @@ def check_one(path: str, general_readers: bool = False) -> None:
     if general_readers:
         use_general_readers()
 
+    c0 = _cpu_s()
     t0 = time.perf_counter()
     ops = read_history(path)
     t1 = time.perf_counter()
+    c1 = _cpu_s()
     results = check_history(ops, model="cas-register", time_limit_s=600, memory_mb=2048)
     t2 = time.perf_counter()
+    c2 = _cpu_s()
     result = results["checkers"]["linearizable"]
     self_mb = _peak_rss_mb()
     children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -126,6 +138,8 @@ def check_one(path: str, general_readers: bool = False) -> None:
             {
                 "read_s": t1 - t0,
                 "check_s": t2 - t1,
+                "read_cpu_s": c1 - c0,
+                "check_cpu_s": c2 - c1,
                 "linearizable_s": result["seconds"],
                 "valid": result["valid"],
                 "methods": result["methods"],
@@ -135,6 +149,14 @@ def check_one(path: str, general_readers: bool = False) -> None:
             }
         )
     )
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and of its finished workers: on a shared,
+    loaded machine the figure that says what the check costs, beside the wall time."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
 
 
 def _peak_rss_mb() -> float:
@@ -165,7 +187,8 @@ def bench_generated(sizes: list[int]) -> None:
                 print(
                     f"generated {op_count:>9,} ops, {int(cas_fraction * 100):2d}% cas: read {fig['read_s']:6.2f} s + "
                     f"check {fig['check_s']:6.2f} s (linearizable {fig['linearizable_s']:6.2f} s) = "
-                    f"{fig['read_s'] + fig['check_s']:6.2f} s; peak "
+                    f"{fig['read_s'] + fig['check_s']:6.2f} s wall, "
+                    f"{fig['read_cpu_s'] + fig['check_cpu_s']:6.2f} CPU-s; peak "
                     f"{fig['self_peak_mb']:.0f} MB (workers' RSS {fig['worker_peak_mb']:.0f} MB at most, "
                     "mostly pages shared with it by fork); "
                     f"valid={fig['valid']} via {','.join(fig['methods'])} (generated in {gen_s:.1f} s)"
@@ -233,11 +256,96 @@ def bench_big(sizes: list[int], general_readers: bool) -> None:
                     fig = json.loads(proc.stdout.strip().splitlines()[-1])
                     print(
                         f"big {op_count:>9,} ops {fmt:5s} {verdict:7s}: read {fig['read_s']:6.2f} s + check "
-                        f"{fig['check_s']:6.2f} s = {fig['read_s'] + fig['check_s']:6.2f} s; peak "
+                        f"{fig['check_s']:6.2f} s = {fig['read_s'] + fig['check_s']:6.2f} s wall, "
+                        f"{fig['read_cpu_s'] + fig['check_cpu_s']:6.2f} CPU-s (read {fig['read_cpu_s']:.2f}); peak "
                         f"{fig['self_peak_mb']:.0f} MB (workers {fig['worker_peak_mb']:.0f} MB); valid={fig['valid']}"
+                        f"; load {os.getloadavg()[0]:.1f}"
                         f"{' (general readers)' if general_readers else ''} (generated in {gen_s:.1f} s)"
                     )
                     path.unlink()
+
+
+def _ten_op_history(path: Path) -> None:
+    """Five writes by five processes, each completed: the smallest history worth checking."""
+    lines = []
+    for process in range(5):
+        for op_type in ("invoke", "ok"):
+            lines.append(
+                {
+                    "index": len(lines),
+                    "time_ns": len(lines) * 1000,
+                    "process": process,
+                    "type": op_type,
+                    "f": "write",
+                    "key": "k",
+                    "value": process,
+                }
+            )
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
+def _wall_ms(command: list[str], runs: int) -> tuple[float, float, str]:
+    """(median, fastest) wall ms of ``runs`` runs after 3 warm-ups, and what measured it."""
+    if shutil.which("hyperfine"):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            subprocess.run(
+                ["hyperfine", "-N", "-w", "3", "-r", str(runs), "--export-json", out.name, " ".join(command)],
+                capture_output=True,
+                check=True,
+                timeout=600,
+            )
+            times = json.loads(Path(out.name).read_text(encoding="utf-8"))["results"][0]["times"]
+        return statistics.median(times) * 1e3, min(times) * 1e3, "hyperfine"
+    times = []
+    for i in range(runs + 3):
+        t0 = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True, timeout=60)
+        if i >= 3:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3, min(times) * 1e3, "a loop"
+
+
+def _instructions(command: list[str]) -> int | None:
+    """Instructions executed by ``command`` (valgrind's callgrind), None without valgrind."""
+    if not shutil.which("valgrind"):
+        return None
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    for line in proc.stderr.splitlines():
+        if "Collected :" in line:
+            return int(line.split(":")[-1])
+    return None
+
+
+def bench_startup(runs: int) -> None:
+    ratchet = Path(sys.executable).with_name("ratchet")
+    if not ratchet.is_file():
+        print(f"start-up: no `ratchet` console script beside {sys.executable} (pip install -e . first)")
+        return
+    with tempfile.TemporaryDirectory(prefix="ratchet-bench-") as tmp:
+        history = Path(tmp) / "h10.jsonl"
+        _ten_op_history(history)
+        check = [str(ratchet), "check", str(history)]
+        bare = [sys.executable, "-c", "pass"]
+        check_median, check_min, tool = _wall_ms(check, runs)
+        load = os.getloadavg()[0]
+        bare_median, bare_min, _ = _wall_ms(bare, runs)
+        print(
+            f"start-up: `ratchet check` on a 10-op history: median {check_median:.1f} ms, fastest "
+            f"{check_min:.1f} ms ({runs} runs, {tool}); `python -c pass`: median {bare_median:.1f} ms, "
+            f"fastest {bare_min:.1f} ms; load {load:.1f}"
+        )
+        check_ir, bare_ir = _instructions(check), _instructions(bare)
+        if check_ir is not None and bare_ir is not None:
+            print(
+                f"  instructions (callgrind, load-independent): `ratchet check` {check_ir / 1e6:.0f} M, "
+                f"`python -c pass` {bare_ir / 1e6:.0f} M"
+            )
 
 
 def main() -> None:
@@ -259,6 +367,14 @@ def main() -> None:
     parser.add_argument(
         "--general-readers", action="store_true", help="read with the general JSON and EDN readers only"
     )
+    parser.add_argument(
+        "--startup",
+        type=int,
+        nargs="?",
+        const=30,
+        metavar="RUNS",
+        help="`ratchet check` start-up on a 10-op history (default 30 runs)",
+    )
     parser.add_argument("--one", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -267,6 +383,8 @@ def main() -> None:
     if args.general_readers:
         use_general_readers()
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}; load {os.getloadavg()[0]:.1f}")
+    if args.startup:
+        bench_startup(args.startup)
     if not args.no_corpus:
         bench_corpus()
     if args.sizes != []:

@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
 
@@ -380,6 +379,8 @@ class HistoryWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
+        from pathlib import Path  # here, not at the top: reading a history never needs it
+
         self.path = Path(path)
         self._fsync = fsync
         self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
@@ -710,7 +711,7 @@ def _from_json_fast(d: Any) -> Op | None:
 
 def detect_format(path: str | os.PathLike[str]) -> str:
     """Guess the format from the extension, then from the first meaningful line."""
-    suffix = Path(path).suffix.lower()
+    suffix = os.path.splitext(path)[1].lower()
     if suffix in (".jsonl", ".json"):
         return "jsonl"
     if suffix == ".edn":

@@ -28,12 +28,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from checkers.budget import INFINITY, Budget
 from checkers.fastpath import unique_register_check
 from checkers.history import Op, Operation, PairedEvent, pair
 from checkers.models import Model, UnsupportedOp, get_model
-from checkers.search import INFINITY, Budget, SearchResult, search
+
+if TYPE_CHECKING:
+    from checkers.search import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ def check_key(model: Model, key: Any, operations: Sequence[Operation], budget: B
     fast = unique_register_check(model, operations)
     if fast is True:
         return KeyOutcome(key, True, "unique-values", len(operations), None, time.monotonic() - started)
+
+    from checkers.search import search  # only what the fast path cannot decide pays for importing it
 
     def progress(steps: int, frontier: int) -> None:
         log.info("key=%r steps=%d linearizable_through_event=%d", key, steps, frontier)

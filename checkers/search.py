@@ -51,33 +51,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from checkers.budget import INFINITY, Budget
 from checkers.history import Operation
 from checkers.models.base import ILLEGAL, Model
 from checkers.models.cas_register import CasRegister
 from checkers.models.register import Register
 
-INFINITY = 1 << 62
 # Op kinds whose step the search inlines for the register models (GENERIC: call model.step).
 READ, WRITE, CAS, GENERIC = 0, 1, 2, 3
 _INLINED_KINDS: dict[type, dict[str, int]] = {
     Register: {"read": READ, "write": WRITE},
     CasRegister: {"read": READ, "write": WRITE, "cas": CAS},
 }
-MEMO_ENTRY_BYTES = 160  # measured: a (int, state) tuple in a set, for small states
 CHECK_EVERY_STEPS = 2048
 PROGRESS_EVERY_S = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """Limits for one search: wall time and memo size (from a memory budget)."""
-
-    deadline_s: float = INFINITY  # time.monotonic() deadline
-    memory_mb: float = 1024.0
-
-    @property
-    def memo_entries_max(self) -> int:
-        return int(self.memory_mb * 1024 * 1024 / MEMO_ENTRY_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

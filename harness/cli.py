@@ -51,8 +51,42 @@ def _named_command(argv: Sequence[str]) -> str | None:
     return name if known and importlib.util.find_spec(f"harness.commands.{name}") is not None else None
 
 
+def _columns() -> int:
+    """The terminal's width as shutil.get_terminal_size finds it (COLUMNS, then stdout's terminal, then 80)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help layout, with the width found without importing shutil.
+
+    argparse builds a formatter for every argument it adds (to validate its
+    metavar), and each one imports shutil (with bz2 and lzma) to ask the width:
+    a few ms of every ``ratchet check``, which prints no help.
+    """
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        super().__init__(
+            prog, indent_increment, max_help_position, _columns() - 2 if width is None else width
+        )
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises BadInput (exit 3, one paragraph) instead of exiting 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise BadInput(f"{message}. Run `{self.prog} --help` for the accepted flags.")

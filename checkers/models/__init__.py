@@ -5,10 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from checkers.models.base import ILLEGAL, Model, UnsupportedOp
-from checkers.models.cas_register import CasRegister
-from checkers.models.counter import Counter
-from checkers.models.register import Register
-from checkers.models.set import SetModel
 
 MODEL_NAMES = ("register", "cas-register", "set", "counter")
 
@@ -19,14 +15,23 @@ def get_model(name: str, *, initial: Any = None, nil_reads_unknown: bool = False
     """The model called ``name``; ValueError listing the names when there is none.
 
     ``initial`` and ``nil_reads_unknown`` shape the register models (see
-    :class:`Register`); the set and counter models ignore them.
+    :class:`~checkers.models.register.Register`); the set and counter models ignore them.
+    Each model's module is imported when it is asked for: a check uses one.
     """
     if name == "register":
+        from checkers.models.register import Register
+
         return Register(initial=initial, nil_reads_unknown=nil_reads_unknown)
     if name == "cas-register":
+        from checkers.models.cas_register import CasRegister
+
         return CasRegister(initial=initial, nil_reads_unknown=nil_reads_unknown)
     if name == "set":
+        from checkers.models.set import SetModel
+
         return SetModel()
     if name == "counter":
+        from checkers.models.counter import Counter
+
         return Counter()
     raise ValueError(f"unknown model {name!r}; accepted: {', '.join(MODEL_NAMES)}")

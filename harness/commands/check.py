@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from core.errors import BadInput, exit_code_for_validity
@@ -103,16 +102,21 @@ def register(subparsers: Any) -> None:
 def _read(args: argparse.Namespace) -> list[Any]:
     from checkers.history import HistoryFormatError, read_history
 
-    path = Path(args.history)
-    if path.is_dir() and (path / "history.jsonl").is_file():
-        path = path / "history.jsonl"  # a stored run directory
-        args.history = str(path)
+    # os.path, not pathlib: ``ratchet check`` runs once per history file, and pathlib's imports
+    # are a tenth of its start-up.
+    path = args.history
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "history.jsonl")):
+        path = os.path.join(os.path.normpath(path), "history.jsonl")  # a stored run directory
+        args.history = path
     args.run_dir = None
-    if path.name == "history.jsonl" and (path.parent / "test.json").is_file():
+    parent = os.path.dirname(path) or "."
+    if os.path.basename(path) == "history.jsonl" and os.path.isfile(os.path.join(parent, "test.json")):
+        from pathlib import Path
+
         from harness import verdict  # (it brings the whole checker and the run report: only for a run)
 
-        args.run_dir = path.parent if verdict.is_run_dir(path.parent) else None
-    if not path.is_file():
+        args.run_dir = Path(parent) if verdict.is_run_dir(Path(parent)) else None
+    if not os.path.isfile(path):
         raise BadInput(
             f"history file {str(path)!r} does not exist (or is not a file); give the path to a "
             "history.jsonl, a Jepsen .edn or a Porcupine etcd .log."
@@ -133,14 +137,14 @@ def _sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
-def _check_writable(target: Path, flag: str) -> None:
+def _check_writable(target: str, flag: str) -> None:
     """Refuse an output path whose directory is missing or is not one, before any work is done."""
-    parent = target.parent
-    if target.is_dir():
-        raise BadInput(f"{flag} {str(target)!r} is a directory; give a file path.", where=flag)
-    if not parent.is_dir():
+    parent = os.path.dirname(target) or "."
+    if os.path.isdir(target):
+        raise BadInput(f"{flag} {target!r} is a directory; give a file path.", where=flag)
+    if not os.path.isdir(parent):
         raise BadInput(
-            f"{flag} {str(target)!r}: the directory {str(parent)!r} does not exist (or is not a directory).",
+            f"{flag} {target!r}: the directory {parent!r} does not exist (or is not a directory).",
             where=flag,
         )
 
@@ -202,9 +206,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.memory_limit > 0:
         raise BadInput(f"--memory-limit must be positive megabytes, got {args.memory_limit:g}.")
     if args.results:
-        _check_writable(Path(args.results), "--results")
+        _check_writable(args.results, "--results")
     if args.to_edn:
-        _check_writable(Path(args.to_edn), "--to-edn")
+        _check_writable(args.to_edn, "--to-edn")
     ops = _read(args)
     model = _model(args, args.format or detect_format(args.history))
     _progress_to_stderr()
@@ -233,11 +237,12 @@ def run(args: argparse.Namespace) -> int:
 
         results = verdict.merge(verdict.recorded(args.run_dir / verdict.RESULTS_NAME), results)
     if args.results is not None:
-        target = Path(args.results) if args.results else Path(args.history).with_name("results.json")
+        target = args.results or os.path.join(os.path.dirname(args.history), "results.json")
         try:
-            target.write_text(json.dumps(results, indent=2, default=_json_default) + "\n", encoding="utf-8")
+            with open(target, "w", encoding="utf-8") as file:
+                file.write(json.dumps(results, indent=2, default=_json_default) + "\n")
         except OSError as exc:
-            raise BadInput(f"cannot write results.json: {exc.strerror}.", where=str(target)) from None
+            raise BadInput(f"cannot write results.json: {exc.strerror}.", where=target) from None
     console = _Lines()  # keys and values are data, never markup
     _print(console, args.history, results)
     _print_run_end(console, results)
