@@ -13,12 +13,8 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -40,6 +36,9 @@ QUANTILE_STYLES = {
     "max": ("#555555", ":"),
 }
 WIDTH_IN, HEIGHT_IN, DPI = 11.0, 3.4, 100
+# Fixed margins instead of tight_layout (which measures every tick label, half the drawing time):
+# room for the y label on the left, the title on top, the x label below and the legend on the right.
+MARGINS = {"left": 0.065, "right": 0.865, "top": 0.90, "bottom": 0.15}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,12 @@ def literal(text: str) -> str:
 
 
 def _figure() -> tuple[Figure, Axes]:
-    fig, ax = plt.subplots(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+    # A bare Figure on the Agg canvas: no pyplot (its import and global figure registry cost more
+    # than the drawing), nothing to close.
+    fig = Figure(figsize=(WIDTH_IN, HEIGHT_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(**MARGINS)
+    ax = fig.subplots()
     ax.grid(True, color="#e3e6ea", linewidth=0.6)
     ax.set_axisbelow(True)
     ax.set_xlabel("time since first op (s)")
@@ -95,9 +99,7 @@ def _log_y(ax: Axes) -> None:
 
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
-    fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=DPI)
-    plt.close(fig)
     return buffer.getvalue()
 
 
