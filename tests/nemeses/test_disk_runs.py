@@ -65,8 +65,12 @@ def assert_unmounted(run: Path) -> None:
 @pytest.mark.parametrize(("bug", "expected"), [(None, 0), ("ack-before-fsync", 1)])
 def test_power_cut(tmp_path: Path, bug: str | None, expected: int) -> None:
     # The bug is found in 9 of 10 seeds (bench/disk_bugs.py): a planted-bug run may take up to three seeds.
+    # The correct build's control run is shorter: four power cuts are enough to show no false alarm.
+    limit = [] if bug else ["--time-limit", "22"]
     for seed in ("1", "2", "3") if bug else ("1",):
-        code, run = ratchet(tmp_path / seed, "power-cut", "--seed", seed, *(["--bug", bug] if bug else []))
+        code, run = ratchet(
+            tmp_path / seed, "power-cut", "--seed", seed, *limit, *(["--bug", bug] if bug else [])
+        )
         if code == expected:
             break
     results = json.loads((run / "results.json").read_text())
@@ -83,7 +87,11 @@ def test_power_cut(tmp_path: Path, bug: str | None, expected: int) -> None:
 
 @pytest.mark.parametrize(("bug", "expected"), [(None, 0), ("truncate-on-checksum-mismatch", 1)])
 def test_corrupt_committed(tmp_path: Path, bug: str | None, expected: int) -> None:
-    code, run = ratchet(tmp_path, "corrupt-committed", "--seed", "1", *(["--bug", bug] if bug else []))
+    # The correct build's control run is shorter: three corruptions, each found and repaired.
+    limit = [] if bug else ["--time-limit", "26"]
+    code, run = ratchet(
+        tmp_path, "corrupt-committed", "--seed", "1", *limit, *(["--bug", bug] if bug else [])
+    )
     results = json.loads((run / "results.json").read_text())
     assert code == expected, results
     starts = [op for op in nemesis_ops(run) if op["f"] == "start-corrupt" and op["value"].get("corrupted")]
