@@ -141,3 +141,43 @@ def test_a_non_root_login_runs_with_sudo_and_leaves_nothing(sudo_hosts: SSHHosts
         assert (run / "nodes" / f"n{i + 1}" / "events.jsonl").stat().st_size > 0
         assert any(line.startswith(f"{address}: removed ") for line in results["teardown"])
     assert _leftovers(hosts) == {}
+
+
+def test_ratchet_clean_with_sudo_removes_a_sigkilled_sudo_runs_leftovers(
+    sudo_hosts: SSHHosts, tmp_path: Path
+) -> None:
+    """The nodes of a ``--sudo`` run are root's processes in root's files on the hosts; after the
+    controller's SIGKILL, ``ratchet clean --ssh --username rtuser --sudo`` kills and removes them."""
+    hosts = sudo_hosts
+    scenario = ssh_scenario(hosts, tmp_path / "s.toml", faults=["partition"], time_limit_s=60)
+    store = tmp_path / "store"
+    controller = subprocess.Popen(
+        hosts.in_control(RATCHET, "run", str(scenario), "--sudo", "--store", str(store), "--no-progress"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            history = list(store.glob("*/*/history.jsonl"))
+            if history and history[0].stat().st_size > 2000:
+                break  # nodes up, clients answered
+            assert controller.poll() is None, "the run ended before it was killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run did not start within 60 s")
+    finally:
+        os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait(timeout=10)
+    left = _leftovers(hosts, settle_s=0)
+    assert len(left) == 3 and all(v["processes"] and v["dirs"] for v in left.values())  # type: ignore[index]
+    common = [
+        "clean", "--ssh", "--nodes", ",".join(hosts.addresses), "--username", hosts.username, "--sudo",
+        "--ssh-private-key", str(hosts.key), "--known-hosts", str(hosts.known_hosts),
+        "--remote-dir", hosts.remote_dir,
+    ]  # fmt: skip
+    done = _ratchet(hosts, *common, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("killed process group") == 3 and done.stdout.count("removed /") == 3, done.stdout
+    assert _leftovers(hosts) == {}
