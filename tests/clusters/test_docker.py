@@ -10,7 +10,8 @@ Claims (default suite, bounded; about a minute in all on an idle machine):
 - a fault the containers cannot take (messages) is refused before anything starts (exit 3);
 - a faultfs mounted on this host over a node's data directory after its container started is
   what the node's process writes through (an fsync rule fails its fsync); close() stops it;
-- SIGINT to ``ratchet run --cluster docker`` removes the run's containers and network;
+- SIGINT to ``ratchet run --cluster docker`` removes the run's containers and network (and, with
+  disk faults, its faultfs daemons and mounts);
 - a SIGKILLed controller's containers and network are removed by the next docker run's check;
   ``ratchet clean`` removes dangling objects and keeps a live run's unless ``--all``;
 - a run refuses to start over objects of its own run id.
@@ -274,10 +275,15 @@ def _wait_running(store: Path, proc: subprocess.Popen[str], *, ops: int) -> str:
 
 
 def test_sigint_removes_the_runs_containers_and_network(client: Any, node_image: Any, tmp_path: Path) -> None:
-    proc = _start_run(tmp_path, "--nemesis", "partition,pause,kill")
+    """Disk faults too: the run's faultfs daemons and its shared run-directory mount go as well."""
+    from clusters.docker import hostmounts
+
+    proc = _start_run(tmp_path, "--nemesis", "partition,pause,kill,disk")
     run_id = _wait_running(tmp_path, proc, ops=5)
     containers, networks = objects_of(client, run_id)
     assert len(containers) == 3 and len(networks) == 1
+    run = (tmp_path / "latest").resolve()
+    assert len(hostmounts.faultfs_daemons(run)) == 3
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
@@ -289,6 +295,7 @@ def test_sigint_removes_the_runs_containers_and_network(client: Any, node_image:
     assert results["reason"] == "interrupted"
     assert any(line.startswith("removed containers") for line in results["teardown"]), results["teardown"]
     assert objects_of(client, run_id) == ([], [])
+    assert hostmounts.mounts_under(run) == [] and hostmounts.faultfs_daemons(run) == []
 
 
 def test_sigkilled_controller_leftovers_go_with_the_next_runs_check(
