@@ -130,6 +130,13 @@ CASES = [
         "and (prepare.command == Command.RESERVED or prepare.op <= op_checkpoint)",
         "and (prepare.command is not Command.RESERVED or prepare.op <= op_checkpoint)",
     ),
+    (
+        f"{DIRECT}::test_a_rotted_prepare_in_the_checkpoint_ops_slot_is_a_torn_append_of_the_last_op_the_ring_holds",
+        "vr/journal.py",
+        "_torn_slots",
+        "for op in range(head + 1, op_prepare_max + 1):",
+        "for op in range(head + 1, op_prepare_max + 0):",
+    ),
 ]
 
 

@@ -214,3 +214,32 @@ def test_a_torn_header_over_a_never_written_slot_above_the_head_leaves_the_head_
     assert restarted.journal.counters.get("stale_cut") == 1, restarted.journal.counters
     assert not restarted.journal.faulty_slots(), restarted.journal.faulty_slots()
     assert restarted.status_name == Status.NORMAL, restarted.status_name
+
+
+def test_a_rotted_prepare_in_the_checkpoint_ops_slot_is_a_torn_append_of_the_last_op_the_ring_holds() -> None:
+    """The checkpoint op's slot is also the slot of op checkpoint + slot_count, the last op the
+    ring may hold. Its prepare rots while its header (of the checkpoint op, an older wrap)
+    stays intact.
+
+    Read for that last op, the slot looks exactly like a torn append (an older header over an
+    unreadable prepare), and what it held before is in the snapshot: recovery cuts it, nothing
+    stays faulty, and the replica comes back normal with a certain head.
+    """
+    cluster = quiet_cluster(requests=12)
+    _, backup = _primary_and_backup(cluster, commits=4)
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=4000, what="all requests")
+    victim = cluster.replicas[backup]
+    assert victim is not None
+    checkpoint = victim.checkpoint_op
+    assert checkpoint < victim.op < checkpoint + cluster.layout.slot_count, (checkpoint, victim.op)
+    cluster.crash(backup, power_loss=False)
+    cluster.down_until[backup] = 10**9
+    cluster.storages[backup].corrupt(wal_sectors(cluster.layout, checkpoint).prepare_offset, 256)
+    cluster.restart(backup)
+    restarted = cluster.replicas[backup]
+    assert restarted is not None
+    assert restarted.checkpoint_op == checkpoint
+    recovered = [e[3] for e in cluster.events if e[1] == backup and e[2] == "recovered_from_disk"][-1]
+    assert recovered["recovery"]["torn_ops"] == 1, recovered  # the one op: checkpoint + slot_count
+    assert not restarted.journal.faulty_slots(), restarted.journal.faulty_slots()
+    assert restarted.status_name == Status.NORMAL, restarted.status_name
