@@ -49,6 +49,13 @@ KILLER_TESTS = (
     "tests/vr/test_sim_paths.py",
     "tests/vr/test_mutation_kills.py",
     "tests/vr/test_mutation_kills_direct.py",
+    # The simulator's regression seeds (seconds each; not the 200-seed sweeps of the same file).
+    "tests/vr/test_sim.py::test_regression_seeds",
+    "tests/vr/test_sim.py::test_regression_intact_prepare_in_a_faulty_slot_is_served",
+    "tests/vr/test_sim.py::test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync",
+    "tests/vr/test_sim.py::test_regression_new_primary_counts_the_intact_prepare_it_holds_without_a_header",
+    "tests/vr/test_sim.py::test_regression_repair_from_an_intact_local_prepare_rewrites_only_its_header",
+    "tests/vr/test_sim.py::test_regression_seeds_misdirected_writes",
 )
 COPIED = (
     "vr",

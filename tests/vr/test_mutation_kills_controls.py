@@ -137,6 +137,13 @@ CASES = [
         "for op in range(head + 1, op_prepare_max + 1):",
         "for op in range(head + 1, op_prepare_max + 0):",
     ),
+    (
+        "tests/vr/test_sim.py::test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync",
+        "vr/replica.py",
+        "_commit_stalled",
+        "if self.commit_min >= self.commit_max or self.commit_min != since_op:",
+        "if self.commit_min < self.commit_max or self.commit_min != since_op:",
+    ),
 ]
 
 
