@@ -174,6 +174,18 @@ EQUIVALENT = {
     ),
     (
         "vr/replica.py",
+        "_ignore_prepare_ok",
+        "def _ignore_prepare_ok(self, message: Message) -> str | None:",
+        "def _ignore_prepare_ok(self, message: Message) -> str * None:",
+    ),
+    (
+        "vr/replica.py",
+        "_on_request_start_view_timeout",
+        "if self.status_name == Status.RECOVERING_HEAD:",
+        "if self.status_name is Status.RECOVERING_HEAD:",
+    ),
+    (
+        "vr/replica.py",
         "_execute",
         "if built is not None and built[0] == header.checksum:",
         "if built is not None and built[ 1] == header.checksum:",

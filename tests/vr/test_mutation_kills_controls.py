@@ -138,6 +138,13 @@ CASES = [
         "for op in range(head + 1, op_prepare_max + 0):",
     ),
     (
+        f"{DIRECT}::test_a_replica_in_recovering_head_calls_a_new_view_only_after_its_requests_went_unanswered",
+        "vr/replica.py",
+        "_on_request_start_view_timeout",
+        "if self.recovering_head_attempts >= RECOVERING_HEAD_ATTEMPTS_MAX:",
+        "if self.recovering_head_attempts != RECOVERING_HEAD_ATTEMPTS_MAX:",
+    ),
+    (
         "tests/vr/test_sim.py::test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync",
         "vr/replica.py",
         "_commit_stalled",

@@ -18,7 +18,7 @@ from tests.vr.test_replica_scenarios import done, quiet_cluster, run_until
 from tests.vr.test_replica_view_change import Q3, chain, vote
 from vr.journal import Journal
 from vr.message import HEADER_SIZE, Command, Header, Message, checksum, make_message
-from vr.replica import Status, choose_new_view_log
+from vr.replica import RECOVERING_HEAD_ATTEMPTS_MAX, Status, choose_new_view_log
 from vr.testing.storage import wal_sectors
 from vr.testing.wiretap import tap
 
@@ -243,3 +243,41 @@ def test_a_rotted_prepare_in_the_checkpoint_ops_slot_is_a_torn_append_of_the_las
     assert recovered["recovery"]["torn_ops"] == 1, recovered  # the one op: checkpoint + slot_count
     assert not restarted.journal.faulty_slots(), restarted.journal.faulty_slots()
     assert restarted.status_name == Status.NORMAL, restarted.status_name
+
+
+def test_a_replica_in_recovering_head_calls_a_new_view_only_after_its_requests_went_unanswered() -> None:
+    """A backup restarts with an uncertain head (both copies of a slot above its head lost) and
+    no start-view reaches it.
+
+    It asks for the start-view again at each timeout and calls a newer view only after
+    ``RECOVERING_HEAD_ATTEMPTS_MAX`` rounds went unanswered: one lost answer must not make a
+    restarting replica disrupt a healthy cluster with a view change.
+    """
+    cluster = quiet_cluster(requests=12)
+    _, backup = _primary_and_backup(cluster, commits=4)
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=4000, what="all requests")
+    victim = cluster.replicas[backup]
+    assert victim is not None
+    op = victim.op + 2
+    assert op < cluster.layout.slot_count, op
+    cluster.crash(backup, power_loss=False)
+    cluster.down_until[backup] = 10**9
+    sectors = wal_sectors(cluster.layout, op)
+    cluster.storages[backup].corrupt(sectors.header_offset, HEADER_SIZE)
+    cluster.storages[backup].corrupt(sectors.prepare_offset, 256)
+    wiretap = tap(cluster.network)
+    wiretap.drop = lambda source, target, message: (
+        target == backup and message.header.command == Command.START_VIEW
+    )
+    cluster.restart(backup)
+    restarted = cluster.replicas[backup]
+    assert restarted is not None and restarted.status_name == Status.RECOVERING_HEAD
+    run_until(
+        cluster,
+        lambda: bool(wiretap.by(backup, Command.START_VIEW_CHANGE)),
+        ticks_max=4000,
+        what="the restarted replica calls a new view",
+    )
+    called = wiretap.by(backup, Command.START_VIEW_CHANGE)[0].tick
+    rounds = {s.tick for s in wiretap.by(backup, Command.REQUEST_START_VIEW) if s.tick <= called}
+    assert len(rounds) >= RECOVERING_HEAD_ATTEMPTS_MAX, sorted(rounds)
