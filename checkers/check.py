@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers.assertions import check_run_dir as check_assertions
+from checkers.catchup import check_run_dir as check_catchup
 from checkers.compose import check_history, combine_validity
 from checkers.convergence import check_run_dir
 from checkers.coverage import coverage
@@ -60,6 +61,9 @@ def check_run(
     assertions = check_assertions(path, ops)  # a node that failed its own invariant check
     if assertions is not None:
         results["checkers"]["assertions"] = assertions
-    if convergence is not None or assertions is not None:
+    catchup = check_catchup(path)  # after the final heal, every replica executed the same op
+    if catchup is not None:
+        results["checkers"]["catch-up"] = catchup
+    if convergence is not None or assertions is not None or catchup is not None:
         results["valid"] = combine_validity(c["valid"] for c in results["checkers"].values())
     return results

@@ -6,7 +6,9 @@ are at different ops; the collector arms a probe a little ahead of the highest
 executed op (``probe_op``: each node hashes its state when it executes exactly
 that op) and polls until every node took it (bounded). After the final heal and
 the final reads (no client running) it waits, bounded, until every node
-executed the same op and compares the state there. When hashes differ it asks
+executed the same op and compares the state there; the final snapshot records
+whether they got there (``settled``) and, when they did not, whether the cluster
+was healthy all the same (``healthy``): :mod:`checkers.catchup` judges that. When hashes differ it asks
 again for per-key hashes (and, at the end, the values of the keys that differ),
 so the report can name them.
 
@@ -130,18 +132,31 @@ class ConvergenceMonitor:
                 break
             time.sleep(POLL_S)
             reports = self.system.convergence({})
-        self._record("after the final heal", reports, probe_op=None, started=started)
+        settle: dict[str, Any] = {"settle_s": FINAL_SETTLE_S}
+        if not stopped():
+            commits = _commit_mins(reports)
+            settle["settled"] = len(commits) >= 2 and len(set(commits.values())) == 1
+            if not settle["settled"]:  # a lag only means something in a cluster that is healthy again
+                settle["healthy"] = self.system.wait_healthy(timeout_s=HEALTHY_WAIT_S)
+        self._record("after the final heal", reports, probe_op=None, started=started, extra=settle)
 
     # -- recording --------------------------------------------------------------------------
 
     def _record(
-        self, label: str, reports: dict[str, dict[str, Any] | str], *, probe_op: int | None, started: float
+        self,
+        label: str,
+        reports: dict[str, dict[str, Any] | str],
+        *,
+        probe_op: int | None,
+        started: float,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         snapshot: dict[str, Any] = {
             "label": label,
             "time_ns": time.monotonic_ns(),
             "probe_op": probe_op,
             "nodes": reports,
+            **(extra or {}),
         }
         if list(differing_ops(snapshot)):
             snapshot = self._with_keys(snapshot)

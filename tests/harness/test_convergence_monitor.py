@@ -59,6 +59,7 @@ def test_a_quiet_point_arms_a_probe_ahead_and_the_final_snapshot_compares_at_one
     assert probe["probe_op"] == armed[0]
     result = check_convergence(data)
     assert result["valid"] is True, result
+    assert data["snapshots"][-1]["settled"] is True  # every replica got to the same op
     assert armed[0] in result["snapshots"][0]["state_ops"]  # every replica took the probe
     assert result["snapshots"][-1]["state_ops"]
 
