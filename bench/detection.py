@@ -25,7 +25,7 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness.campaigns.execute import Execution, run_cell
 from harness.campaigns.shipped import load
 from harness.campaigns.spec import Cell, RunSpec
+from harness.commands.selftest import checker_of
 from vr.bugs import BUGS, parse_bugs
 from vr.testing.sim import run_seed
 
@@ -57,6 +58,7 @@ class RunFigure:
     control_alarms: int | None = None
     control_ran: int = 0
     wall_s: float = 0.0
+    found_by: dict[str, int] = field(default_factory=dict)  # checker whose finding made the anomaly
 
 
 def simulate(bug: str, first: int, seeds_max: int) -> SimFigure:
@@ -76,8 +78,12 @@ def entry_label(run: RunSpec) -> str:
     return run.scenario + (f" ({flags})" if flags else "")
 
 
-def run_entry(run: RunSpec, seeds: list[int], workdir: Path, deadline: float) -> tuple[int, int, list[int]]:
-    """(found, ran, detecting seeds) for one selftest entry; stops starting runs past the deadline."""
+def run_entry(
+    run: RunSpec, seeds: list[int], workdir: Path, deadline: float, found_by: dict[str, int] | None = None
+) -> tuple[int, int, list[int]]:
+    """(found, ran, detecting seeds) for one selftest entry; stops starting runs past the deadline.
+
+    ``found_by`` (when given) counts, per checker, the runs whose anomaly it reported first."""
     found, ran, detecting = 0, 0, []
     execution = Execution()
     for seed in seeds:
@@ -88,6 +94,9 @@ def run_entry(run: RunSpec, seeds: list[int], workdir: Path, deadline: float) ->
         if record.verdict == "anomaly":
             found += 1
             detecting.append(seed)
+            if found_by is not None:
+                name = checker_of(record.anomaly or record.reason)
+                found_by[name] = found_by.get(name, 0) + 1
     return found, ran, detecting
 
 
@@ -100,8 +109,9 @@ def real_runs(bug: str, args: argparse.Namespace, deadline: float) -> list[RunFi
             continue
         started = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="ratchet-detection-", dir=args.workdir) as work:
-            found, ran, detecting = run_entry(run, seeds, Path(work), deadline)
-            figure = RunFigure(entry_label(run), found, ran, seeds, detecting)
+            found_by: dict[str, int] = {}
+            found, ran, detecting = run_entry(run, seeds, Path(work), deadline, found_by)
+            figure = RunFigure(entry_label(run), found, ran, seeds, detecting, found_by=found_by)
             if args.control:
                 correct = RunSpec(scenario=run.scenario, overrides=run.overrides, tag=run.tag)
                 alarms, control_ran, _ = run_entry(correct, seeds, Path(work), deadline)
@@ -159,7 +169,8 @@ def main() -> int:
             for f in figures:
                 text = f"{f.entry}: {f.found}/{f.ran}"
                 if f.detecting:
-                    text += f" (seeds {','.join(map(str, f.detecting))})"
+                    by = ", ".join(f"{name} {count}" for name, count in sorted(f.found_by.items()))
+                    text += f" (seeds {','.join(map(str, f.detecting))}; by {by})"
                 if f.control_alarms is not None:
                     text += f"; correct build: {f.control_alarms} alarms/{f.control_ran}"
                 text += f"; {f.wall_s:.0f} s"

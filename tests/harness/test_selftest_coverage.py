@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import BadInput
 from harness.campaigns.shipped import load
-from harness.commands.selftest import NOT_END_TO_END, handle
+from harness.commands.selftest import NOT_END_TO_END, handle, summarize
 from vr.bugs import BUGS
 
 
@@ -24,9 +24,44 @@ def test_every_planted_bug_is_run_or_explained() -> None:
     assert all(len(why) > 40 for why in NOT_END_TO_END.values())
 
 
-def test_asking_for_a_left_out_bug_names_the_reason(tmp_path) -> None:
-    bug = next(iter(NOT_END_TO_END))
-    args = argparse.Namespace(seeds=1, bug=[bug], jobs=1, store=str(tmp_path))
+def test_asking_for_a_left_out_bug_names_the_reason(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reason = "a stand-in bug this test leaves out, with a reason long enough to be one"
+    monkeypatch.setitem(NOT_END_TO_END, "left-out-bug", reason)
+    args = argparse.Namespace(seeds=1, bug=["left-out-bug"], jobs=1, store=str(tmp_path))
     with pytest.raises(BadInput, match="no selftest entry") as raised:
         handle(args)
-    assert NOT_END_TO_END[bug][:30] in str(raised.value)
+    assert reason[:30] in str(raised.value)
+    assert "stale-view-votes" in str(raised.value)  # the covered bugs are listed
+
+
+def test_the_summary_names_the_checker_that_found_each_bug() -> None:
+    from harness.campaigns.records import RunRecord
+
+    fields = dict.fromkeys(RunRecord.__dataclass_fields__)
+    found = RunRecord(
+        **{
+            **fields,
+            "scenario": "flap",
+            "bug": "duplicate-prepare-no-checksum",
+            "seed": 2,
+            "verdict": "anomaly",
+            "duration_s": 61.0,
+            "anomaly": "catch-up found an anomaly: n2 stayed at op 826 while n1 executed op 926",
+        }
+    )
+    missed = RunRecord(
+        **{
+            **fields,
+            "scenario": "flap",
+            "bug": "duplicate-prepare-no-checksum",
+            "seed": 3,
+            "verdict": "valid",
+            "duration_s": 60.0,
+            "anomaly": "",
+        }
+    )
+    lines, code = summarize([missed, found])
+    assert code == 0
+    assert lines == [
+        "found     duplicate-prepare-no-checksum by flap: 1 of 2 seeds; first at seed 2 in 61 s (found by catch-up)"
+    ]
