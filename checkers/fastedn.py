@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from checkers.history import OP_TYPES, Op, freeze
+from checkers.history import OP_TYPES, Op
 
 _KEYWORD = r":[A-Za-z][A-Za-z0-9*+!_?<>=./-]*+"
 _ATOM = rf"(?:nil|true|false|-?(?:0|[1-9][0-9]*+)|{_KEYWORD})"
@@ -300,8 +300,14 @@ def _values(
         except ValueError:
             values = None
         if values is not None and len(values) == len(column):
-            return values if decode is not None else [freeze(v) if type(v) is list else v for v in values]
+            return values if decode is not None else [_tuple(v) if type(v) is list else v for v in values]
     return [_value(text, memo) if text else None for text in column]
+
+
+def _tuple(value: list[Any]) -> tuple[Any, ...]:
+    """A decoded vector as the readers give it: a tuple, and so its vectors (two deep at most here,
+    as the template accepts them, so no depth check is needed as in :func:`freeze`)."""
+    return tuple([tuple(v) if type(v) is list else v for v in value])
 
 
 @functools.cache
@@ -329,7 +335,9 @@ BULK_VALUES_LINES_MIN = 20_000  # below this the standard library's decoder is a
 def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
     """Ops (split by key when independent) and line numbers; None when a template does not fit."""
     lines = text.split("\n")
-    content = [n for n, line in enumerate(lines) if line[:1] == "{" or not _BLANK.fullmatch(line)]
+    blank = _BLANK.fullmatch
+    # (a map's line starts with its brace, or one space and it in Knossos's vector: no regex for those)
+    content = [n for n, line in enumerate(lines) if line[:1] == "{" or line[:2] == " {" or not blank(line)]
     if not content:
         return None
     first, last = content[0], content[-1]
@@ -340,7 +348,11 @@ def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
         if not tail.endswith("]"):
             return None
         lines[last] = tail[:-1]
-        content = [number for number in content if not _BLANK.fullmatch(lines[number])]
+        # only the first and last lines changed: either may now be blank
+        if blank(lines[last]):
+            content.pop()
+        if content and content[0] == first and blank(lines[first]):
+            content.pop(0)
         if not content:
             return None
     template = _template_for(lines[content[0]])

@@ -197,7 +197,7 @@ def _map_text(fields: dict[str, str], separator: str) -> str:
 @given(
     maps=st.lists(st.one_of(_regular_map, _regular_map, _any_map), max_size=6),
     separator=st.sampled_from([", ", " ", ",", " ,  "]),
-    wrapped=st.booleans(),
+    wrapped=st.sampled_from(["", "[]", "[\n]", " [ \n ] "]),
     blank=st.booleans(),
     end=st.sampled_from(["\n", "", " \n\n"]),
 )
@@ -206,16 +206,19 @@ def test_edn_regular_reader_matches_the_general_reader(
     monkeypatch: pytest.MonkeyPatch,
     maps: list[dict[str, str]],
     separator: str,
-    wrapped: bool,
+    wrapped: str,
     blank: bool,
     end: str,
 ) -> None:
+    """Also Knossos's vector with its brackets on the maps' lines or alone on their own."""
     lines = [_map_text(m, separator) for m in maps]
     if blank and lines:
         lines.insert(len(lines) // 2, "")
     text = "\n ".join(lines)
     if wrapped:
-        text = "[" + text + "]"
+        opening, _, closing = wrapped.partition("\n") if "\n" in wrapped else (wrapped[0], "", wrapped[1])
+        newline = "\n" if "\n" in wrapped else ""
+        text = opening + newline + text + newline + closing
     path = tmp_path / "h.edn"
     path.write_text(text + end, encoding="utf-8")
     assert _edn_outcome(path) == _edn_general(path, monkeypatch)
