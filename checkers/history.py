@@ -342,26 +342,49 @@ def pair(ops: Iterable[Op], *, events: list[PairedEvent] | None = None) -> list[
     ignored); other ops keep the invocation's value as input.
     """
     result: list[Operation] = []
+    append = result.append
     for call, invoke, ret, completion in pair_events(ops) if events is None else events:
-        if completion is not None and completion.type == "fail":
+        # positional arguments, in the fields' order: this runs once per client op
+        if completion is None:
+            value_in = None if invoke.f == "read" else invoke.value
+            append(
+                Operation(
+                    len(result),
+                    invoke.process,
+                    invoke.f,
+                    invoke.key,
+                    value_in,
+                    None,
+                    "info",
+                    call,
+                    None,
+                    invoke.time_ns,
+                    None,
+                    invoke.index,
+                    None,
+                )
+            )
             continue
-        ok = completion is not None and completion.type == "ok"
-        value_out = completion.value if ok and completion is not None else None
-        result.append(
+        outcome = completion.type
+        if outcome == "fail":
+            continue
+        ok = outcome == "ok"
+        value_in = None if invoke.f == "read" else invoke.value
+        append(
             Operation(
-                id=len(result),
-                process=invoke.process,
-                f=invoke.f,
-                key=invoke.key,
-                value_in=None if invoke.f == "read" else invoke.value,
-                value_out=value_out,
-                outcome="ok" if ok else "info",
-                call=call,
-                ret=ret if ok else None,
-                call_ns=invoke.time_ns,
-                return_ns=completion.time_ns if completion is not None else None,
-                invoke_index=invoke.index,
-                complete_index=completion.index if completion is not None else None,
+                len(result),
+                invoke.process,
+                invoke.f,
+                invoke.key,
+                value_in,
+                completion.value if ok else None,
+                "ok" if ok else "info",
+                call,
+                ret if ok else None,
+                invoke.time_ns,
+                completion.time_ns,
+                invoke.index,
+                completion.index,
             )
         )
     return result
