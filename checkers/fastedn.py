@@ -205,7 +205,10 @@ CHUNK_LINES = 50_000
 TEMPLATES_MAX = 16
 # The fields a template captures, in this order; a key the line does not have is an empty group.
 _FIELDS = ("time", "type", "process", "f", "value", "error", "node")
-_NOT_NEWLINE_SEP = r"(?:[^\S\n]|,)"
+# A template's separator: one character class (a third faster in findall than "whitespace but
+# newline, or comma"). It leaves out the rarer whitespace the line pattern takes (\x1c-\x1f,
+# Unicode spaces): a line with one matches no template and the file is read line by line.
+_NOT_NEWLINE_SEP = r"[ \t,\r\x0b\x0c]"
 _TEMPLATE_VALUE = _VALUE.replace(_SEP, _NOT_NEWLINE_SEP)
 
 

@@ -260,6 +260,23 @@ def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
     assert outcome == _edn_general(path, monkeypatch)
 
 
+@pytest.mark.parametrize("separator", ["\u2003", "\x1f", "\xa0", "\x85"])
+def test_edn_whitespace_only_the_line_pattern_takes_is_read_line_by_line_as_the_general_reader_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, separator: str
+) -> None:
+    """A template's separator is narrower than EDN's whitespace: such a line matches no template,
+    and the file is read line by line, into what the general reader gives."""
+    text = (
+        f"{{:process 0, :type :invoke,{separator}:f :write, :value [1 2]}}\n"
+        "{:process 0, :type :ok, :f :write, :value [1 2]}\n"
+    )
+    path = tmp_path / "h.edn"
+    path.write_text(text, encoding="utf-8")
+    assert fastedn._read_by_template(text) is None
+    assert fastedn._read_line_by_line(text) is not None
+    assert _edn_outcome(path) == _edn_general(path, monkeypatch)
+
+
 def test_edn_templates_take_several_key_orders_keywords_and_missing_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
