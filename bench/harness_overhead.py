@@ -6,7 +6,9 @@
    rate limit (no faults), and the per-op latency it records.
 3. overhead: one client thread through the runner vs the same client called
    directly in a loop; the difference per op is what the generator interpreter,
-   the history (append + flush) and the thread hand-offs add.
+   the history (append + flush) and the thread hand-offs add. As wall time (which
+   the system's own latency and the machine's load swamp on a busy machine) and
+   as this process's CPU time per op (the nodes are other processes).
 
 Runs inside its own run namespace (like ``ratchet run``), so it needs root or
 user namespaces. ``--system kv`` measures against the test KV server instead of
@@ -18,6 +20,8 @@ VR (useful to separate harness cost from the system's).
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import shutil
 import statistics
 import sys
@@ -93,7 +97,9 @@ def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str
         recovery_s=5,
         client_generator=register.generator(spec),
     )
+    cpu_before = _cpu_s()
     outcome = runner.run()
+    cpu_s = _cpu_s() - cpu_before
     recorder.close()
     ops = read_history(workdir / "history.jsonl")
     invokes = {(op.process, op.index): op for op in ops if op.type == "invoke"}
@@ -117,6 +123,7 @@ def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str
         "latency_ms_mean": statistics.fmean(latencies) if latencies else float("nan"),
         "latency_ms_p99": sorted(latencies)[int(0.99 * (len(latencies) - 1))] if latencies else float("nan"),
         "completed": float(outcome.completed),
+        "cpu_ms_per_op": 1000 * cpu_s / max(completed, 1),
     }
 
 
@@ -138,15 +145,28 @@ def direct(kind: str, *, seconds: float, port: int) -> dict[str, float]:
     client = system.open_client(process=0, seed=1)
     count = 0
     started = time.monotonic()
+    cpu_before = _cpu_s()
     try:
         while time.monotonic() - started < seconds and count < len(ops):
             register.invoke(client, ops[count])
             count += 1
     finally:
+        cpu_s = _cpu_s() - cpu_before
         client.close()
         system.teardown(keep_data=False)
     elapsed = time.monotonic() - started
-    return {"ops_per_s": count / elapsed, "latency_ms_mean": 1000 * elapsed / max(count, 1)}
+    return {
+        "ops_per_s": count / elapsed,
+        "latency_ms_mean": 1000 * elapsed / max(count, 1),
+        "cpu_ms_per_op": 1000 * cpu_s / max(count, 1),
+    }
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process (the runner or the direct loop, and the client; the nodes are
+    other processes): what the harness adds per op, as the machine's load does not move it."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -159,7 +179,9 @@ def main() -> int:
 
     namespace.enter()
     ups, downs, removals = provision(args.system, args.repeat)
-    print(f"system={args.system} nodes=3 repeat={args.repeat}")
+    print(
+        f"system={args.system} nodes=3 repeat={args.repeat}; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     print(f"provision_s   median={statistics.median(ups):.3f} max={max(ups):.3f}  (target < 2 s)")
     print(
         f"teardown_s    median={statistics.median(downs):.3f} max={max(downs):.3f}  (target < 2 s; stop nodes)"
@@ -177,7 +199,12 @@ def main() -> int:
     print(f"direct 1 client:  ops_per_s={raw['ops_per_s']:.0f} latency_ms_mean={raw['latency_ms_mean']:.3f}")
     print(
         f"harness overhead per op (1 client, wall time per op through the runner minus direct): "
-        f"{per_op_ms:.3f} ms"
+        f"{per_op_ms:.3f} ms (target < 0.1 ms); load {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"harness CPU per op (this process: runner + client vs client alone): "
+        f"{one['cpu_ms_per_op']:.3f} - {raw['cpu_ms_per_op']:.3f} = "
+        f"{one['cpu_ms_per_op'] - raw['cpu_ms_per_op']:.3f} ms; at 50 clients {many['cpu_ms_per_op']:.3f} ms per op"
     )
     return 0
 
