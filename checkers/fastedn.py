@@ -164,23 +164,20 @@ def independent(
     A plain register history has ``nil`` or scalar values on reads and writes,
     so one such op rules the tuple reading out; a cas ``[old new]`` alone is
     ambiguous and never decides it. (Columns, so the readers share it without
-    building ops twice; the first pass is a comprehension, the rest only looks
-    at the few ops it leaves.)
+    building ops twice; one pass over them together.)
     """
-    paired = [type(value) is tuple and len(value) == 2 for value in values]
     decisive = 0
-    for i, (process, is_pair) in enumerate(zip(processes, paired, strict=True)):
+    for process, op_type, f, value in zip(processes, types, fs, values, strict=True):
         if type(process) is not int:
             continue  # nemesis
-        if not is_pair:
-            if types[i] == "invoke" or types[i] == "ok":
+        if type(value) is not tuple or len(value) != 2:
+            if op_type == "invoke" or op_type == "ok":
                 return False
             continue  # an info/fail completion may carry no value
-        f = fs[i]
         if f == "read" or f == "write":
             decisive += 1
         elif f == "cas":
-            inner = values[i][1]
+            inner = value[1]
             if not (type(inner) is tuple and len(inner) == 2):
                 return False
             decisive += 1
