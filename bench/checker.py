@@ -327,6 +327,10 @@ def bench_startup(runs: int) -> None:
     if not ratchet.is_file():
         print(f"start-up: no `ratchet` console script beside {sys.executable} (pip install -e . first)")
         return
+    # Bytecode as an installed copy has it (pip compiles it; PYTHONDONTWRITEBYTECODE would
+    # otherwise leave an edited checkout compiling its changed modules on every run).
+    packages = [str(REPO / name) for name in ("core", "checkers", "harness")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True, timeout=300)
     with tempfile.TemporaryDirectory(prefix="ratchet-bench-") as tmp:
         history = Path(tmp) / "h10.jsonl"
         _ten_op_history(history)
