@@ -12,7 +12,7 @@ from typing import Any
 
 from checkers.availability import availability
 from checkers.history import GcPaused, Op, pair_events
-from checkers.linearizable import check_linearizable
+from checkers.linearizable import Progress, check_linearizable
 from checkers.models import Model
 from checkers.perf import perf
 from checkers.stats import stats
@@ -38,15 +38,17 @@ def check_history(
     memory_mb: float = 2048.0,
     bucket_ns: int = 1_000_000_000,
     require_recovery: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """``{"valid": ..., "checkers": {<history checker>, "stats", "perf", "availability"}}``.
 
     The history checker is ``linearizable`` for a model, or ``append`` for
     ``model="list-append"``: an append history's anomalies (duplicates, lost or
-    reordered appends) are found pairwise, with no search.
+    reordered appends) are found pairwise, with no search. ``progress`` takes a long
+    search's progress lines (default: the ``checkers.linearizable`` logger).
     """
     with GcPaused():
-        return _check_history(ops, model, time_limit_s, memory_mb, bucket_ns, require_recovery)
+        return _check_history(ops, model, time_limit_s, memory_mb, bucket_ns, require_recovery, progress)
 
 
 def _check_history(
@@ -56,6 +58,7 @@ def _check_history(
     memory_mb: float,
     bucket_ns: int,
     require_recovery: bool,
+    progress: Progress | None,
 ) -> dict[str, Any]:
     events = pair_events(ops)  # one pairing pass, shared
     checkers: dict[str, dict[str, Any]] = {}
@@ -65,7 +68,12 @@ def _check_history(
         checkers["append"] = check_append(ops, events=events)
     else:
         checkers["linearizable"] = check_linearizable(
-            ops, model=model, time_limit_s=time_limit_s, memory_mb=memory_mb, events=events
+            ops,
+            model=model,
+            time_limit_s=time_limit_s,
+            memory_mb=memory_mb,
+            events=events,
+            progress=progress,
         )
     checkers |= {
         "stats": stats(ops),

@@ -42,9 +42,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from checkers.budget import Budget
 from checkers.history import Operation
 from checkers.models.base import ILLEGAL, Model, show
-from checkers.search import Budget, search
+from checkers.search import search
 
 ORDERS_SHOWN_MAX = 12
 ORDER_NODES_MAX = 20_000

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import gc
 import json
-import logging
 import os
 import threading
 import time
@@ -37,8 +36,6 @@ FORMATS = ("jsonl", "edn", "porcupine")
 # How deep a value may nest (lists in lists). Real values are an [old new] pair or a
 # list of appended numbers; the bound keeps a hostile file from exhausting the stack.
 VALUE_DEPTH_MAX = 100
-
-log = logging.getLogger(__name__)
 
 Outcome = Literal["ok", "info"]
 
@@ -106,7 +103,9 @@ def decode_torn_tail(raw: bytes) -> str | None:
 
 def warn_torn(path: str | os.PathLike[str], line: int, size: int, reason: str) -> None:
     """Say on stderr (the checkers' logger) that a torn last line was left out."""
-    log.warning(
+    import logging  # here: only a torn history has something to say while it is read
+
+    logging.getLogger(__name__).warning(
         "%s:%d: the last line is torn (%d bytes with no newline at the end, %s): a crashed writer or "
         "a full disk leaves this; it is left out and the %d line(s) before it are checked",
         path,

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +37,7 @@ from checkers.models import Model, UnsupportedOp, get_model
 if TYPE_CHECKING:
     from checkers.search import SearchResult
 
-log = logging.getLogger(__name__)
+Progress = Callable[[str], None]  # takes one line of progress, e.g. "key=0 steps=2048 ..."
 
 PARALLEL_OPS_MIN = 20_000  # below this a worker pool costs more than it saves
 COUNTEREXAMPLE_TIME_S = 10.0
@@ -121,8 +120,18 @@ def ensure_supported(model: Model, operations: Sequence[Operation]) -> None:
                 )
 
 
-def check_key(model: Model, key: Any, operations: Sequence[Operation], budget: Budget) -> KeyOutcome:
-    """One key: the fast path when it applies, else (or to explain a failure) the search."""
+def check_key(
+    model: Model,
+    key: Any,
+    operations: Sequence[Operation],
+    budget: Budget,
+    progress: Progress | None = None,
+) -> KeyOutcome:
+    """One key: the fast path when it applies, else (or to explain a failure) the search.
+
+    A long search reports progress every few seconds to ``progress``, or to the
+    ``checkers.linearizable`` logger when there is none.
+    """
     started = time.monotonic()
     fast = unique_register_check(model, operations)
     if fast is True:
@@ -130,10 +139,16 @@ def check_key(model: Model, key: Any, operations: Sequence[Operation], budget: B
 
     from checkers.search import search  # only what the fast path cannot decide pays for importing it
 
-    def progress(steps: int, frontier: int) -> None:
-        log.info("key=%r steps=%d linearizable_through_event=%d", key, steps, frontier)
+    def report(steps: int, frontier: int) -> None:
+        line = f"key={key!r} steps={steps} linearizable_through_event={frontier}"
+        if progress is not None:
+            progress(line)
+        else:
+            import logging  # here: a check that never searches long never needs it
 
-    result = search(model, operations, budget, progress=progress)
+            logging.getLogger(__name__).info("%s", line)
+
+    result = search(model, operations, budget, progress=report)
     method = "search"
     valid: bool | str = result.valid
     if fast is False and result.valid is True:
@@ -143,15 +158,15 @@ def check_key(model: Model, key: Any, operations: Sequence[Operation], budget: B
     return KeyOutcome(key, valid, method, len(operations), result, time.monotonic() - started)
 
 
-_FORKED_WORK: tuple[Model, list[tuple[Any, list[Operation]]], Budget] | None = None
+_FORKED_WORK: tuple[Model, list[tuple[Any, list[Operation]]], Budget, Progress | None] | None = None
 
 
 def _check_forked(index: int) -> KeyOutcome:
     """Worker entry: the work was inherited through fork, so nothing large is pickled."""
     assert _FORKED_WORK is not None
-    model, keys, budget = _FORKED_WORK
+    model, keys, budget, progress = _FORKED_WORK
     key, operations = keys[index]
-    return check_key(model, key, operations, budget)
+    return check_key(model, key, operations, budget, progress)
 
 
 def _run_all(
@@ -161,6 +176,7 @@ def _run_all(
     deadline_s: float,
     memory_mb: float,
     processes: int,
+    progress: Progress | None = None,
 ) -> list[KeyOutcome]:
     global _FORKED_WORK
     total_ops = sum(len(ops) for _, ops in keyed)
@@ -174,8 +190,8 @@ def _run_all(
         or threading.active_count() > 1  # forking a threaded process can deadlock the child on a held lock
     ):
         budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb)
-        return [check_key(model, key, ops, budget) for key, ops in keyed]
-    _FORKED_WORK = (model, keyed, Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers))
+        return [check_key(model, key, ops, budget, progress) for key, ops in keyed]
+    _FORKED_WORK = (model, keyed, Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers), progress)
     # Frozen objects are never scanned by the children's garbage collector, so the
     # pages the history lives on stay shared instead of being copied into each worker.
     gc.freeze()
@@ -208,8 +224,11 @@ def check_linearizable(
     processes: int | None = None,
     counterexample_time_s: float = COUNTEREXAMPLE_TIME_S,
     events: list[PairedEvent] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """The ``linearizable`` entry of results.json (contracts §5).
+
+    ``progress`` takes a long search's progress lines (default: the logger).
 
     ``events`` is ``pair_events(ops)`` when the caller already has it (it is the
     costly pass over a long history, and the perf checker needs it too).
@@ -230,6 +249,7 @@ def check_linearizable(
         deadline_s=deadline_s,
         memory_mb=memory_mb,
         processes=processes or os.cpu_count() or 1,
+        progress=progress,
     )
     valid = _combine([o.valid for o in outcomes])
     entry: dict[str, Any] = {

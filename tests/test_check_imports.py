@@ -25,6 +25,7 @@ print(json.dumps({"code": code, "out": out.getvalue(), "modules": sorted(sys.mod
 
 NOT_NEEDED = (
     "rich",
+    "logging",  # a long search's progress reaches the command directly; a torn line's warning imports it
     "importlib.metadata",
     "multiprocessing",
     "msgspec",

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
+import time
 from typing import Any
 
 from core.errors import BadInput, exit_code_for_validity
@@ -211,9 +211,10 @@ def run(args: argparse.Namespace) -> int:
         _check_writable(args.to_edn, "--to-edn")
     ops = _read(args)
     model = _model(args, args.format or detect_format(args.history))
-    _progress_to_stderr()
     try:
-        results = check_history(ops, model=model, time_limit_s=args.time_limit, memory_mb=args.memory_limit)
+        results = check_history(
+            ops, model=model, time_limit_s=args.time_limit, memory_mb=args.memory_limit, progress=_progress
+        )
     except UnsupportedOp as exc:
         raise BadInput(_sentence(str(exc)), where=args.history) from None
     except HistoryFormatError as exc:  # pairing problems: a completion with no invocation, ...
@@ -266,30 +267,16 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-class _ProgressHandler(logging.Handler):
-    """The checkers' progress on stderr through rich's log handler, imported at the first record.
+def _progress(line: str) -> None:
+    """A long search's progress, one line on stderr every few seconds (from a worker process too).
 
-    A small check logs nothing, so it never pays for importing rich.
+    Given to the checkers directly, not through :mod:`logging`: most checks never
+    search long, and a check that has nothing to say should not import it. (A torn
+    last line is still a warning through the ``checkers`` logger, which Python
+    prints on stderr with no configuration.)
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._rich: logging.Handler | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self._rich is None:
-            from rich.console import Console
-            from rich.logging import RichHandler
-
-            self._rich = RichHandler(console=Console(stderr=True), show_path=False)
-        self._rich.emit(record)
-
-
-def _progress_to_stderr() -> None:
-    logger = logging.getLogger("checkers")
-    if not any(isinstance(h, _ProgressHandler) for h in logger.handlers):
-        logger.addHandler(_ProgressHandler())
-    logger.setLevel(logging.INFO)
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} searching: {line}\n")
+    sys.stderr.flush()
 
 
 # The styles the verdict uses, as ANSI SGR codes.

@@ -217,3 +217,33 @@ def test_map_values_are_checked_not_crashed_on(tmp_path: Path) -> None:
         writer.append({"process": 1, "type": "invoke", "f": "read", "key": {"k": 1}, "value": None})
         writer.append({"process": 1, "type": "ok", "f": "read", "key": {"k": 1}, "value": {"a": [1, 3]}})
     assert main(["check", str(path)]) == 1
+
+
+@pytest.mark.timeout(120)
+def test_a_long_search_reports_progress_to_the_callable_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ratchet check`` takes progress lines directly (no logging import on its start-up)."""
+    from checkers import search
+
+    monkeypatch.setattr(search, "PROGRESS_EVERY_S", 0.0)
+    lines: list[str] = []
+    result = check_linearizable(
+        pathological(), model="cas-register", time_limit_s=0.5, processes=1, progress=lines.append
+    )
+    assert result["valid"] == "unknown"
+    assert lines and all(line.startswith("key=0 steps=") for line in lines), lines[:3]
+    assert "linearizable_through_event=" in lines[-1]
+
+
+@pytest.mark.timeout(120)
+def test_the_check_command_prints_a_long_searchs_progress_on_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checkers import search
+
+    monkeypatch.setattr(search, "PROGRESS_EVERY_S", 0.0)
+    history = tmp_path / "history.jsonl"
+    with HistoryWriter(history) as writer:
+        for op in pathological(18):
+            writer.append(op)
+    assert main(["check", str(history), "--time-limit", "0.5"]) == 2
+    assert "searching: key=0 steps=" in capsys.readouterr().err
