@@ -117,6 +117,13 @@ CASES = [
         "self._inhabited = { -1: root.header.checksum}",
     ),
     (
+        f"{DIRECT}::test_a_freshly_formatted_journal_believes_what_a_recovery_of_its_disk_finds",
+        "vr/journal.py",
+        "recover",
+        "decision_counts[decision.value] = decision_counts.get(decision.value, 0) + 1",
+        "decision_counts[decision.value] = decision_counts.get(decision.value, 1) + 1",
+    ),
+    (
         f"{DIRECT}::test_a_prepare_of_this_view_is_taken_even_if_it_does_not_chain_to_a_head_from_an_older_view",
         "vr/replica.py",
         "_on_prepare",

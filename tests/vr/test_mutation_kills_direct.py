@@ -135,12 +135,16 @@ def test_a_freshly_formatted_journal_believes_what_a_recovery_of_its_disk_finds(
     """format() leaves the journal in memory as recover() would read it back from the same disk.
 
     In particular the root prepare at op 0 is physically present and intact (it is what a
-    peer would be served, and what a repair of slot 0 may copy from).
+    peer would be served, and what a repair of slot 0 may copy from). And the recovery report
+    (shown by the harness) counts each slot once.
     """
     storage, formatted = make_journal(seed=3)
     root = Header.root(formatted.cluster)
     reopened = Journal(storage, LAYOUT, cluster=formatted.cluster, replica=0)
-    reopened.recover(op_checkpoint=0, solo=False)
+    recovery = reopened.recover(op_checkpoint=0, solo=False)
+    # The report accounts for every slot exactly once, by case and by decision.
+    assert sum(recovery.cases.values()) == LAYOUT.slot_count, recovery.cases
+    assert sum(recovery.decisions.values()) == LAYOUT.slot_count, recovery.decisions
     for journal in (formatted, reopened):
         assert journal.holds_intact(0, root.checksum)
         assert journal.header_for_op(0) == root
