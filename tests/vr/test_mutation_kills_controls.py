@@ -152,6 +152,20 @@ CASES = [
         "if self.recovering_head_attempts != RECOVERING_HEAD_ATTEMPTS_MAX:",
     ),
     (
+        f"{DIRECT}::test_a_prepare_of_this_view_is_taken_even_if_it_does_not_chain_to_a_head_from_an_older_view",
+        "vr/replica.py",
+        "_on_prepare",
+        'self.counters["chain_breaks"] = self.counters.get("chain_breaks", 0) + 1',
+        'self.counters["chain_breaks"] = self.counters.get("chain_breaks", 0) | 1',
+    ),
+    (
+        f"{DIRECT}::test_a_retransmitted_prepare_of_the_executed_op_is_dropped_as_committed",
+        "vr/replica.py",
+        "_on_repair",
+        "if header.op <= self.commit_min:",
+        "if header.op < self.commit_min:",
+    ),
+    (
         "tests/vr/test_sim.py::test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync",
         "vr/replica.py",
         "_commit_stalled",

@@ -191,6 +191,16 @@ def test_a_prepare_of_this_view_is_taken_even_if_it_does_not_chain_to_a_head_fro
     victim.on_message(prepare)
     assert victim.counters.get("chain_breaks", 0) == 0
     assert victim.op == op + 1 and victim.journal.header_for_op(op + 1) == prepare.header
+    # The head is now of this view: a next op of this view that does not chain to it is dropped,
+    # and every such break is counted (a correct primary never sends one).
+    for attempt in (1, 2):
+        broken = Message(
+            template.header.replace(view=victim.view, op=op + 2, replica=primary.replica, parent=bytes(16)),
+            template.body,
+        )
+        victim.on_message(broken)
+        assert victim.op == op + 1
+        assert victim.counters.get("chain_breaks", 0) == attempt
 
 
 def test_a_torn_header_over_a_never_written_slot_above_the_head_leaves_the_head_certain() -> None:
@@ -285,3 +295,24 @@ def test_a_replica_in_recovering_head_calls_a_new_view_only_after_its_requests_w
     called = wiretap.by(backup, Command.START_VIEW_CHANGE)[0].tick
     rounds = {s.tick for s in wiretap.by(backup, Command.REQUEST_START_VIEW) if s.tick <= called}
     assert len(rounds) >= RECOVERING_HEAD_ATTEMPTS_MAX, sorted(rounds)
+
+
+def test_a_retransmitted_prepare_of_the_executed_op_is_dropped_as_committed() -> None:
+    """A backup gets again the prepare of the op it executed last (commit_min): a retransmit.
+
+    It is committed and executed, so there is nothing to install, repair or re-acknowledge:
+    dropped as ``repair-committed``, with no other effect.
+    """
+    cluster = quiet_cluster(requests=12)
+    _, backup = _primary_and_backup(cluster, commits=4)
+    run_until(cluster, lambda: done(cluster) and cluster.converged(), ticks_max=4000, what="all requests")
+    victim = cluster.replicas[backup]
+    assert victim is not None and victim.status_name == Status.NORMAL
+    executed = victim.journal.header_for_op(victim.commit_min)
+    assert executed is not None
+    prepare = victim.journal.read_prepare(executed.op, executed.checksum)
+    assert prepare is not None
+    before = (victim.op, victim.commit_min, victim.acked_op, dict(victim.counters["dropped"]))
+    victim.on_message(prepare)
+    assert victim.counters["dropped"].get("repair-committed", 0) == before[3].get("repair-committed", 0) + 1
+    assert (victim.op, victim.commit_min, victim.acked_op) == before[:3]
