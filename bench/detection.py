@@ -9,7 +9,8 @@ Prints figures; asserts nothing. Two columns per planted bug (vr/bugs.py):
 - **ratchet run**: every ``[[run]]`` entry of the shipped selftest campaign
   (scenarios/campaigns/selftest.toml) that names the bug, run as the campaign runs it (one
   ``ratchet run`` child per seed, same flags) on ``--run-seeds`` seeds: found/seeds (a run counts
-  as found when its verdict is an anomaly), and with ``--control`` the correct build on the same
+  as found when its verdict is an anomaly; the checker whose finding the anomaly names is counted,
+  e.g. ``by assertions 5, linearizable 1``), and with ``--control`` the correct build on the same
   entry and seeds (false alarms/seeds).
 
 ``python bench/detection.py [--bug NAME ...] [--sim-only | --run-only] [--run-seeds 4] [--control]``.
