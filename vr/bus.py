@@ -732,6 +732,11 @@ class Bus:
             timer.cancel()
             self._inbox_waiter = None
 
+    def wake(self) -> None:
+        """End the current ``wait_inbox`` now: something besides a message needs the loop (a flush
+        finished on the node's I/O thread). Call on the loop (``call_soon_threadsafe`` from a thread)."""
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._inbox_waiter
         if waiter is not None:

@@ -44,6 +44,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from vr.journal_flush import FlushDone, FlushGroup, JournalFlush, SlotWrite
 from vr.layout import Layout
 from vr.message import (
     HEADER_SIZE,
@@ -323,6 +324,7 @@ class Journal:
         self._mirror = bytearray(layout.wal_headers_size)  # the header ring as it is (to be) on disk
         self._staged: dict[int, Message] = {}  # slot -> prepare to write at the next flush
         self._staged_reserved: set[int] = set()  # slots truncated in memory, to reserve on disk
+        self._in_flight: JournalFlush | None = None  # the group commit begun and not yet completed
         # Slots whose prepare is already intact on disk and need only their redundant header
         # (write_prepare of a copy the slot holds): rewriting the prepare would put that copy,
         # maybe the cluster's last, in flight where a power cut can tear it.
@@ -490,106 +492,146 @@ class Journal:
         self._op_max = _max_op(self._headers)
 
     def flush(self) -> list[Header]:
-        """Group commit: staged prepares, sync, their header sectors (merged), sync.
+        """Group commit, here and now: ``begin_flush``, its I/O, ``complete_flush``.
 
         A prepare the slot already holds intact gets only its header written (see
-        ``write_prepare``). Returns the headers that became durable and clean, ascending by op. A staged prepare
-        whose write fails (EIO) stays staged and dirty for the next flush; a failed sync
-        raises (after fsync fails nothing unsynced can be trusted: restart from disk).
+        ``write_prepare``). Returns the headers that became durable and clean, ascending by
+        op. A staged prepare whose write fails (EIO) stays staged and dirty for the next
+        flush; a failed sync raises (after fsync fails nothing unsynced can be trusted:
+        restart from disk).
         """
-        durable: list[Header] = []
+        flush = self.begin_flush()
+        if flush is None:
+            return []
+        return self.complete_flush(flush, flush.run(self.storage))
+
+    def begin_flush(self) -> JournalFlush | None:
+        """Freeze what is staged into a group commit to run elsewhere (None: nothing to write).
+
+        Truncated slots are reserved first (reserved prepare, sync, reserved header, sync: a
+        crash between leaves case K, faulty, never a resurrected truncated op); then the
+        headers of slots whose prepare is intact on disk (header sectors, sync: the prepare
+        is never in flight, so no crash can tear what may be the last copy); then the staged
+        prepares in groups of ``PREPARE_WRITES_IN_FLIGHT_MAX`` (prepares, sync, their header
+        sectors merged, sync). Staging goes on meanwhile; it waits for the next flush, which
+        begins only after this one completes.
+        """
+        assert self._in_flight is None, "a journal flush is already in flight"
+        groups: list[FlushGroup] = []
         if self._staged_reserved:
-            self._flush_reserved(sorted(self._staged_reserved))
+            groups.append(
+                FlushGroup(
+                    tuple(
+                        SlotWrite(
+                            slot,
+                            self.layout.prepare_offset(slot),
+                            _pad(self._reserved_headers[slot].encode()),
+                            self._reserved_headers[slot].encode(),
+                            None,
+                        )
+                        for slot in sorted(self._staged_reserved)
+                    )
+                )
+            )
         if self._staged_headers:
-            durable.extend(self._flush_headers_only())
+            header_only = []
+            for slot in sorted(self._staged_headers):
+                belief = self._headers[slot]
+                if belief is not None and self._inhabited.get(slot) == belief.checksum:
+                    header_only.append(
+                        SlotWrite(slot, self.layout.prepare_offset(slot), None, belief.encode(), belief)
+                    )
+            self._staged_headers.clear()
+            if header_only:
+                groups.append(FlushGroup(tuple(header_only)))
         staged = sorted(self._staged.items(), key=lambda item: item[1].header.op)
         for start in range(0, len(staged), PREPARE_WRITES_IN_FLIGHT_MAX):
-            durable.extend(self._flush_group(staged[start : start + PREPARE_WRITES_IN_FLIGHT_MAX]))
+            groups.append(
+                FlushGroup(
+                    tuple(
+                        SlotWrite(
+                            slot,
+                            self.layout.prepare_offset(slot),
+                            _pad(message.encode()),
+                            message.header.encode(),
+                            message.header,
+                        )
+                        for slot, message in staged[start : start + PREPARE_WRITES_IN_FLIGHT_MAX]
+                    )
+                )
+            )
+        if not groups:
+            return None
+        sectors = {
+            self.layout.header_sector_for_slot(write.slot) for group in groups for write in group.writes
+        }
+        flush = JournalFlush(
+            groups=tuple(groups),
+            headers_offset=self.layout.wal_headers_offset,
+            sectors={
+                sector: bytearray(self._mirror[sector * SECTOR_SIZE : (sector + 1) * SECTOR_SIZE])
+                for sector in sectors
+            },
+        )
+        self._in_flight = flush
+        return flush
+
+    def complete_flush(self, flush: JournalFlush, done: FlushDone) -> list[Header]:
+        """Take in what ``flush`` made durable; returns the headers now durable and clean, by op.
+
+        Beliefs may have moved while the flush ran (a newer version staged for a slot, a slot
+        truncated): a written entry counts as clean only if it is still what the slot should
+        hold, and stays staged only if something else was staged for the slot meanwhile.
+        """
+        assert self._in_flight is flush, "completing a journal flush that is not in flight"
+        self._in_flight = None
+        self.sync_count += done.syncs
+        if done.write_eio:
+            self._count("write_eio", done.write_eio)
+        durable: list[Header] = []
+        for group, result in zip(flush.groups, done.groups, strict=False):
+            written = {id(write) for write in result.written}
+            for write in group.writes:
+                if id(write) not in written and write.prepare is not None:
+                    logger.warning(
+                        "replica=%d op=%d prepare write failed (EIO)", self.replica, write.prepare.op
+                    )
+            for write in result.written:
+                slot = write.slot
+                self._mirror[slot * HEADER_SIZE : (slot + 1) * HEADER_SIZE] = write.header
+                landed = self.layout.header_sector_for_slot(slot) not in result.failed_sectors
+                prepare = write.prepare
+                if prepare is None:  # a truncated slot, now reserved
+                    self._inhabited.pop(slot, None)
+                    if landed:
+                        self._staged_reserved.discard(slot)
+                    continue
+                if write.data is not None:
+                    self._inhabited[slot] = prepare.checksum
+                elif not landed:
+                    self._staged_headers.add(slot)  # the header alone: retried next flush
+                    continue
+                if not landed:
+                    continue  # prepare durable but its header is not: stays staged, retried next flush
+                staged = self._staged.get(slot)
+                if staged is not None and staged.header.checksum == prepare.checksum:
+                    del self._staged[slot]
+                belief = self._headers[slot]
+                if (
+                    belief is not None
+                    and belief.checksum == prepare.checksum
+                    and self._inhabited.get(slot) == prepare.checksum
+                ):
+                    self._dirty.discard(slot)
+                    self._faulty.discard(slot)
+                    if write.data is None:
+                        self._count("header_only_fix")
+                    durable.append(prepare)
         return sorted(durable, key=lambda h: h.op)
 
-    def _flush_headers_only(self) -> list[Header]:
-        """Write the redundant headers of slots whose prepare is intact on disk; sync; mark them clean."""
-        slots = []
-        for slot in sorted(self._staged_headers):
-            belief = self._headers[slot]
-            if belief is not None and self._inhabited.get(slot) == belief.checksum:
-                self._set_mirror(slot, belief)
-                slots.append(slot)
-        self._staged_headers.clear()
-        if not slots:
-            return []
-        failed_sectors = self._write_header_sectors(slots)
-        self._sync()
-        durable: list[Header] = []
-        for slot in slots:
-            belief = self._headers[slot]
-            if self.layout.header_sector_for_slot(slot) in failed_sectors:
-                self._staged_headers.add(slot)  # retried next flush
-                continue
-            if belief is not None and self._inhabited.get(slot) == belief.checksum:
-                self._dirty.discard(slot)
-                self._faulty.discard(slot)
-                self._count("header_only_fix")
-                durable.append(belief)
-        return durable
-
-    def _flush_group(self, group: list[tuple[int, Message]]) -> list[Header]:
-        written: list[tuple[int, Message]] = []
-        for slot, message in group:
-            try:
-                self.storage.write(self.layout.prepare_offset(slot), _pad(message.encode()))
-            except StorageIOError as error:
-                self._count("write_eio")
-                logger.warning(
-                    "replica=%d op=%d prepare write failed: %s", self.replica, message.header.op, error
-                )
-                continue
-            written.append((slot, message))
-        if not written:
-            return []
-        self._sync()
-        for slot, message in written:
-            self._inhabited[slot] = message.header.checksum
-            self._set_mirror(slot, message.header)
-        failed_sectors = self._write_header_sectors({slot for slot, _ in written})
-        self._sync()
-        durable: list[Header] = []
-        for slot, message in written:
-            if self.layout.header_sector_for_slot(slot) in failed_sectors:
-                continue  # prepare durable but its header is not: stays staged, retried next flush
-            if self._staged.get(slot) is message:
-                del self._staged[slot]
-            belief = self._headers[slot]
-            if belief is not None and belief.checksum == message.header.checksum:
-                self._dirty.discard(slot)
-                self._faulty.discard(slot)
-                durable.append(message.header)
-        return durable
-
-    def _flush_reserved(self, slots: list[int]) -> None:
-        """Reserve truncated slots: reserved prepare first, then the reserved header (so a crash
-        between leaves case K, faulty, never a resurrected truncated op)."""
-        done: list[int] = []
-        for slot in slots:
-            try:
-                self.storage.write(
-                    self.layout.prepare_offset(slot), _pad(self._reserved_headers[slot].encode())
-                )
-            except StorageIOError:
-                self._count("write_eio")
-                continue
-            done.append(slot)
-        if not done:
-            return
-        self._sync()
-        for slot in done:
-            self._inhabited.pop(slot, None)
-            self._set_mirror(slot, self._reserved_headers[slot])
-        failed_sectors = self._write_header_sectors(set(done))
-        self._sync()
-        for slot in done:
-            if self.layout.header_sector_for_slot(slot) not in failed_sectors:
-                self._staged_reserved.discard(slot)
+    @property
+    def flush_in_flight(self) -> bool:
+        return self._in_flight is not None
 
     def _write_header_sectors(self, slots: Iterable[int]) -> set[int]:
         """Write the header-ring sectors holding ``slots`` from the mirror; returns sectors that failed."""
@@ -955,7 +997,7 @@ class Journal:
         self._op_max = _max_op(self._headers)
         if cut_slots:
             self._staged_reserved.update(cut_slots)  # a slot whose write fails (EIO) stays staged
-            self._flush_reserved(cut_slots)
+            self.flush()
         if fix_slots:
             for slot in fix_slots:
                 read = reads[slot]

@@ -1,8 +1,9 @@
 """One VR Revisited replica as a deterministic state machine over messages and ticks.
 
-The replica has exactly three inputs: ``on_message(message)``, ``tick()`` and ``flush()``
-(the storage-completion input: journal group commit, then every message that waited
-for durability). Its only side effects go through what it is given: the bus, the
+The replica's inputs are ``on_message(message)``, ``tick()``, ``begin_flush()`` (the end
+of a batch: start a journal group commit) and ``complete_flush(flush, done)`` (the
+storage-completion input: the group commit is durable; act on it, then send every
+message that waited for it); ``flush()`` is the two back to back. Its only side effects go through what it is given: the bus, the
 journal/superblock/snapshot store on its storage, the ``emit`` event sink, and a
 seeded ``random.Random``. It never reads a clock (the wall clock it may be given is
 used only by the ``lease-read-wall-clock`` planted bug), so the simulator runs this
@@ -44,6 +45,7 @@ Protocol (docs/vr.md §1, storage and recovery §2):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import random
@@ -53,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from vr.journal import Journal
+from vr.journal_flush import FlushDone, JournalFlush
 from vr.layout import Layout
 from vr.message import (
     CLIENT_OPERATIONS,
@@ -163,6 +166,14 @@ class PipelineEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaFlush:
+    """A group commit in flight: the journal's I/O, and the messages that wait for it."""
+
+    journal: JournalFlush
+    outbox: list[tuple[int, int, Message]]
+
+
+@dataclass(frozen=True, slots=True)
 class DoViewChange:
     """A decoded do-view-change vote."""
 
@@ -201,6 +212,25 @@ def _diverged_write(body: bytes) -> bytes:
     value = request.get("value")
     request["value"] = -value if isinstance(value, int) and value else f"{value}~diverged"
     return json.dumps(request, separators=(",", ":")).encode()
+
+
+def _encoded_reply(
+    cluster: int, body: bytes, prepare: Header, client: int, request: int, context: bytes
+) -> bytes:
+    """The REPLY message (encoded) that executing a request of ``prepare`` stores for its client."""
+    reply = make_message(
+        command=Command.REPLY,
+        cluster=cluster,
+        body=body,
+        view=prepare.view,
+        replica=prepare.replica,
+        op=prepare.op,
+        commit=prepare.op,
+        client=client,
+        request=request,
+        context=context,
+    )
+    return reply.header.encode_raw() + body
 
 
 def encode_checkpoint(*, op: int, op_checksum: bytes, machine: StateMachine) -> bytes:
@@ -315,6 +345,7 @@ class Replica:
         self.nonce = 0
         self.lease_expiry_ns = 0
         self.outbox: list[tuple[int, int, Message]] = []  # (replica or -1, client, message)
+        self.flushing: ReplicaFlush | None = None  # the group commit begun and not yet completed
         self.heard_ticks: dict[int, int] = {}  # replica -> tick we last heard anything from it
         self.head_checksum_hint: tuple[int, bytes] | None = None  # (op, checksum) of a headerless head
         self.ticks = 0
@@ -566,24 +597,74 @@ class Replica:
         self._invariants()
 
     def flush(self) -> None:
-        """Storage completion: group-commit the journal, then act on what became durable, then send."""
-        if self._is_primary_normal() and not self._primary_abdicating():
-            self._primary_prepare_queued()
+        """Storage completion, here and now: ``begin_flush``, its I/O on our storage, ``complete_flush``.
+
+        For callers without an I/O thread (tests, a node's last flush at a clean stop). A flush
+        begun and not completed is run and completed here first (a node drains its I/O thread
+        before calling this; the simulator drops a completion that was delivered this way).
+        """
+        if self.flushing is not None:
+            in_flight = self.flushing
+            self.complete_flush(in_flight, in_flight.journal.run(self.journal.storage))
+        flush = self.begin_flush()
+        if flush is None:
+            return
         # Push the messages that need no durability (new prepares above all) onto the wire
         # before we block in fsync: a bus that batches sends offers flush_sends() for this.
         flush_sends = getattr(self.bus, "flush_sends", None)
         if flush_sends is not None:
             flush_sends()
-        durable = self.journal.flush()
+        self.complete_flush(flush, flush.journal.run(self.journal.storage))
+
+    def begin_flush(self) -> ReplicaFlush | None:
+        """Input: the end of a batch of messages or a tick. Start a group commit if none is in flight.
+
+        A primary turns queued requests into prepares first (sent at once: they need no
+        durability). If a flush is in flight, what was staged since waits for the next one,
+        and so do the messages that vouch for it. Otherwise the journal's staged writes and
+        the messages waiting for them become a :class:`ReplicaFlush`: the caller runs
+        ``flush.journal.run(storage)`` (a node: on its I/O thread) and hands the result to
+        :meth:`complete_flush`, the storage-completion input. With nothing to write the
+        waiting messages leave now and None is returned.
+        """
+        if self._is_primary_normal() and not self._primary_abdicating():
+            self._primary_prepare_queued()
+        if self.flushing is not None:
+            return None
+        journal_flush = self.journal.begin_flush()
+        outbox, self.outbox = self.outbox, []
+        if journal_flush is None:
+            self._send_released(outbox)
+            self._invariants()
+            return None
+        self.flushing = ReplicaFlush(journal_flush, outbox)
+        self._invariants()
+        return self.flushing
+
+    def complete_flush(self, flush: ReplicaFlush, done: FlushDone) -> None:
+        """Input: the group commit ``flush`` is durable (``done`` says which writes failed).
+
+        Acts on what became durable (a backup acks, a primary counts its own copy) and sends
+        the messages that waited for this flush. Messages queued while it was in flight vouch
+        for state it may not cover, so they wait for the next flush.
+        """
+        assert self.flushing is flush, "completing a flush that is not in flight"
+        self.flushing = None
+        waiting, self.outbox = self.outbox, []
+        durable = self.journal.complete_flush(flush.journal, done)
         if durable:
             self._on_durable(durable)
-        outbox, self.outbox = self.outbox, []
+        released = flush.outbox + self.outbox
+        self.outbox = waiting
+        self._send_released(released)
+        self._invariants()
+
+    def _send_released(self, outbox: list[tuple[int, int, Message]]) -> None:
         for replica, client, message in outbox:
             if replica >= 0:
                 self.bus.send_to_replica(replica, message)
             else:
                 self.bus.send_to_client(client, message)
-        self._invariants()
 
     # ------------------------------------------------------------------------------------------
     # Status for the harness
@@ -1199,56 +1280,66 @@ class Replica:
         send_replies = self._is_primary_normal()
         live_is_stored = header.view == self.view and header.replica == self.replica
         client_table = "no-client-table" not in self.bugs
+        diverge = "diverge-backup" in self.bugs and self.replica == max(
+            set(range(self.replica_count)) - {self._primary_index(self.view)}
+        )
+        machine = self.machine
+        clients = machine.clients
+        inflight = self.inflight_requests
         for index, request in enumerate(requests):
             rh = request.header
-            entry = self.machine.clients.get(rh.client)
+            entry = clients.get(rh.client)
             if client_table:
                 assert entry is None or entry.request < rh.request, (
                     f"request executed twice: client={rh.client} request={rh.request} at op {header.op}"
                 )
-                if not self.machine.clients.admits(rh.client, rh.request):
+                if not clients.admits(rh.client, rh.request):
                     # Evicted between being prepared and executed: it may be a retry of a request
                     # the evicted session already had executed, so it must not run again.
-                    if self.inflight_requests.get(rh.client) == rh.request:
-                        del self.inflight_requests[rh.client]
+                    if inflight.get(rh.client) == rh.request:
+                        del inflight[rh.client]
                     if send_replies:
                         self._send_client(rh.client, self._eviction(rh))
                     continue
             body = request.body
-            if (
-                "diverge-backup" in self.bugs
-                and rh.operation in (Operation.WRITE, Operation.APPEND)
-                and self.replica == max(set(range(self.replica_count)) - {self._primary_index(self.view)})
-            ):
+            if diverge and rh.operation in (Operation.WRITE, Operation.APPEND):
                 body = _diverged_write(body)
-            result = self.machine.execute(rh.operation, body)
-            reply = make_message(
-                command=Command.REPLY,
-                cluster=self.cluster,
-                body=encode_reply_body(result),
-                view=header.view,
-                replica=header.replica,
-                op=header.op,
-                commit=header.op,
-                client=rh.client,
-                request=rh.request,
-                context=rh.checksum,
-            )
-            encoded = reply.header.encode_raw() + reply.body
+            reply_body = machine.execute_encoded(rh.operation, body)
+            reply: Message | None = None
+            stored: bytes | Callable[[], bytes]
+            if send_replies:
+                reply = make_message(
+                    command=Command.REPLY,
+                    cluster=self.cluster,
+                    body=reply_body,
+                    view=header.view,
+                    replica=header.replica,
+                    op=header.op,
+                    commit=header.op,
+                    client=rh.client,
+                    request=rh.request,
+                    context=rh.checksum,
+                )
+                stored = reply.header.encode_raw() + reply_body
+            else:
+                # Nobody is sent this reply now; build it only if a retry or a checkpoint asks.
+                stored = functools.partial(
+                    _encoded_reply, self.cluster, reply_body, header, rh.client, rh.request, rh.checksum
+                )
             if entry is not None and entry.request >= rh.request:
-                self.machine.clients.forget(rh.client)  # no-client-table bug: it ran again
-            evicted = self.machine.clients.record(
+                clients.forget(rh.client)  # no-client-table bug: it ran again
+            evicted = clients.record(
                 client=rh.client,
                 request=rh.request,
                 request_checksum=rh.checksum,
-                reply=encoded,
+                reply=stored,
                 seq=client_seq(header.op, index),
             )
             if evicted is not None:
                 self.counters["clients_evicted"] = self.counters.get("clients_evicted", 0) + 1
-            if self.inflight_requests.get(rh.client) == rh.request:
-                del self.inflight_requests[rh.client]
-            if send_replies:
+            if inflight.get(rh.client) == rh.request:
+                del inflight[rh.client]
+            if reply is not None:
                 # The stored reply names the view and author of its prepare; the live one names
                 # ours, so the client learns the primary. In steady state they are the same, and
                 # re-sealing an identical header (a second blake2b) would be pure cost.
@@ -2074,7 +2165,18 @@ def choose_new_view_log(
         copies = 0
         for d in dvcs:
             entry = d.headers.get(op)
-            if (op > d.op and not d.head_uncertain) or op in d.nack:
+            if (
+                (op > d.op and not d.head_uncertain)
+                or op in d.nack
+                or (
+                    canonical_header is not None
+                    and d.log_view < canonical_header.view
+                    and op not in d.present
+                )
+            ):
+                # The last rule: a replica acks only in a view its log is normal in (log_view ==
+                # view), and log_view never goes down, so one whose log_view is below the view
+                # this op was prepared in never acked it, head certain or not.
                 nacks += 1
             elif canonical_header is not None and entry is not None:
                 if entry.checksum != canonical_header.checksum:

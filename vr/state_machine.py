@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +37,47 @@ def client_seq(op: int, index: int) -> int:
     return op * _BATCH_SLOTS + index
 
 
-@dataclass(frozen=True, slots=True)
 class ClientEntry:
-    """The latest executed request of one client, and the reply it got."""
+    """The latest executed request of one client, and the reply it got.
 
-    request: int
-    request_checksum: bytes
-    reply: bytes  # the full encoded REPLY message, resent verbatim to a retrying client
-    seq: int = 0  # where in the log it executed (op and place in the batch): eviction order
+    ``reply`` is the full encoded REPLY message, resent verbatim to a retrying client. It may
+    be given as a function that builds it: a backup executes every op but sends no reply, and
+    most stored replies are never read again (the client's next request replaces them), so a
+    backup stores the recipe and the bytes are built only if a retry, a checkpoint or a digest
+    asks for them. Same bytes either way: the recipe is a pure function of executed state.
+    """
+
+    __slots__ = ("_reply", "request", "request_checksum", "seq")
+
+    def __init__(
+        self, request: int, request_checksum: bytes, reply: bytes | Callable[[], bytes], seq: int = 0
+    ) -> None:
+        self.request = request
+        self.request_checksum = request_checksum
+        self._reply = reply
+        self.seq = seq  # where in the log it executed (op and place in the batch): eviction order
+
+    @property
+    def reply(self) -> bytes:
+        reply = self._reply
+        if not isinstance(reply, bytes):
+            reply = self._reply = reply()
+        return reply
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClientEntry):
+            return NotImplemented
+        return (self.request, self.request_checksum, self.reply, self.seq) == (
+            other.request,
+            other.request_checksum,
+            other.reply,
+            other.seq,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable (the reply is filled in once)
+
+    def __repr__(self) -> str:
+        return f"ClientEntry(request={self.request}, seq={self.seq})"
 
 
 class ClientTable:
@@ -58,7 +92,13 @@ class ClientTable:
         return self._entries.get(client)
 
     def record(
-        self, *, client: int, request: int, request_checksum: bytes, reply: bytes, seq: int = 0
+        self,
+        *,
+        client: int,
+        request: int,
+        request_checksum: bytes,
+        reply: bytes | Callable[[], bytes],
+        seq: int = 0,
     ) -> int | None:
         """Remember a client's latest executed request; returns the client evicted to make room."""
         previous = self._entries.pop(client, None)
@@ -111,33 +151,57 @@ class StateMachine:
 
     def execute(self, operation: int, body: bytes) -> dict[str, Any]:
         """Apply one request; returns the reply body as a dict. Bad bodies get an error reply."""
+        error, value = self._apply(operation, body)
+        if error is None:
+            return {"ok": True, "value": value}
+        return {"ok": False, "error": error, "value": value}
+
+    def execute_encoded(self, operation: int, body: bytes) -> bytes:
+        """``encode_reply_body(self.execute(operation, body))``, byte for byte, built directly.
+
+        The replica's hot path: most replies are ``{"ok":true,"value":null}`` (a constant), and
+        the others are the fixed keys in sorted order around the encoded value, so no dict is
+        built and no keys are sorted per op (tests/vr/test_state_machine.py compares the two).
+        """
+        error, value = self._apply(operation, body)
+        if error is None:
+            if value is None:
+                return _REPLY_OK_NULL
+            return b'{"ok":true,"value":' + _encode_value(value) + b"}"
+        return b'{"error":' + _encode_value(error) + b',"ok":false,"value":' + _encode_value(value) + b"}"
+
+    def _apply(self, operation: int, body: bytes) -> tuple[str | None, Any]:
+        """(error or None, value): the one definition of what each operation does."""
         try:
             request = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
-            return {"ok": False, "error": "bad-request", "value": None}
-        if not isinstance(request, dict) or not isinstance(request.get("key"), str):
-            return {"ok": False, "error": "bad-request", "value": None}
-        key: str = request["key"]
-        if operation == Operation.READ:
-            return {"ok": True, "value": self.kv.get(key)}
+            return "bad-request", None
+        if not isinstance(request, dict):
+            return "bad-request", None
+        key = request.get("key")
+        if not isinstance(key, str):
+            return "bad-request", None
+        kv = self.kv
         if operation == Operation.WRITE:
-            self.kv[key] = request.get("value")
-            return {"ok": True, "value": None}
+            kv[key] = request.get("value")
+            return None, None
+        if operation == Operation.READ:
+            return None, kv.get(key)
         if operation == Operation.CAS:
-            current = self.kv.get(key)
+            current = kv.get(key)
             if current != request.get("old"):
-                return {"ok": False, "error": "cas-mismatch", "value": current}
-            self.kv[key] = request.get("new")
-            return {"ok": True, "value": None}
+                return "cas-mismatch", current
+            kv[key] = request.get("new")
+            return None, None
         if operation == Operation.APPEND:
-            current = self.kv.get(key)
+            current = kv.get(key)
             if current is None:
                 current = []
             if not isinstance(current, list):
-                return {"ok": False, "error": "not-a-list", "value": current}
-            self.kv[key] = [*current, request.get("value")]
-            return {"ok": True, "value": None}
-        return {"ok": False, "error": "bad-operation", "value": None}
+                return "not-a-list", current
+            kv[key] = [*current, request.get("value")]
+            return None, None
+        return "bad-operation", None
 
     def snapshot(self) -> bytes:
         """Deterministic bytes of the whole state (sorted keys) for checkpoints and state sync."""
@@ -195,3 +259,15 @@ def _hash(data: bytes) -> str:
 
 def encode_reply_body(result: dict[str, Any]) -> bytes:
     return json.dumps(result, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+_REPLY_OK_NULL = encode_reply_body({"ok": True, "value": None})
+
+
+def _encode_value(value: Any) -> bytes:
+    """One JSON value exactly as ``encode_reply_body`` writes it inside the reply object."""
+    if value is None:
+        return b"null"
+    if type(value) is int:  # not bool (an int subclass that JSON writes as true/false)
+        return str(value).encode("ascii")
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from typing import Protocol
 
 from vr.message import SECTOR_SIZE
@@ -79,6 +80,9 @@ class FileStorage:
         assert size_bytes > 0 and size_bytes % SECTOR_SIZE == 0, size_bytes
         self.path = os.fspath(path)
         self._size_bytes = size_bytes
+        # A node writes from two threads (journal flushes on its I/O thread, the superblock and
+        # snapshots on the loop); pwrite/pread/fdatasync are safe so, the counters need the lock.
+        self._counters_lock = threading.Lock()
         self.sync_count = 0
         self.write_count = 0
         self.write_bytes = 0
@@ -116,7 +120,8 @@ class FileStorage:
 
     def read(self, offset: int, size: int) -> bytes:
         check_aligned(offset, size, self._size_bytes)
-        self.read_count += 1
+        with self._counters_lock:
+            self.read_count += 1
         try:
             data = os.pread(self._fd, size, offset)
         except OSError as error:
@@ -131,8 +136,9 @@ class FileStorage:
 
     def write(self, offset: int, data: bytes) -> None:
         check_aligned(offset, len(data), self._size_bytes)
-        self.write_count += 1
-        self.write_bytes += len(data)
+        with self._counters_lock:
+            self.write_count += 1
+            self.write_bytes += len(data)
         view = memoryview(data)
         written = 0
         try:
@@ -148,7 +154,8 @@ class FileStorage:
     def sync(self) -> None:
         """fdatasync: the data and whatever metadata is needed to read it back (block allocation
         of a sparse file included), without the mtime update fsync adds (about half the cost here)."""
-        self.sync_count += 1
+        with self._counters_lock:
+            self.sync_count += 1
         os.fdatasync(self._fd)
 
     def close(self) -> None:

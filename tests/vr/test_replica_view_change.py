@@ -182,3 +182,18 @@ def test_an_intact_copy_in_the_new_primarys_hand_counts_when_no_vote_can_say_pre
         in_hand=lambda op, checksum: checksum == other[3].checksum,
     )
     assert elsewhere is None
+
+
+def test_a_voter_whose_log_is_older_than_an_op_never_acked_it_even_with_an_uncertain_head() -> None:
+    """Storage-stress seed 483: op 3 (view 6) exists only as the deposed primary's faulty copy.
+    One voter holds the view-6 log up to op 2 and nacks op 3; the other's log is from view 5 and
+    its head is uncertain. It cannot nack by silence, but it was never normal in view 6, and a
+    replica acks only in a view its log is normal in: it never acked op 3, so op 3 is cut."""
+    log = chain({1: 5, 2: 6, 3: 6})
+    author = vote(0, log_view=6, headers=log, commit=1, faulty=frozenset({3}))
+    holder = vote(1, log_view=6, headers={k: v for k, v in log.items() if k <= 2}, commit=1)
+    older = vote(2, log_view=5, headers={1: log[1]}, commit=1, uncertain=True)
+    assert choose_new_view_log([author, holder], replica_count=3, nack_quorum=Q3.nack) is None
+    chosen = choose_new_view_log([author, holder, older], replica_count=3, nack_quorum=Q3.nack)
+    assert chosen is not None
+    assert chosen.head == 2

@@ -17,7 +17,7 @@ import pytest
 from checkers.compose import check_history
 from checkers.history import read_history
 from vr.message import Operation
-from vr.state_machine import StateMachine
+from vr.state_machine import StateMachine, encode_reply_body
 from vr.testing.sim import main, run_seed
 
 _execute = StateMachine.execute
@@ -56,6 +56,10 @@ def test_a_state_machine_slip_is_caught_by_the_history_check(
     monkeypatch: pytest.MonkeyPatch, slip: Any, kind: str
 ) -> None:
     monkeypatch.setattr(StateMachine, "execute", slip)
+    # The replicas' hot path encodes the reply directly; plant the same slip there.
+    monkeypatch.setattr(
+        StateMachine, "execute_encoded", lambda self, op, body: encode_reply_body(slip(self, op, body))
+    )
     found = _first_failure(range(1, 31))
     assert found.startswith(kind), found
 

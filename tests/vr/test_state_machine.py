@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from vr.message import Operation
-from vr.state_machine import ClientTable, StateMachine
+from vr.state_machine import ClientTable, StateMachine, encode_reply_body
 
 
 def _run(machine: StateMachine, operation: Operation, **body: object) -> dict[str, object]:
@@ -111,3 +114,52 @@ def test_client_table_evicts_least_recently_executed_and_survives_a_snapshot() -
     assert (
         table.record(client=11, request=1, request_checksum=b"e" * 16, reply=b"r", seq=client_seq(4, 0)) == 7
     )
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=8,
+)
+BODIES = st.one_of(
+    st.builds(
+        lambda key, value, old, new: json.dumps(
+            {"key": key, "value": value, "old": old, "new": new}
+        ).encode(),
+        st.sampled_from(["a", "b", "l"]),
+        JSON_VALUES,
+        JSON_VALUES,
+        JSON_VALUES,
+    ),
+    st.builds(lambda value: json.dumps(value).encode(), JSON_VALUES),  # not an object, or no key
+    st.binary(max_size=8),  # not JSON, not UTF-8
+    st.just(b'{"key": "a", "value": NaN}'),  # JSON the standard library accepts beyond the RFC
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([*Operation, 99]), BODIES), max_size=20))
+def test_execute_encoded_is_byte_for_byte_the_encoded_execute(steps: list[tuple[int, bytes]]) -> None:
+    """The replica's hot path (``execute_encoded``) against the definition: the same state
+    changes and the same reply bytes as ``encode_reply_body(execute(...))`` for any input."""
+    reference, fast = StateMachine(), StateMachine()
+    for operation, body in steps:
+        assert fast.execute_encoded(operation, body) == encode_reply_body(reference.execute(operation, body))
+        assert fast.snapshot() == reference.snapshot()
+
+
+def test_a_reply_stored_as_a_recipe_is_built_once_and_snapshots_the_same() -> None:
+    built: list[int] = []
+
+    def recipe() -> bytes:
+        built.append(1)
+        return b"reply"
+
+    lazy, eager = StateMachine(), StateMachine()
+    lazy.clients.record(client=7, request=1, request_checksum=b"c" * 16, reply=recipe)
+    eager.clients.record(client=7, request=1, request_checksum=b"c" * 16, reply=b"reply")
+    assert built == []
+    assert lazy.snapshot() == eager.snapshot()
+    assert lazy.digest() == eager.digest()
+    entry = lazy.clients.get(7)
+    assert entry is not None and entry.reply == b"reply" and built == [1]

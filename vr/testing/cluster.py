@@ -1,8 +1,10 @@
 """An in-process cluster: real ``Replica`` objects on a simulated network and simulated disks.
 
 Everything is driven by one ``random.Random``: message delays and losses, partitions,
-when each replica's fsync completes (``flush`` is the storage-completion input, so a
-crash between a prepare and its flush loses the unsynced write), crashes and restarts,
+when each replica begins a group commit and when its completion is delivered (the
+replica keeps taking messages and ticks meanwhile, as a node does while its I/O thread
+syncs; a crash with a flush in flight stops it part-way or before it started, and the
+completion never arrives), crashes and restarts,
 corruption of WAL entries under a fault atlas, and the clients' requests. The
 ``StateChecker`` sees every execution and every reply.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 
 from vr.layout import Layout
 from vr.message import CLIENT_REPLICA, Command, Message, Operation, make_message
-from vr.replica import Replica, ReplicaOptions, Status, format_data_file
+from vr.replica import Replica, ReplicaFlush, ReplicaOptions, Status, format_data_file
 from vr.state_machine import StateMachine
 from vr.testing.history import ClientHistory
 from vr.testing.network import Network, NetworkOptions
@@ -55,7 +57,7 @@ class FaultOptions:
     power_loss_probability: float = 0.5  # share of crashes that drop unsynced writes
     restart_after_ticks_max: int = 200
     corrupt_probability: float = 0.0  # per tick: corrupt one committed WAL entry (atlas-limited)
-    flush_delay_ticks_max: int = 2
+    flush_delay_ticks_max: int = 2  # a flush completes 0..this many ticks after it begins
     clock_jump_probability: float = 0.0  # per tick: a replica's wall clock jumps back (lease bug)
     crash_max_down: int | None = None  # replicas down at once (default f: a quorum stays up)
     read_error_probability: float = 0.0  # per tick: EIO on one committed prepare slot (atlas-limited)
@@ -177,7 +179,8 @@ class SimCluster:
         self.replicas: list[Replica | None] = [None] * replica_count
         self.events: list[tuple[int, int, str, dict[str, object]]] = []
         self.down_until: list[int] = [0] * replica_count
-        self.flush_due: list[int | None] = [None] * replica_count
+        # Per replica: the group commit begun and the tick its completion is delivered.
+        self.flushing: list[tuple[ReplicaFlush, int] | None] = [None] * replica_count
         self.clock_offset_ns: list[int] = [0] * replica_count
         # Fault atlas: for each WAL slot, the one replica whose copy may be corrupted.
         self.atlas = [self.rng.randrange(replica_count) for _ in range(layout.slot_count)]
@@ -231,7 +234,6 @@ class SimCluster:
         )
         replica.commit_hook = self.checker.on_commit
         self.replicas[i] = replica
-        self._schedule_flush(i)
         self.checker.observe_view(i, replica.view, replica.log_view)
 
     def _emit(self, replica: int, kind: str, **fields: object) -> None:
@@ -242,15 +244,19 @@ class SimCluster:
         """Replica i's wall clock: simulated time plus its (possibly jumped) offset."""
         return self.now * 10_000_000 + self.clock_offset_ns[i]
 
-    def _schedule_flush(self, i: int) -> None:
-        if self.flush_due[i] is None:
-            self.flush_due[i] = self.now + self.rng.randint(0, self.faults.flush_delay_ticks_max)
-
     def crash(self, i: int, *, power_loss: bool) -> None:
         replica = self.replicas[i]
         assert replica is not None
         self.replicas[i] = None
-        self.flush_due[i] = None
+        in_flight = self.flushing[i]
+        self.flushing[i] = None
+        if in_flight is not None:
+            # The I/O thread dies with the process: the flush stops after a seeded number of its
+            # writes and syncs (maybe none), in order, and its completion never arrives.
+            flush = in_flight[0].journal
+            io_max = self.rng.randint(0, flush.io_count)
+            flush.run(self.storages[i], io_max=io_max)
+            self._trace(f"crash-in-flush replica={i} io_done={io_max}/{flush.io_count}")
         self.storages[i].crash(power_loss=power_loss)
         self.stats["crashes"] += 1
         self.down_until[i] = self.now + self.rng.randint(1, self.faults.restart_after_ticks_max)
@@ -355,7 +361,6 @@ class SimCluster:
                 if replica is None:
                     continue
                 replica.on_message(message)
-                self._schedule_flush(target)
             else:
                 self._client_receive(self.clients[target - self.replica_count], source, message)
         for i, replica in enumerate(self.replicas):
@@ -364,24 +369,47 @@ class SimCluster:
                     self.restart(i)
                 continue
             replica.tick()
-            self._schedule_flush(i)
-        for i, replica in enumerate(self.replicas):
-            due = self.flush_due[i]
-            if replica is not None and due is not None and due <= self.now:
-                self.flush_due[i] = None
-                self._flush(i, replica)
+        for i in range(self.replica_count):
+            self._flush_step(i)
         for client in self.clients:
             self._client_tick(client)
         for i, replica in enumerate(self.replicas):
             if replica is not None:
                 self.checker.observe_view(i, replica.view, replica.log_view)
 
-    def _flush(self, i: int, replica: Replica) -> None:
-        """``replica.flush()``, unless the power goes at one of its syncs (writes still in flight).
+    def _flush_step(self, i: int) -> None:
+        """The node's loop after a batch: deliver a due completion, then begin the next flush.
 
-        Between two inputs nothing is in flight (writes are synchronous), so a crash
-        between steps never tears a write; this is how torn prepares and torn header
-        sectors reach recovery. Power cuts respect ``crash_max_down`` like crashes.
+        As on a node, a flush begins as soon as none is in flight (what was staged meanwhile
+        goes in it), and its completion arrives a seeded 0..``flush_delay_ticks_max`` ticks later.
+        """
+        for _ in range(3):  # complete, begin, and complete again at once when the delay drawn is 0
+            replica = self.replicas[i]
+            if replica is None:
+                return
+            in_flight = self.flushing[i]
+            if in_flight is not None:
+                flush, due = in_flight
+                if flush is not replica.flushing:
+                    self.flushing[i] = None  # completed by a direct replica.flush() (tests)
+                elif due > self.now:
+                    return
+                else:
+                    self.flushing[i] = None
+                    self._complete_flush(i, replica, flush)
+                    continue
+            flush = replica.begin_flush()
+            if flush is None:
+                return
+            due = self.now + self.rng.randint(0, self.faults.flush_delay_ticks_max)
+            self.flushing[i] = (flush, due)
+
+    def _complete_flush(self, i: int, replica: Replica, flush: ReplicaFlush) -> None:
+        """Run the flush's I/O and deliver its completion, unless the power goes at one of its syncs.
+
+        Between inputs nothing is in flight but an unfinished flush, so this (and a crash
+        during a flush, see ``crash``) is how torn prepares and torn header sectors reach
+        recovery. Power cuts respect ``crash_max_down`` like crashes.
         """
         storage = self.storages[i]
         armed = (
@@ -393,13 +421,16 @@ class SimCluster:
         if armed:
             storage.arm_power_cut(after_syncs=self.rng.randint(1, 2))
         try:
-            replica.flush()
+            done = flush.journal.run(storage)
         except PowerCut:
             self.stats["power_cuts"] += 1
             self._trace(f"power-cut replica={i} in_flight={storage.in_flight_write_count}")
+            self.flushing[i] = None
             self.crash(i, power_loss=True)
+            return
         finally:
             storage.disarm_power_cut()
+        replica.complete_flush(flush, done)
 
     def _primary(self) -> int | None:
         """The replica leading the highest view any up replica is normal in (None if none is)."""
