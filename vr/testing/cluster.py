@@ -18,13 +18,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vr.layout import Layout
-from vr.message import CLIENT_REPLICA, Command, Message, Operation, make_message
+from vr.message import (
+    CLIENT_REPLICA,
+    HEADER_SIZE,
+    SECTOR_SIZE,
+    Command,
+    InvalidMessage,
+    Message,
+    Operation,
+    decode_header,
+    make_message,
+)
 from vr.replica import Replica, ReplicaFlush, ReplicaOptions, Status, format_data_file
 from vr.state_machine import StateMachine
 from vr.testing.history import ClientHistory
 from vr.testing.network import Network, NetworkOptions
 from vr.testing.state_checker import ObservedReply, StateChecker
-from vr.testing.storage import PowerCut, SimStorage, wal_sectors
+from vr.testing.storage import PowerCut, SimStorage, WalSectors, wal_sectors
 
 SIM_LAYOUT = Layout(slot_count=32, prepare_size_max=8192, snapshot_size_max=64 * 1024, view_headers_max=16)
 SIM_OPTIONS = ReplicaOptions(pipeline_max=4, sync_chunk_bytes=512)  # state syncs come in pieces
@@ -281,13 +291,39 @@ class SimCluster:
         slot = op % self.layout.slot_count
         target = self.atlas[slot]
         sectors = wal_sectors(self.layout, op)
-        if self.rng.random() < 0.5:
+        in_prepare = self.rng.random() < 0.5
+        if self._slot_holds_op_above(target, sectors, commit):
+            return
+        if in_prepare:
             self.storages[target].corrupt(sectors.prepare_offset, 256)
         else:
             self.storages[target].corrupt(sectors.header_offset, sectors.header_size)
         self.corrupted.add((target, op))
         self.stats["corruptions"] += 1
         self._trace(f"corrupt replica={target} op={op}")
+
+    def _slot_holds_op_above(self, target: int, sectors: WalSectors, commit: int) -> bool:
+        """Whether ``target``'s slot holds (by either durable header) an op above ``commit``.
+
+        Ops are drawn at or below the lowest commit of the live replicas, but a replica a ring
+        ahead of the slowest one holds a newer op in that slot: maybe uncommitted, maybe its
+        only copy. Rotting that is not rotting a committed entry, which is all the fault
+        atlas promises to stay within (docs/vr.md §3.1), so the fault is skipped.
+        """
+        storage = self.storages[target]
+        start = sectors.header_offset - sectors.header_sector_offset
+        raws = []
+        for read in (storage.durable_bytes, storage.visible_bytes):  # durable, and what it reads now
+            raws.append(read(sectors.prepare_offset, SECTOR_SIZE)[:HEADER_SIZE])
+            raws.append(read(sectors.header_sector_offset, SECTOR_SIZE)[start : start + HEADER_SIZE])
+        for raw in raws:
+            try:
+                header = decode_header(raw, cluster=self.cluster)
+            except InvalidMessage:
+                continue
+            if header.command == Command.PREPARE and header.op > commit:
+                return True
+        return False
 
     def corrupt_superblock_one(self) -> None:
         """Rot one of a replica's superblock copies, at most one per replica between two opens.
@@ -343,6 +379,8 @@ class SimCluster:
         op = self.rng.randint(max(1, commit - self.layout.slot_count + 1), commit)
         target = self.atlas[op % self.layout.slot_count]
         sectors = wal_sectors(self.layout, op)
+        if self._slot_holds_op_above(target, sectors, commit):
+            return
         self.storages[target].fail_reads(sectors.prepare_offset, sectors.prepare_size)
         self.read_errors_until[target] = self.now + self.faults.read_error_ticks
         self.stats["read_errors"] += 1

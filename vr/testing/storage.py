@@ -231,6 +231,12 @@ class SimStorage:
             self._durable.get(s, self._garbage(s)) for s in range(first, first + size // SECTOR_SIZE)
         )
 
+    def visible_bytes(self, offset: int, size: int) -> bytes:
+        """What a fault-free read would return now, in-flight writes included (for fault targeting)."""
+        check_aligned(offset, size, self._size_bytes)
+        first = offset // SECTOR_SIZE
+        return b"".join(self._sector(s) for s in range(first, first + size // SECTOR_SIZE))
+
     # Internals -------------------------------------------------------------------------------
 
     def _sector(self, sector: int) -> bytes:
