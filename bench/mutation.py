@@ -162,12 +162,6 @@ EQUIVALENT = {
     ),
     (
         "vr/replica.py",
-        "_open",
-        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max * 2), self.op + 1):",
-        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max + 2), self.op + 1):",
-    ),
-    (
-        "vr/replica.py",
         "_suffix_headers",
         "low = max(min(self.commit_max, self.op), self.op - self.options.pipeline_max - 1, 0)",
         "low = max(min(self.commit_max, self.op), self.op - self.options.pipeline_max / 1, 0)",

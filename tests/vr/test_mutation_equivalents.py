@@ -4,9 +4,15 @@
 since ``log_view > view`` never holds). The two differ only if a normal backup could ack with
 ``log_view < view``: here every call, and every replica after every step, is checked on plain and
 storage-stressed simulator seeds, so a path into that state would fail this test.
+
+``_suffix_headers`` with ``op - pipeline_max / 1`` differs only when ``commit_max < op -
+pipeline_max`` (the float term then wins the ``max`` and ``range()`` raises): checked at every
+call on the same seeds.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -42,3 +48,26 @@ def test_a_normal_replica_always_has_its_log_in_its_view(seed: int, monkeypatch:
     result = run_seed(seed, **stressed)
     assert result.ok, result.detail
     assert calls, "no normal replica acked: the seed checked nothing"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_no_start_view_is_built_with_the_head_a_pipeline_above_commit_max(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    suffix_headers = Replica._suffix_headers
+
+    def checked(self: Replica) -> list[Any]:
+        calls.append(1)
+        assert self.op - self.commit_max <= self.options.pipeline_max, (
+            self.replica,
+            self.op,
+            self.commit_max,
+        )
+        return suffix_headers(self)
+
+    monkeypatch.setattr(Replica, "_suffix_headers", checked)
+    stressed = {"power_cut_probability": 0.03, "corrupt_probability": 0.01} if seed >= 5000 else {}
+    result = run_seed(seed, **stressed)
+    assert result.ok, result.detail
+    assert calls, "no start-view was built: the seed checked nothing"

@@ -166,6 +166,13 @@ CASES = [
         "if header.op < self.commit_min:",
     ),
     (
+        f"{DIRECT}::test_a_restarted_replica_knows_at_least_the_commit_its_newest_prepare_carries",
+        "vr/replica.py",
+        "_open",
+        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max * 2), self.op + 1):",
+        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max + 2), self.op + 1):",
+    ),
+    (
         "tests/vr/test_sim.py::test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync",
         "vr/replica.py",
         "_commit_stalled",

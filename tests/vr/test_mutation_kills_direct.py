@@ -12,6 +12,8 @@ So each test builds that input and hands it to a real replica (from a running
 
 from __future__ import annotations
 
+import dataclasses
+
 from tests.vr.test_journal import LAYOUT, make_journal
 from tests.vr.test_mutation_kills import _primary_and_backup
 from tests.vr.test_replica_scenarios import done, quiet_cluster, run_until
@@ -19,6 +21,8 @@ from tests.vr.test_replica_view_change import Q3, chain, vote
 from vr.journal import Journal
 from vr.message import HEADER_SIZE, Command, Header, Message, checksum, make_message
 from vr.replica import RECOVERING_HEAD_ATTEMPTS_MAX, Status, choose_new_view_log
+from vr.testing.cluster import SIM_OPTIONS, FaultOptions, SimCluster
+from vr.testing.network import NetworkOptions
 from vr.testing.storage import wal_sectors
 from vr.testing.wiretap import tap
 
@@ -320,3 +324,35 @@ def test_a_retransmitted_prepare_of_the_executed_op_is_dropped_as_committed() ->
     victim.on_message(prepare)
     assert victim.counters["dropped"].get("repair-committed", 0) == before[3].get("repair-committed", 0) + 1
     assert (victim.op, victim.commit_min, victim.acked_op) == before[:3]
+
+
+def test_a_restarted_replica_knows_at_least_the_commit_its_newest_prepare_carries() -> None:
+    """A backup of a cluster with ``pipeline_max = 1`` restarts (no power loss).
+
+    Each prepare carries its primary's commit_max, so the restarted replica's commit_max is at
+    least the commit in the newest header it holds (it reads the last few headers for it), not
+    only what its superblock last recorded: it executes what it knows committed without
+    waiting for the primary's next message.
+    """
+    cluster = SimCluster(
+        seed=1,
+        network=NetworkOptions(),
+        faults=FaultOptions(flush_delay_ticks_max=1),
+        options=dataclasses.replace(SIM_OPTIONS, pipeline_max=1),
+    )
+    cluster.network.auto_partitions = False
+    cluster.requests_max = 12
+    _, backup = _primary_and_backup(cluster, commits=6)
+    victim = cluster.replicas[backup]
+    assert victim is not None
+    head = victim.journal.header_for_op(victim.op)
+    assert head is not None and head.commit > victim.superblock.state.commit_max, (
+        head.commit,
+        victim.superblock.state.commit_max,
+    )
+    cluster.crash(backup, power_loss=False)
+    cluster.down_until[backup] = 10**9
+    cluster.restart(backup)
+    restarted = cluster.replicas[backup]
+    assert restarted is not None and restarted.op == head.op
+    assert restarted.commit_max >= head.commit, (restarted.commit_max, head.commit)
