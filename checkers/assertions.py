@@ -9,7 +9,8 @@ wrong, or the others carried on), so without this checker such a run would read
 The run writes ``assertions.json`` after its nodes stop (the system adapter reads
 each node's log: :mod:`systems.vr.crashes` for VR): ``{"nodes": [names looked
 at], "failures": [{node, message, where, mono_ns, log_line}, ...]}``, with
-``mono_ns`` on the history's clock when the adapter could place it. A kill by the
+``mono_ns`` on the node's monotonic clock, which is the history's on one machine;
+a time far outside the history (a remote host's clock) is shown as unknown. A kill by the
 nemesis, a clean stop or a fail-stop on a disk error is not an assertion and
 never appears there. Each failure becomes one sentence: which node, when, under
 which faults, the assertion's message and where it fired.
@@ -26,6 +27,7 @@ from checkers.history import Op
 from checkers.perf import FaultWindow, fault_windows
 
 FILE_NAME = "assertions.json"
+PLACE_SLACK_NS = 10 * 1_000_000_000  # a time this far outside the history is on another machine's clock
 
 
 def _label(window: FaultWindow) -> str:
@@ -76,6 +78,7 @@ def check_assertions(data: Any, ops: Sequence[Op]) -> dict[str, Any]:
     nodes = data.get("nodes", [])
     windows = fault_windows(ops)
     t0 = min((op.time_ns for op in ops), default=None)
+    end = max((op.time_ns for op in ops), default=None)
     failures: list[dict[str, Any]] = []
     for raw in failures_in if isinstance(failures_in, list) else []:
         if not isinstance(raw, dict):
@@ -85,7 +88,13 @@ def check_assertions(data: Any, ops: Sequence[Op]) -> dict[str, Any]:
         if isinstance(node, str) and "log" not in failure:
             failure["log"] = f"nodes/{node}/node.log"
         mono = failure.get("mono_ns")
-        if isinstance(mono, int) and not isinstance(mono, bool) and t0 is not None:
+        if (
+            isinstance(mono, int)
+            and not isinstance(mono, bool)
+            and t0 is not None
+            and end is not None
+            and t0 - PLACE_SLACK_NS <= mono <= end + PLACE_SLACK_NS  # else another host's clock
+        ):
             failure["at_s"] = round((mono - t0) / 1e9, 3)
             failure["faults"] = faults_at(windows, mono)
         failure["sentence"] = sentence(failure)

@@ -139,6 +139,8 @@ def test_the_sentence_names_node_time_faults_message_and_place() -> None:
     )
     quiet = check_assertions({"nodes": ["n1"], "failures": [dict(failure, mono_ns=9_500_000_000)]}, ops)
     assert "with no fault active" in quiet["summary"]
+    remote = check_assertions({"nodes": ["n3"], "failures": [dict(failure, mono_ns=10**15)]}, ops)
+    assert "n3 failed a replica assertion (time unknown): AssertionError (953, 957)" in remote["summary"]
     assert check_assertions({"nodes": ["n1", "n2", "n3"], "failures": []}, ops)["valid"] is True
     assert check_assertions({"error": "PermissionError: node.log"}, ops)["valid"] == "unknown"
 
