@@ -180,6 +180,24 @@ EQUIVALENT = {
     ),
     (
         "vr/replica.py",
+        "_open",
+        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max * 2), self.op + 1):",
+        "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max * 1), self.op + 1):",
+    ),
+    (
+        "vr/replica.py",
+        "_repair",
+        "self._send_request_headers(self.commit_min + 1, op)",
+        "self._send_request_headers(self.commit_min * 1, op)",
+    ),
+    (
+        "vr/replica.py",
+        "_on_do_view_change",
+        "if header.view == self.view and self.status_name == Status.NORMAL:",
+        "if header.view <= self.view and self.status_name == Status.NORMAL:",
+    ),
+    (
+        "vr/replica.py",
         "_execute",
         "if built is not None and built[0] == header.checksum:",
         "if built is not None and built[ 1] == header.checksum:",

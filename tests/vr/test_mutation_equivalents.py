@@ -7,7 +7,9 @@ storage-stressed simulator seeds, so a path into that state would fail this test
 
 ``_suffix_headers`` with ``op - pipeline_max / 1`` differs only when ``commit_max < op -
 pipeline_max`` (the float term then wins the ``max`` and ``range()`` raises): checked at every
-call on the same seeds.
+call on the same seeds. ``_open`` reading recent headers for commit_max from ``op - pipeline_max``
+instead of ``op - 2 * pipeline_max`` differs only if a header below the shorter window carries a
+higher commit than the head's: checked (for ``3 * pipeline_max``) at every restart.
 """
 
 from __future__ import annotations
@@ -71,3 +73,26 @@ def test_no_start_view_is_built_with_the_head_a_pipeline_above_commit_max(
     result = run_seed(seed, **stressed)
     assert result.ok, result.detail
     assert calls, "no start-view was built: the seed checked nothing"
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_restart_finds_its_highest_commit_in_its_head(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[int] = []
+    open_ = Replica._open
+
+    def checked(self: Replica, state: Any, data: bytes) -> None:
+        open_(self, state, data)
+        head = self.journal.header_for_op(self.op)
+        if head is None:
+            return  # the head is the executed checkpoint op: both windows start at it
+        opened.append(self.op)
+        low = max(self.checkpoint_op, self.op - 3 * self.options.pipeline_max)
+        commits = [
+            h.commit for op in range(low, self.op + 1) if (h := self.journal.header_for_op(op)) is not None
+        ]
+        assert max(commits) == head.commit, (self.replica, self.op, commits)
+
+    monkeypatch.setattr(Replica, "_open", checked)
+    stressed = {"power_cut_probability": 0.03, "corrupt_probability": 0.01} if seed >= 5000 else {}
+    result = run_seed(seed, **stressed)
+    assert result.ok, result.detail

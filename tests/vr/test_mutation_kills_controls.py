@@ -173,6 +173,13 @@ CASES = [
         "for candidate in range(max(self.commit_min, self.op - self.options.pipeline_max + 2), self.op + 1):",
     ),
     (
+        f"{DIRECT}::test_a_start_view_beyond_the_ring_makes_a_normal_backup_ask_for_the_checkpoint_at_once",
+        "vr/replica.py",
+        "_catch_up_from_start_view",
+        "if header.op > self.op_prepare_max:",
+        "if header.op is self.op_prepare_max:",
+    ),
+    (
         "tests/vr/test_sim.py::test_regression_committed_op_only_in_a_checkpoint_is_reached_by_state_sync",
         "vr/replica.py",
         "_commit_stalled",

@@ -356,3 +356,30 @@ def test_a_restarted_replica_knows_at_least_the_commit_its_newest_prepare_carrie
     restarted = cluster.replicas[backup]
     assert restarted is not None and restarted.op == head.op
     assert restarted.commit_max >= head.commit, (restarted.commit_max, head.commit)
+
+
+def test_a_start_view_beyond_the_ring_makes_a_normal_backup_ask_for_the_checkpoint_at_once() -> None:
+    """A normal backup gets a start-view of its own view whose head lies beyond what its ring
+    can hold (it fell a whole ring behind).
+
+    No header it could take would fit, so it asks the primary for its checkpoint (state sync)
+    right away instead of waiting for the next commit message to tell it the same.
+    """
+    cluster = quiet_cluster(requests=12)
+    primary, backup = _primary_and_backup(cluster, commits=4)
+    victim = cluster.replicas[backup]
+    assert victim is not None and victim.status_name == Status.NORMAL and victim.log_view == victim.view
+    wiretap = tap(cluster.network)
+    head = victim.op_prepare_max + 5
+    start_view = make_message(
+        command=Command.START_VIEW,
+        cluster=victim.cluster,
+        view=victim.view,
+        replica=primary.replica,
+        op=head,
+        commit=head - 1,
+        context=bytes(range(1, 17)),  # the head's checksum; its header is not sent
+    )
+    victim.on_message(start_view)
+    asked = wiretap.by(backup, Command.REQUEST_SYNC)
+    assert [s.target for s in asked] == [primary.replica], [(s.target, s.tick) for s in asked]
