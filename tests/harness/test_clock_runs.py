@@ -92,7 +92,7 @@ def test_the_correct_vr_passes_chained_primary_isolations(tmp_path: Path) -> Non
 # older log over the successor's newer one, so an op the successor committed is overwritten on
 # some replicas. The replicas' executed prefixes then differ: the convergence checker names the op.
 def test_dvc_highest_op_is_found_by_chained_primary_isolations(tmp_path: Path) -> None:
-    proc = ratchet(tmp_path, "dvc-chain", "--bug", "dvc-highest-op", "--seed", "1")
+    proc = ratchet(tmp_path, "dvc-chain", "--bug", "dvc-highest-op", "--seed", "1", "--time-limit", "15")
     assert proc.returncode == 1, proc.stderr[-3000:]
     run = run_dir(tmp_path)
     verdict = results(run)
