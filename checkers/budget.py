@@ -7,13 +7,13 @@ imports) stays out of a small ``ratchet check``'s start-up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from checkers.record import record
 
 INFINITY = 1 << 62
 MEMO_ENTRY_BYTES = 160  # measured: a (int, state) tuple in a set, for small states
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Budget:
     """Limits for one search: wall time and memo size (from a memory budget)."""
 

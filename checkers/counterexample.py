@@ -37,7 +37,6 @@ by p1 [ok], read by p4 returned 5, but the register held 3".
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,6 +44,7 @@ from typing import Any
 from checkers.budget import Budget
 from checkers.history import Operation
 from checkers.models.base import ILLEGAL, Model, show
+from checkers.record import record, replace
 from checkers.search import search
 
 ORDERS_SHOWN_MAX = 12
@@ -161,7 +161,7 @@ def initial_only(model: Model, ops: Sequence[Operation]) -> frozenset[int]:
     return frozenset(allowed)
 
 
-@dataclasses.dataclass(frozen=True)
+@record
 class Settled:
     """How :func:`settle` ended: the search's verdict, where it got stuck, and how many searches it took."""
 
@@ -226,7 +226,7 @@ def _cut(operations: Sequence[Operation], stuck: Operation) -> list[Operation]:
         if op.call > cut:
             continue
         if op.ret is not None and op.ret > cut:
-            op = dataclasses.replace(op, outcome="info", ret=None, value_out=None)
+            op = replace(op, outcome="info", ret=None, value_out=None)
         out.append(op)
     return out
 

@@ -25,9 +25,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Literal
+
+from checkers.record import record
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
 COMPLETION_TYPES = ("ok", "fail", "info")
@@ -116,7 +117,7 @@ def warn_torn(path: str | os.PathLike[str], line: int, size: int, reason: str) -
     )
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@record(init=False)
 class Op:
     """One event of a history: an invocation or a completion (contracts §4).
 
@@ -216,7 +217,7 @@ _op_index, _op_time_ns, _op_process, _op_type, _op_f, _op_key, _op_value, _op_er
 )
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@record(init=False)
 class Operation:
     """An invocation paired with its completion: the interval a check places the op in.
 

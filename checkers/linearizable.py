@@ -20,19 +20,18 @@ and never a hang.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from checkers.budget import INFINITY, Budget
 from checkers.fastpath import unique_register_check
 from checkers.history import Op, Operation, PairedEvent, pair
 from checkers.models import Model, UnsupportedOp, get_model
+from checkers.record import record, replace
 
 if TYPE_CHECKING:
     from checkers.search import SearchResult
@@ -44,7 +43,7 @@ COUNTEREXAMPLE_TIME_S = 10.0
 KEYS_LISTED_MAX = 100
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeyOutcome:
     """What one key's check found (picklable: it comes back from a worker)."""
 
@@ -85,7 +84,7 @@ def hashable_values(operations: Sequence[Operation]) -> list[Operation]:
         if type(op.value_in) in plain and type(op.value_out) in plain and type(op.key) in plain:
             continue  # the common case, without a hash per value
         if not (_hashable(op.value_in) and _hashable(op.value_out) and _hashable(op.key)):
-            out[i] = dataclasses.replace(
+            out[i] = replace(
                 op,
                 key=_deep_freeze(op.key),
                 value_in=_deep_freeze(op.value_in),

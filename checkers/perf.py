@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from checkers.history import Op, PairedEvent, pair_events
+from checkers.record import record
 
 FAULT_KINDS = ("partition", "loss", "pause", "kill", "clock", "disk", "corrupt")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FaultWindow:
     """A fault in force: from a ``start-<kind>`` completion to the next ``stop-<kind>`` completion.
 
@@ -35,9 +35,13 @@ class FaultWindow:
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@record(init=False)
 class LatencyPoint:
-    """One completed client op: when it was invoked and how long it took."""
+    """One completed client op: when it was invoked and how long it took.
+
+    Built through the slots' own descriptors, as :class:`~checkers.history.Op`
+    is: one per completed op, a million in a long history.
+    """
 
     invoke_ns: int
     latency_ns: int
@@ -45,6 +49,21 @@ class LatencyPoint:
     type: str
     process: int | str
     key: Any
+
+    def __init__(
+        self, invoke_ns: int, latency_ns: int, f: str, type: str, process: int | str, key: Any
+    ) -> None:
+        _lp_invoke_ns(self, invoke_ns)
+        _lp_latency_ns(self, latency_ns)
+        _lp_f(self, f)
+        _lp_type(self, type)
+        _lp_process(self, process)
+        _lp_key(self, key)
+
+
+_lp_invoke_ns, _lp_latency_ns, _lp_f, _lp_type, _lp_process, _lp_key = (
+    LatencyPoint.__dict__[name].__set__ for name in LatencyPoint.__slots__
+)
 
 
 def _nemesis_pairs(ops: Iterable[Op]) -> list[tuple[Op, Op]]:

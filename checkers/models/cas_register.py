@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from checkers.models.base import ILLEGAL, show
 from checkers.models.register import Register
+from checkers.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CasRegister(Register):
     """A :class:`~checkers.models.register.Register` plus ``cas [old new]``.
 

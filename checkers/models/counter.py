@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from checkers.models.base import ILLEGAL, UnsupportedOp, show
+from checkers.record import record
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Counter:
     """State is an integer starting at 0; reads must return it exactly."""
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from checkers.models.base import ILLEGAL, UnsupportedOp, show
+from checkers.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SetModel:
     """State is a frozenset; a read's value (a list) must equal it as a set."""
 

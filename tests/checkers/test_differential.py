@@ -64,7 +64,7 @@ def test_set_and_counter_models_match_brute_force() -> None:
 
 def _adapt(event, model_name: str, rng: random.Random):
     """Reads of a set/counter return a set/total instead of a register value."""
-    from dataclasses import replace
+    from checkers.record import replace
 
     if event.f != "read" or event.type != "ok":
         return event

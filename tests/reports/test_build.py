@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import shlex
@@ -10,6 +9,7 @@ from html import escape
 from pathlib import Path
 
 from checkers.history import Op, read_history
+from checkers.record import replace
 from reports.build import write_run_report
 from reports.index import write_index
 from tests.reports.handmade import partition_history, write_run
@@ -169,7 +169,7 @@ def test_a_cluster_the_run_found_unhealthy_is_called_never_recovered(tmp_path: P
     ]
     history = [
         *early,
-        *(dataclasses.replace(o, index=o.index + 2) for o in base[:13]),
+        *(replace(o, index=o.index + 2) for o in base[:13]),
         Op(15, base[12].time_ns + 5_000_000, 1, "invoke", "write", "b", 9),
         Op(16, base[12].time_ns + 40_000_000, 1, "info", "write", "b", 9),
     ]

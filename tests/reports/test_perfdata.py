@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
+from checkers.record import replace
 from reports.perfdata import bucket_for, prepare, window_label
 from tests.reports.handmade import MS, T0_NS, op, partition_history
 
@@ -42,7 +41,7 @@ def test_a_key_that_never_recovers_is_called_out() -> None:
     early = [op(0, -2, 5, "invoke", "write", "b", 8), op(1, -1, 5, "ok", "write", "b", 8, node="n1")]
     history = [
         *early,  # b was in use before the heal: only such keys count toward recovery
-        *(dataclasses.replace(o, index=o.index + 2) for o in partition_history()[:13]),
+        *(replace(o, index=o.index + 2) for o in partition_history()[:13]),
         op(15, 65, 1, "invoke", "write", "b", 9),
         op(16, 99, 1, "info", "write", "b", 9),
     ]
