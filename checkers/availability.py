@@ -16,10 +16,13 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 from checkers.history import Op
 from checkers.perf import fault_windows
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 WRITE_FS = frozenset({"write", "cas", "append", "add"})
 

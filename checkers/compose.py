@@ -8,7 +8,6 @@ found an anomaly; "unknown" is never rounded to true.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from checkers.availability import availability
 from checkers.history import GcPaused, Op, pair_events
@@ -16,6 +15,10 @@ from checkers.linearizable import Progress, check_linearizable
 from checkers.models import Model
 from checkers.perf import perf
 from checkers.stats import stats
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 LIST_APPEND = "list-append"  # the append workload's model: judged by checkers.append
 

@@ -24,10 +24,13 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Sequence
-from typing import Any
 
 from checkers.history import Operation
 from checkers.models.base import Model
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 END = 1 << 62
 

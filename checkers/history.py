@@ -22,13 +22,17 @@ import functools
 import gc
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
-from typing import IO, Any, Literal
 
 from checkers.record import record
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import IO, Any, Literal
+
+    Outcome = Literal["ok", "info"]
 
 OP_TYPES = ("invoke", "ok", "fail", "info")
 COMPLETION_TYPES = ("ok", "fail", "info")
@@ -37,8 +41,6 @@ FORMATS = ("jsonl", "edn", "porcupine")
 # How deep a value may nest (lists in lists). Real values are an [old new] pair or a
 # list of appended numbers; the bound keeps a hostile file from exhausting the stack.
 VALUE_DEPTH_MAX = 100
-
-Outcome = Literal["ok", "info"]
 
 
 class HistoryFormatError(ValueError):
@@ -185,9 +187,11 @@ class Op:
                 raise HistoryFormatError(
                     f"field {name!r} is missing (an op needs index, time_ns, process, type, f)"
                 )
-        unknown = set(d) - set(Op.__slots__)
+        unknown = set(d) - set(Op.__match_args__)
         if unknown:
-            raise HistoryFormatError(f"unknown field(s) {sorted(unknown)}; accepted: {list(Op.__slots__)}")
+            raise HistoryFormatError(
+                f"unknown field(s) {sorted(unknown)}; accepted: {list(Op.__match_args__)}"
+            )
         index, time_ns, process = d["index"], d["time_ns"], d["process"]
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise HistoryFormatError(f"field 'index' must be a non-negative integer, got {index!r}")
@@ -290,7 +294,7 @@ class Operation:
     _on_return_ns,
     _on_invoke_index,
     _on_complete_index,
-) = (Operation.__dict__[name].__set__ for name in Operation.__slots__)
+) = (Operation.__dict__[name].__set__ for name in Operation.__match_args__)
 
 
 PairedEvent = tuple[int, Op, int | None, Op | None]
@@ -402,7 +406,8 @@ class HistoryWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False) -> None:
-        from pathlib import Path  # here, not at the top: reading a history never needs it
+        import threading  # here, not at the top: reading a history never needs them
+        from pathlib import Path
 
         self.path = Path(path)
         self._fsync = fsync
@@ -702,7 +707,7 @@ def check_pairing(ops: Sequence[Op], lines: Sequence[int], path: str | os.PathLi
             )
 
 
-_FIELDS = frozenset(Op.__slots__)
+_FIELDS = frozenset(Op.__match_args__)
 _OP_TYPE_SET = frozenset(OP_TYPES)
 
 

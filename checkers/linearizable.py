@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import gc
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 from checkers.budget import INFINITY, Budget
 from checkers.fastpath import unique_register_check
@@ -33,7 +31,10 @@ from checkers.history import Op, Operation, PairedEvent, pair
 from checkers.models import Model, UnsupportedOp, get_model
 from checkers.record import record, replace
 
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
 if TYPE_CHECKING:
+    from typing import Any
+
     from checkers.search import SearchResult
 
 Progress = Callable[[str], None]  # takes one line of progress, e.g. "key=0 steps=2048 ..."
@@ -181,8 +182,9 @@ def _run_all(
     total_ops = sum(len(ops) for _, ops in keyed)
     workers = min(processes, len(keyed))
     small = workers <= 1 or total_ops < PARALLEL_OPS_MIN
-    if not small:
-        import multiprocessing  # only a history big enough to share out among processes needs it
+    if not small:  # only a history big enough to share out among processes needs these
+        import multiprocessing
+        import threading
     if (
         small
         or "fork" not in multiprocessing.get_all_start_methods()

@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from checkers.history import Op, PairedEvent, pair_events
 from checkers.record import record
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 FAULT_KINDS = ("partition", "loss", "pause", "kill", "clock", "disk", "corrupt")
 
@@ -62,7 +65,7 @@ class LatencyPoint:
 
 
 _lp_invoke_ns, _lp_latency_ns, _lp_f, _lp_type, _lp_process, _lp_key = (
-    LatencyPoint.__dict__[name].__set__ for name in LatencyPoint.__slots__
+    LatencyPoint.__dict__[name].__set__ for name in LatencyPoint.__match_args__
 )
 
 

@@ -13,30 +13,38 @@ stands in for ``dataclasses.replace``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform, overload
 
 _FIELDS = "__record_fields__"
 _DEFAULTS = "__record_defaults__"
 
 
-_C = TypeVar("_C", bound=type)
-_R = TypeVar("_R")
-
-
-@overload
-def record(cls: _C, *, init: bool = True) -> _C: ...
-@overload
-def record(cls: None = None, *, init: bool = True) -> Callable[[_C], _C]: ...
-@dataclass_transform(frozen_default=True)
-def record(cls: Any = None, *, init: bool = True) -> Any:
+def _record(cls: type | None = None, *, init: bool = True) -> object:
     """Class decorator: ``@record`` or ``@record(init=False)`` (the class defines ``__init__``)."""
 
-    def wrap(cls: Any) -> Any:
+    def wrap(cls: type) -> type:
         return _build(cls, init)
 
     return wrap if cls is None else wrap(cls)
+
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar, dataclass_transform, overload
+
+    _C = TypeVar("_C", bound=type)
+    _R = TypeVar("_R")
+
+    @overload
+    def record(cls: _C, *, init: bool = True) -> _C: ...
+    @overload
+    def record(cls: None = None, *, init: bool = True) -> Callable[[_C], _C]: ...
+    @dataclass_transform(frozen_default=True)
+    def record(cls: Any = None, *, init: bool = True) -> Any:
+        return _record(cls, init=init)
+else:
+    record = _record
 
 
 def replace(obj: _R, **changes: Any) -> _R:
@@ -46,7 +54,7 @@ def replace(obj: _R, **changes: Any) -> _R:
 
 def _rebuild(cls: type, values: tuple[object, ...]) -> object:
     """Unpickle a record: its fields set through the slots, with no ``__init__`` (it may validate)."""
-    obj = object.__new__(cls)
+    obj: object = object.__new__(cls)
     for name, value in zip(getattr(cls, _FIELDS), values, strict=True):
         object.__setattr__(obj, name, value)
     return obj
@@ -109,7 +117,7 @@ def _build(cls: type, init: bool) -> type:
             *(changes.get(name, value) for name, value in zip(fields, key(self), strict=True))
         )
 
-    methods = {
+    methods: dict[str, Any] = {
         "__eq__": __eq__,
         "__hash__": __hash__,
         "__repr__": __repr__,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from checkers.models.base import ILLEGAL, Model, UnsupportedOp
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 MODEL_NAMES = ("register", "cas-register", "set", "counter")
 

@@ -17,9 +17,14 @@ explanation.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
-from typing import Any, Protocol
 
 from checkers.history import HistoryFormatError
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # Model is never checked with isinstance: a plain base class does at run time
 
 
 class _Illegal:

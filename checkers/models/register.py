@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from checkers.models.base import ILLEGAL, UnsupportedOp, show
 from checkers.record import record
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @record

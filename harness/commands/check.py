@@ -15,9 +15,12 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 from core.errors import BadInput, exit_code_for_validity
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 ORDER = 50
 DEFAULT_TIME_LIMIT_S = 300.0
