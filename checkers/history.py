@@ -476,20 +476,26 @@ def _fast_decoder() -> tuple[Callable[[str], Any], tuple[type[Exception], ...]]:
     is the same as ever; one it accepts decodes to the same values (big integers
     stay integers). Returns the decode function and the exceptions of a refusal.
     """
+    from typing import Any
+
     import msgspec
 
-    class _Line(msgspec.Struct, forbid_unknown_fields=True):
-        index: int
-        time_ns: int
-        process: int | str
-        type: str
-        f: str
-        key: Any = None
-        value: Any = None
-        error: str | None = None
-        node: str | None = None
-
-    return msgspec.json.Decoder(_Line).decode, (msgspec.DecodeError, msgspec.ValidationError)
+    line = msgspec.defstruct(  # built here, not in a class body: its types are evaluated now
+        "_Line",
+        [
+            ("index", int),
+            ("time_ns", int),
+            ("process", int | str),
+            ("type", str),
+            ("f", str),
+            ("key", Any, None),
+            ("value", Any, None),
+            ("error", str | None, None),
+            ("node", str | None, None),
+        ],
+        forbid_unknown_fields=True,
+    )
+    return msgspec.json.Decoder(line).decode, (msgspec.DecodeError, msgspec.ValidationError)
 
 
 # Bytes per bulk decode: big enough that the per-call cost vanishes, small enough that the
@@ -506,7 +512,7 @@ def _bulk_decoder() -> tuple[Callable[[bytes], list[Any]], tuple[type[Exception]
     reader accepts with the same values. Anything else is refused and the file is read
     line by line, which names the bad line.
     """
-    from typing import Annotated
+    from typing import Annotated, Any, Literal
 
     import msgspec
 
