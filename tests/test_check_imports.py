@@ -44,6 +44,15 @@ NOT_NEEDED = (
     "checkers.models.counter",
     # argparse asks shutil (with bz2 and lzma) for the width of help it never prints
     "shutil",
+    # dataclasses brings inspect (ast, dis, tokenize); records are built by checkers.record
+    "dataclasses",
+    "inspect",
+    # annotations only: imported under TYPE_CHECKING
+    "typing",
+    # the history writer's lock and the worker pool's check, not a small check's
+    "threading",
+    "importlib.util",
+    "pathlib",
     # the run machinery and the heavy libraries of the other commands
     "docker",
     "paramiko",
