@@ -20,9 +20,13 @@ tuple subclass, so a writer can tell them apart); maps are ``dict``; sets are
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any
+import sys
+
+from checkers.record import record
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Keyword(str):
@@ -56,7 +60,7 @@ class EdnError(ValueError):
         self.column = column
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Located:
     """A top-level element with the line it starts on."""
 
@@ -162,6 +166,8 @@ def _atom(text: str, token: str, offset: int) -> Any:
         if _FLOAT.match(token):
             return float(token.rstrip("M"))
         if _RATIO.match(token):
+            from fractions import Fraction  # here: it imports decimal, and ratios are rare
+
             return Fraction(token)
         raise _error(text, f"bad number {token!r}", offset)
     return Symbol(token)
@@ -361,7 +367,8 @@ def dumps(value: Any) -> str:
         return str(value)
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, Fraction):
+    fractions = sys.modules.get("fractions")  # a Fraction exists only once its module is imported
+    if fractions is not None and isinstance(value, fractions.Fraction):
         return f"{value.numerator}/{value.denominator}"
     if isinstance(value, EdnList):
         return "(" + " ".join(dumps(v) for v in value) + ")"

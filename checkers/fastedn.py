@@ -32,9 +32,12 @@ import functools
 import json
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from checkers.history import OP_TYPES, Op
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 _KEYWORD = r":[A-Za-z][A-Za-z0-9*+!_?<>=./-]*+"
 _ATOM = rf"(?:nil|true|false|-?(?:0|[1-9][0-9]*+)|{_KEYWORD})"

@@ -18,10 +18,8 @@ otherwise its position.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable
-from typing import Any
 
 from checkers.edn import EdnError, EdnList, Keyword, Located, Symbol, dumps, load_elements, loads
 from checkers.fastedn import independent, read_regular
@@ -33,6 +31,10 @@ from checkers.history import (
     decode_torn_tail,
     warn_torn,
 )
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any
 
 _CLIENT_FS_WITH_TUPLES = ("read", "write", "cas", "append", "add")
 
@@ -158,8 +160,10 @@ def read_jepsen_edn_lines(path: str | os.PathLike[str]) -> tuple[list[Op], list[
     except EdnError as exc:
         elements = None
         if tail.lstrip().startswith("{") and exc.line == body.count("\n") + 1:
-            with contextlib.suppress(EdnError):
+            try:  # (not contextlib.suppress: contextlib is a share of a small check's start-up)
                 elements = load_elements(body)
+            except EdnError:
+                elements = None
         if elements is None:
             raise HistoryFormatError(
                 f"malformed EDN: {exc.reason} (column {exc.column})", path=path, line=exc.line

@@ -7,8 +7,8 @@ tokenize), and each decorated class compiles its generated methods with
 history. :func:`record` builds the same class from closures instead: the
 annotated fields in order (a base record's first), their defaults, slots,
 ``__init__`` (unless the class writes its own), ``__repr__``, ``__eq__`` and
-``__hash__`` over the fields, assignment refused, and pickling; :func:`replace`
-stands in for ``dataclasses.replace``.
+``__hash__`` over the fields, assignment refused (unless ``frozen=False``), and
+pickling; :func:`replace` stands in for ``dataclasses.replace``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ _FIELDS = "__record_fields__"
 _DEFAULTS = "__record_defaults__"
 
 
-def _record(cls: type | None = None, *, init: bool = True) -> object:
-    """Class decorator: ``@record`` or ``@record(init=False)`` (the class defines ``__init__``)."""
+def _record(cls: type | None = None, *, init: bool = True, frozen: bool = True) -> object:
+    """Class decorator: ``@record``, ``@record(init=False)`` (the class defines ``__init__``),
+    ``@record(frozen=False)`` (fields may be assigned; then, as a dataclass's, not hashable)."""
 
     def wrap(cls: type) -> type:
-        return _build(cls, init)
+        return _build(cls, init, frozen)
 
     return wrap if cls is None else wrap(cls)
 
@@ -37,12 +38,12 @@ if TYPE_CHECKING:
     _R = TypeVar("_R")
 
     @overload
-    def record(cls: _C, *, init: bool = True) -> _C: ...
+    def record(cls: _C, *, init: bool = True, frozen: bool = True) -> _C: ...
     @overload
-    def record(cls: None = None, *, init: bool = True) -> Callable[[_C], _C]: ...
+    def record(cls: None = None, *, init: bool = True, frozen: bool = True) -> Callable[[_C], _C]: ...
     @dataclass_transform(frozen_default=True)
-    def record(cls: Any = None, *, init: bool = True) -> Any:
-        return _record(cls, init=init)
+    def record(cls: Any = None, *, init: bool = True, frozen: bool = True) -> Any:
+        return _record(cls, init=init, frozen=frozen)
 else:
     record = _record
 
@@ -60,7 +61,7 @@ def _rebuild(cls: type, values: tuple[object, ...]) -> object:
     return obj
 
 
-def _build(cls: type, init: bool) -> type:
+def _build(cls: type, init: bool, frozen: bool) -> type:
     inherited: tuple[str, ...] = ()
     defaults: dict[str, object] = {}
     for base in reversed(cls.__mro__[1:]):
@@ -126,6 +127,9 @@ def _build(cls: type, init: bool) -> type:
         "__reduce__": __reduce__,
         "__record_replace__": __record_replace__,
     }
+    if not frozen:
+        del methods["__hash__"], methods["__setattr__"], methods["__delattr__"]
+        body.setdefault("__hash__", None)  # equal by value yet mutable: unhashable, as a dataclass
     if init and "__init__" not in body:
         methods["__init__"] = _init(qualname, fields, defaults)
     for name, method in methods.items():

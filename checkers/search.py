@@ -45,17 +45,19 @@ branch reached) names the first op that cannot be linearized.
 from __future__ import annotations
 
 import bisect
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
 
 from checkers.budget import INFINITY, Budget
 from checkers.history import Operation
 from checkers.models.base import ILLEGAL, Model
 from checkers.models.cas_register import CasRegister
 from checkers.models.register import Register
+from checkers.record import record
+
+TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 # Op kinds whose step the search inlines for the register models (GENERIC: call model.step).
 READ, WRITE, CAS, GENERIC = 0, 1, 2, 3
@@ -67,7 +69,7 @@ CHECK_EVERY_STEPS = 2048
 PROGRESS_EVERY_S = 2.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SearchResult:
     """The outcome for one key.
 
@@ -88,7 +90,7 @@ class SearchResult:
     info_ops: int = 0
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Prepared:
     ok_ops: list[Operation]
     info_ops: list[Operation]  # kept, sorted by call
@@ -214,7 +216,7 @@ def prepare(model: Model, operations: Sequence[Operation]) -> _Prepared:
     return _Prepared(ok_ops, candidates, [expire[op.id] for op in candidates], dropped)
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Alive:
     """Which open-ended ops may be placed while a given return is the first pending one (point 3-4).
 
@@ -259,6 +261,8 @@ def _alive_index(prepared: _Prepared, return_positions: list[int]) -> _Alive:
 def _zobrist(count: int) -> list[int]:
     if count <= 128:
         return [1 << i for i in range(count)]
+    import random  # here: its import is a share of a small check's start-up
+
     rng = random.Random(0x5EED_C4EC)  # fixed: the same history always searches the same way
     return [rng.getrandbits(128) for _ in range(count)]
 

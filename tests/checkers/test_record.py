@@ -60,3 +60,17 @@ def test_pickle_and_copy_round_trip_without_calling_init() -> None:
     for clone in (pickle.loads(pickle.dumps(op)), copy.copy(op), copy.deepcopy(op)):
         assert clone == op and type(clone) is Op
     assert pickle.loads(pickle.dumps(CasRegister(initial=5))) == CasRegister(initial=5)
+
+
+@record(frozen=False)
+class _Cell:
+    value: int
+    hits: int = 0
+
+
+def test_a_mutable_record_takes_assignment_and_is_not_hashable() -> None:
+    cell = _Cell(1)
+    cell.hits += 1
+    assert cell == _Cell(1, 1)
+    with pytest.raises(TypeError):
+        hash(cell)
