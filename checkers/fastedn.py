@@ -417,6 +417,17 @@ def _match_each(lines: list[str], templates: list[_Template]) -> list[list[str]]
     return [list(column) for column in zip(*rows, strict=True)]
 
 
+# The first text a process reads is read line by line below this many characters:
+# compiling a line template costs more than it saves on one small file (callgrind, one
+# `ratchet check` each: a 1 KB Knossos file 173 M instructions with the template, 141 M
+# without; 14 KB 186 M / 160 M; even at 75 KB). Later texts use templates whatever their
+# size: re keeps the compiled patterns, so a process reading many files (the 84 Knossos
+# files in one process: 1.37 G instructions read by template, 1.79 G line by line)
+# compiles each shape once.
+TEMPLATE_TEXT_MIN = 64 << 10
+_texts_read = 0
+
+
 def read_regular(text: str) -> tuple[list[Op], list[int]] | None:
     """Ops (``[k v]`` values split by key when the history is independent) and the line
     each map is on, or None when ``text`` is not of the regular shape.
@@ -426,7 +437,10 @@ def read_regular(text: str) -> tuple[list[Op], list[int]] | None:
     """
     if ";" in text and '"' not in text and "\\" not in text:
         text = _COMMENT.sub("", text)
-    by_template = _read_by_template(text)
+    global _texts_read
+    _texts_read += 1
+    templates = _texts_read > 1 or len(text) >= TEMPLATE_TEXT_MIN
+    by_template = _read_by_template(text) if templates else None
     if by_template is not None:
         return by_template
     found = _read_line_by_line(text)
