@@ -8,7 +8,9 @@
 
 Corpus: every file in tests/data/corpus/MANIFEST.tsv read and checked (all
 checkers, as ``ratchet check`` does) in this one process; total, median, max,
-the slowest five with their op counts, and whether each verdict matched.
+the slowest five with their op counts, and whether each verdict matched. Then
+each folder again with one ``ratchet check`` process per file (as a directory
+of logs is checked from a shell loop): total wall and CPU seconds.
 
 Generated: linearizable histories (unique values, 8 keys, 10 processes, 5%
 info) written as history.jsonl, then read and checked (every checker, as
@@ -94,6 +96,38 @@ def bench_corpus() -> None:
         f"  knossos: {len(knossos)} EDN files read and checked in {sum(t for t, _ in knossos) * 1e3:.0f} ms "
         f"(reading alone, again: {read_s * 1e3:.0f} ms)"
     )
+    bench_corpus_processes(rows)
+
+
+def bench_corpus_processes(rows: list[dict[str, str]]) -> None:
+    """Each corpus folder checked as a directory of logs is: one `ratchet check` process per file."""
+    ratchet = Path(sys.executable).with_name("ratchet")
+    if not ratchet.is_file():
+        print(f"  one process per file: no `ratchet` console script beside {sys.executable}")
+        return
+    folders: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        folders.setdefault(row["file"].split("/")[0], []).append(row)
+    for folder, members in folders.items():
+        wrong = 0
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.perf_counter()
+        for row in members:
+            proc = subprocess.run(
+                [str(ratchet), "check", str(CORPUS / row["file"])],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            )
+            wrong += (proc.returncode == 0) != (row["expected"] == "linearizable")
+        wall = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        print(
+            f"  {folder}: {len(members)} files, one `ratchet check` each: {wall:.2f} s wall, {cpu:.2f} CPU-s "
+            f"({cpu / len(members) * 1e3:.0f} ms a file); verdicts wrong: {wrong}; load {os.getloadavg()[0]:.1f}"
+        )
 
 
 def write_generated(path: Path, op_count: int, cas_fraction: float) -> float:
