@@ -33,7 +33,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 
-from checkers.history import OP_TYPES, Op
+from checkers.history import OP_TYPES, Op, ops_from_columns
 
 TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
 if TYPE_CHECKING:
@@ -393,7 +393,7 @@ def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
     keys: list[Any] = [None] * len(values)
     if independent(processes, types, fs, values):
         keys, values = split_keys(processes, values)
-    ops = list(map(Op, range(len(values)), times, processes, types, fs, keys, values, errors, nodes))
+    ops = ops_from_columns(range(len(values)), times, processes, types, fs, keys, values, errors, nodes)
     return ops, [number + 1 for number in content]
 
 

@@ -138,6 +138,39 @@ def test_jsonl_bulk_decoding_in_chunks_matches_line_by_line(
         assert history._read_jsonl_bulk(tmp_path / f"{refused}.jsonl") is None
 
 
+def test_jsonl_bulk_decoding_freezes_arrays_at_every_depth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk decoder gives arrays as tuples; one holding an array is frozen all the way down,
+    and an array inside a map stays a list, as field by field."""
+    values = [
+        [1, 2],
+        [1, [2, [3, []]]],
+        [[1], {"a": [1, [2]]}],
+        {"k": [1]},
+        [{"k": [[1]]}, 2],
+        [],
+        [[]],
+        "s",
+        2**70,
+    ]
+    text = "".join(
+        json.dumps(
+            {"index": i, "time_ns": i, "process": 0, "type": "ok", "f": "write", "key": v, "value": v},
+            separators=(",", ":"),
+        )
+        + "\n"
+        for i, v in enumerate(values)
+    )
+    path = tmp_path / "nested.jsonl"
+    path.write_text(text, encoding="utf-8")
+    bulk = history._read_jsonl_bulk(path)
+    assert bulk is not None
+    assert bulk == _general(path, monkeypatch)
+    assert bulk[0][1].value == (1, (2, (3, ()))) and bulk[0][2].key == ((1,), {"a": [1, [2]]})
+    assert bulk[0][4].value == ({"k": [[1]]}, 2) and bulk[0][6].value == ((),)
+
+
 # --- Jepsen EDN: the regular-shape reader against the general reader ---------------------------
 
 
