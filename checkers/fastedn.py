@@ -246,7 +246,7 @@ def _template_for(line: str) -> _Template | None:
 def _table(column: Sequence[str], convert: Callable[[str], Any]) -> list[Any]:
     """``column`` converted through a table of its distinct texts (few: processes, types, names)."""
     table = {text: convert(text) for text in set(column)}
-    return [table[text] for text in column]
+    return list(map(table.__getitem__, column))
 
 
 def _process(text: str) -> int | str:
@@ -274,10 +274,18 @@ def _optional_name(text: str) -> str | None:
     return None if text == "" else _name_or_none(text)
 
 
-def _times(column: Sequence[str], first: int) -> list[int]:
+def _times(column: Sequence[str], first: int, bulk: bool = False) -> list[int]:
     """``:time`` when an integer, else the op's position (as the line-by-line path does)."""
+    text = "[" + ",".join(column) + "]"
+    if bulk:
+        try:
+            times = _integers_decoder()(text)
+        except ValueError:
+            times = None
+        if times is not None and len(times) == len(column):
+            return times
     try:
-        times = json.loads("[" + ",".join(column) + "]")
+        times = json.loads(text)
     except ValueError:
         times = None
     if times is not None and len(times) == len(column) and all(type(t) is int for t in times):
@@ -295,7 +303,7 @@ def _values(
     nil by null gives JSON that means the same, or JSON that does not parse (two
     separators in a row, a tab): then one value at a time.
     """
-    joined = ",".join(text or "nil" for text in column)
+    joined = ",".join(column if "" not in column else [text or "nil" for text in column])
     if ":" not in joined:
         text = "[" + joined.replace(" ", ",").replace("nil", "null") + "]"
         try:
@@ -332,6 +340,22 @@ def _tuple_decoder() -> Callable[[str], list[Any]]:
     return run
 
 
+@functools.cache
+def _integers_decoder() -> Callable[[str], list[int]]:
+    """msgspec's JSON decoder of a list of integers (any size; a bool or a float is refused)."""
+    import msgspec
+
+    decode = msgspec.json.Decoder(list[int]).decode
+
+    def run(text: str) -> list[int]:
+        try:
+            return decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(str(exc)) from None
+
+    return run
+
+
 BULK_VALUES_LINES_MIN = 20_000  # below this the standard library's decoder is as fast as importing msgspec
 
 
@@ -339,8 +363,14 @@ def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
     """Ops (split by key when independent) and line numbers; None when a template does not fit."""
     lines = text.split("\n")
     blank = _BLANK.fullmatch
-    # (a map's line starts with its brace, or one space and it in Knossos's vector: no regex for those)
-    content = [n for n, line in enumerate(lines) if line[:1] == "{" or line[:2] == " {" or not blank(line)]
+    if text[:1] == "{" and text.count("\n{") == len(lines) - 1 - (lines[-1] == ""):
+        # every line starts a map (Jepsen's shape) but maybe the last, empty one after the final newline
+        content = list(range(len(lines) - (lines[-1] == "")))
+    else:
+        # (a map's line starts with its brace, or one space and it in Knossos's vector: no regex for those)
+        content = [
+            n for n, line in enumerate(lines) if line[:1] == "{" or line[:2] == " {" or not blank(line)
+        ]
     if not content:
         return None
     first, last = content[0], content[-1]
@@ -368,17 +398,19 @@ def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
     try:
         for start in range(0, len(content), CHUNK_LINES):
             numbers = content[start : start + CHUNK_LINES]
-            rows = templates[0].findall("\n".join([lines[n] for n in numbers]))
+            contiguous = numbers[-1] - numbers[0] == len(numbers) - 1
+            chunk_lines = lines[numbers[0] : numbers[-1] + 1] if contiguous else [lines[n] for n in numbers]
+            rows = templates[0].findall("\n".join(chunk_lines))
             if len(rows) == len(numbers):
-                chunk = [list(column) for column in zip(*rows, strict=True)]
+                chunk = list(zip(*rows, strict=True))
                 ordered = [chunk[i] for i in templates[0].fields]
             else:
-                got = _match_each([lines[n] for n in numbers], templates)
+                got = _match_each(chunk_lines, templates)
                 if got is None:
                     return None
                 ordered = got
             times, types, processes, fs, values, errors, nodes = ordered
-            columns[0] += _times(times, start)
+            columns[0] += _times(times, start, decode is not None)
             columns[1] += _table(types, _op_type)
             columns[2] += _table(processes, _process)
             columns[3] += _table(fs, _f)

@@ -338,6 +338,30 @@ def test_edn_templates_take_several_key_orders_keywords_and_missing_times(
     assert ops[3].value == ("n1", "n2") and ops[3].error == "x" and ops[4].node == "n1"
 
 
+@pytest.mark.parametrize("odd_time", ["", "1180591620717411303424", "-7", "true", "nil", ":t", "[2]"])
+def test_edn_time_columns_decoded_in_bulk_match_the_general_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, odd_time: str
+) -> None:
+    """Every line starting a map (one slice per chunk), times decoded by msgspec: an odd one
+    (a big integer, a bool, nil, a keyword, a vector) is read as the general reader reads it."""
+    lines = [
+        f"{{:index {i}, :time {10 * i}, :type :invoke, :process {i}, :f :read, :value nil}}" for i in range(6)
+    ]
+    if odd_time:
+        lines[3] = lines[3].replace(":time 30", f":time {odd_time}")
+    text = "\n".join(lines) + "\n"
+    path = tmp_path / "h.edn"
+    path.write_text(text, encoding="utf-8")
+    for chunk_lines in (2, 50_000):
+        with monkeypatch.context() as patch:
+            patch.setattr(fastedn, "CHUNK_LINES", chunk_lines)
+            patch.setattr(fastedn, "BULK_VALUES_LINES_MIN", 0)
+            taken = fastedn._read_by_template(text)
+            assert taken is not None
+            assert _edn_outcome(path) == taken == _edn_general(path, monkeypatch)
+    assert taken[0][3].time_ns == (int(odd_time) if odd_time[1:].isdigit() else 3 if odd_time else 30)
+
+
 def test_edn_regular_reader_takes_jepsen_and_knossos_shapes_and_matches_on_the_corpus(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
