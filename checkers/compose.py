@@ -65,11 +65,18 @@ def _check_history(
 ) -> dict[str, Any]:
     events = pair_events(ops)  # one pairing pass, shared
     checkers: dict[str, dict[str, Any]] = {}
+    others: dict[str, dict[str, Any]] = {}
+
+    def run_others() -> None:
+        others["stats"] = stats(ops)
+        others["perf"] = perf(ops, bucket_ns=bucket_ns, events=events)
+        others["availability"] = availability(ops, require_recovery=require_recovery)
+
     if model == LIST_APPEND:
         from checkers.append import check_append  # imported for append histories only
 
         checkers["append"] = check_append(ops, events=events)
-    else:
+    else:  # the others run while the search's workers do, when it has some
         checkers["linearizable"] = check_linearizable(
             ops,
             model=model,
@@ -77,10 +84,9 @@ def _check_history(
             memory_mb=memory_mb,
             events=events,
             progress=progress,
+            meanwhile=run_others,
         )
-    checkers |= {
-        "stats": stats(ops),
-        "perf": perf(ops, bucket_ns=bucket_ns, events=events),
-        "availability": availability(ops, require_recovery=require_recovery),
-    }
+    if not others:
+        run_others()
+    checkers |= others
     return {"valid": combine_validity(c["valid"] for c in checkers.values()), "checkers": checkers}

@@ -177,6 +177,7 @@ def _run_all(
     memory_mb: float,
     processes: int,
     progress: Progress | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> list[KeyOutcome]:
     global _FORKED_WORK
     total_ops = sum(len(ops) for _, ops in keyed)
@@ -191,14 +192,20 @@ def _run_all(
         or threading.active_count() > 1  # forking a threaded process can deadlock the child on a held lock
     ):
         budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb)
-        return [check_key(model, key, ops, budget, progress) for key, ops in keyed]
+        outcomes = [check_key(model, key, ops, budget, progress) for key, ops in keyed]
+        if meanwhile is not None:
+            meanwhile()
+        return outcomes
     _FORKED_WORK = (model, keyed, Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers), progress)
     # Frozen objects are never scanned by the children's garbage collector, so the
     # pages the history lives on stay shared instead of being copied into each worker.
     gc.freeze()
     try:
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            return list(pool.imap(_check_forked, range(len(keyed)), chunksize=1))
+            outcomes = pool.imap(_check_forked, range(len(keyed)), chunksize=1)
+            if meanwhile is not None:
+                meanwhile()  # this process's own share while the workers search
+            return list(outcomes)
     finally:
         gc.unfreeze()
         _FORKED_WORK = None
@@ -226,10 +233,15 @@ def check_linearizable(
     counterexample_time_s: float = COUNTEREXAMPLE_TIME_S,
     events: list[PairedEvent] | None = None,
     progress: Progress | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> dict[str, Any]:
     """The ``linearizable`` entry of results.json (contracts §5).
 
     ``progress`` takes a long search's progress lines (default: the logger).
+
+    ``meanwhile`` (the caller's other checkers) is called once: while worker
+    processes search, when they do, so the two cores share that work too; else
+    after the search. Its time is not counted in ``seconds``.
 
     ``events`` is ``pair_events(ops)`` when the caller already has it (it is the
     costly pass over a long history, and the perf checker needs it too).
@@ -244,6 +256,15 @@ def check_linearizable(
     operations = hashable_values(operations)
     keyed = list(split_by_key(operations).items())
     deadline_s = INFINITY if time_limit_s is None else started + time_limit_s
+    meanwhile_s = 0.0
+
+    def timed_meanwhile() -> None:
+        nonlocal meanwhile_s
+        assert meanwhile is not None
+        begun = time.monotonic()
+        meanwhile()
+        meanwhile_s = time.monotonic() - begun
+
     outcomes = _run_all(
         the_model,
         keyed,
@@ -251,6 +272,7 @@ def check_linearizable(
         memory_mb=memory_mb,
         processes=processes or os.cpu_count() or 1,
         progress=progress,
+        meanwhile=None if meanwhile is None else timed_meanwhile,
     )
     valid = _combine([o.valid for o in outcomes])
     entry: dict[str, Any] = {
@@ -279,7 +301,7 @@ def check_linearizable(
         if not failed:
             entry["key"] = _key_json(unknown[0].key)
             entry["reason"] = unknown[0].result.reason if unknown[0].result else unknown[0].method
-    entry["seconds"] = round(time.monotonic() - started, 3)
+    entry["seconds"] = round(time.monotonic() - started - meanwhile_s, 3)
     return entry
 
 

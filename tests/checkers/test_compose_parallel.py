@@ -45,3 +45,34 @@ def test_check_history_composes_every_checker() -> None:
     assert results["valid"] is True
     assert set(results["checkers"]) == {"linearizable", "stats", "perf", "availability"}
     assert all(entry["valid"] is True for entry in results["checkers"].values())
+
+
+def test_the_other_checkers_run_once_while_the_workers_search_and_give_what_they_give_alone() -> None:
+    """check_history runs stats, perf and availability while the search's workers run (or after a
+    search in this process): once, with the same results either way, in the same order."""
+    import os
+
+    from checkers import linearizable
+
+    ops = linearizable_history(random.Random(12), op_count=PARALLEL_OPS_MIN + 2_000, keys=4, cas_fraction=0.3)
+    calls: list[int] = []
+    for processes in (2, 1):
+        entry = check_linearizable(ops, processes=processes, meanwhile=lambda: calls.append(os.getpid()))
+        assert entry["valid"] is True
+    assert calls == [os.getpid(), os.getpid()]  # once per check, in this process
+
+    pooled = check_history(ops)
+    saved = linearizable.PARALLEL_OPS_MIN
+    try:
+        linearizable.PARALLEL_OPS_MIN = 1 << 62  # every key searched here, the others after
+        alone = check_history(ops)
+    finally:
+        linearizable.PARALLEL_OPS_MIN = saved
+    assert (
+        list(pooled["checkers"])
+        == list(alone["checkers"])
+        == ["linearizable", "stats", "perf", "availability"]
+    )
+    for name in ("stats", "perf", "availability"):
+        assert pooled["checkers"][name] == alone["checkers"][name]
+    assert pooled["valid"] is alone["valid"] is True
