@@ -361,16 +361,13 @@ BULK_VALUES_LINES_MIN = 20_000  # below this the standard library's decoder is a
 
 def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
     """Ops (split by key when independent) and line numbers; None when a template does not fit."""
+    lines_count = text.count("\n") + (not text.endswith("\n"))
+    if text[:1] == "{" and text.count("\n{") == lines_count - 1:
+        return _read_maps_by_template(text, lines_count)
     lines = text.split("\n")
     blank = _BLANK.fullmatch
-    if text[:1] == "{" and text.count("\n{") == len(lines) - 1 - (lines[-1] == ""):
-        # every line starts a map (Jepsen's shape) but maybe the last, empty one after the final newline
-        content = list(range(len(lines) - (lines[-1] == "")))
-    else:
-        # (a map's line starts with its brace, or one space and it in Knossos's vector: no regex for those)
-        content = [
-            n for n, line in enumerate(lines) if line[:1] == "{" or line[:2] == " {" or not blank(line)
-        ]
+    # (a map's line starts with its brace, or one space and it in Knossos's vector: no regex for those)
+    content = [n for n, line in enumerate(lines) if line[:1] == "{" or line[:2] == " {" or not blank(line)]
     if not content:
         return None
     first, last = content[0], content[-1]
@@ -391,42 +388,92 @@ def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
     template = _template_for(lines[content[0]])
     if template is None:
         return None
-    templates = [template]
-    columns: list[list[Any]] = [[] for _ in _FIELDS]
-    decode = _tuple_decoder() if len(content) >= BULK_VALUES_LINES_MIN else None
-    memo: dict[str, Any] = {}
+    reading = _Columns(template, len(content) >= BULK_VALUES_LINES_MIN)
     try:
         for start in range(0, len(content), CHUNK_LINES):
             numbers = content[start : start + CHUNK_LINES]
             contiguous = numbers[-1] - numbers[0] == len(numbers) - 1
             chunk_lines = lines[numbers[0] : numbers[-1] + 1] if contiguous else [lines[n] for n in numbers]
-            rows = templates[0].findall("\n".join(chunk_lines))
-            if len(rows) == len(numbers):
-                chunk = list(zip(*rows, strict=True))
-                ordered = [chunk[i] for i in templates[0].fields]
-            else:
-                got = _match_each(chunk_lines, templates)
-                if got is None:
-                    return None
-                ordered = got
-            times, types, processes, fs, values, errors, nodes = ordered
-            columns[0] += _times(times, start, decode is not None)
-            columns[1] += _table(types, _op_type)
-            columns[2] += _table(processes, _process)
-            columns[3] += _table(fs, _f)
-            columns[4] += _values(values, memo, decode)
-            columns[5] += _table(errors, _optional_name)
-            columns[6] += _table(nodes, _optional_name)
+            if not reading.add("\n".join(chunk_lines), len(numbers), start, lambda lines=chunk_lines: lines):
+                return None
     except _Irregular:
         return None
-    times, types, processes, fs, values, errors, nodes = columns
-    if any(len(column) != len(content) for column in columns):
-        raise AssertionError("a column lost or gained rows")  # never: each converter keeps its length
-    keys: list[Any] = [None] * len(values)
-    if independent(processes, types, fs, values):
-        keys, values = split_keys(processes, values)
-    ops = ops_from_columns(range(len(values)), times, processes, types, fs, keys, values, errors, nodes)
-    return ops, [number + 1 for number in content]
+    return reading.ops(len(content)), [number + 1 for number in content]
+
+
+# Characters per chunk when every line is a map: about CHUNK_LINES of Jepsen's lines.
+CHUNK_CHARS = 4 << 20
+
+
+def _read_maps_by_template(text: str, lines_count: int) -> tuple[list[Op], list[int]] | None:
+    """Jepsen's shape, every line a map: chunks are slices of the text, cut after a newline
+    (no list of the lines, no joining them again)."""
+    end_of_first = text.find("\n")
+    template = _template_for(text if end_of_first < 0 else text[:end_of_first])
+    if template is None:
+        return None
+    reading = _Columns(template, lines_count >= BULK_VALUES_LINES_MIN)
+    position = start = 0
+    try:
+        while position < len(text):
+            end = text.find("\n", position + CHUNK_CHARS - 1)
+            end = len(text) if end < 0 else end + 1
+            chunk = text[position:end]
+            count = chunk.count("\n") + (not chunk.endswith("\n"))
+            if not reading.add(
+                chunk, count, start, lambda chunk=chunk, count=count: chunk.split("\n")[:count]
+            ):
+                return None
+            position, start = end, start + count
+    except _Irregular:
+        return None
+    return reading.ops(lines_count), list(range(1, lines_count + 1))
+
+
+class _Columns:
+    """The columns of the ops read so far, chunk by chunk, and the templates met."""
+
+    __slots__ = ("columns", "decode", "memo", "templates")
+
+    def __init__(self, template: _Template, bulk: bool) -> None:
+        self.templates = [template]
+        self.columns: list[list[Any]] = [[] for _ in _FIELDS]
+        self.decode = _tuple_decoder() if bulk else None
+        self.memo: dict[str, Any] = {}
+
+    def add(self, chunk: str, count: int, start: int, chunk_lines: Callable[[], list[str]]) -> bool:
+        """Read ``count`` lines (``chunk``, the first being line ``start`` of the maps) with the
+        first template in one findall, else line by line; False when a line fits no template."""
+        templates = self.templates
+        rows = templates[0].findall(chunk)
+        if len(rows) == count:
+            by_group = list(zip(*rows, strict=True))
+            ordered = [by_group[i] for i in templates[0].fields]
+        else:
+            got = _match_each(chunk_lines(), templates)
+            if got is None:
+                return False
+            ordered = got
+        times, types, processes, fs, values, errors, nodes = ordered
+        columns = self.columns
+        columns[0] += _times(times, start, self.decode is not None)
+        columns[1] += _table(types, _op_type)
+        columns[2] += _table(processes, _process)
+        columns[3] += _table(fs, _f)
+        columns[4] += _values(values, self.memo, self.decode)
+        columns[5] += _table(errors, _optional_name)
+        columns[6] += _table(nodes, _optional_name)
+        return True
+
+    def ops(self, count: int) -> list[Op]:
+        """The ops (``[k v]`` values split by key when the history is independent)."""
+        times, types, processes, fs, values, errors, nodes = self.columns
+        if any(len(column) != count for column in self.columns):
+            raise AssertionError("a column lost or gained rows")  # never: each converter keeps its length
+        keys: list[Any] = [None] * len(values)
+        if independent(processes, types, fs, values):
+            keys, values = split_keys(processes, values)
+        return ops_from_columns(range(len(values)), times, processes, types, fs, keys, values, errors, nodes)
 
 
 def _match_each(lines: list[str], templates: list[_Template]) -> list[list[str]] | None:

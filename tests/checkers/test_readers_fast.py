@@ -263,6 +263,7 @@ def test_edn_regular_reader_matches_the_general_reader(
     separator=st.sampled_from([", ", " ", ",", " ,  "]),
     wrapped=st.booleans(),
     chunk_lines=st.sampled_from([1, 2, 3, 50_000]),
+    chunk_chars=st.sampled_from([1, 50, 97, 4 << 20]),
     bulk_values=st.booleans(),
 )
 def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
@@ -272,9 +273,11 @@ def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
     separator: str,
     wrapped: bool,
     chunk_lines: int,
+    chunk_chars: int,
     bulk_values: bool,
 ) -> None:
-    """Templates per key order, in chunks of any size, values decoded by json or msgspec: the same ops."""
+    """Templates per key order, in chunks of any size (lines, or slices of the text when every
+    line is a map), values decoded by json or msgspec: the same ops."""
     text = "\n".join(_map_text(m, separator) for m in maps)
     if wrapped:
         text = "[" + text + "]"
@@ -282,6 +285,7 @@ def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
     path.write_text(text + "\n", encoding="utf-8")
     with monkeypatch.context() as patch:
         patch.setattr(fastedn, "CHUNK_LINES", chunk_lines)
+        patch.setattr(fastedn, "CHUNK_CHARS", chunk_chars)
         patch.setattr(fastedn, "BULK_VALUES_LINES_MIN", 0 if bulk_values else 1 << 62)
         by_template = fastedn._read_by_template(text + "\n")
         outcome = _edn_outcome(path)
@@ -355,6 +359,7 @@ def test_edn_time_columns_decoded_in_bulk_match_the_general_reader(
     for chunk_lines in (2, 50_000):
         with monkeypatch.context() as patch:
             patch.setattr(fastedn, "CHUNK_LINES", chunk_lines)
+            patch.setattr(fastedn, "CHUNK_CHARS", 40 * chunk_lines)
             patch.setattr(fastedn, "BULK_VALUES_LINES_MIN", 0)
             taken = fastedn._read_by_template(text)
             assert taken is not None
