@@ -67,7 +67,7 @@ def provision(kind: str, repeat: int) -> tuple[list[float], list[float], list[fl
 
 
 def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str, float]:
-    from checkers.history import HistoryWriter, read_history
+    from checkers.history import read_history
     from clusters.local import LocalCluster
     from core.scenario import NemesisSpec, WorkloadSpec
     from harness.runner import Recorder, Runner
@@ -84,7 +84,7 @@ def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str
         endpoints=cluster.endpoints(),
         rng=__import__("random").Random(1),
     )
-    recorder = Recorder(HistoryWriter(workdir / "history.jsonl"))
+    recorder = Recorder(workdir / "history.jsonl")
     spec = WorkloadSpec(rate_hz=0.0, keys=8)
     runner = Runner(
         system=system,

@@ -61,9 +61,19 @@ def seconds_to_ns(seconds: float) -> int:
     return round(seconds * NS_PER_S)
 
 
+# keep -> (threads, threads as a set, the threads keep accepts, the same as a set): what
+# Context.restrict worked out for the last ``threads`` tuple it saw with that ``keep``. The runner
+# and simulate() pass the same tuple object for every context of a run, so the filter runs once.
+_RESTRICT_MEMO: dict[Any, tuple[tuple[Thread, ...], frozenset[Thread], tuple[Thread, ...], frozenset[Thread]]] = {}
+_RESTRICT_MEMO_MAX = 256
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What a generator may look at: time, threads in scope and their state."""
+    """What a generator may look at: time, threads in scope and their state.
+
+    ``workers`` must not change after the context is made (pass a copy).
+    """
 
     time_ns: int
     threads: tuple[Thread, ...]
@@ -72,13 +82,48 @@ class Context:
     rng: random.Random = field(compare=False, repr=False)
 
     def restrict(self, keep: Callable[[Thread], bool]) -> Context:
-        threads = tuple(t for t in self.threads if keep(t))
-        return replace(self, threads=threads, free=frozenset(t for t in self.free if keep(t)))
+        """The threads ``keep`` accepts (``keep`` must be a pure function of the thread).
+
+        Runs once per op per scope in the interpreter, so the filtering of the
+        (unchanging) thread tuple is remembered, and the free threads are one set
+        intersection.
+        """
+        try:
+            memo = _RESTRICT_MEMO.get(keep)
+        except TypeError:  # an unhashable keep: filter every time
+            memo = None
+            hashable = False
+        else:
+            hashable = True
+        if memo is None or memo[0] is not self.threads:
+            kept = tuple(t for t in self.threads if keep(t))
+            memo = (self.threads, frozenset(self.threads), kept, frozenset(kept))
+            if hashable:
+                if len(_RESTRICT_MEMO) >= _RESTRICT_MEMO_MAX:
+                    _RESTRICT_MEMO.clear()
+                _RESTRICT_MEMO[keep] = memo
+        _, all_threads, threads, kept_set = memo
+        free = self.free
+        free = free & kept_set if free <= all_threads else frozenset(t for t in free if keep(t))
+        return Context(self.time_ns, threads, free, self.workers, self.rng)
 
     def thread_of(self, process: Process | None) -> Thread | None:
         for thread, proc in self.workers.items():
             if proc == process:
                 return thread
+        return None
+
+    def first_free(self) -> Thread | None:
+        """The first free thread in ``threads`` order, or None."""
+        free = self.free
+        if not free:
+            return None
+        if len(free) == 1:  # the usual case under load: the thread whose op just completed
+            (only,) = free
+            return only if only in self.threads else None
+        for t in self.threads:
+            if t in free:
+                return t
         return None
 
     def free_threads(self) -> list[Thread]:
@@ -92,10 +137,10 @@ def fill_in(operation: Op, ctx: Context) -> Op | _Pending:
     """Give an op its missing process (the first free thread's), type and time."""
     filled = dict(operation)
     if "process" not in filled:
-        free = ctx.free_threads()
-        if not free:
+        first = ctx.first_free()
+        if first is None:
             return PENDING
-        filled["process"] = ctx.workers[free[0]]
+        filled["process"] = ctx.workers[first]
     filled.setdefault("type", "invoke")
     filled.setdefault("time_ns", ctx.time_ns)
     return filled
@@ -136,6 +181,15 @@ def update(gen: Any, ctx: Context, event: Op) -> Any:
     return gen
 
 
+def _update_all(gens: tuple[Any, ...], ctx: Context, event: Op) -> tuple[Any, ...]:
+    """Each of ``gens`` told about ``event``; the same tuple when none of them changed."""
+    updated = tuple(update(g, ctx, event) for g in gens)
+    for old, new in zip(gens, updated, strict=True):
+        if old is not new:
+            return updated
+    return gens
+
+
 def _event_in(ctx: Context, event: Op) -> bool:
     thread = ctx.thread_of(event.get("process"))
     return thread is not None and thread in ctx.threads
@@ -165,7 +219,9 @@ class Seq(Generator):
     def update(self, ctx: Context, event: Op) -> Any:
         if not self.gens:
             return self
-        return Seq((update(self.gens[0], ctx, event), *self.gens[1:]))
+        first = self.gens[0]
+        updated = update(first, ctx, event)
+        return self if updated is first else Seq((updated, *self.gens[1:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +264,8 @@ class Synchronize(Generator):
         return operation, Synchronize(nxt, synced=True)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Synchronize(update(self.gen, ctx, event), self.synced)
+        updated = update(self.gen, ctx, event)
+        return self if updated is self.gen else Synchronize(updated, self.synced)
 
 
 def phases(*gens: Any) -> Seq:
@@ -247,7 +304,8 @@ class Map(Generator):
         return self.f(operation), Map(self.f, nxt)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Map(self.f, update(self.gen, ctx, event))
+        updated = update(self.gen, ctx, event)
+        return self if updated is self.gen else Map(self.f, updated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +323,8 @@ class Limit(Generator):
         return operation, Limit(self.remaining - 1, nxt)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Limit(self.remaining, update(self.gen, ctx, event))
+        updated = update(self.gen, ctx, event)
+        return self if updated is self.gen else Limit(self.remaining, updated)
 
 
 def limit(n: int, gen: Any) -> Limit:
@@ -294,7 +353,8 @@ class Repeat(Generator):
         return operation, Repeat(left, self.gen)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Repeat(self.remaining, update(self.gen, ctx, event))
+        updated = update(self.gen, ctx, event)
+        return self if updated is self.gen else Repeat(self.remaining, updated)
 
 
 def repeat(gen: Any, n: int | None = None) -> Repeat:
@@ -325,7 +385,8 @@ class Cycle(Generator):
         return None  # the original itself is empty
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Cycle(self.original, update(self.current, ctx, event), self.remaining)
+        updated = update(self.current, ctx, event)
+        return self if updated is self.current else Cycle(self.original, updated, self.remaining)
 
 
 def cycle(gen: Any, n: int | None = None) -> Cycle:
@@ -352,7 +413,8 @@ class Delay(Generator):
         return {**operation, "time_ns": at}, Delay(self.dt_ns, nxt, at + self.dt_ns)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Delay(self.dt_ns, update(self.gen, ctx, event), self.next_ns)
+        updated = update(self.gen, ctx, event)
+        return self if updated is self.gen else Delay(self.dt_ns, updated, self.next_ns)
 
 
 def delay(dt_s: float, gen: Any) -> Delay:
@@ -377,7 +439,8 @@ class Stagger(Generator):
         return {**operation, "time_ns": at}, Stagger(self.dt_ns, nxt, at + gap)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Stagger(self.dt_ns, update(self.gen, ctx, event), self.next_ns)
+        updated = update(self.gen, ctx, event)
+        return self if updated is self.gen else Stagger(self.dt_ns, updated, self.next_ns)
 
 
 def stagger(dt_s: float, gen: Any) -> Stagger:
@@ -405,7 +468,8 @@ class TimeLimit(Generator):
         return operation, TimeLimit(self.dt_ns, nxt, cutoff)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return TimeLimit(self.dt_ns, update(self.gen, ctx, event), self.cutoff_ns)
+        updated = update(self.gen, ctx, event)
+        return self if updated is self.gen else TimeLimit(self.dt_ns, updated, self.cutoff_ns)
 
 
 def time_limit(dt_s: float, gen: Any) -> TimeLimit:
@@ -445,8 +509,8 @@ class CycleTimes(Generator):
         return None
 
     def update(self, ctx: Context, event: Op) -> Any:
-        gens = tuple(update(g, ctx, event) for g in self.gens)
-        return CycleTimes(self.durations_ns, gens, self.start_ns)
+        gens = _update_all(self.gens, ctx, event)
+        return self if gens is self.gens else CycleTimes(self.durations_ns, gens, self.start_ns)
 
 
 def cycle_times(*specs: tuple[float, Any]) -> CycleTimes:
@@ -505,7 +569,8 @@ class Any_(Generator):
         return operation, Any_((*self.gens[:index], nxt, *self.gens[index + 1 :]))
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return Any_(tuple(update(g, ctx, event) for g in self.gens))
+        gens = _update_all(self.gens, ctx, event)
+        return self if gens is self.gens else Any_(gens)
 
 
 def any_(*gens: Any) -> Any_:
@@ -527,10 +592,13 @@ class OnThreads(Generator):
         return operation, OnThreads(self.keep, nxt)
 
     def update(self, ctx: Context, event: Op) -> Any:
-        local = ctx.restrict(self.keep)
-        if not _event_in(local, event):
+        # the event's thread is in scope (what _event_in(ctx.restrict(keep), event) asks, without
+        # building the restricted context for events of other scopes)
+        thread = ctx.thread_of(event.get("process"))
+        if thread is None or not self.keep(thread) or thread not in ctx.threads:
             return self
-        return OnThreads(self.keep, update(self.gen, local, event))
+        updated = update(self.gen, ctx.restrict(self.keep), event)
+        return self if updated is self.gen else OnThreads(self.keep, updated)
 
 
 def _is_client(thread: Thread) -> bool:
@@ -659,7 +727,8 @@ class FlipFlop(Generator):
         return operation, FlipFlop(gens, 1 - self.turn)  # type: ignore[arg-type]
 
     def update(self, ctx: Context, event: Op) -> Any:
-        return FlipFlop((update(self.gens[0], ctx, event), update(self.gens[1], ctx, event)), self.turn)
+        gens = _update_all(self.gens, ctx, event)
+        return self if gens is self.gens else FlipFlop(gens, self.turn)  # type: ignore[arg-type]
 
 
 def flip_flop(a: Any, b: Any) -> FlipFlop:
@@ -685,7 +754,10 @@ class UntilOk(Generator):
 
     def update(self, ctx: Context, event: Op) -> Any:
         done = self.done or (event.get("type") == "ok" and event.get("process") in self.processes)
-        return UntilOk(update(self.gen, ctx, event), done, self.processes)
+        updated = update(self.gen, ctx, event)
+        if updated is self.gen and done == self.done:
+            return self
+        return UntilOk(updated, done, self.processes)
 
 
 def until_ok(gen: Any) -> UntilOk:

@@ -25,19 +25,22 @@ checkers rely on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
+from time import monotonic_ns
 from typing import Any
 
-from checkers.history import HistoryWriter
+from checkers.history import OP_TYPES, Op, freeze
 from clusters.firewall import Firewall
 from core import generator as gen
 from core.system import Client, System
@@ -55,8 +58,81 @@ FINAL_READ_RETRY_S = 1.0
 INTERRUPTED = "interrupted"
 
 
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The standard library's C encoder with ``json.dumps(..., separators=(",", ":"))``'s settings, built
+# once: the same bytes as HistoryWriter writes (ASCII only, floats by repr, NaN allowed), without a
+# new JSONEncoder and Op per line. No circular check (markers None): a history value is a tree.
+_ENCODER = (
+    c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
+_OP_TYPES = frozenset(OP_TYPES)
+
+
+def encode_line(entry: dict[str, Any]) -> bytes:
+    """One history line (with its newline), exactly as :class:`HistoryWriter` writes ``entry``.
+
+    Checks the fields as :meth:`Op.from_json` does (a bad op raises the same
+    ``HistoryFormatError``), cheaply when the field types are the usual ones.
+    """
+    process, f = entry["process"], entry["f"]
+    error, node = entry["error"], entry["node"]
+    if not (
+        (type(process) is int or type(process) is str)
+        and entry["type"] in _OP_TYPES
+        and type(f) is str
+        and f
+        and (error is None or type(error) is str)
+        and (node is None or type(node) is str)
+    ):
+        Op.from_json(entry)
+    for name in ("key", "value"):
+        if isinstance(entry[name], list | tuple):
+            freeze(entry[name])  # the depth bound a reader enforces
+    if _ENCODER is None:
+        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+    return ("".join(_ENCODER(entry, 0)) + "\n").encode()
+
+
+class HistoryFile:
+    """``history.jsonl`` opened for appending, one ``write(2)`` per line (no buffer in this process).
+
+    What HistoryWriter's write-then-flush gives: a line is in the kernel when
+    :meth:`write_line` returns, so a reader sees it at once and a SIGKILL of the
+    controller loses nothing written; a failed write leaves at most a torn last
+    line, which :func:`cut_torn_line` removes.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd: int | None = os.open(
+            self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666
+        )
+
+    def write_line(self, line: bytes) -> None:
+        if self._fd is None:
+            raise ValueError(f"the history {self.path} is closed")
+        written = os.write(self._fd, line)
+        while written < len(line):  # a short write (a disk filling up): each round writes >= 1 byte or raises
+            line = line[written:]
+            written = os.write(self._fd, line)
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
 class Recorder:
     """Thread-safe history appender; the lock also orders timestamps.
+
+    Each op is encoded and written to ``history.jsonl`` as one line while the lock
+    is held, before :meth:`record` returns: appended and handed to the kernel as it
+    happens (contracts §4), in the order of its index and timestamp.
 
     A write that fails (a full disk: ENOSPC) never raises into a worker: the
     torn line is cut off so the file ends at its last whole line, ``on_write_error``
@@ -67,9 +143,12 @@ class Recorder:
     """
 
     def __init__(
-        self, writer: HistoryWriter, *, on_write_error: Callable[[OSError], None] | None = None
+        self,
+        history: str | os.PathLike[str],
+        *,
+        on_write_error: Callable[[OSError], None] | None = None,
     ) -> None:
-        self._writer = writer
+        self._writer = HistoryFile(history)
         self._lock = threading.Lock()
         self._closed = False
         self._on_write_error = on_write_error
@@ -81,10 +160,14 @@ class Recorder:
         self.ok_read_index: dict[Any, int] = {}  # key -> index of its latest ok read
         self.last_index = -1
 
-    def _append(self, entry: dict[str, Any]) -> bool:
+    @property
+    def path(self) -> Path:
+        return self._writer.path
+
+    def _append(self, line: bytes) -> bool:
         """Write one line; on an OSError cut the torn line, report, retry once. False: not written."""
         try:
-            self._writer.append(entry)
+            self._writer.write_line(line)
             return True
         except OSError as exc:
             self._abandon_writer()
@@ -96,8 +179,8 @@ class Recorder:
                     except Exception:  # the handler is best effort; the history is what matters here
                         logger.exception("handling a history write error failed")
         try:
-            self._writer = HistoryWriter(self._writer.path)
-            self._writer.append(entry)
+            self._writer = HistoryFile(self._writer.path)
+            self._writer.write_line(line)
             return True
         except OSError:
             self._abandon_writer()
@@ -105,36 +188,40 @@ class Recorder:
             return False
 
     def _abandon_writer(self) -> None:
-        """Close the failed writer (its buffer cannot be flushed) and cut the file at its last newline."""
-        with contextlib.suppress(OSError):  # the unflushed buffer is lost; the file is closed regardless
+        """Close the failed file and cut it at its last newline."""
+        with contextlib.suppress(OSError):
             self._writer.close()
         cut_torn_line(self._writer.path)
 
     def record(self, op: dict[str, Any]) -> dict[str, Any] | None:
+        get = op.get
         with self._lock:
             if self._closed:
                 return None
+            index = self.last_index + 1
             entry = {
-                "index": self.last_index + 1,
-                "time_ns": time.monotonic_ns(),
+                "index": index,
+                "time_ns": monotonic_ns(),
                 "process": op["process"],
                 "type": op["type"],
                 "f": op["f"],
-                "key": op.get("key"),
-                "value": op.get("value"),
-                "error": op.get("error"),
-                "node": op.get("node"),
+                "key": get("key"),
+                "value": get("value"),
+                "error": get("error"),
+                "node": get("node"),
             }
-            if self.frozen or not self._append(entry):
+            if self.frozen or not self._append(encode_line(entry)):
                 self.dropped += 1
                 return None
-            self.last_index = entry["index"]
+            self.last_index = index
+            op_type = entry["type"]
             if entry["process"] != gen.NEMESIS:
-                self.counts[entry["type"]] += 1
-                if entry["type"] == "invoke" and entry["key"] is not None:
-                    self.keys.add(entry["key"])
-                if entry["type"] == "ok" and entry["f"] == "read":
-                    self.ok_read_index[entry["key"]] = entry["index"]
+                self.counts[op_type] += 1
+                if op_type == "invoke":
+                    if entry["key"] is not None:
+                        self.keys.add(entry["key"])
+                elif op_type == "ok" and entry["f"] == "read":
+                    self.ok_read_index[entry["key"]] = index
             return entry
 
     def close(self) -> None:
@@ -174,6 +261,51 @@ def cut_torn_line(path: Path) -> int:
         return 0
 
 
+class Mailbox:
+    """A queue with one reader: items in a deque, the reader parked on a lock that writers release.
+
+    One hand-off costs a deque append and a lock release (queue.Queue's Condition
+    costs several times that in Python code). Not queue.SimpleQueue: on Python 3.11
+    its ``get(timeout=...)`` on the main thread could hang for good once a signal
+    (Ctrl-C, SIGTERM) arrived during the wait, while ``Lock.acquire(timeout=...)``
+    runs the handler and goes on waiting out the rest of its timeout.
+    """
+
+    __slots__ = ("_items", "_wake")
+
+    def __init__(self) -> None:
+        self._items: deque[Any] = deque()
+        self._wake = threading.Lock()
+        self._wake.acquire()  # held while nothing is pending; put() releases it
+
+    def put(self, item: Any) -> None:
+        self._items.append(item)  # before the release: a reader that wakes always finds it
+        if self._wake.locked():
+            with contextlib.suppress(RuntimeError):  # another writer released it first
+                self._wake.release()
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The oldest item; waits for one (up to ``timeout`` s, then ``queue.Empty``)."""
+        items = self._items
+        if items:
+            return items.popleft()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # each round consumes one release; bounded by the deadline when there is one
+            if deadline is None:
+                self._wake.acquire()
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._wake.acquire(timeout=remaining):
+                    if items:
+                        return items.popleft()
+                    raise queue.Empty
+            if items:
+                return items.popleft()
+
+
 @dataclass(slots=True)
 class RunState:
     """What the progress display reads (written by the runner only)."""
@@ -200,7 +332,7 @@ class _ClientWorker(threading.Thread):
     def __init__(self, runner: Runner, thread_id: int) -> None:
         super().__init__(name=f"client-{thread_id}", daemon=True)
         self.runner, self.thread_id = runner, thread_id
-        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.inbox = Mailbox()
         self._client: Client | None = None
         self._process: Any = None
 
@@ -240,7 +372,7 @@ class _NemesisWorker(threading.Thread):
     def __init__(self, runner: Runner) -> None:
         super().__init__(name="nemesis", daemon=True)
         self.runner = runner
-        self.inbox: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.inbox = Mailbox()
 
     def run(self) -> None:
         while True:
@@ -290,12 +422,20 @@ class Runner:
         self.convergence = convergence  # harness.convergence.ConvergenceMonitor, or None
         self.stop_event = threading.Event()
         self.stop_reason: str | None = None  # why stop_event was set: INTERRUPTED, or what went wrong
-        self.completions: queue.Queue[tuple[Any, dict[str, Any]]] = queue.Queue()
+        self.completions = Mailbox()  # (thread, op) pairs
         self.rng = random.Random(seed)
         self.workers: dict[Any, Any] = {t: t for t in range(concurrency)}
         self.workers[gen.NEMESIS] = gen.NEMESIS
         self._threads: dict[Any, _ClientWorker | _NemesisWorker] = {}
         self._busy: set[Any] = set()
+        # What every context of the run shares, kept up to date as threads get busy or free and
+        # processes are retired (instead of rebuilt for each of the several contexts an op needs):
+        # the same threads tuple lets Context.restrict remember its filtering.
+        self._thread_tuple: tuple[Any, ...] = tuple(self.workers)
+        self._all_threads = frozenset(self._thread_tuple)
+        self._free = self._all_threads
+        self._workers_view: dict[Any, Any] = dict(self.workers)  # never changed: replaced
+        self._thread_of: dict[Any, Any] = {p: t for t, p in self.workers.items()}
 
     def stop(self, reason: str = INTERRUPTED) -> None:
         """Ask the run to end now (teardown still runs); the first reason given is the one recorded."""
@@ -306,31 +446,40 @@ class Runner:
     # -- the interpreter --------------------------------------------------------------
 
     def _context(self) -> gen.Context:
-        threads = tuple(self.workers)
-        free = frozenset(t for t in threads if t not in self._busy)
-        return gen.Context(time.monotonic_ns(), threads, free, dict(self.workers), self.rng)
+        return gen.Context(monotonic_ns(), self._thread_tuple, self._free, self._workers_view, self.rng)
+
+    def _set_busy(self, thread: Any, busy: bool) -> None:
+        if busy:
+            self._busy.add(thread)
+        else:
+            self._busy.discard(thread)
+        self._free = self._all_threads.difference(self._busy)
 
     def _complete(self, thread: Any, op: dict[str, Any], generator: Any) -> Any:
-        self._busy.discard(thread)
+        self._set_busy(thread, False)
         if op["type"] == "sleep":
             return generator
         generator = gen.update(generator, self._context(), op)
         if op["type"] == "info" and thread != gen.NEMESIS:
-            self.workers[thread] = gen.next_process(op["process"], self.concurrency)
+            process = gen.next_process(op["process"], self.concurrency)
+            del self._thread_of[self.workers[thread]]
+            self.workers[thread] = process
+            self._thread_of[process] = thread
+            self._workers_view = dict(self.workers)
         return generator
 
     def _wait_completion(self, timeout_s: float, generator: Any) -> Any:
-        try:
-            thread, op = self.completions.get(timeout=max(0.0, timeout_s))
-        except queue.Empty:
-            return generator
-        generator = self._complete(thread, op, generator)
-        while True:  # drain whatever else is ready
+        completions = self.completions
+        if timeout_s > 0:
             try:
-                thread, op = self.completions.get_nowait()
+                thread, op = completions.get(timeout=timeout_s)
             except queue.Empty:
                 return generator
             generator = self._complete(thread, op, generator)
+        while not completions.empty():  # whatever else is ready (this thread is the only reader)
+            thread, op = completions.get(0)
+            generator = self._complete(thread, op, generator)
+        return generator
 
     def interpret(self, generator: Any, *, stop: Callable[[], bool]) -> bool:
         """Run ``generator`` to exhaustion (True) or until ``stop()`` (False)."""
@@ -356,10 +505,9 @@ class Runner:
             generator = self._dispatch(operation, nxt)
 
     def _dispatch(self, operation: dict[str, Any], nxt: Any) -> Any:
-        ctx = self._context()
-        thread = ctx.thread_of(operation["process"])
+        thread = self._thread_of.get(operation["process"])
         assert thread is not None and thread not in self._busy, (operation, self._busy)
-        self._busy.add(thread)
+        self._set_busy(thread, True)
         if operation["type"] == "sleep":
             self._threads[thread].inbox.put(operation)
             return nxt

@@ -29,7 +29,6 @@ from rich.text import Text
 
 import clusters
 import workloads
-from checkers.history import HistoryWriter
 from core.cluster import Cluster
 from core.errors import EXIT_UNKNOWN, exit_code_for_validity
 from core.scenario import Test
@@ -196,8 +195,7 @@ def execute(
         if runner_box:
             runner_box[0].stop(reason)
 
-    writer = HistoryWriter(run.history)
-    recorder = Recorder(writer, on_write_error=on_write_error)
+    recorder = Recorder(run.history, on_write_error=on_write_error)
     state = RunState()
     monitor = (
         ConvergenceMonitor(

@@ -71,7 +71,18 @@ class AppendGen(gen.Generator):
         if counts[slot] >= self.ops_per_key:
             keys[slot], counts[slot] = next_key, 0
             next_key += 1
-        nxt = replace(self, keys=tuple(keys), counts=tuple(counts), next_key=next_key, next_value=next_value)
+        # positional, in the fields' order: dataclasses.replace costs several times as much, once per op
+        nxt = AppendGen(
+            self.read_weight,
+            self.append_weight,
+            tuple(keys),
+            tuple(counts),
+            next_key,
+            next_value,
+            self.ops_per_key,
+            self.corner_rate,
+            self.corner_next,
+        )
         return filled, nxt  # type: ignore[return-value]
 
     def _corner(self, ctx: gen.Context) -> gen.Result:

@@ -107,13 +107,17 @@ class RegisterGen(gen.Generator):
         if counts[slot] >= self.ops_per_key:
             keys[slot], counts[slot], recents[slot] = next_key, 0, ()
             next_key += 1
-        nxt = replace(
-            self,
-            keys=tuple(keys),
-            counts=tuple(counts),
-            recent=tuple(recents),
-            next_key=next_key,
-            next_value=next_value,
+        # positional, in the fields' order: dataclasses.replace costs several times as much, once per op
+        nxt = RegisterGen(
+            self.weights,
+            tuple(keys),
+            tuple(counts),
+            tuple(recents),
+            next_key,
+            next_value,
+            self.ops_per_key,
+            self.corner_rate,
+            self.corner_next,
         )
         return filled, nxt  # type: ignore[return-value]
 
