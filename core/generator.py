@@ -68,11 +68,13 @@ _RESTRICT_MEMO: dict[Any, tuple[tuple[Thread, ...], frozenset[Thread], tuple[Thr
 _RESTRICT_MEMO_MAX = 256
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Context:
     """What a generator may look at: time, threads in scope and their state.
 
-    ``workers`` must not change after the context is made (pass a copy).
+    ``workers`` must not change after the context is made (pass a copy). Frozen, but
+    built through the slots' own descriptors: the interpreter makes several per op,
+    and a frozen dataclass's generated ``__init__`` costs several times as much.
     """
 
     time_ns: int
@@ -80,6 +82,20 @@ class Context:
     free: frozenset[Thread]
     workers: Mapping[Thread, Process]
     rng: random.Random = field(compare=False, repr=False)
+
+    def __init__(
+        self,
+        time_ns: int,
+        threads: tuple[Thread, ...],
+        free: frozenset[Thread],
+        workers: Mapping[Thread, Process],
+        rng: random.Random,
+    ) -> None:
+        _ctx_time_ns(self, time_ns)
+        _ctx_threads(self, threads)
+        _ctx_free(self, free)
+        _ctx_workers(self, workers)
+        _ctx_rng(self, rng)
 
     def restrict(self, keep: Callable[[Thread], bool]) -> Context:
         """The threads ``keep`` accepts (``keep`` must be a pure function of the thread).
@@ -131,6 +147,11 @@ class Context:
 
     def all_free(self) -> bool:
         return all(t in self.free for t in self.threads)
+
+
+_ctx_time_ns, _ctx_threads, _ctx_free, _ctx_workers, _ctx_rng = (
+    Context.__dict__[name].__set__ for name in ("time_ns", "threads", "free", "workers", "rng")
+)
 
 
 def fill_in(operation: Op, ctx: Context) -> Op | _Pending:
