@@ -64,7 +64,9 @@ def seconds_to_ns(seconds: float) -> int:
 # keep -> (threads, threads as a set, the threads keep accepts, the same as a set): what
 # Context.restrict worked out for the last ``threads`` tuple it saw with that ``keep``. The runner
 # and simulate() pass the same tuple object for every context of a run, so the filter runs once.
-_RESTRICT_MEMO: dict[Any, tuple[tuple[Thread, ...], frozenset[Thread], tuple[Thread, ...], frozenset[Thread]]] = {}
+_RESTRICT_MEMO: dict[
+    Any, tuple[tuple[Thread, ...], frozenset[Thread], tuple[Thread, ...], frozenset[Thread]]
+] = {}
 _RESTRICT_MEMO_MAX = 256
 
 
