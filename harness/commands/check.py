@@ -319,11 +319,88 @@ class _Lines:
     def print(self, text: str) -> None:
         sys.stdout.write(text.translate(_CONTROL) + "\n")
 
-    def table(self, table: Any) -> None:
+    def table(self, title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        """A table as rich draws it (its default box, a header): written directly when the output
+        is not a terminal and the table is plain and fits, else by rich (imported only then)."""
+        plain = _plain_table(title, columns, rows)
+        if plain is not None:
+            sys.stdout.write(plain)
+            return
         from rich.console import Console
+        from rich.table import Table
 
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row)
         sys.stdout.flush()
         Console(markup=False, soft_wrap=True).print(table)
+
+
+def _rich_terminal() -> bool:
+    """Whether rich would treat stdout as a terminal (styles, and its own layout rules)."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    force = os.environ.get("FORCE_COLOR")
+    if force is not None:
+        return force != ""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _rich_width() -> int:
+    """The width rich gives a console: COLUMNS, else the first standard stream's terminal, else 80."""
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and columns.isdigit():
+        return int(columns)
+    for fd in (0, 1, 2):
+        try:
+            return os.get_terminal_size(fd).columns or 80
+        except (AttributeError, ValueError, OSError):
+            continue
+    return 80
+
+
+def _plain_table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> str | None:
+    """The text rich prints for ``Table(title=title)`` with these cells, or None when rich must draw it.
+
+    Only the common case: not a terminal (so no styles), printable ASCII with no ``:``
+    (rich would read ``:name:`` as an emoji code), and a table no wider than the console
+    (so no column is shrunk or wrapped). rich's import is most of a failed check's start-up.
+    """
+    cells = [title, *columns, *(cell for row in rows for cell in row)]
+    if _rich_terminal() or not all(
+        cell.isascii() and cell.isprintable() and ":" not in cell for cell in cells
+    ):
+        return None
+    widths = [max(len(cell) for cell in column) for column in zip(columns, *rows, strict=True)]
+    if sum(widths) + 3 * len(widths) + 1 > _rich_width() or len(title) > sum(widths) + 3 * len(widths) + 1:
+        return None
+
+    def rule(left: str, fill: str, cross: str, right: str) -> str:
+        return left + cross.join(fill * (width + 2) for width in widths) + right + "\n"
+
+    def line(edge: str, row: tuple[str, ...]) -> str:
+        return (
+            edge
+            + edge.join(f" {cell.ljust(width)} " for cell, width in zip(row, widths, strict=True))
+            + edge
+            + "\n"
+        )
+
+    return (
+        title
+        + "\n"
+        + rule("┏", "━", "┳", "┓")
+        + line("┃", columns)
+        + rule("┡", "━", "╇", "┩")
+        + "".join(line("│", row) for row in rows)
+        + rule("└", "─", "┴", "┘")
+    )
 
 
 def _print(console: _Lines, history: str, results: dict[str, Any]) -> None:
@@ -396,8 +473,6 @@ def _print_append(console: _Lines, history: str, results: dict[str, Any]) -> Non
 
 
 def _print_failure(console: _Lines, lin: dict[str, Any]) -> None:
-    from rich.table import Table
-
     from checkers.models.base import show
 
     first = lin["first_unlinearizable"]
@@ -405,11 +480,8 @@ def _print_failure(console: _Lines, lin: dict[str, Any]) -> None:
     where = "" if lin["key"] is None else f"key {lin['key']!r}: "
     console.print(f"{where}first op that cannot be linearized: history index {first['complete_index']}")
     console.print(ce["explanation"])
-    table = Table(title="minimal counterexample" + ("" if ce["minimal"] else " (shrinking stopped early)"))
-    for column in ("op", "process", "f", "in", "out", "outcome", "history index"):
-        table.add_column(column)
-    for op in ce["ops"]:
-        table.add_row(
+    rows = [
+        (
             str(op["id"]),
             str(op["process"]),
             op["f"],
@@ -418,7 +490,13 @@ def _print_failure(console: _Lines, lin: dict[str, Any]) -> None:
             op["outcome"],
             f"{op['invoke_index']}->{op['complete_index'] if op['complete_index'] is not None else '...'}",
         )
-    console.table(table)
+        for op in ce["ops"]
+    ]
+    console.table(
+        "minimal counterexample" + ("" if ce["minimal"] else " (shrinking stopped early)"),
+        ("op", "process", "f", "in", "out", "outcome", "history index"),
+        rows,
+    )
     console.print("orders tried (each ends where it gets stuck):")
     for order in ce["orders"]:
         console.print(f"  - {order['explanation']}")
