@@ -4,8 +4,9 @@ Linearizability is compositional (Herlihy & Wing's locality; "P-compositional"
 in Horn & Kroening's terms): a history of independent keys is linearizable iff
 each key's sub-history is. So the history is split per key and each key is
 checked on its own, in worker processes when there is enough work to pay for
-them. Each key first tries the O(n log n) unique-values register check
-(:mod:`checkers.fastpath`) and falls back to the search (:mod:`checkers.search`).
+them. Each key first tries the O(n log n) unique-values check for registers,
+with or without cas (:mod:`checkers.fastpath`), and falls back to the search
+(:mod:`checkers.search`).
 
 Every key is checked to the end (or to the budget) rather than stopping at
 the first failure, so the reported failure is deterministic: the key whose

@@ -19,8 +19,9 @@ from harness.cli import main
 def pathological(width: int = 22) -> list[Op]:
     """``width`` concurrent writes and a read of a value nobody wrote, plus an open-ended cas.
 
-    The cas keeps the unique-values fast path out, and every order of the
-    writes reaches a distinct (set, state) pair: about width * 2**width of them.
+    The cas writes 2, as a write does: the repeated value keeps the unique-values
+    fast path out, and every order of the writes reaches a distinct (set, state)
+    pair: about width * 2**width of them.
     """
     ops: list[Op] = []
 
@@ -171,8 +172,8 @@ def test_check_run_reads_a_stored_run(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_fast_path_proof_stands_when_the_search_runs_out() -> None:
-    """Without the cas, the unique-values check proves the violation in O(n log n); a search
-    that runs out of time afterwards cannot turn that into "unknown"."""
+    """Without the cas (and its repeated value), the unique-values check proves the violation
+    in O(n log n); a search that runs out of time afterwards cannot turn that into "unknown"."""
     ops = [op for op in pathological() if op.process != 100]
     result = check_linearizable(ops, model="cas-register", time_limit_s=1.0)
     assert result["valid"] is False
