@@ -44,7 +44,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "harness"))
 
 KEYS = 8
-PHASE_POLL_S = 0.005
 
 
 class Ports:
@@ -96,35 +95,28 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class PhaseClock:
-    """CPU and monotonic time when the runner enters and leaves its main phase.
+class MainPhaseClock:
+    """CPU and monotonic time when the runner starts and ends its first phase (the main one).
 
-    Polls ``RunState.phase`` from a thread of its own every few ms (its cost is in
-    the figure, and is a few µs per poll), since the runner has no hook there.
+    Wraps the runner's ``interpret`` on the instance: no thread polling the phase,
+    whose wake-ups would be counted as the runner's CPU.
     """
 
-    def __init__(self, state: Any) -> None:
-        self.state = state
+    def __init__(self, runner: Any) -> None:
         self.marks: dict[str, tuple[float, int]] = {}
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name="phase-clock", daemon=True)
+        interpret = runner.interpret
 
-    def _watch(self) -> None:
-        while not self._done.wait(PHASE_POLL_S):
-            phase = self.state.phase
-            if phase == "main" and "main" not in self.marks:
+        def timed(generator: Any, *, stop: Callable[[], bool]) -> bool:
+            first = not self.marks
+            if first:
                 self.marks["main"] = (_cpu_s(), time.monotonic_ns())
-            elif phase != "main" and "main" in self.marks and "after" not in self.marks:
-                self.marks["after"] = (_cpu_s(), time.monotonic_ns())
-                return
+            try:
+                return interpret(generator, stop=stop)
+            finally:
+                if first:
+                    self.marks["after"] = (_cpu_s(), time.monotonic_ns())
 
-    def __enter__(self) -> PhaseClock:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._done.set()
-        self._thread.join()
+        runner.interpret = timed
 
 
 def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str, float]:
@@ -158,8 +150,8 @@ def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str
         recovery_s=5,
         client_generator=register.generator(WorkloadSpec(rate_hz=0.0, keys=KEYS)),
     )
-    with PhaseClock(runner.state) as clock:
-        outcome = runner.run()
+    clock = MainPhaseClock(runner)
+    outcome = runner.run()
     recorder.close()
     (cpu_start, start_ns), (cpu_end, end_ns) = clock.marks["main"], clock.marks["after"]
     pending: dict[Any, int] = {}
