@@ -1,12 +1,17 @@
 """Drive one test: worker threads, a nemesis worker, the generator interpreter, teardown.
 
 Jepsen's model: one worker thread per client "thread", each running one
-logical *process* at a time, plus a nemesis thread. The interpreter (this
-module's main loop, on the caller's thread) asks the generator for the next
-op, records its invocation, hands it to the free thread it names, and feeds
-completions back into the generator. A process whose op ends ``info`` may
-still have its op take effect at any time, so it is retired: its thread
-continues as process ``p + concurrency`` with a fresh client.
+logical *process* at a time, plus a nemesis thread. The generator is
+interpreted by whichever thread has something to tell it, under one lock: a
+worker whose op completed records the completion, feeds it to the generator,
+and asks for what is due now, keeping its own next op (recorded as invoked
+before it is sent) and handing any other thread's through that thread's inbox;
+so an op at full speed never waits for another thread to be scheduled. The
+controller (the caller's thread) starts each phase, hands out ops that come
+due with no completion to ask for them (a nemesis fault, a rate-limited op),
+and ends the phase. A process whose op ends ``info`` may still have its op
+take effect at any time, so it is retired: its thread continues as process
+``p + concurrency`` with a fresh client.
 
 Phases: setup (start nodes, wait for a primary) -> main (clients + nemesis
 until the time limit) -> heal (every fault kind's stop) -> recovery (wait for
@@ -16,10 +21,10 @@ is still injected (recorded in the history with ``"teardown": true``), stops
 every node, and returns what it did and what failed, which is reported beside
 the verdict, never instead of it.
 
-The history is appended and flushed as ops happen, invocations by the
-interpreter and completions by the worker that saw them, under one lock that
-also takes the timestamp, so the file's order is the real-time order the
-checkers rely on.
+The history is appended and flushed as ops happen, invocations by the thread
+that starts them (before the op is sent) and completions by the worker that saw
+them, under one lock that also takes the timestamp, so the file's order is the
+real-time order the checkers rely on.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from workloads import register
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.05
+POLL_NS = round(POLL_S * 1e9)
 DRAIN_AFTER_STOP_S = 2.0
 FINAL_READ_ATTEMPTS = 3
 FINAL_READ_RETRY_S = 1.0
@@ -328,11 +334,49 @@ class Outcome:
     teardown_errors: list[str]
 
 
-class _ClientWorker(threading.Thread):
-    def __init__(self, runner: Runner, thread_id: int) -> None:
-        super().__init__(name=f"client-{thread_id}", daemon=True)
-        self.runner, self.thread_id = runner, thread_id
+class _Worker(threading.Thread):
+    """One thread of the test: performs the ops handed to it and asks for its next one itself.
+
+    After each op the worker records the completion and, under the runner's lock,
+    tells the generator and asks it for more (:meth:`Runner._finish`): its own next
+    op comes back as the return value, so an op needs no hand-off to another
+    thread. Only ops due for some other free thread go through that thread's inbox.
+    """
+
+    def __init__(self, runner: Runner, thread: Any, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.runner, self.thread = runner, thread
         self.inbox = Mailbox()
+
+    def perform(self, op: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        runner = self.runner
+        op = self.inbox.get()
+        while op is not None:
+            completion: dict[str, Any] | None
+            if op["type"] == "sleep":
+                runner.stop_event.wait(op["value"] / 1e9)
+                completion = op
+            else:
+                try:
+                    completion = self.perform(op)
+                except Exception as exc:  # a harness bug (the history refused the op): the run fails
+                    runner._fail(exc)
+                    completion = None
+            op = runner._finish(self.thread, completion)
+            if op is None:
+                op = self.inbox.get()
+        self.close()
+
+    def close(self) -> None:
+        """Release what the thread holds once it is told to stop."""
+
+
+class _ClientWorker(_Worker):
+    def __init__(self, runner: Runner, thread_id: int) -> None:
+        super().__init__(runner, thread_id, f"client-{thread_id}")
         self._client: Client | None = None
         self._process: Any = None
 
@@ -345,55 +389,38 @@ class _ClientWorker(threading.Thread):
             self._process = process
         return self._client
 
-    def run(self) -> None:
-        while True:
-            op = self.inbox.get()
-            if op is None:
-                break
-            if op["type"] == "sleep":
-                self.runner.stop_event.wait(op["value"] / 1e9)
-                self.runner.completions.put((self.thread_id, {**op}))
-                continue
-            try:
-                client = self._client_for(op["process"])
-                result = self.runner.workload.invoke(client, op)
-                node = client.last_node
-            except Exception as exc:  # opening a client failed: outcome unknown, keep the thread alive
-                logger.exception("client thread %s failed", self.thread_id)
-                result, node = {"type": "info", "value": op.get("value"), "error": f"client: {exc!r}"}, None
-            completion = {**op, **result, "node": node}
-            recorded = self.runner.recorder.record(completion) or completion
-            self.runner.completions.put((self.thread_id, recorded))
+    def perform(self, op: dict[str, Any]) -> dict[str, Any]:
+        try:
+            client = self._client_for(op["process"])
+            result = self.runner.workload.invoke(client, op)
+            node = client.last_node
+        except Exception as exc:  # opening a client failed: outcome unknown, keep the thread alive
+            logger.exception("client thread %s failed", self.thread)
+            result, node = {"type": "info", "value": op.get("value"), "error": f"client: {exc!r}"}, None
+        completion = {**op, **result, "node": node}
+        return self.runner.recorder.record(completion) or completion
+
+    def close(self) -> None:
         if self._client is not None:
             self._client.close()
 
 
-class _NemesisWorker(threading.Thread):
+class _NemesisWorker(_Worker):
     def __init__(self, runner: Runner) -> None:
-        super().__init__(name="nemesis", daemon=True)
-        self.runner = runner
-        self.inbox = Mailbox()
+        super().__init__(runner, gen.NEMESIS, "nemesis")
 
-    def run(self) -> None:
-        while True:
-            op = self.inbox.get()
-            if op is None:
-                break
-            if op["type"] == "sleep":
-                self.runner.stop_event.wait(op["value"] / 1e9)
-                self.runner.completions.put((gen.NEMESIS, {**op}))
-                continue
-            try:
-                value = self.runner.package.nemesis.invoke(op["f"])
-                error = None
-            except Exception as exc:
-                logger.exception("nemesis op %s failed", op["f"])
-                value, error = {"targets": []}, f"{type(exc).__name__}: {exc}"
-                self.runner.state.nemesis_errors.append(f"{op['f']}: {error}")
-            self.runner.state.active_faults = self.runner.package.nemesis.active()
-            completion = {**op, "type": "info", "value": value, "error": error}
-            recorded = self.runner.recorder.record(completion) or completion
-            self.runner.completions.put((gen.NEMESIS, recorded))
+    def perform(self, op: dict[str, Any]) -> dict[str, Any]:
+        runner = self.runner
+        try:
+            value = runner.package.nemesis.invoke(op["f"])
+            error = None
+        except Exception as exc:
+            logger.exception("nemesis op %s failed", op["f"])
+            value, error = {"targets": []}, f"{type(exc).__name__}: {exc}"
+            runner.state.nemesis_errors.append(f"{op['f']}: {error}")
+        runner.state.active_faults = runner.package.nemesis.active()
+        completion = {**op, "type": "info", "value": value, "error": error}
+        return runner.recorder.record(completion) or completion
 
 
 class Runner:
@@ -422,11 +449,10 @@ class Runner:
         self.convergence = convergence  # harness.convergence.ConvergenceMonitor, or None
         self.stop_event = threading.Event()
         self.stop_reason: str | None = None  # why stop_event was set: INTERRUPTED, or what went wrong
-        self.completions = Mailbox()  # (thread, op) pairs
         self.rng = random.Random(seed)
         self.workers: dict[Any, Any] = {t: t for t in range(concurrency)}
         self.workers[gen.NEMESIS] = gen.NEMESIS
-        self._threads: dict[Any, _ClientWorker | _NemesisWorker] = {}
+        self._threads: dict[Any, _Worker] = {}
         self._busy: set[Any] = set()
         # What every context of the run shares, kept up to date as threads get busy or free and
         # processes are retired (instead of rebuilt for each of the several contexts an op needs):
@@ -436,6 +462,17 @@ class Runner:
         self._free = self._all_threads
         self._workers_view: dict[Any, Any] = dict(self.workers)  # never changed: replaced
         self._thread_of: dict[Any, Any] = {p: t for t, p in self.workers.items()}
+        # The interpreter's shared state (see "the interpreter" below), guarded by _lock.
+        self._lock = threading.Lock()
+        self._wake = Mailbox()  # tokens: the controller has something to look at
+        self._generator: Any = None
+        self._stop_check: Callable[[], bool] = lambda: False
+        self._active = False  # a phase's generator is running
+        self._finished = False
+        self._stopped = False
+        self._due_ns: int | None = None
+        self._controller_wakes_ns = 0  # when the waiting controller looks again by itself (0: not waiting)
+        self._failure: BaseException | None = None
 
     def stop(self, reason: str = INTERRUPTED) -> None:
         """Ask the run to end now (teardown still runs); the first reason given is the one recorded."""
@@ -444,6 +481,13 @@ class Runner:
         self.stop_event.set()
 
     # -- the interpreter --------------------------------------------------------------
+    #
+    # The generator and the threads' state are shared by the controller and the workers and
+    # change only under self._lock. A worker that finishes an op tells the generator, asks it
+    # for what is due now and hands it out (its own next op it keeps); the controller does the
+    # same when a phase starts, when an op comes due that no completion will ask for (the
+    # nemesis's next fault, a rate-limited op), and every POLL_S, and it alone ends a phase.
+    # Workers wake it (self._wake) only when it has something to do sooner than it would look.
 
     def _context(self) -> gen.Context:
         return gen.Context(monotonic_ns(), self._thread_tuple, self._free, self._workers_view, self.rng)
@@ -455,65 +499,127 @@ class Runner:
             self._busy.discard(thread)
         self._free = self._all_threads.difference(self._busy)
 
-    def _complete(self, thread: Any, op: dict[str, Any], generator: Any) -> Any:
-        self._set_busy(thread, False)
-        if op["type"] == "sleep":
-            return generator
-        generator = gen.update(generator, self._context(), op)
-        if op["type"] == "info" and thread != gen.NEMESIS:
-            process = gen.next_process(op["process"], self.concurrency)
-            del self._thread_of[self.workers[thread]]
-            self.workers[thread] = process
-            self._thread_of[process] = thread
-            self._workers_view = dict(self.workers)
-        return generator
+    def _wake_controller(self) -> None:
+        self._controller_wakes_ns = 0  # one token is enough until it looks again
+        self._wake.put(None)
 
-    def _wait_completion(self, timeout_s: float, generator: Any) -> Any:
-        completions = self.completions
-        if timeout_s > 0:
+    def _fail(self, exc: BaseException) -> None:
+        """A worker hit a harness error: the controller raises it (the run fails, teardown runs)."""
+        with self._lock:
+            if self._failure is None:
+                self._failure = exc
+            self._wake_controller()
+
+    def _finish(self, thread: Any, completion: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A worker's op ended: free its thread, tell the generator, hand out what is due now.
+
+        Returns the worker's own next op (its invocation already recorded), or None.
+        ``completion`` is None when the op could not be completed (a failure was reported).
+        """
+        with self._lock:
+            self._set_busy(thread, False)
             try:
-                thread, op = completions.get(timeout=timeout_s)
-            except queue.Empty:
-                return generator
-            generator = self._complete(thread, op, generator)
-        while not completions.empty():  # whatever else is ready (this thread is the only reader)
-            thread, op = completions.get(0)
-            generator = self._complete(thread, op, generator)
-        return generator
+                if completion is not None and completion["type"] != "sleep":
+                    if self._active:
+                        self._generator = gen.update(self._generator, self._context(), completion)
+                    if completion["type"] == "info" and thread != gen.NEMESIS:
+                        self._retire(thread, completion["process"])
+                if not self._active or self._failure is not None:
+                    if not self._busy:
+                        self._wake_controller()  # the drain waits for this
+                    return None
+                return self._hand_out(thread)
+            except Exception as exc:
+                if self._failure is None:
+                    self._failure = exc
+                self._wake_controller()
+                return None
 
-    def interpret(self, generator: Any, *, stop: Callable[[], bool]) -> bool:
-        """Run ``generator`` to exhaustion (True) or until ``stop()`` (False)."""
+    def _retire(self, thread: Any, process: Any) -> None:
+        successor = gen.next_process(process, self.concurrency)
+        del self._thread_of[self.workers[thread]]
+        self.workers[thread] = successor
+        self._thread_of[successor] = thread
+        self._workers_view = dict(self.workers)
+
+    def _hand_out(self, asker: Any) -> dict[str, Any] | None:
+        """Under the lock: start every op that is due now; the asker's own op is returned, not sent.
+
+        Leaves for the controller: ``_stopped`` (stop() held), ``_finished`` (generator
+        exhausted, nothing in flight) and ``_due_ns`` (when the next op comes due).
+        """
+        own: dict[str, Any] | None = None
+        self._due_ns = None
         while True:
-            generator = self._wait_completion(0, generator)
-            if stop():
-                return False
+            if self._stop_check():
+                self._stopped = True
+                self._wake_controller()
+                return own
             ctx = self._context()
-            result = gen.op(generator, ctx)
+            result = gen.op(self._generator, ctx)
             if result is None:
                 if not self._busy:
-                    return True
-                generator = self._wait_completion(POLL_S, generator)
-                continue
+                    self._finished = True
+                    self._wake_controller()
+                return own
             if result is gen.PENDING:
-                generator = self._wait_completion(POLL_S, generator)
-                continue
+                return own
             operation, nxt = result  # type: ignore[misc]
-            wait_s = (operation["time_ns"] - ctx.time_ns) / 1e9
-            if wait_s > 0:
-                generator = self._wait_completion(min(wait_s, POLL_S), generator)
-                continue
-            generator = self._dispatch(operation, nxt)
+            if operation["time_ns"] > ctx.time_ns:
+                self._due_ns = operation["time_ns"]
+                if self._due_ns < self._controller_wakes_ns:
+                    self._wake_controller()
+                return own
+            thread, started = self._start(operation, nxt)
+            if thread == asker:
+                own = started
+            else:
+                self._threads[thread].inbox.put(started)
 
-    def _dispatch(self, operation: dict[str, Any], nxt: Any) -> Any:
+    def _start(self, operation: dict[str, Any], nxt: Any) -> tuple[Any, dict[str, Any]]:
+        """Under the lock: the op's thread busy, its invocation recorded, the generator told."""
         thread = self._thread_of.get(operation["process"])
         assert thread is not None and thread not in self._busy, (operation, self._busy)
         self._set_busy(thread, True)
         if operation["type"] == "sleep":
-            self._threads[thread].inbox.put(operation)
-            return nxt
+            self._generator = nxt
+            return thread, operation
         recorded = self.recorder.record(operation) or operation
-        self._threads[thread].inbox.put(recorded)
-        return gen.update(nxt, self._context(), recorded)
+        self._generator = gen.update(nxt, self._context(), recorded)
+        return thread, recorded
+
+    def _wait(self, timeout_s: float) -> None:
+        """Sleep until a worker wakes the controller or ``timeout_s`` passes."""
+        wake = self._wake
+        try:
+            wake.get(timeout=timeout_s)
+        except queue.Empty:
+            return
+        while not wake.empty():  # tokens that came meanwhile: one look covers them all
+            wake.get(0)
+
+    def interpret(self, generator: Any, *, stop: Callable[[], bool]) -> bool:
+        """Run ``generator`` to exhaustion (True) or until ``stop()`` (False)."""
+        with self._lock:
+            self._generator, self._stop_check = generator, stop
+            self._active, self._finished, self._stopped = True, False, False
+        try:
+            while True:
+                with self._lock:
+                    if self._failure is not None:
+                        raise self._failure
+                    self._hand_out(None)
+                    if self._stopped:
+                        return False
+                    if self._finished:
+                        return True
+                    now = monotonic_ns()
+                    wait_ns = POLL_NS if self._due_ns is None else max(0, min(self._due_ns - now, POLL_NS))
+                    self._controller_wakes_ns = now + wait_ns
+                self._wait(wait_ns / 1e9)
+        finally:
+            with self._lock:
+                self._active, self._generator, self._controller_wakes_ns = False, None, 0
 
     # -- phases -----------------------------------------------------------------------
 
@@ -534,9 +640,11 @@ class Runner:
     def _drain(self, wait_s: float) -> None:
         """Let in-flight ops finish (bounded); ops still running stay open in the history."""
         deadline = time.monotonic() + wait_s
-        generator: Any = None
-        while self._busy and time.monotonic() < deadline:
-            generator = self._wait_completion(POLL_S, generator)
+        while self._busy:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wait(min(remaining, POLL_S))
 
     def run(self) -> Outcome:
         error: str | None = None
