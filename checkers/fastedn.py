@@ -29,9 +29,7 @@ the line-by-line path above, and anything that refuses to the general reader.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
-import operator
 import re
 from collections.abc import Callable, Sequence
 
@@ -169,40 +167,8 @@ def independent(
     A plain register history has ``nil`` or scalar values on reads and writes,
     so one such op rules the tuple reading out; a cas ``[old new]`` alone is
     ambiguous and never decides it. (Columns, so the readers share it without
-    building ops twice.) The common case, every client value a pair, is decided
-    by passes in C over the columns; anything else by :func:`_independent_each`.
+    building ops twice; one pass over them together.)
     """
-    client = _client_values(processes, values)
-    if client is None:
-        return _independent_each(processes, types, fs, values)
-    client_values, mask = client
-    client_fs = fs if mask is None else list(itertools.compress(fs, mask))
-    kinds = set(client_fs)
-    if "cas" in kinds:
-        cas_values = itertools.compress(client_values, map(operator.eq, client_fs, itertools.repeat("cas")))
-        inners = list(map(operator.itemgetter(1), cas_values))
-        if set(map(type, inners)) != {tuple} or set(map(len, inners)) != {2}:
-            return False  # a cas [old new] whose new is no pair: not [k [old new]]
-    return not kinds.isdisjoint(("read", "write", "cas"))
-
-
-def _client_values(
-    processes: Sequence[Any], values: Sequence[Any]
-) -> tuple[Sequence[Any], list[bool] | None] | None:
-    """(client ops' values, which ops are clients: None for all) when every one is a pair, else None."""
-    mask: list[bool] | None = list(map(operator.is_, map(type, processes), itertools.repeat(int)))
-    if all(mask):  # type: ignore[arg-type]
-        mask = None
-    client_values = values if mask is None else list(itertools.compress(values, mask))
-    if not client_values or set(map(type, client_values)) != {tuple} or set(map(len, client_values)) != {2}:
-        return None
-    return client_values, mask
-
-
-def _independent_each(
-    processes: Sequence[Any], types: Sequence[str], fs: Sequence[str], values: Sequence[Any]
-) -> bool:
-    """:func:`independent`, op by op: the reference the passes over columns must agree with."""
     decisive = 0
     for process, op_type, f, value in zip(processes, types, fs, values, strict=True):
         if type(process) is not int:
@@ -222,31 +188,13 @@ def _independent_each(
 
 
 def split_keys(processes: Sequence[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
-    """(keys, values) of a ``jepsen.independent`` history: each client op's ``[k v]`` taken apart.
-
-    When every client value is a pair (the common case) the columns are taken
-    apart by passes in C; otherwise by :func:`_split_keys_each`.
-    """
-    client = _client_values(processes, values)
-    if client is None:
-        return _split_keys_each(processes, values)
-    pairs = values
-    if client[1] is not None:  # a nemesis op keeps its value and has no key
-        pairs = list(values)
-        for i in itertools.compress(range(len(values)), map(operator.not_, client[1])):
-            pairs[i] = (None, values[i])
-    return list(map(operator.itemgetter(0), pairs)), list(map(operator.itemgetter(1), pairs))
-
-
-def _split_keys_each(processes: Sequence[Any], values: list[Any]) -> tuple[list[Any], list[Any]]:
-    """:func:`split_keys`, op by op (a client op whose value is no pair keeps it, with no key)."""
+    """(keys, values) of a ``jepsen.independent`` history: each client op's ``[k v]`` taken apart."""
     keys: list[Any] = [None] * len(values)
     split = [
         i
         for i, (process, value) in enumerate(zip(processes, values, strict=True))
         if type(value) is tuple and len(value) == 2 and type(process) is int
     ]
-    values = list(values)
     for i in split:
         keys[i], values[i] = values[i]
     return keys, values

@@ -411,37 +411,3 @@ def test_edn_comments_cut_by_the_regular_reader_read_as_the_general_reader_does(
     path = tmp_path / "h.edn"
     path.write_text(text, encoding="utf-8")
     assert _edn_outcome(path) == _edn_general(path, monkeypatch)
-
-
-_ATOMS = st.one_of(st.none(), st.integers(-3, 3), st.sampled_from(["a", "b"]))
-_VALUES = st.one_of(
-    _ATOMS,
-    st.tuples(_ATOMS, _ATOMS),
-    st.tuples(_ATOMS, st.tuples(_ATOMS, _ATOMS)),
-    st.tuples(_ATOMS, st.one_of(_ATOMS, st.tuples(_ATOMS, _ATOMS), st.tuples(_ATOMS, _ATOMS, _ATOMS))),
-    st.tuples(_ATOMS, _ATOMS, _ATOMS),
-)
-_ROWS = st.lists(
-    st.tuples(
-        st.one_of(st.integers(0, 3), st.just("nemesis")),
-        st.sampled_from(["invoke", "ok", "info", "fail"]),
-        st.sampled_from(["read", "write", "cas", "add", "start"]),
-        _VALUES,
-    ),
-    max_size=12,
-)
-
-
-@settings(max_examples=600, deadline=None)
-@given(rows=_ROWS, pairs_only=st.booleans())
-def test_independent_keys_by_columns_match_op_by_op(rows: list[tuple], pairs_only: bool) -> None:
-    """The passes over columns decide ``jepsen.independent`` and split keys as the loops over ops do."""
-    if pairs_only:  # the common case, which the passes decide themselves
-        rows = [
-            (p, t, f, v if type(p) is not int or (type(v) is tuple and len(v) == 2) else (1, v))
-            for p, t, f, v in rows
-        ]
-    processes, types, fs, values = (list(column) for column in zip(*rows, strict=True)) if rows else ([],) * 4
-    expected = fastedn._independent_each(processes, types, fs, values)
-    assert fastedn.independent(processes, types, fs, values) == expected
-    assert fastedn.split_keys(processes, list(values)) == fastedn._split_keys_each(processes, list(values))
