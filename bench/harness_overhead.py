@@ -18,9 +18,13 @@ a shared machine proves little.
 
 Runs inside its own run namespace (like ``ratchet run``), so it needs root or
 user namespaces. ``--system kv`` measures against the test KV server instead of
-VR (useful to separate harness cost from the system's).
+VR (useful to separate harness cost from the system's); ``--system null``
+against a system in this process that answers at once (no nodes, no namespace):
+the runner's own work per op with nothing else on the machine's clock, the
+steadiest figure on a loaded machine, though without the cost of waking a
+thread blocked on a socket.
 
-    python bench/harness_overhead.py [--system vr|kv] [--seconds 5] [--rounds 5] [--clients 1,50]
+    python bench/harness_overhead.py [--system vr|kv|null] [--seconds 5] [--rounds 5] [--clients 1,50]
 """
 
 from __future__ import annotations
@@ -58,6 +62,10 @@ class Ports:
 
 
 def make_system(kind: str, cluster: Any, nodes_dir: Path) -> Any:
+    if kind == "null":
+        from nullsystem import NullSystem
+
+        return NullSystem()
     if kind == "kv":
         from kvsystem import KVSystem
 
@@ -129,27 +137,39 @@ def drive(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[str
     from workloads import register
 
     workdir = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
-    cluster = LocalCluster(node_count=3, base_port=port)
-    system = make_system(kind, cluster, workdir / "nodes")
-    package = packages.build(
-        NemesisSpec(),
-        system=system,
-        firewall=cluster.firewall,
-        endpoints=cluster.endpoints(),
-        rng=random.Random(1),
-    )
-    recorder = Recorder(workdir / "history.jsonl")
-    runner = Runner(
-        system=system,
-        package=package,
-        recorder=recorder,
-        firewall=cluster.firewall,
-        concurrency=concurrency,
-        seed=1,
-        time_limit_s=seconds,
-        recovery_s=5,
-        client_generator=register.generator(WorkloadSpec(rate_hz=0.0, keys=KEYS)),
-    )
+    client_generator = register.generator(WorkloadSpec(rate_hz=0.0, keys=KEYS))
+    if kind == "null":
+        from nullsystem import NullSystem, null_runner
+
+        runner = null_runner(
+            workdir / "history.jsonl",
+            system=NullSystem(),
+            client_generator=client_generator,
+            concurrency=concurrency,
+            time_limit_s=seconds,
+        )
+    else:
+        cluster = LocalCluster(node_count=3, base_port=port)
+        system = make_system(kind, cluster, workdir / "nodes")
+        package = packages.build(
+            NemesisSpec(),
+            system=system,
+            firewall=cluster.firewall,
+            endpoints=cluster.endpoints(),
+            rng=random.Random(1),
+        )
+        runner = Runner(
+            system=system,
+            package=package,
+            recorder=Recorder(workdir / "history.jsonl"),
+            firewall=cluster.firewall,
+            concurrency=concurrency,
+            seed=1,
+            time_limit_s=seconds,
+            recovery_s=5,
+            client_generator=client_generator,
+        )
+    recorder = runner.recorder
     clock = MainPhaseClock(runner)
     outcome = runner.run()
     recorder.close()
@@ -194,8 +214,9 @@ def direct(kind: str, *, concurrency: int, seconds: float, port: int) -> dict[st
         if op["type"] == "invoke":
             plans[int(op["process"]) % concurrency].append(op)
     workdir = Path(tempfile.mkdtemp(prefix="ratchet-bench-"))
-    cluster = LocalCluster(node_count=3, base_port=port)
-    system = make_system(kind, cluster, workdir)
+    system = make_system(
+        kind, None if kind == "null" else LocalCluster(node_count=3, base_port=port), workdir
+    )
     system.setup()
     counts = [0] * concurrency
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
@@ -266,7 +287,7 @@ def measure(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--system", choices=("vr", "kv"), default="vr")
+    parser.add_argument("--system", choices=("vr", "kv", "null"), default="vr")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each measured run")
     parser.add_argument("--rounds", type=int, default=5, help="runner and direct runs per client count")
     parser.add_argument("--clients", default="1,50", help="client counts, comma-separated")
@@ -275,7 +296,10 @@ def main() -> int:
     clients = [int(c) for c in args.clients.split(",")]
     from clusters import namespace
 
-    namespace.enter()
+    if args.system == "null":
+        args.provision = 0
+    else:
+        namespace.enter()
     ports = Ports()
     load_before = os.getloadavg()
     print(
