@@ -217,8 +217,9 @@ class Connection(asyncio.BufferedProtocol):
     # asyncio.Protocol callbacks -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport: asyncio.Transport under asyncio's loop; uvloop's has the same methods
+        # without the base class (vr/node.py picks the loop).
+        self.transport = transport  # type: ignore[assignment]
         sock = transport.get_extra_info("socket")
         if sock is not None:
             configure_socket(sock)

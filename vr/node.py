@@ -9,8 +9,10 @@ group commit: its writes and fsyncs cover the whole batch) and hand it to the I/
 thread (``vr.flush_thread``); then write out the sends that were queued. The loop
 does not wait for the disk: it keeps receiving and batching, and when the thread is
 done the completion is delivered to the replica (``complete_flush``), which acks and
-releases what waited for it. Acks and replies therefore never leave before the write
-they vouch for is durable, and the disk and the loop work at the same time.
+releases what waited for it. While the disk syncs fast the loop runs the flush
+itself instead, right after writing out what waits for nothing (the thread
+hand-off would cost more than the sync; vr/flush_thread.py says when). Acks and
+replies never leave before the write they vouch for is durable.
 
 A bad configuration ends the process before it touches the network, with exit 3
 and one paragraph (what was wrong, the value, what is accepted). The one refusal
@@ -33,7 +35,7 @@ import resource
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -79,6 +81,7 @@ class NodeConfig:
     tick_ms: int
     seed: int
     limits: BusLimits = field(default_factory=BusLimits)
+    event_loop: str = "auto"  # auto (uvloop when installed), asyncio or uvloop; see _loop_factory
 
     @property
     def data_path(self) -> str:
@@ -109,6 +112,12 @@ def _parser() -> _Parser:
     parser.add_argument("--tick-ms", type=int, default=TICK_MS_DEFAULT, help="logical tick period")
     parser.add_argument("--seed", type=int, default=None, help="seed of the replica's PRNG (default: random)")
     parser.add_argument("--list-bugs", action="store_true", help="describe the planted bugs and exit")
+    parser.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default="auto",
+        help="the asyncio event loop: uvloop's when it is installed (auto), or the one named",
+    )
     defaults = BusLimits()
     for flag, help_text in _LIMIT_FLAGS.items():
         parser.add_argument(flag, type=int, default=getattr(defaults, _limit_name(flag)), help=help_text)
@@ -181,6 +190,7 @@ def parse_config(argv: Sequence[str]) -> NodeConfig | None:
         tick_ms=args.tick_ms,
         seed=seed,
         limits=limits,
+        event_loop=_event_loop_name(args.event_loop),
     )
     _check_files(config)
     return config
@@ -250,7 +260,7 @@ class Node:
         self.messages = 0
         # Where the loop's time goes (the bench reads these): handling messages, flushing, ticking.
         self.handle_ns = 0
-        self.flush_ns = 0  # beginning and completing flushes on the loop (the I/O thread's time is not here)
+        self.flush_ns = 0  # beginning, completing and inline runs of flushes (the I/O thread's time is not here)
         self.tick_ns = 0
 
     def stop(self) -> None:
@@ -282,7 +292,7 @@ class Node:
             raise
         config = self.config
         logger.info(
-            "node=started replica=%d peers=%s data=%s cluster=%d seed=%d bugs=%s pid=%d",
+            "node=started replica=%d peers=%s data=%s cluster=%d seed=%d bugs=%s pid=%d event_loop=%s",
             config.replica,
             ",".join(str(p) for p in config.peers),
             config.data_path,
@@ -290,6 +300,7 @@ class Node:
             config.seed,
             ",".join(sorted(config.bugs)) or "none",
             os.getpid(),
+            config.event_loop,
         )
         assert self.storage is not None and self.replica is not None
         self._io = FlushThread(
@@ -404,8 +415,13 @@ class Node:
             completed = io.poll_completion()
             if batch or ticked or completed:
                 flush = replica.begin_flush()
-                if flush is not None:
-                    io.submit(flush)
+                while flush is not None:
+                    if not io.inline:
+                        io.submit(flush)
+                        break
+                    bus.flush_sends()  # prepares and released messages leave before this node syncs
+                    io.run_inline(flush)
+                    flush = replica.begin_flush()
             self.flush_ns += time.monotonic_ns() - flush_began_ns
             bus.flush_sends()
 
@@ -449,6 +465,10 @@ class Node:
             "tick_ms": self.config.tick_ms,
             "bugs": sorted(self.config.bugs),
             "seed": self.config.seed,
+            "event_loop": self.config.event_loop,
+            "flushes": self._io.flushes if self._io is not None else 0,
+            "flushes_inline": self._io.flushes_inline if self._io is not None else 0,
+            "flush_run_ms_max": round(self._io.run_ns_max / 1e6, 3) if self._io is not None else 0,
         }
         return status
 
@@ -591,6 +611,39 @@ def _drop_page_cache(path: str) -> None:
 # --- process entry ---------------------------------------------------------------------------
 
 
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+
+
+def _event_loop_name(asked: str) -> str:
+    """The loop the node will run: uvloop's for auto when it is importable, else asyncio's.
+
+    The node's loop time is mostly per-message overhead (wake-ups, socket reads and writes);
+    uvloop does that part in C (libuv). The package stays importable with the standard library
+    alone, because docker and ssh nodes run it with whatever python3 the host has; the bus uses
+    only what both loops provide.
+    """
+    if asked == "asyncio":
+        return asked
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if asked == "uvloop":
+            raise BadConfiguration(
+                "--event-loop uvloop: uvloop is not installed for this python (pip install uvloop), "
+                "or use --event-loop asyncio."
+            ) from None
+        return "asyncio"
+    return "uvloop"
+
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop]:
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 def _raise_fd_limit() -> None:
     """Raise the soft RLIMIT_NOFILE to the hard limit: every connection is a descriptor, and the
     common soft default (1024) would otherwise cap the node below its own connection bounds."""
@@ -650,7 +703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_BAD_CONFIG
     try:
-        asyncio.run(_serve(node))
+        with asyncio.Runner(loop_factory=_loop_factory(config.event_loop)) as runner:
+            runner.run(_serve(node))
     except StartupRefused as refusal:
         logger.error("node=refused replica=%d reason=%s", config.replica, json.dumps(str(refusal)))
         print(f"vr.node: error: {refusal}", file=sys.stderr)

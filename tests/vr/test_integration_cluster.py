@@ -69,6 +69,7 @@ class LocalCluster:
     peers: list[str] = field(default_factory=list)
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    extra_args: dict[int, list[str]] = field(default_factory=dict)  # per replica, appended to argv
 
     def __post_init__(self) -> None:
         self.peers = [f"{HOSTS[i]}:{free_port(HOSTS[i])}" for i in range(self.size)]
@@ -100,6 +101,7 @@ class LocalCluster:
             "--seed",
             str(1000 + replica),
         ]
+        argv += self.extra_args.get(replica, [])
         return [*argv, "--format"] if format_data else argv
 
     def start(self, replica: int, *, format_data: bool = False) -> None:
@@ -282,6 +284,33 @@ def test_kill_the_primary_then_restart_it_and_lose_nothing(cluster: LocalCluster
         assert codes == {0: 0, 1: 0, 2: 0}, f"SIGTERM must stop cleanly: {codes}"
         for r in range(3):
             assert "node=stopped" in cluster.log(r)
+    finally:
+        client.close()
+
+
+def test_nodes_on_asyncio_and_uvloop_loops_form_one_cluster(cluster: LocalCluster) -> None:
+    """Docker and ssh nodes run on asyncio's loop (the host's python3), local ones on uvloop."""
+    loops = {0: "asyncio", 1: "uvloop", 2: "asyncio"}
+    for replica, loop in loops.items():
+        cluster.extra_args[replica] = ["--event-loop", loop]
+        cluster.start(replica, format_data=True)
+    client = Client(cluster.peers_text, cluster=CLUSTER, timeout_s=0.3, deadline_s=8.0, seed=7)
+    ledger = Ledger()
+    try:
+        primary = wait_for_primary(client, [0, 1, 2], what="three replicas normal in one view")
+        for n in range(60):
+            assert ledger.write(client, f"k{n}", n), "a healthy cluster acknowledges every write"
+        cluster.kill(primary)
+        survivors = [r for r in range(3) if r != primary]
+        wait_for_primary(client, survivors, what="the survivors in a new view")
+        for n in range(20):
+            ledger.write(client, f"after-{n}", n)
+        ledger.check(client)
+        answers = statuses(client, survivors)
+        assert {r: answers[r]["node"]["event_loop"] for r in survivors} == {r: loops[r] for r in survivors}
+        for answer in answers.values():
+            node = answer["node"]
+            assert 0 <= node["flushes_inline"] <= node["flushes"] and node["flushes"] > 0
     finally:
         client.close()
 

@@ -105,6 +105,7 @@ def test_unknown_bug_suggests_the_closest_name(tmp_path: Path, peers: str) -> No
         (["--no-such-flag"], "unrecognized arguments"),
         (["--events", "/nonexistent-dir/e.jsonl"], "--events"),
         (["--log", "/nonexistent-dir/n.log"], "--log"),
+        (["--event-loop", "trio"], "--event-loop"),
     ],
 )
 def test_other_bad_options(tmp_path: Path, peers: str, extra: list[str], needle: str) -> None:
@@ -150,3 +151,26 @@ def test_event_log_writes_one_flushed_json_line_per_event(tmp_path: Path) -> Non
     assert log.count == 2
     with pytest.raises(AssertionError):
         EventLog(None, replica=0).emit("x", replica=3)
+
+
+def test_uvloop_asked_for_but_not_installed_is_refused_and_auto_falls_back(
+    tmp_path: Path, peers: str
+) -> None:
+    """Docker and ssh hosts run the package with a bare python3: no uvloop there."""
+    no_uvloop = (
+        "import runpy, sys; sys.modules['uvloop'] = None; runpy.run_module('vr.node', run_name='__main__')"
+    )
+
+    def node(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", no_uvloop, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+    base = ("--id", "0", "--peers", peers, "--data", str(tmp_path), "--format")
+    assert_refused(node(*base, "--event-loop", "uvloop"), "uvloop is not installed", "--event-loop asyncio")
+    assert not (tmp_path / "replica.vr").exists()
+    chosen = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['uvloop'] = None; from vr.node import parse_config; "
+         f"print(parse_config({[*base]!r}).event_loop)"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert chosen.stdout.strip() == "asyncio"
