@@ -260,7 +260,7 @@ class Node:
         self.messages = 0
         # Where the loop's time goes (the bench reads these): handling messages, flushing, ticking.
         self.handle_ns = 0
-        self.flush_ns = 0  # beginning, completing and inline runs of flushes (the I/O thread's time is not here)
+        self.flush_ns = 0  # begin, complete and inline runs of flushes (not the I/O thread's time)
         self.tick_ns = 0
 
     def stop(self) -> None:
