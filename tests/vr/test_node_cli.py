@@ -170,7 +170,7 @@ def test_uvloop_asked_for_but_not_installed_is_refused_and_auto_falls_back(
     assert not (tmp_path / "replica.vr").exists()
     chosen = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['uvloop'] = None; from vr.node import parse_config; "
-         f"print(parse_config({[*base]!r}).event_loop)"],
+         f"print(parse_config({[*base, '--event-loop', 'auto']!r}).event_loop)"],
         capture_output=True, text=True, timeout=30, check=True,
     )  # fmt: skip
     assert chosen.stdout.strip() == "asyncio"
