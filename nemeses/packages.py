@@ -11,9 +11,10 @@ metadata (name and colour per kind) that reports use to shade fault windows.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from clusters.firewall import Endpoint, Firewall
 from core import generator as gen
@@ -68,11 +69,53 @@ class UnknownNemesisOp(ValueError):
     pass
 
 
+class BatchPrimary:
+    """The system as the faults of one ``together`` batch see it: one primary for the whole batch.
+
+    Each fault resolves ``primary`` when it starts. In a batch started back to back, a view change
+    between two starts (or an unknown primary, which each fault replaces by its own random pick)
+    would aim the faults at different nodes, and the combination the scenario asks for, such as a
+    cut-off primary whose clock stopped, would not happen. The first fault of a batch that asks
+    fixes the node, waiting up to ``wait_s`` for a view change to settle; the batch's last stop
+    releases it. Everything else is the system's own.
+    """
+
+    def __init__(self, system: System, rng: random.Random, *, wait_s: float = 2.0) -> None:
+        self._system, self._rng, self._wait_s = system, rng, wait_s
+        self._open = False
+        self._pinned: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._system, name)
+
+    def open(self) -> None:
+        if not self._open:
+            self._open, self._pinned = True, None
+
+    def close(self) -> None:
+        self._open, self._pinned = False, None
+
+    def primary(self) -> str | None:
+        if not self._open:
+            return self._system.primary()
+        if self._pinned is None:
+            deadline = time.monotonic() + self._wait_s
+            current = self._system.primary()
+            while current is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+                current = self._system.primary()
+            self._pinned = (
+                current if current is not None else self._rng.choice(sorted(self._system.node_names()))
+            )
+        return self._pinned
+
+
 class Combined:
     """Dispatches nemesis ops to the fault of their kind; heals everything at teardown."""
 
-    def __init__(self, nemeses: Mapping[str, Nemesis]) -> None:
+    def __init__(self, nemeses: Mapping[str, Nemesis], *, batch: BatchPrimary | None = None) -> None:
         self.nemeses = dict(nemeses)
+        self._batch = batch
 
     @staticmethod
     def parse(f: str) -> tuple[str, str]:
@@ -86,7 +129,16 @@ class Combined:
         nemesis = self.nemeses.get(kind)
         if nemesis is None:
             raise UnknownNemesisOp(f"no {kind!r} nemesis in this package (have {sorted(self.nemeses)})")
-        return nemesis.start() if action == "start" else nemesis.stop()
+        if self._batch is None:
+            return nemesis.start() if action == "start" else nemesis.stop()
+        if action == "start":
+            self._batch.open()
+            return nemesis.start()
+        try:
+            return nemesis.stop()
+        finally:
+            if not self.active():
+                self._batch.close()
 
     def active(self) -> dict[str, dict[str, Any]]:
         return {kind: dict(n.active) for kind, n in self.nemeses.items() if n.active}
@@ -142,6 +194,9 @@ def build(
     clock: ClockControl | None = None,
     messages: MessageControl | None = None,
 ) -> Package:
+    batch = BatchPrimary(system, rng) if spec.schedule == "together" else None
+    if batch is not None:
+        system = cast(System, batch)
     nemeses: dict[str, Nemesis] = {}
     for kind in spec.faults:
         if kind == "partition":
@@ -195,7 +250,7 @@ def build(
             raise ValueError(f"fault kind {kind!r} is not implemented (refused at validation)")
     kinds = tuple(nemeses)
     return Package(
-        nemesis=Combined(nemeses),
+        nemesis=Combined(nemeses, batch=batch),
         generator=(together if spec.schedule == "together" else schedule)(kinds, spec.interval_s),
         final_generator=final(kinds),
         kinds=kinds,

@@ -225,3 +225,69 @@ def test_register_invoke_classifies_outcomes() -> None:
         "error": "timeout",
     }
     assert register.invoke(Scripted(ConnectionResetError("reset")), read)["type"] == "info"
+
+
+class _Moving:
+    """A system whose primary is a different node each time it is asked (a view change per ask)."""
+
+    def __init__(self, answers: list[str | None]) -> None:
+        self.answers, self.asked = list(answers), 0
+
+    def node_names(self) -> tuple[str, ...]:
+        return ("n1", "n2", "n3")
+
+    def primary(self) -> str | None:
+        self.asked += 1
+        return self.answers.pop(0) if self.answers else None
+
+    def pause(self, node: str) -> bool:
+        return True
+
+    def resume(self, node: str) -> bool:
+        return True
+
+
+class _RecordingFirewall:
+    def __init__(self) -> None:
+        self.applied: list[list[Drop]] = []
+
+    def apply(self, kind: str, drops: list[Drop]) -> None:
+        self.applied.append(list(drops))
+
+    def heal(self, kind: str) -> bool:
+        return True
+
+
+def test_a_together_batch_aims_every_primary_fault_at_one_node() -> None:
+    """Pause the primary, then cut the primary off: both faults hit the node the batch first named,
+    though the system names a different primary at every ask (a view change in between)."""
+    system = _Moving(["n2", "n1", "n3", "n1", "n2"])
+    spec = NemesisSpec(
+        faults=("pause", "partition"), schedule="together", pause_targets=("primary",), grudges=("primary",)
+    )
+    endpoints = {n: Endpoint(n, f"127.0.0.{i + 1}", 7000) for i, n in enumerate(system.node_names())}
+    package = packages.build(
+        spec,
+        system=system,
+        firewall=_RecordingFirewall(),
+        endpoints=endpoints,
+        rng=random.Random(1),  # type: ignore[arg-type]
+    )
+    batches = []
+    for _ in range(2):
+        done = [
+            package.nemesis.invoke(f)
+            for f in ("start-pause", "start-partition", "stop-partition", "stop-pause")
+        ]
+        batches.append((done[0]["targets"], done[1]["targets"]))
+    assert batches == [(["n2"], ["n2"]), (["n1"], ["n1"])], "one ask per batch; the next batch asks again"
+    assert system.asked == 2
+
+
+def test_a_together_batch_with_no_primary_picks_one_node_for_all_its_faults() -> None:
+    batch = packages.BatchPrimary(_Moving([None] * 100), random.Random(4), wait_s=0.2)  # type: ignore[arg-type]
+    batch.open()
+    first = batch.primary()
+    assert first in ("n1", "n2", "n3") and batch.primary() == first
+    batch.close()
+    assert batch.primary() is None  # outside a batch: the system's own answer
