@@ -81,7 +81,7 @@ class NodeConfig:
     tick_ms: int
     seed: int
     limits: BusLimits = field(default_factory=BusLimits)
-    event_loop: str = "asyncio"  # asyncio, uvloop, or auto (uvloop when installed); see _event_loop_name
+    event_loop: str = "auto"  # auto (uvloop when installed), asyncio or uvloop; see _event_loop_name
 
     @property
     def data_path(self) -> str:
@@ -115,8 +115,8 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--event-loop",
         choices=EVENT_LOOPS,
-        default="asyncio",
-        help="the event loop: asyncio's (the default), uvloop's, or auto (uvloop's when it is installed)",
+        default="auto",
+        help="the event loop: auto (the default: uvloop's when it is installed, else asyncio's), asyncio's or uvloop's",
     )
     defaults = BusLimits()
     for flag, help_text in _LIMIT_FLAGS.items():
@@ -615,11 +615,7 @@ EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
 def _event_loop_name(asked: str) -> str:
-    """The loop the node will run: asyncio's unless uvloop's is asked for (auto: when importable).
-
-    asyncio's is the default: under uvloop a replica restarted into a flood of silent
-    connections lost its peers' connections (tests/vr/test_node_limits.py), so uvloop's is
-    opt-in.
+    """The loop the node will run: uvloop's when importable (auto, the default), else asyncio's.
 
     The node's loop time is mostly per-message overhead (wake-ups, socket reads and writes);
     uvloop does that part in C (libuv). The package stays importable with the standard library
