@@ -1531,11 +1531,13 @@ class Replica:
         return range(low, self.op + 1)
 
     def _dvc_headers(self) -> list[Header]:
-        headers = []
-        for op in self._dvc_range():
-            header = self.journal.header_for_op(op)
-            headers.append(header if header is not None else Header.reserved(self.cluster, op))
-        return headers
+        ops = self._dvc_range()
+        held = [self.journal.header_for_op(op) for op in ops]
+        stale = chain_contradicted(held, above=self.commit_min)
+        return [
+            header if header is not None and op not in stale else Header.reserved(self.cluster, op)
+            for op, header in zip(ops, held, strict=True)
+        ]
 
     def _do_view_change_message(self) -> Message:
         headers = self._dvc_headers()
@@ -1692,12 +1694,9 @@ class Replica:
 
     def _suffix_headers(self) -> list[Header]:
         low = max(min(self.commit_max, self.op), self.op - self.options.pipeline_max - 1, 0)
-        out = []
-        for op in range(low, self.op + 1):
-            h = self.journal.header_for_op(op)
-            if h is not None and h.command == Command.PREPARE:
-                out.append(h)
-        return out
+        held = [self.journal.header_for_op(op) for op in range(low, self.op + 1)]
+        stale = chain_contradicted(held, above=self.commit_min)
+        return [h for h in held if h is not None and h.command == Command.PREPARE and h.op not in stale]
 
     def _start_view_message(self, *, nonce: int) -> Message:
         return self._message(
@@ -2106,6 +2105,31 @@ class Replica:
         Command.REQUEST_SYNC: _on_request_sync,
         Command.SYNC: _on_sync,
     }
+
+
+def chain_contradicted(headers: Sequence[Header | None], *, above: int) -> set[int]:
+    """Ops above ``above`` whose header the hash chain from the head contradicts.
+
+    ``headers`` are consecutive ops, ascending. Walking down from the head, each header names
+    its predecessor's checksum (``parent``); a held header with another checksum is older than
+    the log it sits in: an entry of an earlier view that a view change replaced while this
+    replica held no copy of the replacement, kept because the new log named no header for
+    that op. Such a header must not reach a vote, a start-view or the superblock's view
+    headers, where it would stand beside the chain as a second version of a committed op
+    (sim seed 1352). A gap ends what the chain can tell until the next held header.
+    """
+    stale: set[int] = set()
+    want: bytes | None = None
+    for header in reversed(headers):
+        if header is None or header.command != Command.PREPARE:
+            want = None
+            continue
+        if want is not None and header.checksum != want and header.op > above:
+            stale.add(header.op)
+            want = None
+            continue
+        want = header.parent
+    return stale
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from vr.message import Command, Header, Operation, make_header
 from vr.quorums import quorums
-from vr.replica import DoViewChange, choose_new_view_log
+from vr.replica import DoViewChange, chain_contradicted, choose_new_view_log
 
 CLUSTER = 3
 Q3 = quorums(3)
@@ -197,3 +197,19 @@ def test_a_voter_whose_log_is_older_than_an_op_never_acked_it_even_with_an_uncer
     chosen = choose_new_view_log([author, holder, older], replica_count=3, nack_quorum=Q3.nack)
     assert chosen is not None
     assert chosen.head == 2
+
+
+def test_a_header_the_chain_from_the_head_contradicts_is_named() -> None:
+    """View 14 re-prepared ops 3..4 over view 13's; a replica holding view 13's op 3 beside view
+    14's op 4 holds a header its own chain contradicts (sim seed 1352). A gap says nothing, and
+    what the replica executed (at or below ``above``) is never named."""
+    old = chain({1: 1, 2: 1, 3: 13})
+    new = chain({1: 1, 2: 1, 3: 14, 4: 14, 5: 14})
+    assert old[2] == new[2] and old[3].checksum != new[3].checksum
+    assert chain_contradicted([new[1], new[2], new[3], new[4]], above=0) == set()
+    assert chain_contradicted([new[1], new[2], old[3], new[4]], above=0) == {3}
+    assert chain_contradicted([new[1], new[2], old[3], new[4]], above=3) == set()
+    assert chain_contradicted([new[2], old[3], None, new[5]], above=0) == set()
+    # Below a contradicted header the chain is unknown until the next held one: no guess.
+    other = chain({1: 1, 2: 7})  # its op 2 follows op 1, but view 13's op 3 does not follow it
+    assert chain_contradicted([new[1], other[2], old[3], new[4]], above=0) == {3}

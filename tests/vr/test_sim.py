@@ -232,6 +232,33 @@ def test_regression_repair_from_an_intact_local_prepare_rewrites_only_its_header
     assert "r1=normal view=7 op=20 commit_min=16 commit_max=20" in control.detail
 
 
+def test_regression_a_header_the_chain_contradicts_stays_out_of_votes_and_view_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seed 1352 under storage stress: r1 held op 25 from view 13 and no copy of view 14's op 25,
+    which view 14 committed (op 26's parent names it). As primary of view 16 it installed a log
+    whose votes named no header for op 25 (at or below the commit), kept its own, and wrote it
+    beside op 26 into its superblock's view headers. Repair fixed the header in memory only; a
+    restart put view 13's back, and in view 17 two votes of log view 16 disagreed on op 25:
+    choose_new_view_log's consistency assertion.
+
+    A header the hash chain from the head contradicts is now left out of votes, start-views and
+    view headers (``chain_contradicted``); the control run without that check fails as before.
+    """
+    stress = {
+        "power_cut_probability": 0.05,
+        "corrupt_probability": 0.01,
+        "misdirect_probability": 0.02,
+        "superblock_corrupt_probability": 0.02,
+    }
+    result = run_seed(1352, **stress)
+    assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
+    monkeypatch.setattr(replica_module, "chain_contradicted", lambda headers, *, above: set())
+    control = run_seed(1352, **stress)
+    assert control.outcome == "assertion", control.detail
+    assert "(25, 2)" in control.detail, control.detail
+
+
 def test_simulation_under_storage_stress() -> None:
     """Power cuts mid-flush (torn prepares, torn header sectors), misdirected prepare writes and
     rot of WAL entries and of superblock copies, on top of the swarm's faults, all within the
