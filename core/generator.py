@@ -444,13 +444,38 @@ def delay(dt_s: float, gen: Any) -> Delay:
     return Delay(seconds_to_ns(dt_s), gen)
 
 
+_U64 = (1 << 64) - 1
+
+
+def _draw(stream: int, bound: int) -> tuple[int, int]:
+    """A value uniform in [0, bound) and the stream's next state (splitmix64).
+
+    A generator that carries its own stream draws the same value however often it is asked
+    in the same state: the interpreter asks a generator for its next op many times before
+    one is taken (every completion, every poll), and a draw from ``ctx.rng`` per ask would
+    make the schedule depend on how often that happened, i.e. on timing.
+    """
+    stream = (stream + 0x9E3779B97F4A7C15) & _U64
+    z = stream
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    z ^= z >> 31
+    return (z * bound) >> 64, stream
+
+
 @dataclass(frozen=True, slots=True)
 class Stagger(Generator):
-    """Operations separated by random gaps, uniform in [0, 2 * dt) (mean ``dt``)."""
+    """Operations separated by random gaps, uniform in [0, 2 * dt) (mean ``dt``).
+
+    With a ``stream`` (``stagger(..., seed=S)``) the gaps are a function of the seed and of
+    how many operations were taken, never of how often the generator was asked; without
+    one they come from the run's ``ctx.rng``.
+    """
 
     dt_ns: int
     gen: Any
     next_ns: int | None = None
+    stream: int | None = None
 
     def op(self, ctx: Context) -> Result:
         result = op(self.gen, ctx)
@@ -458,16 +483,22 @@ class Stagger(Generator):
             return result
         operation, nxt = result  # type: ignore[misc]
         at = max(operation["time_ns"], self.next_ns if self.next_ns is not None else 0)
-        gap = ctx.rng.randrange(0, 2 * self.dt_ns) if self.dt_ns > 0 else 0
-        return {**operation, "time_ns": at}, Stagger(self.dt_ns, nxt, at + gap)
+        stream = self.stream
+        if self.dt_ns <= 0:
+            gap = 0
+        elif stream is None:
+            gap = ctx.rng.randrange(0, 2 * self.dt_ns)
+        else:
+            gap, stream = _draw(stream, 2 * self.dt_ns)
+        return {**operation, "time_ns": at}, Stagger(self.dt_ns, nxt, at + gap, stream)
 
     def update(self, ctx: Context, event: Op) -> Any:
         updated = update(self.gen, ctx, event)
-        return self if updated is self.gen else Stagger(self.dt_ns, updated, self.next_ns)
+        return self if updated is self.gen else Stagger(self.dt_ns, updated, self.next_ns, self.stream)
 
 
-def stagger(dt_s: float, gen: Any) -> Stagger:
-    return Stagger(seconds_to_ns(dt_s), gen)
+def stagger(dt_s: float, gen: Any, *, seed: int | None = None) -> Stagger:
+    return Stagger(seconds_to_ns(dt_s), gen, stream=None if seed is None else seed & _U64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,14 +577,24 @@ def cycle_times(*specs: tuple[float, Any]) -> CycleTimes:
 
 @dataclass(frozen=True, slots=True)
 class Mix(Generator):
-    """Each operation from a generator chosen at random (seeded); exhausted ones drop out."""
+    """Each operation from a generator chosen at random (seeded); exhausted ones drop out.
+
+    With a ``stream`` (``mix(..., seed=S)``) the choice is a function of the seed and of the
+    operations taken so far (asked again in the same state, it chooses the same generator);
+    without one it comes from the run's ``ctx.rng``.
+    """
 
     gens: tuple[Any, ...]
+    stream: int | None = None
 
     def op(self, ctx: Context) -> Result:
         gens = self.gens
+        stream = self.stream
         while gens:
-            index = ctx.rng.randrange(len(gens))
+            if stream is None:
+                index = ctx.rng.randrange(len(gens))
+            else:
+                index, stream = _draw(stream, len(gens))
             result = op(gens[index], ctx)
             if result is None:
                 gens = (*gens[:index], *gens[index + 1 :])
@@ -561,12 +602,12 @@ class Mix(Generator):
             if result is PENDING:
                 return PENDING
             operation, nxt = result  # type: ignore[misc]
-            return operation, Mix((*gens[:index], nxt, *gens[index + 1 :]))
+            return operation, Mix((*gens[:index], nxt, *gens[index + 1 :]), stream)
         return None
 
 
-def mix(gens: Sequence[Any]) -> Mix:
-    return Mix(tuple(gens))
+def mix(gens: Sequence[Any], *, seed: int | None = None) -> Mix:
+    return Mix(tuple(gens), None if seed is None else seed & _U64)
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,12 +157,16 @@ def _op(f: str) -> dict[str, Any]:
     return {"type": "info", "f": f, "value": None}
 
 
-def schedule(kinds: tuple[str, ...], interval_s: float) -> Any:
-    """Every ~interval_s (stagger), one kind chosen at random flips start -> stop -> start ..."""
+def schedule(kinds: tuple[str, ...], interval_s: float, *, seed: int) -> Any:
+    """Every ~interval_s (stagger), one kind chosen at random flips start -> stop -> start ...
+
+    The gaps and the choice of kind come from ``seed`` alone (the generators' own streams),
+    so a seed names the same sequence of faults whatever the clients did meanwhile.
+    """
     if not kinds:
         return None
     flips = [gen.flip_flop(gen.repeat(_op(f"start-{k}")), gen.repeat(_op(f"stop-{k}"))) for k in kinds]
-    return gen.stagger(interval_s, gen.mix(flips))
+    return gen.stagger(interval_s, gen.mix(flips, seed=seed), seed=seed ^ 0x5354414747)
 
 
 def together(kinds: tuple[str, ...], interval_s: float) -> Any:
@@ -251,7 +255,11 @@ def build(
     kinds = tuple(nemeses)
     return Package(
         nemesis=Combined(nemeses, batch=batch),
-        generator=(together if spec.schedule == "together" else schedule)(kinds, spec.interval_s),
+        generator=(
+            together(kinds, spec.interval_s)
+            if spec.schedule == "together"
+            else schedule(kinds, spec.interval_s, seed=rng.getrandbits(64))
+        ),
         final_generator=final(kinds),
         kinds=kinds,
         perf=tuple((k, COLOURS.get(k, "#7f7f7f")) for k in kinds),

@@ -6,6 +6,8 @@ whole simulated history, so a change in semantics shows up as a diff.
 
 from __future__ import annotations
 
+import itertools
+import random
 from typing import Any
 
 import pytest
@@ -73,6 +75,29 @@ def test_mix_draws_from_the_seed_and_drops_exhausted_generators() -> None:
     assert brief(first) == brief(second)
     fs = [o["f"] for o in first if o["type"] == "invoke"]
     assert sorted(fs) == ["read", "read", "read", "write", "write"]
+
+
+def test_seeded_stagger_and_mix_answer_the_same_however_often_asked() -> None:
+    """With their own seed, asking again in the same state (with the run's rng moved on) gives
+    the same op and the same next state; the values still cover the range."""
+    seeded = g.stagger(
+        1.0, g.mix([g.repeat({"f": "a"}), g.repeat({"f": "b"}), g.repeat({"f": "c"})], seed=5), seed=6
+    )
+    rng = random.Random(0)
+    ctx = g.Context(0, (0,), frozenset({0}), {0: 0}, rng)
+    state, fs, times = seeded, [], []
+    for _ in range(300):
+        first = g.op(state, ctx)
+        rng.random()
+        again = g.op(state, ctx)
+        assert first is not None and first is not g.PENDING and again is not None and again is not g.PENDING
+        assert first[0] == again[0] and first[1] == again[1]  # type: ignore[index]
+        fs.append(first[0]["f"])  # type: ignore[index]
+        times.append(first[0]["time_ns"])  # type: ignore[index]
+        state = first[1]  # type: ignore[index]
+    assert {fs.count(f) for f in "abc"} <= set(range(70, 131)), fs
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(0 <= gap < 2 * g.NS_PER_S for gap in gaps) and max(gaps) > 1.5 * g.NS_PER_S
 
 
 def test_phases_wait_for_every_thread_before_the_next_phase() -> None:

@@ -131,7 +131,7 @@ def test_read_back_must_match_addresses_port_and_chance_not_only_names() -> None
 
 def test_combined_schedule_flips_each_kind_and_final_stops_all() -> None:
     kinds = ("partition", "pause", "kill")
-    schedule = gen.nemesis(gen.time_limit(60, packages.schedule(kinds, 5.0)))
+    schedule = gen.nemesis(gen.time_limit(60, packages.schedule(kinds, 5.0, seed=4)))
     history = gen.simulate(schedule, seed=4, concurrency=1)
     completions = [op["f"] for op in history[1::2]]
     state: dict[str, bool] = {}
@@ -145,6 +145,41 @@ def test_combined_schedule_flips_each_kind_and_final_stops_all() -> None:
         {"type": "info", "f": "stop-partition", "value": None},
         {"type": "info", "f": "stop-kill", "value": None},
     ]
+
+
+def _nemesis_schedule(*, concurrency: int, latency_ns: int, run_seed: int) -> list[tuple[str, int]]:
+    """The nemesis ops of a 40 s run beside a busy register workload: (f, 0.1 s since the first).
+
+    Times are rounded: an op that comes due while the nemesis's previous one is still in
+    flight (a gap shorter than the latency) waits for it."""
+    workload = register.generator(WorkloadSpec(keys=3, rate_hz=0), ops_per_key=10**6)
+    faults = packages.schedule(("partition", "pause", "kill"), 5.0, seed=11)
+    run = gen.time_limit(40, gen.clients(workload, faults))
+    history = gen.simulate(
+        run,
+        seed=run_seed,
+        concurrency=concurrency,
+        complete=gen.default_completer(latency_ns),
+        max_ops=200_000,
+    )
+    invokes = [op for op in history if op["process"] == gen.NEMESIS and op["type"] == "info"][::2]
+    return [(op["f"], round((op["time_ns"] - invokes[0]["time_ns"]) / 100_000_000)) for op in invokes]
+
+
+def test_a_seed_names_the_same_faults_whatever_the_clients_do() -> None:
+    """The interpreter asks the nemesis's generator for its next op at every client completion;
+    with the schedule drawing from its own seeded streams, how often that happens (clients,
+    their latency, the run's own seed) changes neither which faults come nor the gaps."""
+    base = _nemesis_schedule(concurrency=1, latency_ns=5_000_000, run_seed=1)
+    assert len(base) >= 5
+    assert _nemesis_schedule(concurrency=5, latency_ns=20_000_000, run_seed=1) == base
+    assert _nemesis_schedule(concurrency=3, latency_ns=7_000_000, run_seed=2) == base
+    other = gen.simulate(
+        gen.nemesis(gen.time_limit(60, packages.schedule(("partition", "pause", "kill"), 5.0, seed=12))),
+        seed=1,
+        concurrency=1,
+    )
+    assert [op["f"] for op in other[::2]] != [f for f, _ in base], "another seed, another schedule"
 
 
 def test_combined_dispatch_refuses_unknown_ops() -> None:
