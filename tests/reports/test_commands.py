@@ -148,6 +148,9 @@ def test_serve_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         [sys.executable, "-m", "harness.cli", "serve", str(store), "--port", "0"],
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a suite started in the background (`cmd &`, nohup) hands its children
+        # an ignored SIGINT, and Python then never turns Ctrl-C into KeyboardInterrupt.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         assert proc.stderr is not None
