@@ -25,6 +25,8 @@ import gc
 import os
 import time
 from collections.abc import Callable, Sequence
+from itertools import compress
+from operator import attrgetter
 
 from checkers.budget import INFINITY, Budget
 from checkers.fastpath import unique_register_check
@@ -95,6 +97,9 @@ def hashable_values(operations: Sequence[Operation]) -> list[Operation]:
     return out
 
 
+_get_f = attrgetter("f")
+
+
 def split_by_key(operations: Sequence[Operation]) -> dict[Any, list[Operation]]:
     by_key: dict[Any, list[Operation]] = {}
     for op in operations:
@@ -103,7 +108,13 @@ def split_by_key(operations: Sequence[Operation]) -> dict[Any, list[Operation]]:
 
 
 def ensure_supported(model: Model, operations: Sequence[Operation]) -> None:
-    unknown = sorted({op.f for op in operations} - model.fs)
+    """UnsupportedOp for the first op the model does not know or whose values it refuses.
+
+    The passes over every op are in C (a map and a compress over the ``f``
+    column); only the ops ``model.op_problem_fs`` names reach ``op_problem``.
+    """
+    fs = list(map(_get_f, operations))
+    unknown = sorted(set(fs) - model.fs)
     if unknown:
         raise UnsupportedOp(
             f"the history has op(s) {unknown} that model {model.name!r} does not know "
@@ -112,7 +123,9 @@ def ensure_supported(model: Model, operations: Sequence[Operation]) -> None:
         )
     op_problem = getattr(model, "op_problem", None)
     if op_problem is not None:  # values of the wrong shape: bad input, never a crash in the search
-        for op in operations:
+        checked = getattr(model, "op_problem_fs", None)
+        candidates = operations if checked is None else compress(operations, map(checked.__contains__, fs))
+        for op in candidates:
             problem = op_problem(op.f, op.value_in, op.value_out, op.outcome == "ok")
             if problem:
                 raise UnsupportedOp(

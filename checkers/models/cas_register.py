@@ -25,6 +25,7 @@ class CasRegister(Register):
 
     name: str = "cas-register"
     fs: frozenset[str] = frozenset({"read", "write", "cas"})
+    op_problem_fs = frozenset({"cas"})  # (not a field) the only ops op_problem can refuse
 
     def op_problem(self, f: str, value_in: Any, value_out: Any, known: bool) -> str | None:
         """A cas carries ``[old new]``; reads and writes take any value."""

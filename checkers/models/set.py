@@ -15,6 +15,7 @@ class SetModel:
 
     name: str = "set"
     fs: frozenset[str] = frozenset({"add", "read"})
+    op_problem_fs = frozenset({"read"})  # (not a field) the only ops op_problem can refuse
 
     def init(self) -> Any:
         return frozenset()
