@@ -196,6 +196,75 @@ def test_pair_follows_jepsens_rule() -> None:
     ]
 
 
+def _pair_op_by_op(ops: list[Op]) -> list[tuple[object, ...]]:
+    """The pairing rule written out one op at a time: what the column-wise :func:`pair` must give."""
+    pending: dict[object, tuple[int, Op]] = {}
+    events: list[tuple[int, Op, int | None, Op | None]] = []
+    for position, o in enumerate(ops):
+        if not isinstance(o.process, int):
+            continue
+        if o.type == "invoke":
+            if o.process in pending:
+                events.append((*pending.pop(o.process), None, None))
+            pending[o.process] = (position, o)
+        else:
+            events.append((*pending.pop(o.process), position, o))
+    events.extend((position, o, None, None) for position, o in pending.values())
+    events.sort(key=lambda event: event[0])
+    out: list[tuple[object, ...]] = []
+    for call, invoke, ret, completion in events:
+        if completion is not None and completion.type == "fail":
+            continue
+        ok = completion is not None and completion.type == "ok"
+        out.append(
+            (
+                len(out),
+                invoke.process,
+                invoke.f,
+                invoke.key,
+                None if invoke.f == "read" else invoke.value,
+                completion.value if ok else None,
+                "ok" if ok else "info",
+                call,
+                ret if ok else None,
+                invoke.time_ns,
+                None if completion is None else completion.time_ns,
+                invoke.index,
+                None if completion is None else completion.index,
+            )
+        )
+    return out
+
+
+def test_pair_gives_what_the_rule_op_by_op_gives() -> None:
+    """Random histories with ok, fail and info completions, crashed invocations and nemesis ops."""
+    import random
+
+    from checkers.history import Operation
+
+    fields = Operation.__match_args__
+    assert pair([]) == []
+    for seed in range(200):
+        rng = random.Random(seed)
+        ops: list[Op] = []
+        running: dict[int, str] = {}
+        for _ in range(rng.randint(0, 40)):
+            process = rng.randrange(4)
+            if rng.random() < 0.1:
+                ops.append(op(len(ops), "nemesis", "info", "start", None))
+            elif process in running and rng.random() < 0.8:
+                f = running.pop(process)
+                type_ = rng.choice(["ok", "ok", "fail", "info"])
+                ops.append(op(len(ops), process, type_, f, rng.randrange(5), key=rng.randrange(2)))
+            else:
+                f = rng.choice(["read", "write", "cas"])
+                running[process] = f
+                value = (rng.randrange(5), rng.randrange(5)) if f == "cas" else rng.randrange(5)
+                ops.append(op(len(ops), process, "invoke", f, value, key=rng.randrange(2)))
+        got = [tuple(getattr(o, name) for name in fields) for o in pair(ops)]
+        assert got == _pair_op_by_op(ops), seed
+
+
 def test_pair_rejects_a_completion_without_invocation() -> None:
     with pytest.raises(HistoryFormatError, match="no invocation"):
         pair([op(0, 0, "ok", "read", 1)])
