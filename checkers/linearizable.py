@@ -49,7 +49,11 @@ KEYS_LISTED_MAX = 100
 
 @record
 class KeyOutcome:
-    """What one key's check found (picklable: it comes back from a worker)."""
+    """What one key's check found (picklable: it comes back from a worker).
+
+    ``failure``: the failure entry (:func:`_failure`) when the worker that
+    found the violation also explained it, else None.
+    """
 
     key: Any
     valid: bool | str
@@ -57,6 +61,7 @@ class KeyOutcome:
     op_count: int
     result: SearchResult | None
     seconds: float
+    failure: dict[str, Any] | None = None
 
 
 def _deep_freeze(value: Any) -> Any:
@@ -172,15 +177,56 @@ def check_key(
     return KeyOutcome(key, valid, method, len(operations), result, time.monotonic() - started)
 
 
-_FORKED_WORK: tuple[Model, list[tuple[Any, list[Operation]]], Budget, Progress | None] | None = None
+@record
+class _Explaining:
+    """What a worker needs to explain the violation it found (see :func:`_explain_here`)."""
+
+    earliest: Any  # a shared multiprocessing.Value: the earliest stuck completion explained so far
+    deadline_s: float
+    counterexample_time_s: float
+
+
+_FORKED_WORK: (
+    tuple[Model, list[tuple[Any, list[Operation]]], Budget, Progress | None, _Explaining | None] | None
+) = None
 
 
 def _check_forked(index: int) -> KeyOutcome:
     """Worker entry: the work was inherited through fork, so nothing large is pickled."""
     assert _FORKED_WORK is not None
-    model, keys, budget, progress = _FORKED_WORK
+    model, keys, budget, progress, explaining = _FORKED_WORK
     key, operations = keys[index]
-    return check_key(model, key, operations, budget, progress)
+    outcome = check_key(model, key, operations, budget, progress)
+    if explaining is not None and outcome.valid is False:
+        outcome = _explain_here(model, outcome, operations, explaining)
+    return outcome
+
+
+def _explain_here(
+    model: Model, outcome: KeyOutcome, operations: list[Operation], explaining: _Explaining
+) -> KeyOutcome:
+    """The failure entry, explained in the worker that found the violation, when it may be the one reported.
+
+    Explaining re-runs the search over the key's history up to the stuck op: in
+    the worker it runs beside the other keys' checks, on the key's operations
+    the worker already has, instead of after them all in the main process. Only
+    the key whose stuck op completes earliest is reported, so a worker explains
+    only when its stuck op completes earlier than every one explained so far
+    (a shared minimum); the reported key always passes. What it computes is
+    what the main process would (:func:`_failure`, same inputs and budget).
+    """
+    result = outcome.result
+    if result is None or result.stuck_op is None or result.valid is not False:
+        return outcome  # nothing costly to explain: the main process does it
+    stuck = next(op for op in operations if op.id == result.stuck_op)
+    if stuck.complete_index is None:
+        return outcome
+    with explaining.earliest.get_lock():
+        if stuck.complete_index >= explaining.earliest.value:
+            return outcome  # another key failed earlier: this one will not be reported
+        explaining.earliest.value = stuck.complete_index
+    ce_time_s = min(explaining.counterexample_time_s, max(1.0, explaining.deadline_s - time.monotonic()))
+    return replace(outcome, failure=_failure(model, outcome, operations, ce_time_s))
 
 
 def _run_all(
@@ -192,7 +238,13 @@ def _run_all(
     processes: int,
     progress: Progress | None = None,
     meanwhile: Callable[[], object] | None = None,
+    counterexample_time_s: float | None = None,
 ) -> list[KeyOutcome]:
+    """Every key's outcome, in ``keyed``'s order: in forked workers when the history is big enough.
+
+    With ``counterexample_time_s``, a worker that finds a violation also
+    explains it (:func:`_explain_here`).
+    """
     global _FORKED_WORK
     total_ops = sum(len(ops) for _, ops in keyed)
     workers = min(processes, len(keyed))
@@ -210,12 +262,19 @@ def _run_all(
         if meanwhile is not None:
             meanwhile()
         return outcomes
-    _FORKED_WORK = (model, keyed, Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers), progress)
+    context = multiprocessing.get_context("fork")
+    explaining = (
+        None
+        if counterexample_time_s is None
+        else _Explaining(context.Value("q", INFINITY), deadline_s, counterexample_time_s)
+    )
+    budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers)
+    _FORKED_WORK = (model, keyed, budget, progress, explaining)
     # Frozen objects are never scanned by the children's garbage collector, so the
     # pages the history lives on stay shared instead of being copied into each worker.
     gc.freeze()
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with context.Pool(workers) as pool:
             outcomes = pool.imap(_check_forked, range(len(keyed)), chunksize=1)
             if meanwhile is not None:
                 meanwhile()  # this process's own share while the workers search
@@ -287,6 +346,7 @@ def check_linearizable(
         processes=processes or os.cpu_count() or 1,
         progress=progress,
         meanwhile=None if meanwhile is None else timed_meanwhile,
+        counterexample_time_s=counterexample_time_s,
     )
     valid = _combine([o.valid for o in outcomes])
     entry: dict[str, Any] = {
@@ -306,9 +366,12 @@ def check_linearizable(
     by_id = {o.key: {op.id: op for op in ops_by_key[o.key]} for o in failed + unknown}
     if failed:
         first = min(failed, key=lambda o: _stuck_complete_index(o, by_id))
-        # The explanation shares the check's budget: never past the deadline by more than a second.
-        ce_time_s = min(counterexample_time_s, max(1.0, deadline_s - time.monotonic()))
-        entry.update(_failure(the_model, first, ops_by_key[first.key], ce_time_s))
+        if first.failure is not None:  # explained by the worker that found it
+            entry.update(first.failure)
+        else:
+            # The explanation shares the check's budget: never past the deadline by more than a second.
+            ce_time_s = min(counterexample_time_s, max(1.0, deadline_s - time.monotonic()))
+            entry.update(_failure(the_model, first, ops_by_key[first.key], ce_time_s))
         entry["failed_keys"] = [_key_json(o.key) for o in failed][:KEYS_LISTED_MAX]
     if unknown:
         entry["unknown_keys"] = [_unknown_json(o, by_id) for o in unknown][:KEYS_LISTED_MAX]
