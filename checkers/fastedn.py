@@ -24,13 +24,20 @@ through a table, the integers and vectors by a JSON decoder, after rewriting
 the (then keyword-free) EDN values as JSON with two string replacements. Any
 line no template fits, or a column that does not convert, sends the file to
 the line-by-line path above, and anything that refuses to the general reader.
+
+A big file of Jepsen's shape (from SPLIT_READ_CHARS_MIN) is matched by two
+processes: a forked child matches the later chunks and sends their fields'
+text back, while this one matches the first chunks; this one converts all of
+it, so the ops are what one process would have built.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 
 from checkers.history import OP_TYPES, Op, ops_from_columns
@@ -403,6 +410,13 @@ def _read_by_template(text: str) -> tuple[list[Op], list[int]] | None:
 
 # Characters per chunk when every line is a map: about CHUNK_LINES of Jepsen's lines.
 CHUNK_CHARS = 4 << 20
+# From this size on, a forked child reads the second part of the chunks while this process
+# reads the first: the read is most of a big EDN history's check, and it is the one part
+# that otherwise runs on one core (1M ops, 190 MB: about 10 CPU-s).
+SPLIT_READ_CHARS_MIN = 32 << 20
+# The child's share of the text: more than half, as this process also converts the
+# child's text columns to values (a fifth of the read) after reading its own share.
+CHILD_SHARE = 0.55
 
 
 def _read_maps_by_template(text: str, lines_count: int) -> tuple[list[Op], list[int]] | None:
@@ -412,22 +426,150 @@ def _read_maps_by_template(text: str, lines_count: int) -> tuple[list[Op], list[
     template = _template_for(text if end_of_first < 0 else text[:end_of_first])
     if template is None:
         return None
-    reading = _Columns(template, lines_count >= BULK_VALUES_LINES_MIN)
+    bulk = lines_count >= BULK_VALUES_LINES_MIN
+    spans: list[tuple[int, int, int, int]] = []  # (begin, end, first line, line count) per chunk
     position = start = 0
+    while position < len(text):
+        end = text.find("\n", position + CHUNK_CHARS - 1)
+        end = len(text) if end < 0 else end + 1
+        count = text.count("\n", position, end) + (text[end - 1] != "\n")
+        spans.append((position, end, start, count))
+        position, start = end, start + count
+    split, child = len(spans), None
+    if len(text) >= SPLIT_READ_CHARS_MIN and _may_fork():
+        threshold = len(text) * (1 - CHILD_SHARE)
+        split = next((i for i, (begin, _, _, _) in enumerate(spans) if begin >= threshold), len(spans))
+        child = _read_in_child(text, spans[split:], template, bulk) if split < len(spans) else None
+        if child is None:  # no child (or no fork): every chunk read here
+            split = len(spans)
+    reading = _Columns(template, bulk)
     try:
-        while position < len(text):
-            end = text.find("\n", position + CHUNK_CHARS - 1)
-            end = len(text) if end < 0 else end + 1
-            chunk = text[position:end]
-            count = chunk.count("\n") + (not chunk.endswith("\n"))
+        regular = _read_spans(reading, text, spans[:split])
+    except BaseException:  # (an interrupt, say) no child left behind, blocked on its pipe
+        if child is not None:
+            child.abandon()
+        raise
+    if child is not None:
+        texts = child.texts() if regular else child.abandon()
+        if texts is _CHILD_FAILED:  # the child died: its share read here instead
+            regular = _read_spans(reading, text, spans[split:])
+        elif texts is None:
+            return None
+        else:
+            try:
+                reading.convert(texts, spans[split][2])
+            except _Irregular:
+                return None
+    if not regular:
+        return None
+    return reading.ops(lines_count), list(range(1, lines_count + 1))
+
+
+def _read_spans(reading: _Columns, text: str, spans: list[tuple[int, int, int, int]]) -> bool:
+    """Add these chunks of ``text`` to ``reading``; False when a line fits no template."""
+    try:
+        for begin, end, start, count in spans:
+            chunk = text[begin:end]
             if not reading.add(
                 chunk, count, start, lambda chunk=chunk, count=count: chunk.split("\n")[:count]
             ):
+                return False
+    except _Irregular:
+        return False
+    return True
+
+
+def _texts_of(reading: _Columns, text: str, spans: list[tuple[int, int, int, int]]) -> list[str] | None:
+    """The spans' text columns, each joined by newlines (None: a line fits no template)."""
+    columns: list[list[str]] = [[] for _ in _FIELDS]
+    try:
+        for begin, end, _, count in spans:
+            chunk = text[begin:end]
+            texts = reading.texts(chunk, count, lambda chunk=chunk, count=count: chunk.split("\n")[:count])
+            if texts is None:
                 return None
-            position, start = end, start + count
+            for column, more in zip(columns, texts, strict=True):
+                column += more
     except _Irregular:
         return None
-    return reading.ops(lines_count), list(range(1, lines_count + 1))
+    return ["\n".join(column) for column in columns]
+
+
+def _may_fork() -> bool:
+    """Fork is there, and no other thread could hold a lock the child would need."""
+    if not hasattr(os, "fork"):
+        return False
+    threading = sys.modules.get("threading")  # not imported: no thread was started through it
+    return threading is None or threading.active_count() == 1
+
+
+_CHILD_FAILED = object()
+
+
+class _ChildRead:
+    """A forked child matching some chunks' lines; the fields' text comes back through a pipe.
+
+    Text, not values: this process converts them as it converts its own chunks'
+    (the conversion is a fifth of the read), which costs about what unpickling
+    the values would, and builds them here as a read in one process does. A
+    field's text never holds a newline (a template matches within a line), so
+    a column goes as one string, its items joined by newlines.
+    """
+
+    __slots__ = ("pid", "pipe")
+
+    def __init__(self, pid: int, pipe: int) -> None:
+        self.pid = pid
+        self.pipe = pipe
+
+    def texts(self) -> Any:
+        """The child's text columns, None when a line fit no template, _CHILD_FAILED when it died."""
+        import pickle
+
+        try:
+            with os.fdopen(self.pipe, "rb") as pipe:
+                joined = pickle.load(pipe)
+        except (EOFError, pickle.UnpicklingError, ValueError, OSError):
+            return _CHILD_FAILED
+        finally:
+            os.waitpid(self.pid, 0)
+        return None if joined is None else [column.split("\n") for column in joined]
+
+    def abandon(self) -> None:
+        """Stop the child (its columns are not needed) and reap it."""
+        import signal
+
+        os.close(self.pipe)
+        os.kill(self.pid, signal.SIGKILL)  # not yet reaped, so the pid is still this child's
+        os.waitpid(self.pid, 0)
+
+
+def _read_in_child(
+    text: str, spans: list[tuple[int, int, int, int]], template: _Template, bulk: bool
+) -> _ChildRead | None:
+    """Fork a child that reads ``spans`` of ``text`` and writes its columns (or None) to a pipe."""
+    import pickle
+
+    if bulk:
+        _tuple_decoder()
+        _integers_decoder()  # made once, here: the child inherits them
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:  # the child: never returns into the caller
+        try:
+            os.close(read_end)
+            result = _texts_of(_Columns(template, bulk), text, spans)
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(result, pipe, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    return _ChildRead(pid, read_end)
 
 
 class _Columns:
@@ -444,17 +586,26 @@ class _Columns:
     def add(self, chunk: str, count: int, start: int, chunk_lines: Callable[[], list[str]]) -> bool:
         """Read ``count`` lines (``chunk``, the first being line ``start`` of the maps) with the
         first template in one findall, else line by line; False when a line fits no template."""
+        texts = self.texts(chunk, count, chunk_lines)
+        if texts is None:
+            return False
+        self.convert(texts, start)
+        return True
+
+    def texts(
+        self, chunk: str, count: int, chunk_lines: Callable[[], list[str]]
+    ) -> list[Sequence[str]] | None:
+        """The chunk's fields as text, one column per field in _FIELDS order (None: a line fits no template)."""
         templates = self.templates
         rows = templates[0].findall(chunk)
         if len(rows) == count:
             by_group = list(zip(*rows, strict=True))
-            ordered = [by_group[i] for i in templates[0].fields]
-        else:
-            got = _match_each(chunk_lines(), templates)
-            if got is None:
-                return False
-            ordered = got
-        times, types, processes, fs, values, errors, nodes = ordered
+            return [by_group[i] for i in templates[0].fields]
+        return _match_each(chunk_lines(), templates)  # type: ignore[return-value]
+
+    def convert(self, texts: list[Sequence[str]], start: int) -> None:
+        """Add the values of these text columns (their first line being line ``start`` of the maps)."""
+        times, types, processes, fs, values, errors, nodes = texts
         columns = self.columns
         columns[0] += _times(times, start, self.decode is not None)
         columns[1] += _table(types, _op_type)

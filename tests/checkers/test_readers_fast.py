@@ -265,6 +265,7 @@ def test_edn_regular_reader_matches_the_general_reader(
     chunk_lines=st.sampled_from([1, 2, 3, 50_000]),
     chunk_chars=st.sampled_from([1, 50, 97, 4 << 20]),
     bulk_values=st.booleans(),
+    split=st.booleans(),
 )
 def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
     tmp_path: Path,
@@ -275,9 +276,11 @@ def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
     chunk_lines: int,
     chunk_chars: int,
     bulk_values: bool,
+    split: bool,
 ) -> None:
     """Templates per key order, in chunks of any size (lines, or slices of the text when every
-    line is a map), values decoded by json or msgspec: the same ops."""
+    line is a map), values decoded by json or msgspec, part of the chunks read by a forked
+    child or not: the same ops."""
     text = "\n".join(_map_text(m, separator) for m in maps)
     if wrapped:
         text = "[" + text + "]"
@@ -287,6 +290,7 @@ def test_edn_templates_match_the_line_by_line_path_and_the_general_reader(
         patch.setattr(fastedn, "CHUNK_LINES", chunk_lines)
         patch.setattr(fastedn, "CHUNK_CHARS", chunk_chars)
         patch.setattr(fastedn, "BULK_VALUES_LINES_MIN", 0 if bulk_values else 1 << 62)
+        patch.setattr(fastedn, "SPLIT_READ_CHARS_MIN", 0 if split else 1 << 62)
         by_template = fastedn._read_by_template(text + "\n")
         outcome = _edn_outcome(path)
     if by_template is not None:
@@ -365,6 +369,68 @@ def test_edn_time_columns_decoded_in_bulk_match_the_general_reader(
             assert taken is not None
             assert _edn_outcome(path) == taken == _edn_general(path, monkeypatch)
     assert taken[0][3].time_ns == (int(odd_time) if odd_time[1:].isdigit() else 3 if odd_time else 30)
+
+
+def _jepsen_text(path: Path, op_count: int) -> str:
+    import random
+
+    from checkers.generate import linearizable_history
+    from checkers.readers import write_edn
+
+    ops = linearizable_history(
+        random.Random(7), op_count=op_count, keys=4, processes=6, info_fraction=0.05, cas_fraction=0.5
+    )
+    write_edn(ops, path)
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("where", ["nowhere", "first part", "second part", "child dies"])
+def test_edn_read_split_with_a_forked_child_matches_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A big text's chunks are read partly by a forked child: the same ops as one process reads,
+    an irregular line in either part sends the file to the general reader, and a child that
+    dies leaves its part to this process."""
+    path = tmp_path / "h.edn"
+    text = _jepsen_text(path, 1_000)
+    lines = text.splitlines(keepends=True)
+    if where in ("first part", "second part"):
+        at = len(lines) // 10 if where == "first part" else len(lines) * 9 // 10
+        lines[at] = lines[at].replace(":value", ':value "a string"', 1)
+        text = "".join(lines)
+        path.write_text(text, encoding="utf-8")
+    alone = _edn_outcome(path)
+    forked: list[int] = []
+    real_read_in_child = fastedn._read_in_child
+
+    def read_in_child(*args: object) -> object:
+        child = real_read_in_child(*args)  # type: ignore[arg-type]
+        assert child is not None
+        forked.append(child.pid)
+        if where == "child dies":
+            child.abandon()
+            return _DeadChild()
+        return child
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fastedn, "CHUNK_CHARS", 2048)
+        patch.setattr(fastedn, "SPLIT_READ_CHARS_MIN", 0)
+        patch.setattr(fastedn, "_read_in_child", read_in_child)
+        split = _edn_outcome(path)
+        regular = fastedn.read_regular(text)
+    assert forked  # a child read part of it
+    assert split == alone == _edn_general(path, monkeypatch)
+    assert (regular is None) is (where in ("first part", "second part"))
+
+
+class _DeadChild:
+    """A child that died before it sent its columns."""
+
+    def texts(self) -> object:
+        return fastedn._CHILD_FAILED
+
+    def abandon(self) -> None:
+        pass
 
 
 def test_edn_regular_reader_takes_jepsen_and_knossos_shapes_and_matches_on_the_corpus(
