@@ -11,7 +11,10 @@ with or without cas (:mod:`checkers.fastpath`), and falls back to the search
 Every key is checked to the end (or to the budget) rather than stopping at
 the first failure, so the reported failure is deterministic: the key whose
 first unlinearizable op completed earliest in the history. Only that key's
-counterexample is shrunk (:mod:`checkers.counterexample`).
+counterexample is reported (:mod:`checkers.counterexample` shrinks it). In
+worker processes it is shrunk by the worker that found the violation, as
+soon as it does; a key whose stuck op completes later than one already
+shrunk is left to the main process, which shrinks it only if it is reported.
 
 Budgets: one deadline for the whole check, and a memory budget split between
 the workers (it caps each search's memo). Running out gives
