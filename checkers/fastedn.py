@@ -456,8 +456,9 @@ def _read_maps_by_template(text: str, lines_count: int) -> tuple[list[Op], list[
         elif texts is None:
             return None
         else:
-            try:
-                reading.convert(texts, spans[split][2])
+            try:  # a chunk at a time: all the child's text split at once would be 400 MB at 1M ops
+                for joined, (_, _, first_line, _) in zip(texts, spans[split:], strict=True):
+                    reading.convert([column.split("\n") for column in joined], first_line)
             except _Irregular:
                 return None
     if not regular:
@@ -479,20 +480,19 @@ def _read_spans(reading: _Columns, text: str, spans: list[tuple[int, int, int, i
     return True
 
 
-def _texts_of(reading: _Columns, text: str, spans: list[tuple[int, int, int, int]]) -> list[str] | None:
-    """The spans' text columns, each joined by newlines (None: a line fits no template)."""
-    columns: list[list[str]] = [[] for _ in _FIELDS]
+def _texts_of(reading: _Columns, text: str, spans: list[tuple[int, int, int, int]]) -> list[list[str]] | None:
+    """Per span, its text columns, each joined by newlines (None: a line fits no template)."""
+    joined: list[list[str]] = []
     try:
         for begin, end, _, count in spans:
             chunk = text[begin:end]
             texts = reading.texts(chunk, count, lambda chunk=chunk, count=count: chunk.split("\n")[:count])
             if texts is None:
                 return None
-            for column, more in zip(columns, texts, strict=True):
-                column += more
+            joined.append(["\n".join(column) for column in texts])
     except _Irregular:
         return None
-    return ["\n".join(column) for column in columns]
+    return joined
 
 
 def _may_fork() -> bool:
@@ -513,7 +513,8 @@ class _ChildRead:
     (the conversion is a fifth of the read), which costs about what unpickling
     the values would, and builds them here as a read in one process does. A
     field's text never holds a newline (a template matches within a line), so
-    a column goes as one string, its items joined by newlines.
+    a chunk's column goes as one string, its items joined by newlines; they are
+    split and converted here a chunk at a time, as this process reads its own.
     """
 
     __slots__ = ("pid", "pipe")
@@ -523,17 +524,17 @@ class _ChildRead:
         self.pipe = pipe
 
     def texts(self) -> Any:
-        """The child's text columns, None when a line fit no template, _CHILD_FAILED when it died."""
+        """Per chunk, the child's joined text columns; None when a line fit no template,
+        _CHILD_FAILED when it died."""
         import pickle
 
         try:
             with os.fdopen(self.pipe, "rb") as pipe:
-                joined = pickle.load(pipe)
+                return pickle.load(pipe)
         except (EOFError, pickle.UnpicklingError, ValueError, OSError):
             return _CHILD_FAILED
         finally:
             os.waitpid(self.pid, 0)
-        return None if joined is None else [column.split("\n") for column in joined]
 
     def abandon(self) -> None:
         """Stop the child (its columns are not needed) and reap it."""
