@@ -24,6 +24,19 @@ from vr.testing.sim import config_for_seed, main, run_seed
 
 SEEDS_DEFAULT = 200
 SEEDS_SOAK = 3000
+# Storage stress within the fault atlas (test_simulation_under_storage_stress), and doubled.
+STRESS = {
+    "power_cut_probability": 0.05,
+    "corrupt_probability": 0.01,
+    "misdirect_probability": 0.02,
+    "superblock_corrupt_probability": 0.02,
+}
+STRESS_DOUBLED = {
+    "power_cut_probability": 0.1,
+    "corrupt_probability": 0.02,
+    "misdirect_probability": 0.05,
+    "superblock_corrupt_probability": 0.02,
+}
 
 
 def _failures(first: int, count: int) -> list[str]:
@@ -188,13 +201,7 @@ def test_regression_new_primary_counts_the_intact_prepare_it_holds_without_a_hea
     The new primary counts a verified copy in its own hands; the control run without that
     stalls exactly as before.
     """
-    stress = {
-        "power_cut_probability": 0.1,
-        "corrupt_probability": 0.02,
-        "misdirect_probability": 0.05,
-        "superblock_corrupt_probability": 0.02,
-    }
-    result = run_seed(1156, **stress)
+    result = run_seed(1156, **STRESS_DOUBLED)
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
     original = replica_module.choose_new_view_log
 
@@ -202,7 +209,7 @@ def test_regression_new_primary_counts_the_intact_prepare_it_holds_without_a_hea
         return original(*args, **kwargs)
 
     monkeypatch.setattr(replica_module, "choose_new_view_log", without_in_hand)
-    control = run_seed(1156, **stress)
+    control = run_seed(1156, **STRESS_DOUBLED)
     assert control.outcome == "liveness", control.detail
     assert all(f"r{i}=view_change" in control.detail for i in range(3)), control.detail
 
@@ -218,16 +225,10 @@ def test_regression_repair_from_an_intact_local_prepare_rewrites_only_its_header
     commit 16 and r2 at 0 of 20. (Seed 283 found this before flushes went in flight and moved
     every schedule.)
     """
-    stress = {
-        "power_cut_probability": 0.1,
-        "corrupt_probability": 0.02,
-        "misdirect_probability": 0.05,
-        "superblock_corrupt_probability": 0.02,
-    }
-    result = run_seed(721, **stress)
+    result = run_seed(721, **STRESS_DOUBLED)
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
     monkeypatch.setattr(Journal, "_holds_verbatim", lambda self, slot, checksum: False)
-    control = run_seed(721, **stress)
+    control = run_seed(721, **STRESS_DOUBLED)
     assert control.outcome == "liveness", control.detail
     assert "r1=normal view=7 op=20 commit_min=16 commit_max=20" in control.detail
 
@@ -245,16 +246,10 @@ def test_regression_a_header_the_chain_contradicts_stays_out_of_votes_and_view_h
     A header the hash chain from the head contradicts is now left out of votes, start-views and
     view headers (``chain_contradicted``); the control run without that check fails as before.
     """
-    stress = {
-        "power_cut_probability": 0.05,
-        "corrupt_probability": 0.01,
-        "misdirect_probability": 0.02,
-        "superblock_corrupt_probability": 0.02,
-    }
-    result = run_seed(1352, **stress)
+    result = run_seed(1352, **STRESS)
     assert result.ok, f"{result.outcome}: {result.detail}\n  reproduce: {result.reproduce()}"
     monkeypatch.setattr(replica_module, "chain_contradicted", lambda headers, *, above: set())
-    control = run_seed(1352, **stress)
+    control = run_seed(1352, **STRESS)
     assert control.outcome == "assertion", control.detail
     assert "(25, 2)" in control.detail, control.detail
 
@@ -265,13 +260,7 @@ def test_simulation_under_storage_stress() -> None:
     fault atlas (one copy of a committed entry; one superblock copy per replica between opens)."""
     failures, power_cuts, misdirects, superblock_rot = [], 0, 0, 0
     for seed in range(1, 101):
-        result = run_seed(
-            seed,
-            power_cut_probability=0.05,
-            corrupt_probability=0.01,
-            misdirect_probability=0.02,
-            superblock_corrupt_probability=0.02,
-        )
+        result = run_seed(seed, **STRESS)
         power_cuts += result.stats["power_cuts"]
         misdirects += result.stats["misdirects"]
         superblock_rot += result.stats["superblock_corruptions"]
