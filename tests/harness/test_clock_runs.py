@@ -50,11 +50,17 @@ def assert_clocks_reset(run: Path) -> None:
         assert path.read_text() == "+0.000000 x1\n", path
 
 
-# Measured: seeds 1-10 of clock-pause-primary (30 s each), see bench/clock_detection.py.
+# Measured with bench/clock_detection.py (30 s runs): 10 of 10 seeds on asyncio's node loop, 3 of 4
+# on uvloop's (seed 1 missed): a planted-bug run may take up to three seeds.
 def test_lease_read_wall_clock_is_found_by_a_frozen_clock_on_a_cut_off_primary(tmp_path: Path) -> None:
-    proc = ratchet(tmp_path, "clock-pause-primary", "--bug", "lease-read-wall-clock", "--seed", "1")
+    for seed in ("1", "2", "3"):
+        proc = ratchet(
+            tmp_path / seed, "clock-pause-primary", "--bug", "lease-read-wall-clock", "--seed", seed
+        )
+        if proc.returncode == 1:
+            break
     assert proc.returncode == 1, proc.stderr[-3000:]
-    run = run_dir(tmp_path)
+    run = run_dir(tmp_path / seed)
     linearizable = results(run)["checkers"]["linearizable"]
     assert linearizable["valid"] is False
     first = linearizable["first_unlinearizable"]
