@@ -228,8 +228,13 @@ def _explain_here(
         if stuck.complete_index >= explaining.earliest.value:
             return outcome  # another key failed earlier: this one will not be reported
         explaining.earliest.value = stuck.complete_index
-    ce_time_s = min(explaining.counterexample_time_s, max(1.0, explaining.deadline_s - time.monotonic()))
+    ce_time_s = _explain_time_s(explaining.counterexample_time_s, explaining.deadline_s)
     return replace(outcome, failure=_failure(model, outcome, operations, ce_time_s))
+
+
+def _explain_time_s(counterexample_time_s: float, deadline_s: float) -> float:
+    """The explanation shares the check's budget: never past the deadline by more than a second."""
+    return min(counterexample_time_s, max(1.0, deadline_s - time.monotonic()))
 
 
 def _run_all(
@@ -372,8 +377,7 @@ def check_linearizable(
         if first.failure is not None:  # explained by the worker that found it
             entry.update(first.failure)
         else:
-            # The explanation shares the check's budget: never past the deadline by more than a second.
-            ce_time_s = min(counterexample_time_s, max(1.0, deadline_s - time.monotonic()))
+            ce_time_s = _explain_time_s(counterexample_time_s, deadline_s)
             entry.update(_failure(the_model, first, ops_by_key[first.key], ce_time_s))
         entry["failed_keys"] = [_key_json(o.key) for o in failed][:KEYS_LISTED_MAX]
     if unknown:

@@ -289,7 +289,7 @@ def test_kill_the_primary_then_restart_it_and_lose_nothing(cluster: LocalCluster
 
 
 def test_nodes_on_asyncio_and_uvloop_loops_form_one_cluster(cluster: LocalCluster) -> None:
-    """asyncio's loop is the default (and all a bare python3 on a docker or ssh host has); uvloop's is opt-in."""
+    """Docker and ssh nodes run on asyncio's loop (the host's python3), local ones on uvloop."""
     loops = {0: "asyncio", 1: "uvloop", 2: "asyncio"}
     for replica, loop in loops.items():
         cluster.extra_args[replica] = ["--event-loop", loop]
