@@ -153,6 +153,8 @@ def test_jsonl_bulk_decoding_freezes_arrays_at_every_depth(
         [[]],
         "s",
         2**70,
+        "[",  # a bracket in a string: one more "[" byte than arrays
+        ["]", [1]],
     ]
     text = "".join(
         json.dumps(
@@ -169,6 +171,27 @@ def test_jsonl_bulk_decoding_freezes_arrays_at_every_depth(
     assert bulk == _general(path, monkeypatch)
     assert bulk[0][1].value == (1, (2, (3, ()))) and bulk[0][2].key == ((1,), {"a": [1, [2]]})
     assert bulk[0][4].value == ({"k": [[1]]}, 2) and bulk[0][6].value == ((),)
+    assert bulk[0][10].value == ("]", (1,))
+
+
+def test_jsonl_bulk_decoding_of_flat_arrays_skips_the_freeze_and_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pairs, a bracket inside a string, an empty array: as many "[" bytes as top-level arrays
+    only when none is nested, and then the values are what field by field reads."""
+    lines = [
+        {"index": 0, "time_ns": 0, "process": 0, "type": "invoke", "f": "cas", "key": 1, "value": [1, 2]},
+        {"index": 1, "time_ns": 1, "process": 0, "type": "ok", "f": "cas", "key": [1, 2], "value": []},
+        {"index": 2, "time_ns": 2, "process": 1, "type": "ok", "f": "read", "key": 1, "value": "[x"},
+        {"index": 3, "time_ns": 3, "process": 1, "type": "ok", "f": "read", "key": 1, "value": ["[", 2]},
+    ]
+    path = tmp_path / "flat.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines[:2]), encoding="utf-8")
+    assert history._flat_arrays(path.read_bytes(), [1, (1, 2)], [(1, 2), ()])
+    assert history._read_jsonl_bulk(path) == _general(path, monkeypatch)
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    assert not history._flat_arrays(path.read_bytes(), [1, (1, 2), 1, 1], [(1, 2), (), "[x", ("[", 2)])
+    assert history._read_jsonl_bulk(path) == _general(path, monkeypatch)
 
 
 # --- Jepsen EDN: the regular-shape reader against the general reader ---------------------------
