@@ -3,10 +3,11 @@
 Linearizability is compositional (Herlihy & Wing's locality; "P-compositional"
 in Horn & Kroening's terms): a history of independent keys is linearizable iff
 each key's sub-history is. So the history is split per key and each key is
-checked on its own, in worker processes when there is enough work to pay for
-them. Each key first tries the O(n log n) unique-values check for registers,
-with or without cas (:mod:`checkers.fastpath`), and falls back to the search
-(:mod:`checkers.search`).
+checked on its own. Each key first tries the O(n log n) unique-values check
+for registers, with or without cas (:mod:`checkers.fastpath`), in this
+process; the keys it cannot decide (or finds invalid, to be explained) go to
+the search (:mod:`checkers.search`), in worker processes when there is enough
+of it to pay for them.
 
 Every key is checked to the end (or to the budget) rather than stopping at
 the first failure, so the reported failure is deterministic: the key whose
@@ -142,20 +143,26 @@ def ensure_supported(model: Model, operations: Sequence[Operation]) -> None:
                 )
 
 
+_UNTRIED = "untried"  # check_key's fast path has not been tried on the key yet
+
+
 def check_key(
     model: Model,
     key: Any,
     operations: Sequence[Operation],
     budget: Budget,
     progress: Progress | None = None,
+    fast: bool | str | None = _UNTRIED,
 ) -> KeyOutcome:
     """One key: the fast path when it applies, else (or to explain a failure) the search.
 
     A long search reports progress every few seconds to ``progress``, or to the
-    ``checkers.linearizable`` logger when there is none.
+    ``checkers.linearizable`` logger when there is none. ``fast``: the fast
+    path's answer when the caller already has it.
     """
     started = time.monotonic()
-    fast = unique_register_check(model, operations)
+    if fast == _UNTRIED:
+        fast = unique_register_check(model, operations)
     if fast is True:
         return KeyOutcome(key, True, "unique-values", len(operations), None, time.monotonic() - started)
 
@@ -190,16 +197,24 @@ class _Explaining:
 
 
 _FORKED_WORK: (
-    tuple[Model, list[tuple[Any, list[Operation]]], Budget, Progress | None, _Explaining | None] | None
+    tuple[
+        Model,
+        list[tuple[Any, list[Operation]]],
+        list[bool | str | None],
+        Budget,
+        Progress | None,
+        _Explaining | None,
+    ]
+    | None
 ) = None
 
 
 def _check_forked(index: int) -> KeyOutcome:
     """Worker entry: the work was inherited through fork, so nothing large is pickled."""
     assert _FORKED_WORK is not None
-    model, keys, budget, progress, explaining = _FORKED_WORK
+    model, keys, fast, budget, progress, explaining = _FORKED_WORK
     key, operations = keys[index]
-    outcome = check_key(model, key, operations, budget, progress)
+    outcome = check_key(model, key, operations, budget, progress, fast[index])
     if explaining is not None and outcome.valid is False:
         outcome = _explain_here(model, outcome, operations, explaining)
     return outcome
@@ -248,14 +263,59 @@ def _run_all(
     meanwhile: Callable[[], object] | None = None,
     counterexample_time_s: float | None = None,
 ) -> list[KeyOutcome]:
-    """Every key's outcome, in ``keyed``'s order: in forked workers when the history is big enough.
+    """Every key's outcome, in ``keyed``'s order.
 
-    With ``counterexample_time_s``, a worker that finds a violation also
-    explains it (:func:`_explain_here`).
+    Every key's fast path runs here first; the keys it leaves to the search
+    (or proves invalid, to be explained) are searched in forked workers when
+    they are many ops. The fast path is O(n log n): sharing it out is not worth
+    a pool, whose forked workers copy every page of operations they touch
+    (1M ops, 2 cores under load: about 1 CPU-s more than the fast path itself
+    saves by running on both). With ``counterexample_time_s``, a worker that
+    finds a violation also explains it (:func:`_explain_here`).
     """
+    fast: list[bool | str | None] = [_UNTRIED] * len(keyed)
+    outcomes: dict[int, KeyOutcome] = {}
+    for i, (key, operations) in enumerate(keyed):
+        started = time.monotonic()
+        fast[i] = unique_register_check(model, operations)
+        if fast[i] is True:
+            seconds = time.monotonic() - started
+            outcomes[i] = KeyOutcome(key, True, "unique-values", len(operations), None, seconds)
+    rest = [i for i in range(len(keyed)) if i not in outcomes]
+    found = _run_keys(
+        model,
+        keyed,
+        rest,
+        fast,
+        deadline_s=deadline_s,
+        memory_mb=memory_mb,
+        processes=processes,
+        progress=progress,
+        meanwhile=meanwhile,
+        counterexample_time_s=counterexample_time_s,
+    )
+    outcomes.update(zip(rest, found, strict=True))
+    return [outcomes[i] for i in range(len(keyed))]
+
+
+def _run_keys(
+    model: Model,
+    keyed: list[tuple[Any, list[Operation]]],
+    indices: list[int],
+    fast: list[bool | str | None],
+    *,
+    deadline_s: float,
+    memory_mb: float,
+    processes: int,
+    progress: Progress | None,
+    meanwhile: Callable[[], object] | None,
+    counterexample_time_s: float | None,
+) -> list[KeyOutcome]:
+    """The outcomes of the keys at ``indices`` of ``keyed``, in that order (``fast``: the fast
+    path's answer per key, or _UNTRIED): in forked workers when they are many ops."""
     global _FORKED_WORK
-    total_ops = sum(len(ops) for _, ops in keyed)
-    workers = min(processes, len(keyed))
+    total_ops = sum(len(keyed[i][1]) for i in indices)
+    workers = min(processes, len(indices))
     small = workers <= 1 or total_ops < PARALLEL_OPS_MIN
     if not small:  # only a history big enough to share out among processes needs these
         import multiprocessing
@@ -266,7 +326,7 @@ def _run_all(
         or threading.active_count() > 1  # forking a threaded process can deadlock the child on a held lock
     ):
         budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb)
-        outcomes = [check_key(model, key, ops, budget, progress) for key, ops in keyed]
+        outcomes = [check_key(model, *keyed[i], budget, progress, fast[i]) for i in indices]
         if meanwhile is not None:
             meanwhile()
         return outcomes
@@ -277,13 +337,13 @@ def _run_all(
         else _Explaining(context.Value("q", INFINITY), deadline_s, counterexample_time_s)
     )
     budget = Budget(deadline_s=deadline_s, memory_mb=memory_mb / workers)
-    _FORKED_WORK = (model, keyed, budget, progress, explaining)
+    _FORKED_WORK = (model, keyed, fast, budget, progress, explaining)
     # Frozen objects are never scanned by the children's garbage collector, so the
     # pages the history lives on stay shared instead of being copied into each worker.
     gc.freeze()
     try:
         with context.Pool(workers) as pool:
-            outcomes = pool.imap(_check_forked, range(len(keyed)), chunksize=1)
+            outcomes = pool.imap(_check_forked, indices, chunksize=1)
             if meanwhile is not None:
                 meanwhile()  # this process's own share while the workers search
             return list(outcomes)
