@@ -43,12 +43,16 @@ import bisect
 import itertools
 from collections.abc import Sequence
 
-from checkers.history import Operation
+from checkers.history import Operation, PairedEvent
 from checkers.models.base import Model
 
 TYPE_CHECKING = False  # typing is for type checkers only: importing it slows every `ratchet check`
 if TYPE_CHECKING:
     from typing import Any
+
+    # What the check needs of one operation: (identity, f, ok, value_in, value_out, call, ret).
+    # ``ok`` is whether it completed ok; an open-ended one has value_out and ret None.
+    Row = tuple[int, str, bool, Any, Any, int, int | None]
 
 END = 1 << 62
 _VIRTUAL = -1  # the initial value's virtual write: called and returned before every event
@@ -62,10 +66,30 @@ def unique_register_check(model: Model, operations: Sequence[Operation]) -> bool
     """True/False when the fast path applies, None when the search must decide."""
     if model.name not in ("register", "cas-register"):
         return None
+    return unique_register_rows_check(
+        model,
+        [(op.id, op.f, op.outcome == "ok", op.value_in, op.value_out, op.call, op.ret) for op in operations],
+    )
+
+
+def unique_register_rows_check(model: Model, rows: Sequence[Row]) -> bool | None:
+    """:func:`unique_register_check` of the operations these rows stand for (see :func:`event_row`)."""
+    if model.name not in ("register", "cas-register"):
+        return None
     try:
-        return _check(model, operations)
+        return _check(model, rows)
     except (_NotUnique, TypeError):  # TypeError: an unhashable value
         return None
+
+
+def event_row(event: PairedEvent) -> Row:
+    """The row of a paired invocation and completion (not a ``fail``): the fields
+    :func:`~checkers.history.pair` gives its operation, its call position as identity."""
+    call, invoke, ret, completion = event
+    f = invoke.f
+    if completion is not None and completion.type == "ok":
+        return (call, f, True, None if f == "read" else invoke.value, completion.value, call, ret)
+    return (call, f, False, None if f == "read" else invoke.value, None, call, None)
 
 
 def _plain(value: Any) -> Any:
@@ -75,71 +99,81 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check(model: Model, operations: Sequence[Operation]) -> bool:
+def _check(model: Model, rows: Sequence[Row]) -> bool:
     initial = _plain(model.init())
     nil_any = bool(getattr(model, "nil_reads_unknown", False))
     allow_cas = model.name == "cas-register"
-    producer: dict[Any, Operation] = {}  # written value -> the op that wrote it
-    readers: dict[Any, list[Operation]] = {}  # value -> ok reads that returned it
-    ok_cas: list[Operation] = []
-    info_cas: dict[Any, Operation] = {}  # produced value -> open-ended cas
-    for op in operations:
-        f = op.f
+    producer: dict[Any, Row] = {}  # written value -> the op that wrote it
+    readers: dict[Any, list[Row]] = {}  # value -> ok reads that returned it
+    ok_cas: list[Row] = []
+    info_cas: dict[Any, Row] = {}  # produced value -> open-ended cas
+    happened: set[int] = set()  # identities of the writes and cas that took effect (reads: not needed)
+    # (one pass over every op of a long history: _plain inlined, no list made per lookup)
+    for row in rows:
+        f = row[1]
         if f == "read":
-            if op.outcome != "ok":
+            if not row[2]:
                 continue  # an open-ended read constrains nothing
-            value = op.value_out
+            value = row[4]
             if value is None and nil_any:
                 continue  # a nil read matches any state
-            readers.setdefault(_plain(value), []).append(op)
+            if type(value) is float and value != value:
+                raise _NotUnique  # NaN
+            seen = readers.get(value)
+            if seen is None:
+                readers[value] = [row]
+            else:
+                seen.append(row)
             continue
         if f == "write":
-            value = op.value_in
+            value = row[3]
+            if row[2]:
+                happened.add(row[0])
         elif f == "cas" and allow_cas:
-            value = op.value_in[1]
-            if op.outcome == "ok":
-                ok_cas.append(op)
+            value = row[3][1]
+            if row[2]:
+                ok_cas.append(row)
+                happened.add(row[0])
             else:
-                info_cas[value] = op
+                info_cas[value] = row
         else:
             raise _NotUnique
-        if _plain(value) == initial or value in producer:
+        if (type(value) is float and value != value) or value == initial or value in producer:
             raise _NotUnique
-        producer[value] = op
+        producer[value] = row
 
     # Which ops took effect: every ok op, and each open-ended one whose value is relied on.
     relied: list[Any] = list(readers)
-    relied.extend(op.value_in[0] for op in ok_cas)
-    happened: set[int] = {op.id for op in operations if op.outcome == "ok"}
+    relied.extend(row[3][0] for row in ok_cas)
     while relied:
         value = relied.pop()
         if value == initial:
             continue
-        op = producer.get(value)
-        if op is None:
+        row = producer.get(value)
+        if row is None:
             return False  # a read or cas relied on a value nobody wrote
-        if op.id in happened:
+        if row[0] in happened:
             continue
-        happened.add(op.id)
-        if op.f == "cas":
-            relied.append(op.value_in[0])
+        happened.add(row[0])
+        if row[1] == "cas":
+            relied.append(row[3][0])
 
     # Each value's successor: the one cas (that happened) expecting it.
-    successor: dict[Any, Operation] = {}
+    successor: dict[Any, Row] = {}
     cas_count = 0
-    for op in itertools.chain(ok_cas, info_cas.values()):
-        if op.id not in happened:
+    for row in itertools.chain(ok_cas, info_cas.values()):
+        if row[0] not in happened:
             continue
         cas_count += 1
-        expected = _plain(op.value_in[0])
+        expected = _plain(row[3][0])
         if expected in successor:
             return False  # two cas found the same value: only one can come right after it
-        successor[expected] = op
+        successor[expected] = row
 
     heads: list[tuple[Any, int, int]] = [(initial, _VIRTUAL, _VIRTUAL)]
-    for value, op in producer.items():
-        if op.f == "write" and op.id in happened:
-            heads.append((value, op.call, END if op.ret is None else op.ret))
+    for value, row in producer.items():
+        if row[1] == "write" and row[0] in happened:
+            heads.append((value, row[5], END if row[6] is None else row[6]))
     zones: list[tuple[int, int]] = []
     chained = 0
     for value, call, ret in heads:
@@ -147,27 +181,32 @@ def _check(model: Model, operations: Sequence[Operation]) -> bool:
         at = call
         lo, hi = ret, call
         while True:
-            for read in readers.get(value, ()):
-                if read.ret < at:  # type: ignore[operator]
-                    return False  # returned before the value it read could be there
-                if read.call > hi:
-                    hi = read.call
-                if read.ret < lo:  # type: ignore[operator]
-                    lo = read.ret  # type: ignore[assignment]
             reads = readers.get(value)
-            if reads:
-                at = max(at, max(read.call for read in reads))
+            if reads is not None:
+                latest = at  # the latest call among these reads (and ``at``)
+                for read in reads:
+                    read_call, read_ret = read[5], read[6]
+                    if read_ret < at:  # type: ignore[operator]
+                        return False  # returned before the value it read could be there
+                    if read_call > latest:
+                        latest = read_call
+                    if read_ret < lo:  # type: ignore[operator]
+                        lo = read_ret  # type: ignore[assignment]
+                at = latest
+                if latest > hi:
+                    hi = latest
             nxt = successor.get(value)
             if nxt is None:
                 break
             chained += 1
-            nxt_ret = END if nxt.ret is None else nxt.ret
+            nxt_call = nxt[5]
+            nxt_ret = END if nxt[6] is None else nxt[6]
             if nxt_ret < at:
                 return False  # the cas returned before the value it expects could be there
-            at = max(at, nxt.call)
-            hi = max(hi, nxt.call)
+            at = max(at, nxt_call)
+            hi = max(hi, nxt_call)
             lo = min(lo, nxt_ret)
-            value = nxt.value_in[1]
+            value = nxt[3][1]
         zones.append((lo, hi))
     if chained != cas_count:
         return False  # a cycle of cas, each expecting the next one's value: none can go first

@@ -30,11 +30,11 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, is_not
 
 from checkers.budget import INFINITY, Budget
-from checkers.fastpath import unique_register_check
-from checkers.history import Op, Operation, PairedEvent, pair
+from checkers.fastpath import unique_register_check, unique_register_rows_check
+from checkers.history import Op, Operation, PairedEvent, pair, pair_events
 from checkers.models import Model, UnsupportedOp, get_model
 from checkers.record import record, replace
 
@@ -42,6 +42,7 @@ TYPE_CHECKING = False  # typing is for type checkers only: importing it slows ev
 if TYPE_CHECKING:
     from typing import Any
 
+    from checkers.fastpath import Row
     from checkers.search import SearchResult
 
 Progress = Callable[[str], None]  # takes one line of progress, e.g. "key=0 steps=2048 ..."
@@ -144,6 +145,70 @@ def ensure_supported(model: Model, operations: Sequence[Operation]) -> None:
 
 
 _UNTRIED = "untried"  # check_key's fast path has not been tried on the key yet
+
+
+@record
+class _FastVerdicts:
+    """The fast path's answer per key (in the keys' order), and the counts the entry reports."""
+
+    keys_fast: dict[Any, bool | None]
+    op_count: int
+    open_ended_op_count: int
+
+
+def _fast_verdicts(model: Model, events: Sequence[PairedEvent]) -> _FastVerdicts | None:
+    """Every key's fast-path answer, straight from the paired events: no Operation is built.
+
+    A history of unique values (the common one) is decided by these alone, and
+    building its operations was a fifth of its check. None where the general
+    path must come first: a model other than the registers, an op the model
+    refuses (ensure_supported names it), an unhashable key. The keys, their
+    ops and the counts are those :func:`check_linearizable` derives from
+    :func:`~checkers.history.pair` (``fail`` left out, then nil reads when they
+    match anything), in the same order.
+    """
+    if model.name not in ("register", "cas-register"):
+        return None
+    nil_any = bool(getattr(model, "nil_reads_unknown", False))
+    problem_fs = getattr(model, "op_problem_fs", None)
+    op_problem = getattr(model, "op_problem", None)
+    by_key: dict[Any, list[Row]] = {}
+    fs: set[str] = set()
+    op_count = open_ended = 0
+    try:
+        for call, invoke, ret, completion in events:
+            ok = False
+            if completion is not None:
+                if completion.type == "fail":
+                    continue
+                ok = completion.type == "ok"
+            f = invoke.f
+            fs.add(f)
+            value_in = None if f == "read" else invoke.value
+            value_out = completion.value if ok else None  # type: ignore[union-attr]
+            if (
+                op_problem is not None
+                and (problem_fs is None or f in problem_fs)
+                and op_problem(f, value_in, value_out, ok)
+            ):
+                return None
+            if nil_any and f == "read" and value_out is None:
+                continue
+            op_count += 1
+            if not ok:
+                open_ended += 1
+            row = (call, f, ok, value_in, value_out, call, ret if ok else None)
+            rows = by_key.get(invoke.key)
+            if rows is None:
+                by_key[invoke.key] = [row]
+            else:
+                rows.append(row)
+    except TypeError:  # an unhashable key
+        return None
+    if fs - model.fs:
+        return None
+    keys_fast = {key: unique_register_rows_check(model, rows) for key, rows in by_key.items()}
+    return _FastVerdicts(keys_fast, op_count, open_ended)
 
 
 def check_key(
@@ -262,8 +327,10 @@ def _run_all(
     progress: Progress | None = None,
     meanwhile: Callable[[], object] | None = None,
     counterexample_time_s: float | None = None,
+    keys_fast: dict[Any, bool | None] | None = None,
 ) -> list[KeyOutcome]:
-    """Every key's outcome, in ``keyed``'s order.
+    """Every key's outcome, in ``keyed``'s order (``keys_fast``: the fast path's answers
+    already known, by key).
 
     Every key's fast path runs here first; the keys it leaves to the search
     (or proves invalid, to be explained) are searched in forked workers when
@@ -277,7 +344,10 @@ def _run_all(
     outcomes: dict[int, KeyOutcome] = {}
     for i, (key, operations) in enumerate(keyed):
         started = time.monotonic()
-        fast[i] = unique_register_check(model, operations)
+        if keys_fast is not None and key in keys_fast:
+            fast[i] = keys_fast[key]
+        else:
+            fast[i] = unique_register_check(model, operations)
         if fast[i] is True:
             seconds = time.monotonic() - started
             outcomes[i] = KeyOutcome(key, True, "unique-values", len(operations), None, seconds)
@@ -389,14 +459,8 @@ def check_linearizable(
     """
     started = time.monotonic()
     the_model = get_model(model) if isinstance(model, str) else model
-    operations = pair(ops, events=events)
-    ensure_supported(the_model, operations)
-    if getattr(the_model, "nil_reads_unknown", False):
-        # A nil read that matches any state constrains nothing: leave it out.
-        operations = [op for op in operations if not (op.f == "read" and op.value_out is None)]
-    operations = hashable_values(operations)
-    keyed = list(split_by_key(operations).items())
-    deadline_s = INFINITY if time_limit_s is None else started + time_limit_s
+    if events is None:
+        events = pair_events(ops)
     meanwhile_s = 0.0
 
     def timed_meanwhile() -> None:
@@ -405,6 +469,33 @@ def check_linearizable(
         begun = time.monotonic()
         meanwhile()
         meanwhile_s = time.monotonic() - begun
+
+    verdicts = _fast_verdicts(the_model, events)
+    if verdicts is not None and all(fast is True for fast in verdicts.keys_fast.values()):
+        if meanwhile is not None:
+            timed_meanwhile()
+        return {
+            "valid": True,
+            "model": the_model.name,
+            "initial": getattr(the_model, "initial", None),
+            "nil_reads": "unknown" if getattr(the_model, "nil_reads_unknown", False) else "empty",
+            "key_count": len(verdicts.keys_fast),
+            "op_count": verdicts.op_count,
+            "open_ended_op_count": verdicts.open_ended_op_count,
+            "methods": ["unique-values"] if verdicts.keys_fast else [],
+            "seconds": round(time.monotonic() - started - meanwhile_s, 3),
+        }
+    operations = pair(ops, events=events)
+    ensure_supported(the_model, operations)
+    if getattr(the_model, "nil_reads_unknown", False):
+        # A nil read that matches any state constrains nothing: leave it out.
+        operations = [op for op in operations if not (op.f == "read" and op.value_out is None)]
+    hashable = hashable_values(operations)
+    if any(map(is_not, operations, hashable)):
+        verdicts = None  # judged on values made hashable: the fast path runs again on them
+    operations = hashable
+    keyed = list(split_by_key(operations).items())
+    deadline_s = INFINITY if time_limit_s is None else started + time_limit_s
 
     outcomes = _run_all(
         the_model,
@@ -415,6 +506,7 @@ def check_linearizable(
         progress=progress,
         meanwhile=None if meanwhile is None else timed_meanwhile,
         counterexample_time_s=counterexample_time_s,
+        keys_fast=None if verdicts is None else verdicts.keys_fast,
     )
     valid = _combine([o.valid for o in outcomes])
     entry: dict[str, Any] = {

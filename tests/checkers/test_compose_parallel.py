@@ -60,6 +60,7 @@ def test_the_other_checkers_run_once_while_the_workers_search_and_give_what_they
 
     # Every key left to the search (the fast path would decide these unique values here).
     monkeypatch.setattr(linearizable, "unique_register_check", lambda model, operations: None)
+    monkeypatch.setattr(linearizable, "unique_register_rows_check", lambda model, rows: None)
     ops = linearizable_history(random.Random(12), op_count=PARALLEL_OPS_MIN + 2_000, keys=4, cas_fraction=0.3)
     calls: list[int] = []
     for processes in (2, 1):
