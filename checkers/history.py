@@ -25,7 +25,7 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from types import TracebackType
 
 from checkers.record import record
@@ -367,24 +367,34 @@ def pair_events(ops: Iterable[Op]) -> list[PairedEvent]:
     return done
 
 
-def pair(ops: Iterable[Op], *, events: list[PairedEvent] | None = None) -> list[Operation]:
+def pair(
+    ops: Iterable[Op], *, events: list[PairedEvent] | None = None, keys: Container[Any] | None = None
+) -> list[Operation]:
     """Pair each invocation with the next completion from the same process (Jepsen's rule).
 
     ``fail`` completions remove their invocation; ``info`` completions, and
     invocations never completed, become open-ended operations. A second
     invocation while one is outstanding means the first crashed (open-ended).
     Reads' output is the completion's value (a read invocation's value is
-    ignored); other ops keep the invocation's value as input.
+    ignored); other ops keep the invocation's value as input. With ``keys``,
+    only the operations on those keys, with the ids the whole pairing gives them.
     """
     result: list[Operation] = []
     append = result.append
+    next_id = 0
     for call, invoke, ret, completion in pair_events(ops) if events is None else events:
+        if completion is not None and completion.type == "fail":
+            continue
+        op_id = next_id
+        next_id += 1
+        if keys is not None and invoke.key not in keys:
+            continue
         # positional arguments, in the fields' order: this runs once per client op
+        value_in = None if invoke.f == "read" else invoke.value
         if completion is None:
-            value_in = None if invoke.f == "read" else invoke.value
             append(
                 Operation(
-                    len(result),
+                    op_id,
                     invoke.process,
                     invoke.f,
                     invoke.key,
@@ -400,14 +410,10 @@ def pair(ops: Iterable[Op], *, events: list[PairedEvent] | None = None) -> list[
                 )
             )
             continue
-        outcome = completion.type
-        if outcome == "fail":
-            continue
-        ok = outcome == "ok"
-        value_in = None if invoke.f == "read" else invoke.value
+        ok = completion.type == "ok"
         append(
             Operation(
-                len(result),
+                op_id,
                 invoke.process,
                 invoke.f,
                 invoke.key,

@@ -152,8 +152,23 @@ class _FastVerdicts:
     """The fast path's answer per key (in the keys' order), and the counts the entry reports."""
 
     keys_fast: dict[Any, bool | None]
+    op_counts: dict[Any, int]
     op_count: int
     open_ended_op_count: int
+
+
+def _operations(
+    model: Model, ops: Sequence[Op], events: list[PairedEvent], keys: set[Any] | None
+) -> tuple[list[Operation], bool]:
+    """The operations the search judges (of ``keys`` only, when given), and whether any of
+    their values had to be made hashable. Raises UnsupportedOp for an op the model refuses."""
+    operations = pair(ops, events=events, keys=keys)
+    ensure_supported(model, operations)
+    if getattr(model, "nil_reads_unknown", False):
+        # A nil read that matches any state constrains nothing: leave it out.
+        operations = [op for op in operations if not (op.f == "read" and op.value_out is None)]
+    hashable = hashable_values(operations)
+    return hashable, any(map(is_not, operations, hashable))
 
 
 def _fast_verdicts(model: Model, events: Sequence[PairedEvent]) -> _FastVerdicts | None:
@@ -208,7 +223,8 @@ def _fast_verdicts(model: Model, events: Sequence[PairedEvent]) -> _FastVerdicts
     if fs - model.fs:
         return None
     keys_fast = {key: unique_register_rows_check(model, rows) for key, rows in by_key.items()}
-    return _FastVerdicts(keys_fast, op_count, open_ended)
+    op_counts = {key: len(rows) for key, rows in by_key.items()}
+    return _FastVerdicts(keys_fast, op_counts, op_count, open_ended)
 
 
 def check_key(
@@ -485,15 +501,15 @@ def check_linearizable(
             "methods": ["unique-values"] if verdicts.keys_fast else [],
             "seconds": round(time.monotonic() - started - meanwhile_s, 3),
         }
-    operations = pair(ops, events=events)
-    ensure_supported(the_model, operations)
-    if getattr(the_model, "nil_reads_unknown", False):
-        # A nil read that matches any state constrains nothing: leave it out.
-        operations = [op for op in operations if not (op.f == "read" and op.value_out is None)]
-    hashable = hashable_values(operations)
-    if any(map(is_not, operations, hashable)):
-        verdicts = None  # judged on values made hashable: the fast path runs again on them
-    operations = hashable
+    # The operations of the keys the fast path left undecided (or proved invalid): ids as in
+    # the whole pairing. Values that must be made hashable first: every key's, judged afresh.
+    undecided = (
+        None if verdicts is None else {k for k, fast in verdicts.keys_fast.items() if fast is not True}
+    )
+    operations, frozen = _operations(the_model, ops, events, undecided)
+    if frozen and verdicts is not None:
+        verdicts = None
+        operations, _ = _operations(the_model, ops, events, None)
     keyed = list(split_by_key(operations).items())
     deadline_s = INFINITY if time_limit_s is None else started + time_limit_s
 
@@ -508,15 +524,26 @@ def check_linearizable(
         counterexample_time_s=counterexample_time_s,
         keys_fast=None if verdicts is None else verdicts.keys_fast,
     )
+    op_count = len(operations)
+    open_ended_op_count = sum(1 for op in operations if op.outcome == "info")
+    if verdicts is not None:  # every key, in order: the ones decided valid from the events too
+        searched = {outcome.key: outcome for outcome in outcomes}
+        outcomes = [
+            searched[key]
+            if key in searched
+            else KeyOutcome(key, True, "unique-values", verdicts.op_counts[key], None, 0.0)
+            for key in verdicts.keys_fast
+        ]
+        op_count, open_ended_op_count = verdicts.op_count, verdicts.open_ended_op_count
     valid = _combine([o.valid for o in outcomes])
     entry: dict[str, Any] = {
         "valid": valid,
         "model": the_model.name,
         "initial": getattr(the_model, "initial", None),
         "nil_reads": "unknown" if getattr(the_model, "nil_reads_unknown", False) else "empty",
-        "key_count": len(keyed),
-        "op_count": len(operations),
-        "open_ended_op_count": sum(1 for op in operations if op.outcome == "info"),
+        "key_count": len(outcomes),
+        "op_count": op_count,
+        "open_ended_op_count": open_ended_op_count,
         "methods": sorted({o.method for o in outcomes}),
         "seconds": 0.0,
     }
