@@ -79,29 +79,70 @@ _ENCODER = (
 _OP_TYPES = frozenset(OP_TYPES)
 
 
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text, the standard library's bytes: ints, strings and None without its encoder.
+
+    A cas value (``[old, new]`` of ints or null) is written directly too; anything else
+    (floats, lists, a nemesis op's dict) goes through the C encoder, a list once its depth
+    is checked against the bound a reader enforces.
+    """
+    kind = type(value)
+    if kind is int:
+        return f"{value}"
+    if kind is str:
+        return encode_basestring_ascii(value)  # type: ignore[no-any-return]
+    if value is None:
+        return "null"
+    if (kind is list or kind is tuple) and len(value) == 2:
+        old, new = value
+        if (old is None or type(old) is int) and type(new) is int:
+            return f"[{'null' if old is None else old},{new}]"
+    if isinstance(value, list | tuple):
+        freeze(value)  # the depth bound a reader enforces
+    if _ENCODER is None:
+        return json.dumps(value, separators=(",", ":"))
+    return "".join(_ENCODER(value, 0))
+
+
 def encode_line(entry: dict[str, Any]) -> bytes:
     """One history line (with its newline), exactly as :class:`HistoryWriter` writes ``entry``.
 
     Checks the fields as :meth:`Op.from_json` does (a bad op raises the same
-    ``HistoryFormatError``), cheaply when the field types are the usual ones.
+    ``HistoryFormatError``), cheaply when the field types are the usual ones. The
+    fields are written in the history's order (contracts §4), as ``Op.to_json`` gives them.
     """
-    process, f = entry["process"], entry["f"]
-    error, node = entry["error"], entry["node"]
+    index, time_ns, process, op_type, f = (
+        entry["index"],
+        entry["time_ns"],
+        entry["process"],
+        entry["type"],
+        entry["f"],
+    )
+    get = entry.get
+    key, value, error, node = get("key"), get("value"), get("error"), get("node")
     if not (
-        (type(process) is int or type(process) is str)
-        and entry["type"] in _OP_TYPES
+        len(entry) <= 9
+        and type(index) is int
+        and index >= 0
+        and type(time_ns) is int
+        and (type(process) is int or type(process) is str)
+        and type(op_type) is str
+        and op_type in _OP_TYPES
         and type(f) is str
         and f
         and (error is None or type(error) is str)
         and (node is None or type(node) is str)
     ):
-        Op.from_json(entry)
-    for name in ("key", "value"):
-        if isinstance(entry[name], list | tuple):
-            freeze(entry[name])  # the depth bound a reader enforces
-    if _ENCODER is None:
-        return (json.dumps(entry, separators=(",", ":")) + "\n").encode()
-    return ("".join(_ENCODER(entry, 0)) + "\n").encode()
+        Op.from_json(entry)  # raises the reader's error; an entry it accepts is written below
+    # An exact int formats as its repr, JSON's text for it (checked above for index and time_ns).
+    return (
+        f'{{"index":{index},"time_ns":{time_ns},'
+        f'"process":{process if type(process) is int else _json_text(process)},'
+        f'"type":{encode_basestring_ascii(op_type)},"f":{encode_basestring_ascii(f)},'
+        f'"key":{key if type(key) is int else _json_text(key)},"value":{_json_text(value)},'
+        f'"error":{"null" if error is None else encode_basestring_ascii(error)},'
+        f'"node":{"null" if node is None else encode_basestring_ascii(node)}}}\n'
+    ).encode()
 
 
 class HistoryFile:

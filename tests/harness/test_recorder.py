@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from checkers.history import HistoryFormatError, HistoryWriter, read_history
 from harness.runner import Recorder, encode_line
@@ -127,3 +129,58 @@ def test_a_failed_write_cuts_the_torn_line_reports_once_and_writes_again(tmp_pat
     assert [e.errno for e in errors] == [28]
     assert [(op.index, op.type) for op in read_history(path)] == [(0, "invoke"), (1, "ok")]
     assert recorder.dropped == 0 and not recorder.frozen
+
+
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=8)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    process=st.integers(min_value=0, max_value=2**40) | st.just("nemesis") | st.text(max_size=4),
+    op_type=st.sampled_from(["invoke", "ok", "fail", "info"]),
+    f=st.text(min_size=1, max_size=6),
+    key=st.none() | st.integers(min_value=-5, max_value=2**64) | st.text(max_size=6) | _VALUES,
+    value=_VALUES,
+    error=st.none() | st.text(max_size=6),
+    node=st.none() | st.text(max_size=4),
+)
+def test_any_op_is_written_as_the_history_writer_writes_it(
+    tmp_path_factory: pytest.TempPathFactory,
+    process: Any,
+    op_type: str,
+    f: str,
+    key: Any,
+    value: Any,
+    error: str | None,
+    node: str | None,
+) -> None:
+    entry = {
+        "index": 7,
+        "time_ns": 2**62 + 3,
+        "process": process,
+        "type": op_type,
+        "f": f,
+        "key": key,
+        "value": value,
+        "error": error,
+        "node": node,
+    }
+    path = tmp_path_factory.mktemp("writer") / "h.jsonl"
+    with HistoryWriter(path) as writer:
+        writer.append(entry)
+    assert encode_line(entry) == path.read_bytes()
