@@ -169,6 +169,20 @@ def fill_in(operation: Op, ctx: Context) -> Op | _Pending:
     return filled
 
 
+def fill_in_new(operation: Op, ctx: Context) -> Op | _Pending:
+    """:func:`fill_in` for an op dict made for this call alone: filled in place, not copied."""
+    if "process" not in operation:
+        first = ctx.first_free()
+        if first is None:
+            return PENDING
+        operation["process"] = ctx.workers[first]
+    if "type" not in operation:
+        operation["type"] = "invoke"
+    if "time_ns" not in operation:
+        operation["time_ns"] = ctx.time_ns
+    return operation
+
+
 class Generator:
     """Base of the combinators; subclasses are frozen dataclasses."""
 
@@ -177,6 +191,10 @@ class Generator:
 
     def update(self, ctx: Context, event: Op) -> Any:
         return self
+
+    def ignores_events(self) -> bool:
+        """See :func:`ignores_events`; a combinator that passes events on asks its parts."""
+        return type(self).update is Generator.update
 
 
 def op(gen: Any, ctx: Context) -> Result:
@@ -202,6 +220,20 @@ def update(gen: Any, ctx: Context, event: Op) -> Any:
     if isinstance(gen, (list, tuple)) and gen:
         return Seq(tuple(gen)).update(ctx, event)
     return gen
+
+
+def ignores_events(gen: Any) -> bool:
+    """Whether ``update(gen, ctx, event)`` is ``gen`` itself for every ``ctx`` and ``event``.
+
+    True of plain values (None, a dict, a callable) and of generators that keep
+    :meth:`Generator.update` (a workload's, :class:`Mix`), and of the combinators over
+    them that only pass events on. A scope asks before it works out the event's thread
+    and a restricted context, which the interpreter would otherwise do twice per op only
+    to be handed the same generator back.
+    """
+    if isinstance(gen, Generator):
+        return gen.ignores_events()
+    return not (isinstance(gen, list | tuple) and gen)
 
 
 def _update_all(gens: tuple[Any, ...], ctx: Context, event: Op) -> tuple[Any, ...]:
@@ -245,6 +277,9 @@ class Seq(Generator):
         first = self.gens[0]
         updated = update(first, ctx, event)
         return self if updated is first else Seq((updated, *self.gens[1:]))
+
+    def ignores_events(self) -> bool:
+        return all(ignores_events(g) for g in self.gens)
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +325,9 @@ class Synchronize(Generator):
         updated = update(self.gen, ctx, event)
         return self if updated is self.gen else Synchronize(updated, self.synced)
 
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
+
 
 def phases(*gens: Any) -> Seq:
     """Each generator runs to exhaustion, and the next starts when all threads are free."""
@@ -330,6 +368,9 @@ class Map(Generator):
         updated = update(self.gen, ctx, event)
         return self if updated is self.gen else Map(self.f, updated)
 
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
+
 
 @dataclass(frozen=True, slots=True)
 class Limit(Generator):
@@ -348,6 +389,9 @@ class Limit(Generator):
     def update(self, ctx: Context, event: Op) -> Any:
         updated = update(self.gen, ctx, event)
         return self if updated is self.gen else Limit(self.remaining, updated)
+
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
 
 
 def limit(n: int, gen: Any) -> Limit:
@@ -378,6 +422,9 @@ class Repeat(Generator):
     def update(self, ctx: Context, event: Op) -> Any:
         updated = update(self.gen, ctx, event)
         return self if updated is self.gen else Repeat(self.remaining, updated)
+
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
 
 
 def repeat(gen: Any, n: int | None = None) -> Repeat:
@@ -411,6 +458,9 @@ class Cycle(Generator):
         updated = update(self.current, ctx, event)
         return self if updated is self.current else Cycle(self.original, updated, self.remaining)
 
+    def ignores_events(self) -> bool:
+        return ignores_events(self.original) and ignores_events(self.current)
+
 
 def cycle(gen: Any, n: int | None = None) -> Cycle:
     return Cycle(gen, gen, n)
@@ -438,6 +488,9 @@ class Delay(Generator):
     def update(self, ctx: Context, event: Op) -> Any:
         updated = update(self.gen, ctx, event)
         return self if updated is self.gen else Delay(self.dt_ns, updated, self.next_ns)
+
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
 
 
 def delay(dt_s: float, gen: Any) -> Delay:
@@ -496,6 +549,9 @@ class Stagger(Generator):
         updated = update(self.gen, ctx, event)
         return self if updated is self.gen else Stagger(self.dt_ns, updated, self.next_ns, self.stream)
 
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
+
 
 def stagger(dt_s: float, gen: Any, *, seed: int | None = None) -> Stagger:
     return Stagger(seconds_to_ns(dt_s), gen, stream=None if seed is None else seed & _U64)
@@ -524,6 +580,9 @@ class TimeLimit(Generator):
     def update(self, ctx: Context, event: Op) -> Any:
         updated = update(self.gen, ctx, event)
         return self if updated is self.gen else TimeLimit(self.dt_ns, updated, self.cutoff_ns)
+
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
 
 
 def time_limit(dt_s: float, gen: Any) -> TimeLimit:
@@ -565,6 +624,9 @@ class CycleTimes(Generator):
     def update(self, ctx: Context, event: Op) -> Any:
         gens = _update_all(self.gens, ctx, event)
         return self if gens is self.gens else CycleTimes(self.durations_ns, gens, self.start_ns)
+
+    def ignores_events(self) -> bool:
+        return all(ignores_events(g) for g in self.gens)
 
 
 def cycle_times(*specs: tuple[float, Any]) -> CycleTimes:
@@ -636,6 +698,9 @@ class Any_(Generator):
         gens = _update_all(self.gens, ctx, event)
         return self if gens is self.gens else Any_(gens)
 
+    def ignores_events(self) -> bool:
+        return all(ignores_events(g) for g in self.gens)
+
 
 def any_(*gens: Any) -> Any_:
     return Any_(tuple(gens))
@@ -656,6 +721,8 @@ class OnThreads(Generator):
         return operation, OnThreads(self.keep, nxt)
 
     def update(self, ctx: Context, event: Op) -> Any:
+        if ignores_events(self.gen):
+            return self
         # the event's thread is in scope (what _event_in(ctx.restrict(keep), event) asks, without
         # building the restricted context for events of other scopes)
         thread = ctx.thread_of(event.get("process"))
@@ -663,6 +730,9 @@ class OnThreads(Generator):
             return self
         updated = update(self.gen, ctx.restrict(self.keep), event)
         return self if updated is self.gen else OnThreads(self.keep, updated)
+
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gen)
 
 
 def _is_client(thread: Thread) -> bool:
@@ -793,6 +863,9 @@ class FlipFlop(Generator):
     def update(self, ctx: Context, event: Op) -> Any:
         gens = _update_all(self.gens, ctx, event)
         return self if gens is self.gens else FlipFlop(gens, self.turn)  # type: ignore[arg-type]
+
+    def ignores_events(self) -> bool:
+        return ignores_events(self.gens[0]) and ignores_events(self.gens[1])
 
 
 def flip_flop(a: Any, b: Any) -> FlipFlop:
