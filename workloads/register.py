@@ -30,7 +30,11 @@ refusal (cas mismatch, or nothing was sent); ``info`` for an unknown outcome
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
+import math
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -64,6 +68,32 @@ def large_value(unique: int) -> str:
     return head + "x" * (LARGE_VALUE_BYTES - len(head))
 
 
+# weights -> (cumulative weights, their total): what random.choices works out on every call
+_CUMULATIVE: dict[tuple[float, ...], tuple[list[float], float]] = {}
+
+
+def choose(rng: random.Random, population: tuple[str, ...], weights: tuple[float, ...]) -> str:
+    """``rng.choices(population, weights=weights)[0]``: the same draw and the same choice.
+
+    The cumulative weights are worked out once per weights rather than once per op; the
+    draw is choices' own (one ``random()``, scaled by the total, bisected), so a seed
+    still names the same operations.
+    """
+    known = _CUMULATIVE.get(weights)
+    if known is None:
+        if len(weights) != len(population):
+            raise ValueError("The number of weights does not match the population")
+        cumulative = list(itertools.accumulate(weights))
+        total = cumulative[-1] + 0.0
+        if total <= 0.0:
+            raise ValueError("Total of weights must be greater than zero")
+        if not math.isfinite(total):
+            raise ValueError("Total of weights must be finite")
+        known = _CUMULATIVE[weights] = (cumulative, total)
+    cumulative, total = known
+    return population[bisect.bisect(cumulative, rng.random() * total, 0, len(population) - 1)]
+
+
 @dataclass(frozen=True, slots=True)
 class RegisterGen(gen.Generator):
     weights: tuple[float, float, float]  # read, write, cas
@@ -79,40 +109,40 @@ class RegisterGen(gen.Generator):
     def op(self, ctx: gen.Context) -> gen.Result:
         if not ctx.free:
             return gen.PENDING
-        if self.corner_rate > 0 and ctx.rng.random() < self.corner_rate:
+        rng = ctx.rng
+        if self.corner_rate > 0 and rng.random() < self.corner_rate:
             return self._corner(ctx)
-        slot = ctx.rng.randrange(len(self.keys))
-        f = ctx.rng.choices(FS, weights=self.weights)[0]
-        key = self.keys[slot]
+        keys = self.keys
+        slot = rng.randrange(len(keys))
+        f = choose(rng, FS, self.weights)
+        key = keys[slot]
         recent = self.recent[slot]
         next_value = self.next_value
         if f == "read":
-            operation: dict[str, Any] = {"f": "read", "key": key, "value": None}
+            value: Any = None
         elif f == "write":
-            operation = {"f": "write", "key": key, "value": next_value}
+            value = next_value
             recent = (*recent, next_value)[-RECENT_VALUES:]
             next_value += 1
         else:
-            old = ctx.rng.choice(recent) if recent else None
-            operation = {"f": "cas", "key": key, "value": [old, next_value]}
+            value = [rng.choice(recent) if recent else None, next_value]
             recent = (*recent, next_value)[-RECENT_VALUES:]
             next_value += 1
-        filled = gen.fill_in(operation, ctx)
+        filled = gen.fill_in_new({"f": f, "key": key, "value": value}, ctx)
         if filled is gen.PENDING:
             return gen.PENDING
-        keys, counts, recents = list(self.keys), list(self.counts), list(self.recent)
-        counts[slot] += 1
-        recents[slot] = recent
+        count = self.counts[slot] + 1
         next_key = self.next_key
-        if counts[slot] >= self.ops_per_key:
-            keys[slot], counts[slot], recents[slot] = next_key, 0, ()
+        if count >= self.ops_per_key:
+            keys = (*keys[:slot], next_key, *keys[slot + 1 :])
+            count, recent = 0, ()
             next_key += 1
         # positional, in the fields' order: dataclasses.replace costs several times as much, once per op
         nxt = RegisterGen(
             self.weights,
-            tuple(keys),
-            tuple(counts),
-            tuple(recents),
+            keys,
+            (*self.counts[:slot], count, *self.counts[slot + 1 :]),
+            (*self.recent[:slot], recent, *self.recent[slot + 1 :]),
             next_key,
             next_value,
             self.ops_per_key,
