@@ -279,7 +279,7 @@ class Seq(Generator):
         return self if updated is first else Seq((updated, *self.gens[1:]))
 
     def ignores_events(self) -> bool:
-        return all(ignores_events(g) for g in self.gens)
+        return not self.gens or ignores_events(self.gens[0])  # only the first is told
 
 
 @dataclass(frozen=True, slots=True)
@@ -459,7 +459,7 @@ class Cycle(Generator):
         return self if updated is self.current else Cycle(self.original, updated, self.remaining)
 
     def ignores_events(self) -> bool:
-        return ignores_events(self.original) and ignores_events(self.current)
+        return ignores_events(self.current)  # only the current round is told
 
 
 def cycle(gen: Any, n: int | None = None) -> Cycle:
