@@ -534,11 +534,13 @@ class Runner:
         return gen.Context(monotonic_ns(), self._thread_tuple, self._free, self._workers_view, self.rng)
 
     def _set_busy(self, thread: Any, busy: bool) -> None:
+        """Mark ``thread`` busy or free; the free set changes by that one thread (no pass over all)."""
         if busy:
             self._busy.add(thread)
+            self._free = self._free.difference((thread,))
         else:
             self._busy.discard(thread)
-        self._free = self._all_threads.difference(self._busy)
+            self._free = self._free.union((thread,))
 
     def _wake_controller(self) -> None:
         self._controller_wakes_ns = 0  # one token is enough until it looks again
@@ -561,7 +563,7 @@ class Runner:
             self._set_busy(thread, False)
             try:
                 if completion is not None and completion["type"] != "sleep":
-                    if self._active:
+                    if self._active and not gen.ignores_events(self._generator):
                         self._generator = gen.update(self._generator, self._context(), completion)
                     if completion["type"] == "info" and thread != gen.NEMESIS:
                         self._retire(thread, completion["process"])
@@ -586,16 +588,14 @@ class Runner:
     def _hand_out(self, asker: Any) -> dict[str, Any] | None:
         """Under the lock: start every op that is due now; the asker's own op is returned, not sent.
 
-        Leaves for the controller: ``_stopped`` (stop() held), ``_finished`` (generator
-        exhausted, nothing in flight) and ``_due_ns`` (when the next op comes due).
+        Leaves for the controller: ``_stopped`` (stop() held when an op was due),
+        ``_finished`` (generator exhausted, nothing in flight) and ``_due_ns`` (when the
+        next op comes due). ``stop()`` is asked only before an op would start: asking the
+        generator starts nothing, and the controller asks ``stop()`` each time it looks.
         """
         own: dict[str, Any] | None = None
         self._due_ns = None
         while True:
-            if self._stop_check():
-                self._stopped = True
-                self._wake_controller()
-                return own
             ctx = self._context()
             result = gen.op(self._generator, ctx)
             if result is None:
@@ -610,6 +610,10 @@ class Runner:
                 self._due_ns = operation["time_ns"]
                 if self._due_ns < self._controller_wakes_ns:
                     self._wake_controller()
+                return own
+            if self._stop_check():
+                self._stopped = True
+                self._wake_controller()
                 return own
             thread, started = self._start(operation, nxt)
             if thread == asker:
@@ -626,7 +630,7 @@ class Runner:
             self._generator = nxt
             return thread, operation
         recorded = self.recorder.record(operation) or operation
-        self._generator = gen.update(nxt, self._context(), recorded)
+        self._generator = nxt if gen.ignores_events(nxt) else gen.update(nxt, self._context(), recorded)
         return thread, recorded
 
     def _wait(self, timeout_s: float) -> None:
@@ -649,6 +653,8 @@ class Runner:
                 with self._lock:
                     if self._failure is not None:
                         raise self._failure
+                    if self._stop_check():
+                        return False
                     self._hand_out(None)
                     if self._stopped:
                         return False
